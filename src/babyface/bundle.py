@@ -1,0 +1,149 @@
+"""A trained model as a self-contained bundle: ``model.safetensors`` + ``model.json``.
+
+Loading rebuilds the architecture from the JSON metadata and reads tensors with safetensors:
+nothing is ever unpickled, so a bundle from an untrusted source cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .errors import BabyfaceError, BundleError
+from .io import atomic_path, write_json
+from .models import create_model
+
+BUNDLE_FORMAT = "babyface-bundle"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+REQUIRED_KEYS = ("format", "format_version", "arch", "classes", "image_size", "mean", "std")
+
+
+@dataclass
+class Bundle:
+    model: nn.Module
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    @property
+    def mean(self) -> list[float]:
+        return list(self.meta["mean"])
+
+    @property
+    def std(self) -> list[float]:
+        return list(self.meta["std"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.meta.get("temperature", 1.0))
+
+
+def bundle_metadata(model: nn.Module, classes: list[str], image_size: int, mean: list[float], std: list[float], **extra: Any) -> dict:
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "babyface_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "arch": {"name": model.arch_name, "kwargs": dict(model.arch_kwargs)},
+        "classes": list(classes),
+        "image_size": int(image_size),
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "temperature": 1.0,
+    }
+    meta.update(extra)
+    return meta
+
+
+def save_bundle(folder: str | os.PathLike, model: nn.Module, meta: dict[str, Any], state_dict: dict | None = None) -> Path:
+    """Write weights then metadata, each atomically (metadata last: a bundle with JSON is complete)."""
+    folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in (state_dict or model.state_dict()).items()}
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": BUNDLE_FORMAT, "format_version": str(FORMAT_VERSION)})
+    write_json(folder / META_FILE, meta)
+    return folder
+
+
+def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: model folder not found; pass the --out folder of a 'babyface train' run")
+    if not meta_path.is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise BundleError(f"{folder}: no {META_FILE} + {WEIGHTS_FILE} here; not a babyface model (did training finish?)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{meta_path}: corrupt model metadata ({exc.__class__.__name__}); retrain or restore the bundle") from None
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{meta_path}: not a babyface model bundle (format is not {BUNDLE_FORMAT!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{meta_path}: bundle format version {meta.get('format_version')!r} is not supported by babyface {__version__} "
+            f"(reads version {FORMAT_VERSION}); use a matching babyface version"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise BundleError(f"{meta_path}: model metadata lacks {', '.join(missing)}; the bundle is incomplete")
+    return meta
+
+
+def load_bundle(folder: str | os.PathLike, device: torch.device | str = "cpu") -> Bundle:
+    """Rebuild the model from ``model.json`` and load ``model.safetensors``; BundleError on anything inconsistent."""
+    folder = Path(folder)
+    meta = read_metadata(folder)
+    classes = meta["classes"]
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        raise BundleError(f"{folder / META_FILE}: 'classes' must be a list of at least 2 names")
+    try:
+        model = create_model(meta["arch"]["name"], num_classes=len(classes), image_size=int(meta["image_size"]), **meta["arch"].get("kwargs", {}))
+    except (BabyfaceError, KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{folder / META_FILE}: cannot rebuild the architecture ({exc})") from None
+    state = _read_weights(folder / WEIGHTS_FILE)
+    _check_state(model, state, folder)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return Bundle(model, meta, folder)
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BundleError(f"{path}: not a valid safetensors file ({reason}); the bundle is corrupt, retrain or restore it") from None
+
+
+def _check_state(model: nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise BundleError(f"{folder}: weights do not match the architecture in {META_FILE} ({detail}); the bundle is inconsistent")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise BundleError(
+                f"{folder}: weight {key} has shape {tuple(state[key].shape)}, the architecture needs {tuple(tensor.shape)}; "
+                "the metadata does not match the weights"
+            )

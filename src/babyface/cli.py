@@ -1,0 +1,239 @@
+"""The ``babyface`` command line: parsing and printing only; the work happens in the library.
+
+Config flags are generated from the typed config dataclasses, so every option has one name,
+one default and one place where it is documented. Precedence: defaults < --config YAML < flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from . import __version__
+from .config import CHOICES, EvalConfig, PredictConfig, TrainConfig, from_dict, load_yaml
+from .errors import BabyfaceError
+
+log = logging.getLogger("babyface")
+
+
+# ---------------------------------------------------------------- config flags
+
+def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """(dest, flag, default) for every option of ``cls``, nested dataclasses flattened (``augment.enabled`` → ``--augment``)."""
+    leaves = []
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        dest = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(default):
+            leaves += _leaf_fields(type(default), dest + ".")
+        else:
+            name = prefix.rstrip(".").split(".")[-1] if f.name == "enabled" else f.name
+            leaves.append((dest, "--" + name.replace("_", "-"), default))
+    return leaves
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, positional: Sequence[str] = ()) -> None:
+    parser.add_argument("--config", metavar="YAML", help="read options from a YAML file (flags override it)")
+    for dest, flag, default in _leaf_fields(cls):
+        if dest in positional or isinstance(default, (list, dict)):
+            continue
+        name = dest.split(".")[-1]
+        kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
+        if isinstance(default, bool):
+            kwargs.update(action=argparse.BooleanOptionalAction, help=f"(default: {default})")
+        else:
+            kwargs.update(type=type(default), metavar=type(default).__name__.upper(), help=f"(default: {default!r})")
+            if name in CHOICES:
+                kwargs.update(choices=CHOICES[name], metavar=None)
+        parser.add_argument(flag, **kwargs)
+
+
+def build_config(cls: type, args: argparse.Namespace, **extra: Any):
+    """Defaults < YAML (--config) < flags given on the command line < ``extra`` (positionals)."""
+    values: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
+    for dest, _, _ in _leaf_fields(cls):
+        if hasattr(args, dest):
+            _set_nested(values, dest, getattr(args, dest))
+    values.update({k: v for k, v in extra.items() if v is not None})
+    return from_dict(cls, values, where="options")
+
+
+def _set_nested(values: dict, dest: str, value: Any) -> None:
+    *parents, leaf = dest.split(".")
+    for parent in parents:
+        values = values.setdefault(parent, {})
+    values[leaf] = value
+
+
+def parse_model_args(pairs: Sequence[str] | None) -> dict[str, Any] | None:
+    """``--model-arg stem=small --model-arg drop_rate=0.2`` → {'stem': 'small', 'drop_rate': 0.2}."""
+    if not pairs:
+        return None
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BabyfaceError(f"--model-arg {pair!r}: expected KEY=VALUE, e.g. --model-arg stem=small")
+        parsed[key.strip()] = yaml.safe_load(value)
+    return parsed
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .data.synthetic import SynthConfig, generate_dataset
+
+    config = SynthConfig(n=args.n, seed=args.seed, size=args.size, test_fraction=args.test_fraction, grayscale_share=args.grayscale_share)
+    summary = generate_dataset(args.out, config, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {summary.get('n', config.n)} synthetic faces to {args.out} (train/ test/ metadata.csv)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import fit
+
+    config = build_config(TrainConfig, args, data=args.data, model_args=parse_model_args(args.model_arg))
+    if not config.out:
+        config.out = str(Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = fit(config)
+    print(f"run folder: {out}  (model.json, model.safetensors, history.csv, learning_curves.png, train.log)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run
+
+    config = build_config(EvalConfig, args, run=args.run, data=args.data)
+    metrics = evaluate_run(config)
+    print(format_metrics(metrics))
+    return 0
+
+
+def format_metrics(metrics: dict) -> str:
+    lines = [f"{metrics['model']} on {metrics['data']}: n={metrics['n']}  accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}",
+             f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
+    for name, row in metrics["per_class"].items():
+        lines.append(f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>9d}")
+    lines.append(f"results: {metrics['out']}")
+    return "\n".join(lines)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .io import write_text
+    from .predict import Predictor, collect_inputs, format_predictions
+
+    config = build_config(PredictConfig, args, run=args.run, inputs=args.inputs)
+    predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size)
+    predictions, skipped = predictor.predict_files(collect_inputs(config.inputs), strict=config.strict)
+    text = format_predictions(predictions, predictor.classes, config.format)
+    if config.output:
+        write_text(config.output, text)
+        print(f"{len(predictions)} prediction(s) written to {config.output}")
+    else:
+        sys.stdout.write(text)
+    if skipped:
+        print(f"{len(skipped)} file(s) skipped (not decodable); see the warnings above", file=sys.stderr)
+    return 0 if predictions else 1
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models, model_info
+
+    print(f"{'model':<10}{'params':>13}{'GFLOPs':>10}  description   (at {args.image_size}×{args.image_size}, {args.num_classes} classes)")
+    for name in list_models():
+        info = model_info(name, num_classes=args.num_classes, image_size=args.image_size)
+        print(f"{name:<10}{info['params']:>13,}{info['flops'] / 1e9:>10.3f}  {info['description']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoConfig, run_demo
+
+    config = DemoConfig(out=args.out, n=args.n, seed=args.seed, cnn_epochs=args.cnn_epochs, resnet_epochs=args.resnet_epochs,
+                        overwrite=args.overwrite, device=args.device)
+    run_demo(config)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="babyface", description="Infant facial emotion recognition (happy / neutral / sad).")
+    parser.add_argument("--version", action="version", version=f"babyface {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("synth", cmd_synth, "generate synthetic infant faces in the BabyFace layout")
+    p.add_argument("out", help="output folder (must be empty or new)")
+    p.add_argument("--n", type=int, default=1800, help="number of images (default: 1800)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128, help="image side in pixels (default: 128)")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--grayscale-share", type=float, default=0.2)
+    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = command("train", cmd_train, "train a model on DATA and write a run folder with the model bundle")
+    p.add_argument("data", help="DATA/train/<class>/ + DATA/test/<class>/, or DATA/<class>/")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model option, e.g. stem=small (repeatable)")
+    add_config_flags(p, TrainConfig, positional=("data",))
+
+    p = command("evaluate", cmd_evaluate, "evaluate a trained run on a test set")
+    p.add_argument("run", help="run folder written by 'babyface train'")
+    p.add_argument("data", help="DATA (uses DATA/test) or a folder of class folders")
+    add_config_flags(p, EvalConfig, positional=("run", "data"))
+
+    p = command("predict", cmd_predict, "predict the emotion in image files or folders")
+    p.add_argument("run", help="run folder written by 'babyface train'")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders")
+    add_config_flags(p, PredictConfig, positional=("run", "inputs"))
+
+    p = command("models", cmd_models, "list registered models with parameters and FLOPs")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--num-classes", type=int, default=3)
+
+    p = command("demo", cmd_demo, "synthesise a dataset, train the CNN and ResNet-18, evaluate both, print a results table")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--n", type=int, default=1800)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cnn-epochs", type=int, default=None)
+    p.add_argument("--resnet-epochs", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    return parser
+
+
+def setup_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    try:
+        return args.func(args)
+    except BabyfaceError as exc:
+        print(f"babyface: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("babyface: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Typed configs, one per command, with the reference project's defaults.
+
+Values are resolved in this order: dataclass defaults < YAML file (``--config``) < command-line flags.
+Every run writes the resolved config next to its results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+from .errors import BabyfaceError
+from .io import write_text
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation; the reference pipeline plus random grayscale."""
+
+    enabled: bool = True
+    hflip: float = 0.5
+    rotation: float = 15.0
+    shear: float = 10.0
+    scale_min: float = 0.8
+    scale_max: float = 1.2
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    grayscale: float = 0.2
+
+
+@dataclass
+class DataConfig:
+    image_size: int = 64
+    val_fraction: float = 0.2
+    test_fraction: float = 0.15
+    strict: bool = False
+    max_pixels: int = 100_000_000
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = ""
+    model: str = "cnn"
+    model_args: dict = field(default_factory=dict)
+    epochs: int = 23
+    batch_size: int = 20
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    scheduler: str = "step"
+    step_size: int = 15
+    gamma: float = 0.3
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    class_balance: str = "none"
+    early_stopping: int = 0
+    seed: int = 0
+    device: str = "auto"
+    overwrite: bool = False
+    progress: bool = True
+    data_options: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class EvalConfig:
+    run: str = ""
+    data: str = ""
+    out: str = ""
+    batch_size: int = 64
+    device: str = "auto"
+    grid_size: int = 18
+    seed: int = 0
+    overwrite: bool = False
+    strict: bool = False
+    progress: bool = True
+
+
+@dataclass
+class PredictConfig:
+    run: str = ""
+    inputs: list = field(default_factory=list)
+    format: str = "table"
+    output: str = ""
+    batch_size: int = 64
+    device: str = "auto"
+    strict: bool = False
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("adam", "adamw", "sgd"),
+    "scheduler": ("step", "cosine", "none"),
+    "class_balance": ("none", "loss", "sampler"),
+    "format": ("table", "json", "csv"),
+}
+
+C = TypeVar("C")
+
+
+def to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[C], values: Mapping[str, Any], where: str = "config") -> C:
+    """Build ``cls`` from a (possibly nested, possibly partial) mapping; unknown keys are an error."""
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise BabyfaceError(f"{where}: expected a mapping of option names to values, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise BabyfaceError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else fields[name].default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = from_dict(type(default), value, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(value, default, f"{where}.{name}")
+    config = cls(**kwargs)
+    validate(config)
+    return config
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise BabyfaceError(f"{where}: expected true or false, got {value!r}")
+    for kind in (int, float, str, list, dict):
+        if isinstance(default, kind):
+            try:
+                return kind(value) if kind is not int or float(value).is_integer() else int(float(value))
+            except (TypeError, ValueError):
+                break
+    else:
+        return value
+    raise BabyfaceError(f"{where}: expected {type(default).__name__}, got {value!r}")
+
+
+def merge(config: C, overrides: Mapping[str, Any]) -> C:
+    """Return a copy of ``config`` with ``overrides`` (nested mapping) applied and validated."""
+    merged = _deep_update(to_dict(config), overrides)
+    return from_dict(type(config), merged)
+
+
+def _deep_update(base: dict, updates: Mapping[str, Any]) -> dict:
+    out = dict(base)
+    for key, value in updates.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key != "model_args":
+            out[key] = _deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BabyfaceError(f"{path}: config file not found; check the --config path") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BabyfaceError(f"{path}: cannot read YAML config ({str(exc).splitlines()[0]}); fix its syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BabyfaceError(f"{path}: a config file must hold a mapping of option: value")
+    return data
+
+
+def save_yaml(config: Any, path: str | Path) -> Path:
+    return write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def validate(config: Any) -> None:
+    """Range checks with one-line messages naming the option and the fix."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in CHOICES and value not in CHOICES[f.name]:
+            raise BabyfaceError(f"--{_flag(f.name)} must be one of {', '.join(CHOICES[f.name])}, got {value!r}")
+    checks = {
+        "epochs": lambda v: v >= 1,
+        "batch_size": lambda v: v >= 1,
+        "lr": lambda v: v > 0,
+        "image_size": lambda v: v >= 16,
+        "val_fraction": lambda v: 0 <= v < 1,
+        "test_fraction": lambda v: 0 < v < 1,
+        "step_size": lambda v: v >= 1,
+        "gamma": lambda v: 0 < v <= 1,
+        "label_smoothing": lambda v: 0 <= v < 1,
+        "hflip": lambda v: 0 <= v <= 1,
+        "grayscale": lambda v: 0 <= v <= 1,
+        "scale_min": lambda v: v > 0,
+        "max_pixels": lambda v: v > 0,
+        "grid_size": lambda v: v >= 1,
+    }
+    for name, ok in checks.items():
+        if hasattr(config, name) and not ok(getattr(config, name)):
+            raise BabyfaceError(f"--{_flag(name)}: value {getattr(config, name)!r} is out of range")
+    if isinstance(config, AugmentConfig) and config.scale_max < config.scale_min:
+        raise BabyfaceError("--scale-max must be at least --scale-min")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

@@ -1,0 +1,110 @@
+"""Find classes and image files: the BabyFace layout (train/ and test/) or one folder of class folders."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+from .images import display_path, is_image_file
+
+LAYOUT_HELP = (
+    "expected DATA/train/<class>/*.jpg and DATA/test/<class>/*.jpg (the BabyFace layout) "
+    "or DATA/<class>/*.jpg; see README section 'Getting the BabyFace data', or run 'babyface synth DATA'"
+)
+
+
+@dataclass
+class Sample:
+    path: Path
+    label: int
+
+
+@dataclass
+class SplitScan:
+    root: Path
+    classes: list[str]
+    samples: list[Sample]
+    ignored: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts = {name: 0 for name in self.classes}
+        for sample in self.samples:
+            counts[self.classes[sample.label]] += 1
+        return counts
+
+
+@dataclass
+class DatasetScan:
+    root: Path
+    layout: str  # "babyface" (train/ + test/) or "folders" (one folder of class folders)
+    classes: list[str]
+    train: SplitScan
+    test: SplitScan | None
+
+
+def scan_dataset(root: str | os.PathLike) -> DatasetScan:
+    """Scan DATA; raises DataError (one line) for every layout problem the user must fix."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{display_path(root)}: folder not found; {LAYOUT_HELP}")
+    if not root.is_dir():
+        raise DataError(f"{display_path(root)}: not a folder; {LAYOUT_HELP}")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train = scan_class_folders(root / "train")
+        test = scan_class_folders(root / "test", expected_classes=train.classes)
+        return DatasetScan(root, "babyface", train.classes, train, test)
+    if (root / "train").is_dir() != (root / "test").is_dir():
+        present, missing = ("train", "test") if (root / "train").is_dir() else ("test", "train")
+        raise DataError(f"{display_path(root)}: has {present}/ but no {missing}/; add {missing}/<class>/ folders or use DATA/<class>/ directly")
+    split = scan_class_folders(root)
+    return DatasetScan(root, "folders", split.classes, split, None)
+
+
+def scan_class_folders(root: Path, expected_classes: list[str] | None = None) -> SplitScan:
+    """Classes are the sorted sub-folder names; images are found recursively inside each (links to folders are not followed)."""
+    class_dirs = sorted(p for p in _list_dir(root) if p.is_dir() and not p.name.startswith("."))
+    stray = sorted(display_path(p) for p in _list_dir(root) if not p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{display_path(root)}: no class folders found; {LAYOUT_HELP}")
+    classes = [p.name for p in class_dirs]
+    if len(classes) < 2:
+        raise DataError(f"{display_path(root)}: only one class folder ({classes[0]}); at least 2 classes are needed")
+    if expected_classes is not None and classes != expected_classes:
+        raise DataError(
+            f"{display_path(root)}: classes {classes} do not match train classes {expected_classes}; "
+            "give test/ the same class folders as train/"
+        )
+    samples: list[Sample] = []
+    ignored = list(stray)
+    for label, class_dir in enumerate(class_dirs):
+        files, skipped = _find_images(class_dir)
+        if not files:
+            raise DataError(f"{display_path(class_dir)}: class folder has no images; add images or remove the folder")
+        samples.extend(Sample(path, label) for path in files)
+        ignored.extend(skipped)
+    return SplitScan(root, classes, samples, ignored)
+
+
+def _list_dir(root: Path) -> list[Path]:
+    try:
+        return list(root.iterdir())
+    except OSError as exc:
+        raise DataError(f"{display_path(root)}: cannot list folder ({exc.strerror}); check its permissions") from None
+
+
+def _find_images(class_dir: Path) -> tuple[list[Path], list[str]]:
+    files: list[Path] = []
+    ignored: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if name.startswith("."):
+                continue
+            if is_image_file(path):
+                files.append(path)
+            else:
+                ignored.append(display_path(path))
+    return files, ignored

@@ -1,0 +1,147 @@
+"""A small timm-like model registry: register factories by name, build models by name.
+
+A factory has the signature ``fn(num_classes: int, image_size: int = 64, **options) -> nn.Module``
+where the options are keyword parameters with JSON-serialisable defaults. Every model built by
+:func:`create_model` carries ``arch_name`` and ``arch_kwargs`` (all options, defaults filled in), so
+``create_model(m.arch_name, num_classes, image_size, **m.arch_kwargs)`` rebuilds the same architecture.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..errors import BabyfaceError
+
+ModelFactory = Callable[..., nn.Module]
+
+MIN_IMAGE_SIZE = 32
+_FIXED_PARAMS = ("num_classes", "image_size")
+_REGISTRY: dict[str, ModelFactory] = {}
+
+
+def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator that registers ``fn`` under ``name`` and returns it unchanged."""
+
+    def decorator(fn: ModelFactory) -> ModelFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """The options (keyword arguments beyond num_classes/image_size) of a model, with their defaults."""
+    parameters = inspect.signature(_get_factory(name)).parameters.values()
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.name not in _FIXED_PARAMS and p.default is not inspect.Parameter.empty
+    }
+
+
+def create_model(name: str, num_classes: int, image_size: int = 64, **kwargs: Any) -> nn.Module:
+    """Build model ``name``; raises BabyfaceError for an unknown name, option or invalid value."""
+    factory = _get_factory(name)
+    _check_num_classes(num_classes)
+    arch_kwargs = _resolve_options(name, factory, kwargs)
+    model = factory(num_classes, image_size=image_size, **arch_kwargs)
+    model.arch_name = name
+    model.arch_kwargs = arch_kwargs
+    return model
+
+
+def model_info(name: str, num_classes: int = 3, image_size: int = 64, **kwargs: Any) -> dict[str, Any]:
+    """Name, trainable parameter count, forward FLOPs for one image and one-line description."""
+    model = create_model(name, num_classes, image_size, **kwargs).eval()
+    return {
+        "name": name,
+        "params": count_params(model),
+        "flops": count_flops(model, image_size),
+        "description": _first_doc_line(_get_factory(name)),
+    }
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: nn.Module, image_size: int) -> int:
+    """Forward FLOPs for one 3-channel image (a multiply-add counts as 2, as FlopCounterMode does)."""
+    x = torch.zeros(1, 3, image_size, image_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops()
+
+
+def validate_image_size(arch: str, image_size: int, multiple_of: int = 1) -> None:
+    """Raise BabyfaceError unless image_size is an int ≥ MIN_IMAGE_SIZE and divisible by ``multiple_of``."""
+    valid = (
+        isinstance(image_size, int)
+        and not isinstance(image_size, bool)
+        and image_size >= MIN_IMAGE_SIZE
+        and image_size % multiple_of == 0
+    )
+    if not valid:
+        rule = f"an integer ≥ {MIN_IMAGE_SIZE}"
+        if multiple_of > 1:
+            rule += f" and a multiple of {multiple_of}"
+        raise BabyfaceError(f"{arch}: image_size must be {rule}, got {image_size!r}")
+
+
+def validate_drop_rate(arch: str, drop_rate: float) -> None:
+    """Raise BabyfaceError unless 0 ≤ drop_rate < 1."""
+    if not isinstance(drop_rate, (int, float)) or isinstance(drop_rate, bool) or not 0 <= drop_rate < 1:
+        raise BabyfaceError(f"{arch}: drop_rate must be a number in [0, 1), got {drop_rate!r}")
+
+
+def _get_factory(name: str) -> ModelFactory:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise BabyfaceError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
+
+
+def _check_num_classes(num_classes: int) -> None:
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise BabyfaceError(f"num_classes must be a positive integer, got {num_classes!r}")
+
+
+def _resolve_options(name: str, factory: ModelFactory, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with ``kwargs``; unknown or non-JSON-serialisable options raise BabyfaceError."""
+    options = model_options(name)
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown and not _accepts_any_kwargs(factory):
+        available = ", ".join(sorted(options)) or "none"
+        raise BabyfaceError(
+            f"unknown option(s) for model {name!r}: {', '.join(unknown)}; available: {available}"
+        )
+    resolved = {**options, **kwargs}
+    try:
+        json.dumps(resolved)
+    except (TypeError, ValueError) as exc:
+        raise BabyfaceError(f"options for model {name!r} must be JSON-serialisable: {exc}") from None
+    return resolved
+
+
+def _accepts_any_kwargs(factory: ModelFactory) -> bool:
+    parameters = inspect.signature(factory).parameters.values()
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _first_doc_line(fn: ModelFactory) -> str:
+    doc = inspect.getdoc(fn) or ""
+    return doc.splitlines()[0] if doc else ""
