@@ -7,6 +7,7 @@ nothing is ever unpickled, so a bundle from an untrusted source cannot run code.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -115,6 +116,7 @@ def load_bundle(folder: str | os.PathLike, device: torch.device | str = "cpu") -
     classes = meta["classes"]
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise BundleError(f"{folder / META_FILE}: 'classes' must be a list of at least 2 names")
+    _check_normalisation(meta, folder / META_FILE)
     try:
         model = create_model(meta["arch"]["name"], num_classes=len(classes), image_size=int(meta["image_size"]), **meta["arch"].get("kwargs", {}))
     except (BabyfaceError, KeyError, TypeError, ValueError) as exc:
@@ -124,6 +126,21 @@ def load_bundle(folder: str | os.PathLike, device: torch.device | str = "cpu") -
     model.load_state_dict(state)
     model.to(device).eval()
     return Bundle(model, meta, folder)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_normalisation(meta: dict[str, Any], meta_path: Path) -> None:
+    """mean/std (3 numbers, std > 0) and temperature (> 0) are used at predict time: check them at load time."""
+    for key in ("mean", "std"):
+        values = meta[key]
+        if not isinstance(values, list) or len(values) != 3 or not all(_is_number(v) for v in values) or (key == "std" and min(values) <= 0):
+            raise BundleError(f"{meta_path}: '{key}' must be a list of 3 numbers{' > 0' if key == 'std' else ''}, got {values!r}")
+    temperature = meta.get("temperature", 1.0)
+    if not _is_number(temperature) or temperature <= 0:
+        raise BundleError(f"{meta_path}: 'temperature' must be a number > 0, got {temperature!r}")
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

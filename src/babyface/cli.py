@@ -69,6 +69,8 @@ def _set_nested(values: dict, dest: str, value: Any) -> None:
     *parents, leaf = dest.split(".")
     for parent in parents:
         values = values.setdefault(parent, {})
+        if not isinstance(values, dict):
+            raise BabyfaceError(f"--config: '{parent}' must be a mapping of options (e.g. {parent}: {{{leaf}: ...}})")
     values[leaf] = value
 
 

@@ -135,14 +135,30 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         if isinstance(value, bool):
             return value
         raise BabyfaceError(f"{where}: expected true or false, got {value!r}")
-    for kind in (int, float, str, list, dict):
-        if isinstance(default, kind):
-            try:
-                return kind(value) if kind is not int or float(value).is_integer() else int(float(value))
-            except (TypeError, ValueError):
-                break
-    else:
-        return value
+    # bool is an int subclass: "epochs: true" must not become 1; 2.5 epochs must not become 2;
+    # a single string must not become a list of its characters
+    try:
+        if isinstance(default, int):
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, (float, str)) and float(value).is_integer():
+                return int(float(value))
+        elif isinstance(default, float):
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                return float(value)
+        elif isinstance(default, str):
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                return str(value)
+        elif isinstance(default, list):
+            if isinstance(value, (list, tuple)):
+                return list(value)
+        elif isinstance(default, dict):
+            if isinstance(value, Mapping):
+                return dict(value)
+        else:
+            return value
+    except (TypeError, ValueError, OverflowError):
+        pass
     raise BabyfaceError(f"{where}: expected {type(default).__name__}, got {value!r}")
 
 
