@@ -89,7 +89,7 @@ def evaluate_run(config: EvalConfig) -> dict:
     write_json(out / "metrics.json", metrics)
     write_json(out / "confusion_matrix.json", {"classes": bundle.classes, "matrix": metrics["confusion_matrix"]})
     _write_predictions(out / "predictions.csv", decoded, true, pred, probs, bundle.classes, Path(config.data))
-    title = f"{bundle.meta['arch']['name']}: accuracy {metrics['accuracy']:.1%}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})"
+    title = f"{bundle.meta['arch']['name']} on {Path(config.data).name} (macro-F1 {metrics['macro_f1']:.3f})"
     plot_confusion_matrix(np.array(metrics["confusion_matrix"]), bundle.classes, out / "confusion_matrix.png", title=title)
     _plot_grid(out / "predictions_grid.png", decoded, true, pred, probs, bundle.classes, config)
     metrics["out"] = str(out)

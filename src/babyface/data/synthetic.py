@@ -1,0 +1,512 @@
+"""Synthetic cartoon infant faces (happy / neutral / sad): the built-in default dataset.
+
+Every image has its own random stream, seeded from ``(seed, index)`` through
+``numpy.random.SeedSequence``, so image *i* is byte-identical whatever ``n`` is and
+images could be rendered in any order or in parallel. Expression parameters come from
+overlapping class-conditional distributions; pose, lighting, background clutter, blur,
+noise, JPEG quality and grayscale are drawn independently of the class, so the task is
+learnable but not trivially separable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+from tqdm import tqdm
+
+from babyface.errors import BabyfaceError
+from babyface.io import atomic_path, prepare_output_dir, write_text
+
+RGB = tuple[int, int, int]
+
+CLASSES = ("happy", "neutral", "sad")
+
+SKIN_TONES: tuple[RGB, ...] = (  # light to dark
+    (255, 224, 200),
+    (241, 196, 163),
+    (224, 170, 125),
+    (192, 132, 88),
+    (141, 91, 60),
+    (94, 60, 42),
+)
+
+DEFAULT_GRAYSCALE_SHARE = 0.2
+
+# Class-conditional expression priors: (mean, sd) of a normal, clipped to EXPRESSION_RANGES.
+# mouth_curve > 0 is a smile (corners up); brow_angle > 0 (degrees) raises the inner ends (sadness).
+EXPRESSION_PRIORS: dict[str, dict[str, tuple[float, float]]] = {
+    "happy": {"mouth_curve": (0.6, 0.35), "mouth_open": (0.4, 0.3), "brow_angle": (-3.0, 7.0), "eye_open": (0.55, 0.2)},
+    "neutral": {"mouth_curve": (0.0, 0.3), "mouth_open": (0.03, 0.12), "brow_angle": (0.0, 7.0), "eye_open": (0.88, 0.12)},
+    "sad": {"mouth_curve": (-0.5, 0.35), "mouth_open": (0.45, 0.3), "brow_angle": (15.0, 8.0), "eye_open": (0.5, 0.22)},
+}
+EXPRESSION_RANGES: dict[str, tuple[float, float]] = {
+    "mouth_curve": (-1.3, 1.3),
+    "mouth_open": (0.0, 1.0),
+    "brow_angle": (-25.0, 35.0),
+    "eye_open": (0.05, 1.0),
+}
+TEAR_PROBABILITY = {"happy": 0.05, "neutral": 0.05, "sad": 0.4}
+
+METADATA_COLUMNS = (
+    "file", "split", "label", "skin_tone", "grayscale", "mouth_curve", "mouth_open",
+    "brow_angle", "eye_open", "tears", "rotation", "scale",
+)
+
+_HAIR_COLOURS: tuple[RGB, ...] = ((58, 40, 28), (105, 70, 40), (196, 160, 98), (26, 20, 18), (150, 78, 40), (225, 200, 140))
+_IRIS_COLOURS: tuple[RGB, ...] = ((70, 45, 30), (100, 65, 40), (60, 100, 150), (90, 110, 90), (40, 30, 25))
+_LASH: RGB = (45, 32, 30)
+_ROSE: RGB = (240, 95, 110)
+_LIP: RGB = (196, 86, 92)
+_MOUTH_INSIDE: RGB = (96, 28, 38)
+_TONGUE: RGB = (226, 120, 130)
+_TEAR: RGB = (190, 228, 252)
+_TEAR_EDGE: RGB = (105, 160, 215)
+_SPLIT_STREAM = 0x5E1EC7  # entropy tag of the test-split stream (distinct from every image stream)
+_IMAGE_NAME = re.compile(r"^[A-Za-z0-9]+_\d{5,}\.jpg$")
+
+
+@dataclass
+class SynthConfig:
+    n: int = 1800
+    seed: int = 0
+    size: int = 128
+    test_fraction: float = 0.2
+    grayscale_share: float = 0.2
+    classes: tuple[str, ...] = CLASSES
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _clipped_normal(rng: np.random.Generator, mean: float, sd: float, bounds: tuple[float, float]) -> float:
+    return float(np.clip(rng.normal(mean, sd), *bounds))
+
+
+def _sample_expression(label: str, rng: np.random.Generator) -> dict[str, Any]:
+    prior = EXPRESSION_PRIORS[label]
+    expression: dict[str, Any] = {
+        name: _clipped_normal(rng, *prior[name], EXPRESSION_RANGES[name]) for name in EXPRESSION_RANGES
+    }
+    expression["tears"] = bool(rng.random() < TEAR_PROBABILITY[label])
+    return expression
+
+
+def _pick(rng: np.random.Generator, options: Sequence[RGB]) -> RGB:
+    return options[int(rng.integers(len(options)))]
+
+
+def _jitter(colour: RGB, rng: np.random.Generator, amount: int) -> RGB:
+    return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)  # type: ignore[return-value]
+
+
+def _sample_appearance(rng: np.random.Generator) -> dict[str, Any]:
+    skin_tone = int(rng.integers(len(SKIN_TONES)))
+    return {
+        "skin_tone": skin_tone,
+        "skin_rgb": _jitter(SKIN_TONES[skin_tone], rng, 8),
+        "head_aspect": float(rng.uniform(0.88, 1.0)),
+        "hair_tuft": bool(rng.random() < 0.6),
+        "hair_cap": bool(rng.random() < 0.4),
+        "hair_rgb": _pick(rng, _HAIR_COLOURS),
+        "iris_rgb": _pick(rng, _IRIS_COLOURS),
+        "cloth_rgb": tuple(int(c) for c in rng.integers(40, 240, 3)),
+        "cheek_strength": float(rng.uniform(0.2, 0.5)),
+        "brow_darkness": float(rng.uniform(0.5, 0.85)),
+        "gaze_x": float(rng.uniform(-1.0, 1.0)),
+        "gaze_y": float(rng.uniform(-1.0, 1.0)),
+        "mouth_width": float(rng.uniform(0.85, 1.15)),
+        "tear_side": int(rng.integers(3)),  # 0 left, 1 right, 2 both
+        "tear_drop": float(rng.uniform(0.12, 0.3)),
+    }
+
+
+def _sample_photo(rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "rotation": float(rng.uniform(-20.0, 20.0)),
+        "scale": float(rng.uniform(0.8, 1.12)),
+        "offset_x": float(rng.uniform(-0.07, 0.07)),
+        "offset_y": float(rng.uniform(-0.06, 0.06)),
+        "light_strength": float(rng.uniform(0.0, 0.35)),
+        "light_angle": float(rng.uniform(0.0, 2 * math.pi)),
+        "brightness": float(rng.uniform(0.8, 1.15)),
+        "white_balance": tuple(float(x) for x in rng.uniform(0.9, 1.1, 3)),
+        "blur": float(rng.uniform(0.0, 1.1)),
+        "noise": float(rng.uniform(1.0, 8.0)),
+        "jpeg_quality": int(rng.integers(40, 96)),
+    }
+
+
+# --------------------------------------------------------------------------- colours
+
+
+def _mix(a: RGB, b: RGB, t: float) -> RGB:
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+def _shade(colour: RGB, factor: float) -> RGB:
+    return tuple(round(c * factor) for c in colour)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- face drawing
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """Face coordinates: origin at the head centre, unit = head radius (y points down)."""
+
+    cx: float
+    cy: float
+    r: float
+
+    def pt(self, x: float, y: float) -> tuple[float, float]:
+        return (self.cx + x * self.r, self.cy + y * self.r)
+
+    def box(self, x: float, y: float, rx: float, ry: float | None = None) -> tuple[float, float, float, float]:
+        ry = rx if ry is None else ry
+        return (self.cx + (x - rx) * self.r, self.cy + (y - ry) * self.r, self.cx + (x + rx) * self.r, self.cy + (y + ry) * self.r)
+
+    def width(self, k: float) -> int:
+        return max(1, round(k * self.r))
+
+
+_EYE_X, _EYE_Y, _EYE_W = 0.36, 0.1, 0.15
+
+
+def _draw_body(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
+    cloth = p["cloth_rgb"]
+    d.rectangle(f.box(0, 0.95, 0.3, 0.2), fill=p["skin_rgb"])
+    d.ellipse(f.box(0, 1.8, 1.4, 0.8), fill=cloth, outline=_shade(cloth, 0.7), width=f.width(0.025))
+
+
+def _draw_head(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
+    skin, aspect = p["skin_rgb"], p["head_aspect"]
+    edge = _shade(skin, 0.72)
+    for side in (-1, 1):
+        d.ellipse(f.box(side * aspect * 0.96, 0.12, 0.15, 0.2), fill=skin, outline=edge, width=f.width(0.025))
+        d.ellipse(f.box(side * aspect * 0.99, 0.12, 0.07, 0.11), fill=_mix(skin, edge, 0.6))
+    d.ellipse(f.box(0, 0, aspect, 1.0), fill=skin, outline=edge, width=f.width(0.025))
+    if p["hair_cap"]:
+        d.chord(f.box(0, 0, aspect, 1.0), start=212, end=328, fill=_mix(skin, p["hair_rgb"], 0.4))
+
+
+def _draw_hair_tuft(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
+    aspect, hair = p["head_aspect"], p["hair_rgb"]
+    for k, angle in enumerate((-112.0, -96.0, -80.0, -66.0)):
+        a = math.radians(angle)
+        nx, ny = math.cos(a), math.sin(a)  # outward normal (approximately)
+        bx, by = aspect * 0.93 * nx, 0.93 * ny
+        curl = 1 if k % 2 == 0 else -1
+        points = [(bx, by), (bx + 0.13 * nx - 0.06 * ny * curl, by + 0.13 * ny + 0.06 * nx * curl),
+                  (bx + 0.2 * nx + 0.05 * ny * curl, by + 0.2 * ny - 0.05 * nx * curl)]
+        d.line([f.pt(*q) for q in points], fill=hair, width=f.width(0.04), joint="curve")
+
+
+def _draw_cheeks(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
+    skin, strength = p["skin_rgb"], p["cheek_strength"]
+    x = 0.52 * p["head_aspect"]
+    for side in (-1, 1):
+        d.ellipse(f.box(side * x, 0.42, 0.19, 0.13), fill=_mix(skin, _ROSE, strength * 0.5))
+        d.ellipse(f.box(side * x, 0.42, 0.12, 0.08), fill=_mix(skin, _ROSE, strength))
+
+
+def _draw_eye(d: ImageDraw.ImageDraw, f: _Frame, x: float, p: dict) -> None:
+    y, ew, openness = _EYE_Y, _EYE_W, p["eye_open"]
+    if openness < 0.25:  # closed: smiling eyes arch up, crying eyes sag
+        bend = 0.07 * float(np.clip(1.5 * p["mouth_curve"], -1.0, 1.0))
+        d.line([f.pt(x - ew, y), f.pt(x, y - bend), f.pt(x + ew, y)], fill=_LASH, width=f.width(0.035), joint="curve")
+        return
+    eh = ew * 0.95 * openness
+    d.ellipse(f.box(x, y, ew, eh), fill=(248, 247, 244), outline=_LASH, width=f.width(0.02))
+    ir = 0.1
+    ix, iy = x + p["gaze_x"] * (ew - ir) * 0.8, y + p["gaze_y"] * eh * 0.25
+    d.ellipse(f.box(ix, iy, ir, min(ir, eh * 0.98)), fill=p["iris_rgb"])
+    d.ellipse(f.box(ix, iy, ir * 0.5, min(ir * 0.5, eh * 0.6)), fill=(12, 10, 10))
+    d.ellipse(f.box(ix + ir * 0.35, iy - min(ir, eh) * 0.35, 0.028), fill=(255, 255, 255))
+    d.arc(f.box(x, y, ew, eh), start=195, end=345, fill=_LASH, width=f.width(0.04))
+
+
+def _draw_brows(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
+    colour = _mix(p["skin_rgb"], _mix(p["hair_rgb"], _LASH, 0.5), p["brow_darkness"])
+    lift = math.tan(math.radians(p["brow_angle"])) * 0.14
+    y = _EYE_Y - 0.3 - 0.06 * p["eye_open"]
+    for side in (-1, 1):
+        inner = (side * (_EYE_X - 0.14), y - lift)
+        outer = (side * (_EYE_X + 0.14), y + lift)
+        middle = (side * _EYE_X, y - 0.035)
+        d.line([f.pt(*inner), f.pt(*middle), f.pt(*outer)], fill=colour, width=f.width(0.05), joint="curve")
+
+
+def _draw_nose(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
+    skin = p["skin_rgb"]
+    d.ellipse(f.box(0, 0.36, 0.09, 0.06), fill=_mix(skin, _shade(skin, 0.7), 0.45))
+    for side in (-1, 1):
+        d.ellipse(f.box(side * 0.04, 0.39, 0.018, 0.012), fill=_mix(skin, (50, 25, 25), 0.6))
+
+
+def _mouth_outline(p: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x and the centre, upper-lip and lower-lip y of the mouth, in face units."""
+    curve, opening = p["mouth_curve"], p["mouth_open"]
+    half_width = 0.27 * p["mouth_width"] * (1 + 0.15 * max(curve, 0.0))
+    t = np.linspace(-1.0, 1.0, 15)
+    bulge = 1 - t**2
+    centre = 0.63 + 0.17 * curve * (bulge - 0.5)
+    upper = centre - 0.08 * opening * np.sqrt(bulge)
+    lower = centre + 0.25 * opening * np.sqrt(bulge)
+    return t * half_width, centre, upper, lower
+
+
+def _draw_mouth(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
+    lip = _mix(p["skin_rgb"], _LIP, 0.65)
+    xs, centre, upper, lower = _mouth_outline(p)
+    if p["mouth_open"] < 0.08:
+        d.line([f.pt(x, y) for x, y in zip(xs, centre)], fill=lip, width=f.width(0.05), joint="curve")
+        return
+    outline = [f.pt(x, y) for x, y in zip(xs, upper)] + [f.pt(x, y) for x, y in zip(xs[::-1], lower[::-1])]
+    d.polygon(outline, fill=_MOUTH_INSIDE)
+    depth = lower[len(xs) // 2] - upper[len(xs) // 2]
+    if depth > 0.08:
+        d.ellipse(f.box(0, lower[len(xs) // 2] - depth * 0.22, xs[-1] * 0.38, depth * 0.2), fill=_TONGUE)
+    d.line(outline + [outline[0]], fill=lip, width=f.width(0.035), joint="curve")
+
+
+def _draw_tears(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
+    sides = {0: (-1,), 1: (1,), 2: (-1, 1)}[p["tear_side"]]
+    eye_bottom = _EYE_Y + _EYE_W * 0.95 * p["eye_open"]
+    for side in sides:
+        x, y = side * (_EYE_X + 0.06), eye_bottom + p["tear_drop"] + 0.06
+        d.line([f.pt(x - side * 0.04, eye_bottom), f.pt(x, y)], fill=_mix(p["skin_rgb"], _TEAR, 0.6), width=f.width(0.04))
+        d.polygon([f.pt(x - 0.045, y - 0.01), f.pt(x + 0.045, y - 0.01), f.pt(x, y - 0.11)], fill=_TEAR)
+        d.ellipse(f.box(x, y, 0.05), fill=_TEAR, outline=_TEAR_EDGE, width=f.width(0.015))
+        d.ellipse(f.box(x - 0.015, y - 0.015, 0.014), fill=(255, 255, 255))
+
+
+def _face_layer(side: int, canvas: int, p: dict) -> Image.Image:
+    """The face on a transparent square of ``side`` pixels, centred, sized for a ``canvas``-pixel image."""
+    layer = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    f = _Frame(side / 2, side / 2, 0.3 * canvas * p["scale"])
+    _draw_body(d, f, p)
+    _draw_head(d, f, p)
+    if p["hair_tuft"]:
+        _draw_hair_tuft(d, f, p)
+    _draw_cheeks(d, f, p)
+    for side_sign in (-1, 1):
+        _draw_eye(d, f, side_sign * _EYE_X, p)
+    _draw_brows(d, f, p)
+    _draw_nose(d, f, p)
+    _draw_mouth(d, f, p)
+    if p["tears"]:
+        _draw_tears(d, f, p)
+    return layer
+
+
+def _posed_face(canvas: int, p: dict) -> Image.Image:
+    """The face rotated about its centre and shifted, as a ``canvas`` square.
+
+    One affine resampling straight into the canvas; the face layer is larger than the
+    canvas so the body is never visibly cut off at the rotated corners.
+    """
+    side = canvas * 3 // 2
+    layer = _face_layer(side, canvas, p)
+    angle = math.radians(p["rotation"])  # counter-clockwise on screen, like Image.rotate
+    cos, sin = math.cos(angle), math.sin(angle)
+    face_x, face_y = canvas / 2 + p["offset_x"] * canvas, canvas / 2 + p["offset_y"] * canvas
+    # layer point = R(angle) @ (canvas point - face centre) + layer centre, with y pointing down
+    matrix = (cos, -sin, side / 2 - cos * face_x + sin * face_y, sin, cos, side / 2 - sin * face_x - cos * face_y)
+    return layer.transform((canvas, canvas), Image.Transform.AFFINE, matrix, resample=Image.Resampling.BILINEAR)
+
+
+# --------------------------------------------------------------------------- background and photo effects
+
+
+def _random_colour(rng: np.random.Generator) -> RGB:
+    return tuple(int(c) for c in rng.integers(0, 256, 3))  # type: ignore[return-value]
+
+
+def _gradient(canvas: int, angle: float) -> np.ndarray:
+    """A ramp from 0 to 1 across a ``canvas`` square along direction ``angle``, shape (canvas, canvas)."""
+    axis = np.linspace(-0.5, 0.5, canvas, dtype=np.float32)
+    ramp = math.cos(angle) * axis[None, :] + math.sin(angle) * axis[:, None]
+    return ramp / (abs(math.cos(angle)) + abs(math.sin(angle))) + 0.5
+
+
+def _background(canvas: int, rng: np.random.Generator) -> Image.Image:
+    start, end = (np.array(_random_colour(rng), np.float32) for _ in range(2))
+    ramp = _gradient(canvas, float(rng.uniform(0, 2 * math.pi)))[..., None]
+    pixels = start + (end - start) * ramp
+    image = Image.fromarray(pixels.astype(np.uint8), "RGB").convert("RGBA")
+    _draw_clutter(ImageDraw.Draw(image, "RGBA"), canvas, rng)
+    return image
+
+
+def _draw_clutter(d: ImageDraw.ImageDraw, canvas: int, rng: np.random.Generator) -> None:
+    for _ in range(int(rng.integers(3, 13))):
+        colour = (*_random_colour(rng), int(rng.integers(110, 256)))
+        x0, y0 = rng.uniform(-0.2, 1.0, 2) * canvas
+        w, h = rng.uniform(0.05, 0.6, 2) * canvas
+        kind = int(rng.integers(4))
+        if kind == 0:
+            d.rectangle((x0, y0, x0 + w, y0 + h), fill=colour)
+        elif kind == 1:
+            d.ellipse((x0, y0, x0 + w, y0 + h), fill=colour)
+        elif kind == 2:
+            d.line((x0, y0, x0 + w, y0 + h), fill=colour, width=int(rng.integers(2, 12)))
+        else:
+            d.polygon([(x0, y0), (x0 + w, y0 + h * rng.uniform(0, 1)), (x0 + w * rng.uniform(0, 1), y0 + h)], fill=colour)
+
+
+def _photo_effects(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image:
+    """Blur, lighting gradient, exposure, white balance, sensor noise and (optionally) grayscale."""
+    size = image.width
+    radius = p["blur"] * size / 128
+    if radius > 0.2:
+        image = image.filter(ImageFilter.GaussianBlur(radius))
+    pixels = np.asarray(image, dtype=np.float32)
+    light = 1 + 2 * p["light_strength"] * (_gradient(size, p["light_angle"]) - 0.5)
+    gain = light[..., None] * (p["brightness"] * np.asarray(p["white_balance"], np.float32))
+    pixels = pixels * gain + rng.standard_normal(pixels.shape, dtype=np.float32) * p["noise"]
+    result = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
+    return result.convert("L") if p["grayscale"] else result
+
+
+# --------------------------------------------------------------------------- public rendering
+
+
+def render_face(
+    label: str, rng: np.random.Generator, size: int = 128, grayscale: bool | None = None
+) -> tuple[Image.Image, dict]:
+    """Return the image and its parameters (label, skin_tone index, grayscale, mouth_curve, mouth_open, brow_angle, eye_open, tears, ...).
+
+    ``grayscale=None`` draws it with probability ``DEFAULT_GRAYSCALE_SHARE`` (one draw from ``rng``).
+    The image is "L" mode when grayscale, else "RGB"; save it as JPEG with ``params["jpeg_quality"]``.
+    """
+    if label not in EXPRESSION_PRIORS:
+        raise BabyfaceError(f"unknown synthetic class {label!r}; use one of {', '.join(CLASSES)}")
+    if grayscale is None:
+        grayscale = bool(rng.random() < DEFAULT_GRAYSCALE_SHARE)
+    params: dict[str, Any] = {"label": label, "grayscale": bool(grayscale)}
+    params.update(_sample_expression(label, rng))
+    params.update(_sample_appearance(rng))
+    params.update(_sample_photo(rng))
+    canvas = 2 * size  # render at 2x, then box-downsample: cheap antialiasing
+    image = _background(canvas, rng)
+    image.alpha_composite(_posed_face(canvas, params))
+    image = image.convert("RGB").reduce(2)
+    return _photo_effects(image, params, rng), params
+
+
+def _image_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
+def _label_of(index: int, classes: Sequence[str]) -> str:
+    return classes[index % len(classes)]
+
+
+def _render_indexed(index: int, config: SynthConfig) -> tuple[Image.Image, dict]:
+    """Image ``index`` of the dataset: depends on (seed, index, size, grayscale_share, classes), never on n."""
+    rng = _image_rng(config.seed, index)
+    grayscale = bool(rng.random() < config.grayscale_share)
+    return render_face(_label_of(index, config.classes), rng, config.size, grayscale=grayscale)
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def _validate(config: SynthConfig) -> None:
+    classes = tuple(config.classes)
+    unknown = [c for c in classes if c not in EXPRESSION_PRIORS]
+    if not classes or unknown or len(set(classes)) != len(classes):
+        raise BabyfaceError(f"synthetic classes={classes!r}: use distinct names from {', '.join(CLASSES)}")
+    if not isinstance(config.seed, (int, np.integer)) or config.seed < 0:
+        raise BabyfaceError(f"synthetic seed={config.seed!r}: use a non-negative integer")
+    if not isinstance(config.n, (int, np.integer)) or config.n < 2 * len(classes):
+        raise BabyfaceError(f"synthetic n={config.n!r}: use at least {2 * len(classes)} (2 images per class)")
+    if not 0 < config.test_fraction < 1:
+        raise BabyfaceError(f"synthetic test_fraction={config.test_fraction!r}: use a value between 0 and 1, e.g. 0.2")
+    if not 0 <= config.grayscale_share <= 1:
+        raise BabyfaceError(f"synthetic grayscale_share={config.grayscale_share!r}: use a value from 0 to 1, e.g. 0.2")
+    if not isinstance(config.size, (int, np.integer)) or config.size < 32:
+        raise BabyfaceError(f"synthetic size={config.size!r}: use an integer of at least 32 pixels, e.g. 128")
+
+
+def _test_indices(config: SynthConfig) -> set[int]:
+    """A stratified, seeded choice of ``test_fraction`` of each class (at least one, never all)."""
+    rng = np.random.default_rng(np.random.SeedSequence((config.seed, _SPLIT_STREAM)))
+    chosen: set[int] = set()
+    for c in range(len(config.classes)):
+        members = np.arange(c, config.n, len(config.classes))
+        n_test = min(max(math.floor(len(members) * config.test_fraction + 0.5), 1), len(members) - 1)
+        chosen.update(int(i) for i in rng.permutation(members)[:n_test])
+    return chosen
+
+
+def _save_jpeg(image: Image.Image, path: Path, quality: int) -> None:
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="JPEG", quality=quality)
+
+
+def _metadata_row(file: str, split: str, p: dict) -> dict[str, Any]:
+    row: dict[str, Any] = {"file": file, "split": split, "label": p["label"], "skin_tone": p["skin_tone"]}
+    for name in METADATA_COLUMNS[4:]:
+        value = p[name]
+        row[name] = int(value) if isinstance(value, bool) else round(float(value), 4)
+    return row
+
+
+def _metadata_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METADATA_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _remove_stale_images(out: Path, keep: set[str]) -> None:
+    """After --overwrite, delete images of an earlier run (our naming pattern only) that this run did not write."""
+    for path in out.glob("*/*/*.jpg"):
+        relative = path.relative_to(out).as_posix()
+        if path.parts[-3] in ("train", "test") and _IMAGE_NAME.match(path.name) and relative not in keep:
+            path.unlink()
+
+
+def generate_dataset(
+    out: str | Path, config: SynthConfig | None = None, overwrite: bool = False, progress: bool = True
+) -> dict:
+    """Write OUT/train/<class>/<class>_00012.jpg and OUT/test/<class>/..., plus OUT/metadata.csv; return a summary dict (counts per split and class, seconds, out path)."""
+    config = SynthConfig() if config is None else config
+    _validate(config)
+    out_dir = prepare_output_dir(out, overwrite=overwrite)
+    started = time.perf_counter()
+    test = _test_indices(config)
+    counts = {split: {c: 0 for c in config.classes} for split in ("train", "test")}
+    rows: list[dict[str, Any]] = []
+    for index in tqdm(range(config.n), desc="synthetic faces", unit="img", file=sys.stderr, disable=not progress):
+        image, params = _render_indexed(index, config)
+        split, label = ("test" if index in test else "train"), params["label"]
+        file = f"{split}/{label}/{label}_{index:05d}.jpg"
+        _save_jpeg(image, out_dir / file, params["jpeg_quality"])
+        counts[split][label] += 1
+        rows.append(_metadata_row(file, split, params))
+    _remove_stale_images(out_dir, {row["file"] for row in rows})
+    write_text(out_dir / "metadata.csv", _metadata_csv(rows))
+    seconds = time.perf_counter() - started
+    return {
+        "out": str(out_dir),
+        "n": config.n,
+        "counts": counts,
+        "grayscale": sum(row["grayscale"] for row in rows),
+        "seconds": round(seconds, 3),
+        "images_per_minute": round(60 * config.n / max(seconds, 1e-9), 1),
+    }

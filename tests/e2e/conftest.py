@@ -1,0 +1,39 @@
+"""Fixtures for end-to-end tests: a tiny synthetic dataset and a run trained on it through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from babyface.data.synthetic import SynthConfig, generate_dataset
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def run_cli(*args: str | os.PathLike, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m babyface ARGS`` as a user would; returns the completed process (text output)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "babyface", *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"babyface {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """60 synthetic faces (48 train, 12 test) at 64×64 in the BabyFace layout."""
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    generate_dataset(out, SynthConfig(n=60, seed=3, size=64), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data, tmp_path_factory) -> Path:
+    """A CNN trained for 2 epochs on ``tiny_data`` with the real CLI."""
+    out = tmp_path_factory.mktemp("runs") / "cnn"
+    run_cli("train", tiny_data, "--model", "cnn", "--epochs", "2", "--out", out, "--seed", "1", "--no-progress")
+    return out
