@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/babyface demo
+	$(BIN)/babyface demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

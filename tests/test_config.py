@@ -11,8 +11,6 @@ import yaml
 
 from babyface.cli import build_config, build_parser
 from babyface.config import (
-    AugmentConfig,
-    DataConfig,
     EvalConfig,
     PredictConfig,
     TrainConfig,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .bundle import bundle_metadata, save_bundle
 from .config import TrainConfig, save_yaml, to_dict
@@ -152,7 +152,7 @@ def train_one_epoch(
     order = epoch_order(data.labels, config, generator)
     total_loss, correct, seen = 0.0, 0, 0
     batches = list(index_batches(len(order), config.batch_size, order))
-    bar = tqdm(batches, desc=desc, disable=not config.progress, unit="batch", leave=False)
+    bar = progress_bar(batches, config.progress, desc=desc, unit="batch", leave=False)
     for index in bar:
         images = data.images[index].to(device, non_blocking=True).float().div_(255.0)
         images = augment_batch(images, config.augment, generator)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..errors import ImageDecodeError
 from .images import DEFAULT_MAX_PIXELS, display_path, load_resized
@@ -65,7 +65,7 @@ def decode_images(
     skipped: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(load, paths)
-        for path, label, result in tqdm(zip(paths, labels, results), total=len(paths), desc=desc, disable=not progress, unit="img", leave=False):
+        for path, label, result in progress_bar(zip(paths, labels, results), progress, total=len(paths), desc=desc, unit="img", leave=False):
             if isinstance(result, ImageDecodeError):
                 if strict:
                     raise ImageDecodeError(f"{result} (stopped by --strict)")

@@ -14,7 +14,6 @@ import csv
 import io
 import math
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from babyface.errors import BabyfaceError
 from babyface.io import atomic_path, prepare_output_dir, write_text
@@ -180,6 +179,9 @@ class _Frame:
         return max(1, round(k * self.r))
 
 
+# head radius as a share of the image side: tight crops like the BabyFace frames (the face fills the image)
+HEAD_RADIUS = 0.4
+
 _EYE_X, _EYE_Y, _EYE_W = 0.36, 0.1, 0.15
 
 
@@ -295,7 +297,7 @@ def _face_layer(side: int, canvas: int, p: dict) -> Image.Image:
     """The face on a transparent square of ``side`` pixels, centred, sized for a ``canvas``-pixel image."""
     layer = Image.new("RGBA", (side, side), (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)
-    f = _Frame(side / 2, side / 2, 0.3 * canvas * p["scale"])
+    f = _Frame(side / 2, side / 2, HEAD_RADIUS * canvas * p["scale"])
     _draw_body(d, f, p)
     _draw_head(d, f, p)
     if p["hair_tuft"]:
@@ -492,7 +494,7 @@ def generate_dataset(
     test = _test_indices(config)
     counts = {split: {c: 0 for c in config.classes} for split in ("train", "test")}
     rows: list[dict[str, Any]] = []
-    for index in tqdm(range(config.n), desc="synthetic faces", unit="img", file=sys.stderr, disable=not progress):
+    for index in progress_bar(range(config.n), progress, desc="synthetic faces", unit="img"):
         image, params = _render_indexed(index, config)
         split, label = ("test" if index in test else "train"), params["label"]
         file = f"{split}/{label}/{label}_{index:05d}.jpg"
