@@ -59,7 +59,7 @@ def build_config(cls: type, args: argparse.Namespace, **extra: Any):
     """Defaults < YAML (--config) < flags given on the command line < ``extra`` (positionals)."""
     values: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
     for dest, _, _ in _leaf_fields(cls):
-        if hasattr(args, dest):
+        if getattr(args, dest, None) is not None:  # flags not given are absent (SUPPRESS); positionals may be None
             _set_nested(values, dest, getattr(args, dest))
     values.update({k: v for k, v in extra.items() if v is not None})
     return from_dict(cls, values, where="options")
@@ -101,12 +101,27 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import fit
 
-    config = build_config(TrainConfig, args, data=args.data, model_args=parse_model_args(args.model_arg))
-    if not config.out:
-        config.out = str(Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out = fit(config)
+    if args.resume:
+        out = fit(resume_config(args), resume=True)
+    else:
+        if not args.data:
+            raise BabyfaceError("train needs DATA (or --resume RUN to continue an interrupted run)")
+        config = build_config(TrainConfig, args, data=args.data, model_args=parse_model_args(args.model_arg))
+        if not config.out:
+            config.out = str(Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out = fit(config)
     print(f"run folder: {out}  (model.json, model.safetensors, history.csv, learning_curves.png, train.log)")
     return 0
+
+
+def resume_config(args: argparse.Namespace) -> TrainConfig:
+    """The interrupted run's own config.yaml; flags given now (e.g. more --epochs) override it."""
+    run = Path(args.resume)
+    saved = run / "config.yaml"
+    if not saved.is_file():
+        raise BabyfaceError(f"{run}: no config.yaml here; --resume takes the folder of an interrupted 'babyface train' run")
+    args.config = str(saved)
+    return build_config(TrainConfig, args, out=str(run), data=args.data)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -187,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = command("train", cmd_train, "train a model on DATA and write a run folder with the model bundle")
-    p.add_argument("data", help="DATA/train/<class>/ + DATA/test/<class>/, or DATA/<class>/")
+    p.add_argument("data", nargs="?", help="DATA/train/<class>/ + DATA/test/<class>/, or DATA/<class>/")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from RUN/checkpoint.pt")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model option, e.g. stem=small (repeatable)")
     add_config_flags(p, TrainConfig, positional=("data",))
 

@@ -61,6 +61,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_balance: str = "none"
     early_stopping: int = 0
+    sync_bn: bool = False
     seed: int = 0
     device: str = "auto"
     overwrite: bool = False

@@ -11,24 +11,26 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from .progress import progress_bar
 
 from .bundle import bundle_metadata, save_bundle
 from .config import TrainConfig, save_yaml, to_dict
-from .data.augment import augment_batch
+from .data.augment import apply_params, draw_params
 from .data.decoded import DecodedImages, channel_stats, decode_images
 from .data.images import display_path
 from .data.scan import DatasetScan, scan_dataset
 from .data.splits import stratified_split
-from .engine import index_batches, normalise, predict_logits, resolve_device
-from .errors import DataError
-from .io import prepare_output_dir, write_csv
+from .engine import index_batches, normalise, predict_logits
+from .distributed import DistInfo, barrier, init_distributed, shutdown, sum_across
+from .errors import BabyfaceError, DataError
+from .io import atomic_path, prepare_output_dir, write_csv
 from .metrics import macro_f1
 from .models import create_model
 from .plots import plot_learning_curves
@@ -147,15 +149,21 @@ def train_one_epoch(
     config: TrainConfig,
     generator: torch.Generator,
     desc: str = "train",
+    dist: DistInfo = DistInfo(),
 ) -> dict[str, float]:
+    """One pass over ``data``; under DDP each process trains on its slice of every global batch."""
     model.train()
     order = epoch_order(data.labels, config, generator)
     total_loss, correct, seen = 0.0, 0, 0
-    batches = list(index_batches(len(order), config.batch_size, order))
-    bar = progress_bar(batches, config.progress, desc=desc, unit="batch", leave=False)
+    batches = list(index_batches(len(order), config.batch_size * dist.world_size, order))
+    bar = progress_bar(batches, config.progress and dist.is_main, desc=desc, unit="batch", leave=False)
     for index in bar:
+        params = draw_params(len(index), config.augment, generator) if config.augment.enabled else None
+        mine = dist.local_slice(len(index))
+        index = index[mine]
         images = data.images[index].to(device, non_blocking=True).float().div_(255.0)
-        images = augment_batch(images, config.augment, generator)
+        if params is not None:
+            images = apply_params(images, params[mine])
         labels = data.labels[index].to(device, non_blocking=True)
         logits = model(normalise(images, mean, std))
         loss = loss_fn(logits, labels)
@@ -166,6 +174,7 @@ def train_one_epoch(
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(index)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    total_loss, correct, seen = sum_across([total_loss, correct, seen], dist, device)
     return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1)}
 
 
@@ -182,67 +191,169 @@ def validate(model: nn.Module, data: DecodedImages, mean: list[float], std: list
     }
 
 
-def fit(config: TrainConfig) -> Path:
-    """Train ``config.model`` on ``config.data``; returns the run folder (``config.out``)."""
-    out = prepare_output_dir(config.out, overwrite=config.overwrite)
-    handler = _attach_log_file(out / "train.log")
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = "babyface-checkpoint"
+
+
+@dataclass
+class TrainingState:
+    """Everything a resumed run needs besides the data: saved after every epoch."""
+
+    epoch: int = 0
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"val_macro_f1": -1.0, "epoch": 0})
+    best_state: dict | None = None
+    saved_epoch: int = 0  # the last epoch whose checkpoint is on disk
+
+
+def fit(config: TrainConfig, resume: bool = False) -> Path:
+    """Train ``config.model`` on ``config.data``; returns the run folder (``config.out``).
+
+    With ``resume`` the run continues from ``config.out/checkpoint.pt``: model, optimiser, scheduler,
+    random-number states, epoch, history and best model, so it ends exactly as an uninterrupted run.
+    Under torchrun only rank 0 writes.
+    """
+    dist, device = init_distributed(config.device)
+    out = Path(config.out)
+    handler = None
     try:
-        return _fit(config, out)
+        if dist.is_main:
+            if not resume:
+                prepare_output_dir(out, overwrite=config.overwrite)
+            handler = _attach_log_file(out / "train.log")
+        else:
+            log.setLevel(logging.WARNING)
+        barrier(dist)
+        return _fit(config, out, device, dist, resume)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        shutdown(dist)
 
 
-def _fit(config: TrainConfig, out: Path) -> Path:
-    save_yaml(config, out / "config.yaml")
+def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, resume: bool) -> Path:
     seed_everything(config.seed)
-    device = resolve_device(config.device)
     data = prepare_data(config)
-    _write_splits(out / "splits.csv", data.split_rows)
-    log.info("data %s: classes %s, %d train, %d val, %d skipped; device %s",
-             display_path(config.data), data.classes, len(data.train), len(data.val), len(data.skipped), device)
     model = create_model(config.model, len(data.classes), config.data_options.image_size, **config.model_args).to(device)
+    if config.sync_bn and dist.enabled:
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            log.warning("--sync-bn ignored: PyTorch's SyncBatchNorm works on CUDA only; BatchNorm statistics stay per process")
     weights = class_weights(data.train.labels, len(data.classes)).to(device) if config.class_balance == "loss" else None
     loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config)
     generator = torch.Generator().manual_seed(config.seed)
+    state = TrainingState()
+    if resume:
+        state = restore_checkpoint(out / CHECKPOINT_FILE, model, optimizer, scheduler, generator)
+        log.info("resuming %s after epoch %d of %d", out, state.epoch, config.epochs)
+    if dist.is_main:
+        save_yaml(config, out / "config.yaml")
+        _write_splits(out / "splits.csv", data.split_rows)
+    log.info("data %s: classes %s, %d train, %d val, %d skipped; device %s%s",
+             display_path(config.data), data.classes, len(data.train), len(data.val), len(data.skipped), device,
+             f", {dist.world_size} processes (global batch {config.batch_size * dist.world_size})" if dist.enabled else "")
+    trained = DistributedDataParallel(model) if dist.enabled else model
+    try:
+        run_epochs(config, out, data, trained, loss_fn, optimizer, scheduler, generator, device, dist, state)
+    except KeyboardInterrupt:
+        if state.saved_epoch:
+            log.warning("interrupted; the checkpoint of epoch %d is kept: continue with 'babyface train --resume %s'",
+                        state.saved_epoch, out)
+        else:
+            log.warning("interrupted before the first epoch ended; nothing to resume, train again")
+        raise
+    if dist.is_main:
+        _write_outputs(config, out, data, model, state)
+    return out
 
-    history: list[dict] = []
-    best = {"val_macro_f1": -1.0, "epoch": 0}
-    best_state = None
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        row = {"epoch": epoch}
-        row.update(train_one_epoch(model, data.train, data.mean, data.std, loss_fn, optimizer, device, config, generator,
-                                   desc=f"epoch {epoch}/{config.epochs}"))
-        row.update(validate(model, data.val, data.mean, data.std, device, config.batch_size))
-        scheduler.step()
-        row.update(lr=lr, seconds=round(time.perf_counter() - start, 3))
-        history.append(row)
-        log.info(_format_epoch(row, config.epochs))
-        score = row["val_macro_f1"] if not math.isnan(row["val_macro_f1"]) else epoch  # no validation: keep the last
-        if score > best["val_macro_f1"]:
-            best = {"val_macro_f1": score, "epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
-            best_state = copy.deepcopy(model.state_dict())
-        _write_history(out / "history.csv", history)
-        if config.early_stopping and epoch - best["epoch"] >= config.early_stopping:
+
+def run_epochs(config, out, data, model, loss_fn, optimizer, scheduler, generator, device, dist, state: TrainingState) -> None:
+    for epoch in range(state.epoch + 1, config.epochs + 1):
+        if config.early_stopping and state.epoch - state.best["epoch"] >= config.early_stopping:
             log.info("early stopping: no validation macro-F1 gain for %d epochs", config.early_stopping)
             break
+        start = time.perf_counter()
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        row.update(train_one_epoch(model, data.train, data.mean, data.std, loss_fn, optimizer, device, config, generator,
+                                   desc=f"epoch {epoch}/{config.epochs}", dist=dist))
+        row.update(validate(unwrap(model), data.val, data.mean, data.std, device, config.batch_size))
+        scheduler.step()
+        row["seconds"] = round(time.perf_counter() - start, 3)
+        state.epoch = epoch
+        state.history.append(row)
+        log.info(_format_epoch(row, config.epochs))
+        score = row["val_macro_f1"] if not math.isnan(row["val_macro_f1"]) else epoch  # no validation: keep the last
+        if score > state.best["val_macro_f1"]:
+            state.best = {"val_macro_f1": score, "epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+            state.best_state = copy.deepcopy(unwrap(model).state_dict())
+        if dist.is_main:
+            save_checkpoint(out / CHECKPOINT_FILE, unwrap(model), optimizer, scheduler, generator, state)
+            state.saved_epoch = epoch
+            _write_history(out / "history.csv", state.history)
 
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Generator, state: TrainingState) -> None:
+    """One dict of tensors and plain values (torchvision-reference style), written atomically."""
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "epoch": state.epoch,
+        "history": state.history,
+        "best": state.best,
+        "best_state": state.best_state,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Generator) -> TrainingState:
+    if not path.is_file():
+        raise BabyfaceError(f"{path}: no checkpoint to resume from; was this folder written by 'babyface train'?")
+    try:
+        # weights_only: tensors and plain containers only, so a checkpoint cannot run code when loaded
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise BabyfaceError(f"{path}: cannot read checkpoint ({str(exc).splitlines()[0][:120]}); it is damaged, train again") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise BabyfaceError(f"{path}: not a babyface checkpoint")
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise BabyfaceError(f"{path}: checkpoint does not fit this run's model ({str(exc).splitlines()[0][:120]}); "
+                            "resume with the config.yaml it was written with") from None
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    generator.set_state(checkpoint["generator"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    epoch = checkpoint["epoch"]
+    return TrainingState(epoch, checkpoint["history"], checkpoint["best"], checkpoint["best_state"], saved_epoch=epoch)
+
+
+def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn.Module, state: TrainingState) -> None:
+    history, best = state.history, state.best
     plot_learning_curves(history, out / "learning_curves.png", title=f"{config.model} on {Path(config.data).name}")
     meta = bundle_metadata(
         model, data.classes, config.data_options.image_size, data.mean, data.std,
         training=to_dict(config),
         metrics={"best_epoch": best["epoch"], "val_macro_f1": best.get("val_macro_f1"), "val_acc": best.get("val_acc"),
                  "val_loss": best.get("val_loss"), "epochs_run": len(history),
-                 "seconds_per_epoch": round(sum(r["seconds"] for r in history) / len(history), 3)},
+                 "seconds_per_epoch": round(sum(r["seconds"] for r in history) / max(len(history), 1), 3)},
         data={"root": display_path(Path(config.data).resolve()), "train": len(data.train), "val": len(data.val), "skipped": len(data.skipped)},
     )
-    save_bundle(out, model, meta, state_dict=best_state)
+    save_bundle(out, model, meta, state_dict=state.best_state)
     log.info("best epoch %d (validation macro-F1 %.4f); bundle written to %s", best["epoch"], best.get("val_macro_f1", 0), out)
-    return out
 
 
 def _format_epoch(row: dict, epochs: int) -> str:

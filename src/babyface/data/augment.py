@@ -4,9 +4,15 @@ The reference applied torchvision transforms one PIL image at a time: RandomHori
 RandomRotation(15), RandomAffine(shear=10, scale=(0.8, 1.2)), ColorJitter(0.2, 0.2, 0.2).
 Here each sample gets its own random parameters, but the whole batch is warped with one
 ``affine_grid``/``grid_sample`` call and colour-jittered with a few tensor ops.
+
+Parameters are drawn (``draw_params``) separately from being applied (``apply_params``) so that
+distributed training can draw them for the whole global batch on every process, identically, and
+apply each process's slice: the result then equals a single-process run with the same global batch.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -16,17 +22,66 @@ from ..config import AugmentConfig
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
+@dataclass
+class AugmentParams:
+    """Per-sample random parameters of one batch; ``None`` where that transform is off."""
+
+    theta: torch.Tensor | None  # n×2×3, output → input coordinates
+    brightness: torch.Tensor | None  # n
+    contrast: torch.Tensor | None
+    saturation: torch.Tensor | None
+    gray: torch.Tensor | None  # n, bool
+
+    def __getitem__(self, index: slice) -> "AugmentParams":
+        return AugmentParams(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index] for f in fields(self)})
+
+
 def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """Augment a float batch B×3×H×W in [0, 1]; random draws come from ``generator`` (CPU) for reproducibility."""
     if not config.enabled:
         return x
-    x = random_affine(x, config, generator)
-    x = colour_jitter(x, config, generator)
-    return random_grayscale(x, config.grayscale, generator)
+    return apply_params(x, draw_params(x.shape[0], config, generator))
+
+
+def draw_params(n: int, config: AugmentConfig, generator: torch.Generator) -> AugmentParams:
+    geometric = config.rotation or config.shear or config.hflip or not config.scale_min == config.scale_max == 1
+    return AugmentParams(
+        theta=affine_matrices(n, config, generator) if geometric else None,
+        brightness=_factors(n, config.brightness, generator),
+        contrast=_factors(n, config.contrast, generator),
+        saturation=_factors(n, config.saturation, generator),
+        gray=(torch.rand(n, generator=generator) < config.grayscale) if config.grayscale > 0 else None,
+    )
+
+
+def apply_params(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    if params.theta is not None:
+        theta = params.theta.to(device=x.device, dtype=x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if params.brightness is not None:
+        x = (x * _per_sample(params.brightness, x)).clamp(0, 1)
+    if params.contrast is not None:
+        mean = to_gray(x).mean(dim=(1, 2, 3), keepdim=True)
+        x = ((x - mean) * _per_sample(params.contrast, x) + mean).clamp(0, 1)
+    if params.saturation is not None:
+        gray = to_gray(x)
+        x = ((x - gray) * _per_sample(params.saturation, x) + gray).clamp(0, 1)
+    if params.gray is not None:
+        x = torch.where(params.gray.to(x.device).view(-1, 1, 1, 1), to_gray(x).expand_as(x), x)
+    return x
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator, dtype=torch.float64) * (high - low) + low
+
+
+def _factors(n: int, amount: float, generator: torch.Generator) -> torch.Tensor | None:
+    return _uniform(n, max(0.0, 1 - amount), 1 + amount, generator) if amount > 0 else None
+
+
+def _per_sample(factors: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return factors.to(device=like.device, dtype=like.dtype).view(-1, 1, 1, 1)
 
 
 def affine_matrices(n: int, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
@@ -47,40 +102,6 @@ def affine_matrices(n: int, config: AugmentConfig, generator: torch.Generator) -
     return theta
 
 
-def random_affine(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    if config.rotation == 0 and config.shear == 0 and config.scale_min == config.scale_max == 1 and config.hflip == 0:
-        return x
-    theta = affine_matrices(x.shape[0], config, generator).to(device=x.device, dtype=x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def _per_sample(n: int, amount: float, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    factors = _uniform(n, max(0.0, 1 - amount), 1 + amount, generator)
-    return factors.to(device=like.device, dtype=like.dtype).view(n, 1, 1, 1)
-
-
 def to_gray(x: torch.Tensor) -> torch.Tensor:
     weights = torch.tensor(GRAY_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x * weights).sum(dim=1, keepdim=True)
-
-
-def colour_jitter(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    n = x.shape[0]
-    if config.brightness > 0:
-        x = (x * _per_sample(n, config.brightness, generator, x)).clamp(0, 1)
-    if config.contrast > 0:
-        mean = to_gray(x).mean(dim=(1, 2, 3), keepdim=True)
-        x = ((x - mean) * _per_sample(n, config.contrast, generator, x) + mean).clamp(0, 1)
-    if config.saturation > 0:
-        gray = to_gray(x)
-        x = ((x - gray) * _per_sample(n, config.saturation, generator, x) + gray).clamp(0, 1)
-    return x
-
-
-def random_grayscale(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    if p <= 0:
-        return x
-    chosen = (torch.rand(x.shape[0], generator=generator) < p).to(x.device).view(-1, 1, 1, 1)
-    return torch.where(chosen, to_gray(x).expand_as(x), x)
-
