@@ -56,7 +56,7 @@ def _recorded_test_files(bundle: Bundle, root: Path) -> set[str] | None:
     splits = bundle.path / "splits.csv"
     if not trained_on or Path(trained_on) != root.resolve() or not splits.is_file():
         return None
-    with open(splits, newline="", encoding="utf-8") as handle:
+    with open(splits, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         return {row["file"] for row in csv.DictReader(handle) if row["split"] == "test"}
 
 

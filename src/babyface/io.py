@@ -59,7 +59,8 @@ def _output_error(path: Path, exc: OSError) -> BabyfaceError:
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        # surrogateescape: file names that are not valid UTF-8 are written back as their original bytes
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
     return Path(path)
 
 

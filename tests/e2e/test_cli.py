@@ -182,3 +182,15 @@ def test_models_lists_registry(capsys):
     for name in ("cnn", "resnet18", "resnet34"):
         assert name in out
     assert "5,176,099" in out  # cnn parameters at 64×64, 3 classes
+
+
+def test_demo_runs_both_models_and_writes_a_results_table(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n", "36", "--cnn-epochs", "1", "--resnet-epochs", "1"]) == 0
+    table = (out / "results.md").read_text()
+    assert "| cnn | 1 |" in table and "| resnet18 | 1 |" in table
+    for model in ("cnn", "resnet18"):
+        for name in ("learning_curves.png", "evaluation/confusion_matrix.png", "evaluation/predictions_grid.png"):
+            assert (out / model / name).is_file()
+    assert "| model |" in capsys.readouterr().out
+    assert main(["demo", "--out", str(out), "--n", "36"]) == 2  # an earlier demo is not replaced silently
