@@ -122,3 +122,10 @@ def test_training_steps_fit_a_fixed_batch():
         loss.backward()
         optimizer.step()
     assert (model(x).argmax(1) == y).all()
+
+
+@pytest.mark.parametrize("precision, device, expected", [("auto", "cpu", False), ("auto", "cuda", True), ("bf16", "cpu", True), ("fp32", "cuda", False)])
+def test_bf16_autocast_choice(precision, device, expected):
+    from babyface.train import use_bf16
+
+    assert use_bf16(TrainConfig(precision=precision), torch.device(device)) is expected

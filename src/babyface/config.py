@@ -62,6 +62,8 @@ class TrainConfig:
     class_balance: str = "none"
     early_stopping: int = 0
     sync_bn: bool = False
+    precision: str = "auto"
+    channels_last: bool = False
     seed: int = 0
     device: str = "auto"
     overwrite: bool = False
@@ -100,6 +102,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "scheduler": ("step", "cosine", "none"),
     "class_balance": ("none", "loss", "sampler"),
     "format": ("table", "json", "csv"),
+    "precision": ("auto", "fp32", "bf16"),
 }
 
 C = TypeVar("C")

@@ -138,6 +138,11 @@ def epoch_order(labels: torch.Tensor, config: TrainConfig, generator: torch.Gene
     return torch.randperm(n, generator=generator)
 
 
+def use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    """bf16 autocast: on CUDA by default; on CPU only when asked (CPUs without AVX-512/AMX run it many times slower)."""
+    return config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+
+
 def train_one_epoch(
     model: nn.Module,
     data: DecodedImages,
@@ -165,8 +170,12 @@ def train_one_epoch(
         if params is not None:
             images = apply_params(images, params[mine])
         labels = data.labels[index].to(device, non_blocking=True)
-        logits = model(normalise(images, mean, std))
-        loss = loss_fn(logits, labels)
+        inputs = normalise(images, mean, std)
+        if config.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(config, device)):
+            logits = model(inputs)
+            loss = loss_fn(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -236,6 +245,8 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
     seed_everything(config.seed)
     data = prepare_data(config)
     model = create_model(config.model, len(data.classes), config.data_options.image_size, **config.model_args).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if config.sync_bn and dist.enabled:
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -194,3 +194,10 @@ def test_demo_runs_both_models_and_writes_a_results_table(tmp_path, capsys):
             assert (out / model / name).is_file()
     assert "| model |" in capsys.readouterr().out
     assert main(["demo", "--out", str(out), "--n", "36"]) == 2  # an earlier demo is not replaced silently
+
+
+def test_bf16_and_channels_last_train_and_load(tiny_data, tmp_path):
+    run = tmp_path / "bf16"
+    assert main(["train", str(tiny_data), "--epochs", "1", "--precision", "bf16", "--channels-last", "--out", str(run), "--no-progress"]) == 0
+    assert main(["evaluate", str(run), str(tiny_data), "--no-progress"]) == 0
+    assert json.loads((run / "evaluation" / "metrics.json").read_text())["n"] == 12
