@@ -17,7 +17,14 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from . import __version__
-from .config import CHOICES, EvalConfig, PredictConfig, TrainConfig, from_dict, load_yaml
+from .config import (
+    CHOICES,
+    EvalConfig,
+    PredictConfig,
+    TrainConfig,
+    from_dict,
+    load_yaml,
+)
 from .errors import BabyfaceError
 
 log = logging.getLogger("babyface")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import errno
+import io
 import json
 import os
 import tempfile

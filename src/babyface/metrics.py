@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 
 def macro_f1(y_true: Sequence[int], y_pred: Sequence[int]) -> float:

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from .progress import progress_bar
 
 from .bundle import bundle_metadata, save_bundle
 from .config import TrainConfig, save_yaml, to_dict
@@ -27,13 +26,14 @@ from .data.decoded import DecodedImages, channel_stats, decode_images
 from .data.images import display_path
 from .data.scan import DatasetScan, scan_dataset
 from .data.splits import stratified_split
-from .engine import index_batches, normalise, predict_logits
 from .distributed import DistInfo, barrier, init_distributed, shutdown, sum_across
+from .engine import index_batches, normalise, predict_logits
 from .errors import BabyfaceError, DataError
 from .io import atomic_path, prepare_output_dir, write_csv
 from .metrics import macro_f1
 from .models import create_model
 from .plots import plot_learning_curves
+from .progress import progress_bar
 
 log = logging.getLogger("babyface")
 

@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from ..progress import progress_bar
 
 from ..errors import ImageDecodeError
+from ..progress import progress_bar
 from .images import DEFAULT_MAX_PIXELS, display_path, load_resized
 
 log = logging.getLogger("babyface")

@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from ..progress import progress_bar
 
 from babyface.errors import BabyfaceError
 from babyface.io import atomic_path, prepare_output_dir, write_text
+
+from ..progress import progress_bar
 
 RGB = tuple[int, int, int]
 
