@@ -170,6 +170,17 @@ def cmd_data_audit(args: argparse.Namespace) -> int:
     return 1 if args.strict and report.has_leakage_or_conflict else 0
 
 
+def cmd_data_split(args: argparse.Namespace) -> int:
+    from .data.regroup import SplitConfig, split_dataset
+
+    config = SplitConfig(data=args.data, out=args.out, test=args.test, val=args.val, group_by=args.group_by or "",
+                         manifest=args.manifest or "", copy=args.copy, seed=args.seed, progress=args.progress)
+    summary = split_dataset(config)
+    counts = ", ".join(f"{key} {n}" for key, n in summary["counts"].items())
+    print(f"{summary['groups']} groups kept whole; {counts}; splits.csv in {summary['out']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
@@ -254,6 +265,16 @@ def add_data_commands(sub) -> None:
     p.add_argument("--max-sheets", type=int, default=20, help="contact sheets per kind of finding (default: 20)")
     p.add_argument("--strict", action="store_true", help="exit 1 when there is leakage or a conflicting label")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
+
+    p = command("split", cmd_data_split, "write a stratified train/val/test layout in which every group stays whole in one split")
+    p.add_argument("data", help="DATA/<class>/ (or a BabyFace layout, whose splits are pooled first)")
+    p.add_argument("out", help="new or empty output folder")
+    p.add_argument("--test", type=float, default=0.15, help="share of each class for test (default: 0.15)")
+    p.add_argument("--val", type=float, default=0.15, help="share of each class for val; 0 = no val/ (default: 0.15)")
+    p.add_argument("--group-by", help="manifest column of groups (e.g. identity_group), or 'near-duplicates'")
+    p.add_argument("--manifest", help="CSV with 'file' (relative to DATA) and the --group-by column")
+    p.add_argument("--copy", action="store_true", help="copy files instead of hard-linking them")
+    p.add_argument("--seed", type=int, default=0)
 
 
 class _CurrentStderr(logging.StreamHandler):

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import BabyfaceError
 from ..io import atomic_path, prepare_output_dir, write_json, write_text
-from .duplicates import DEFAULT_THRESHOLD, Pair, clusters, describe_files, exact_pairs, near_pairs
+from .duplicates import DEFAULT_THRESHOLD, Pair, describe_files, duplicate_clusters
 from .images import DEFAULT_MAX_PIXELS, display_path, load_resized
 from .manifest import read_manifest_column
 from .scan import scan_dataset
@@ -89,11 +89,7 @@ def audit_dataset(config: AuditConfig) -> AuditReport:
     root, listed, paths = list_dataset_files(config.data)
     described = describe_files(paths, max_pixels=config.max_pixels, progress=config.progress, desc="audit")
     files = [listed[i] for i in described.kept]
-    exact = exact_pairs(described.digests)
-    exact_keys = {(p.first, p.second) for p in exact}
-    near = [p for p in near_pairs(described.signatures, config.threshold) if (p.first, p.second) not in exact_keys]
-    pairs = exact + near
-    grouped = clusters(len(files), pairs)
+    pairs, grouped = duplicate_clusters(described, config.threshold)
     found = [_classify(members, cluster_pairs, files) for members, cluster_pairs in zip(grouped, _pairs_by_cluster(grouped, pairs))]
     stats = _image_stats(files, described.headers, described.grayscale, len(described.errors))
     report = AuditReport(root, files, stats, described.errors, pairs, found)

@@ -271,3 +271,20 @@ def _load_for_signature(path: Path, max_pixels: int) -> tuple[np.ndarray, ImageH
         return exc
     except OSError as exc:
         return ImageDecodeError(f"{display_path(path)}: cannot read file ({exc.strerror}); check its permissions")
+
+
+def duplicate_clusters(described: DescribedFiles, threshold: float = DEFAULT_THRESHOLD) -> tuple[list[Pair], list[list[int]]]:
+    """Exact (same bytes) and near-duplicate pairs among the described files, and their clusters (rows of ``kept``)."""
+    exact = exact_pairs(described.digests)
+    exact_keys = {(p.first, p.second) for p in exact}
+    pairs = exact + [p for p in near_pairs(described.signatures, threshold) if (p.first, p.second) not in exact_keys]
+    return pairs, clusters(len(described.kept), pairs)
+
+
+def cluster_ids(n: int, grouped: Sequence[list[int]], prefix: str = "dup") -> list[str]:
+    """A group name per row: its cluster's (``dup0``, ``dup1``…) or its own (``single<row>``)."""
+    names = [f"single{i}" for i in range(n)]
+    for number, members in enumerate(grouped):
+        for member in members:
+            names[member] = f"{prefix}{number}"
+    return names
