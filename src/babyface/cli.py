@@ -181,6 +181,17 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_crop(args: argparse.Namespace) -> int:
+    from .data.crop import CropConfig, crop_faces
+
+    config = CropConfig(src=args.src, out=args.out, margin=args.margin, all_faces=args.all_faces, min_score=args.min_score,
+                        detector=args.detector, overwrite=args.overwrite, progress=args.progress)
+    summary = crop_faces(config)
+    print(f"{summary['crops']} face crop(s) from {summary['images']} images; {summary['no_face']} without a face "
+          f"(no_face.txt), {summary['unreadable']} unreadable; crops.csv in {summary['out']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
@@ -275,6 +286,15 @@ def add_data_commands(sub) -> None:
     p.add_argument("--manifest", help="CSV with 'file' (relative to DATA) and the --group-by column")
     p.add_argument("--copy", action="store_true", help="copy files instead of hard-linking them")
     p.add_argument("--seed", type=int, default=0)
+
+    p = command("crop", cmd_data_crop, "cut square face crops out of photos, keeping the class layout")
+    p.add_argument("src", help="SRC/<class>/ or a BabyFace layout of whole-scene photos")
+    p.add_argument("out", help="new or empty output folder")
+    p.add_argument("--margin", type=float, default=0.2, help="added on each side, as a share of the face size (default: 0.2)")
+    p.add_argument("--all-faces", action="store_true", help="one crop per face instead of the largest only")
+    p.add_argument("--min-score", type=float, default=0.9, help="detector confidence to accept a face (default: 0.9)")
+    p.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn", help="(default: mtcnn)")
+    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty OUT")
 
 
 class _CurrentStderr(logging.StreamHandler):
