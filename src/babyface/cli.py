@@ -177,6 +177,43 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_audit(args: argparse.Namespace) -> int:
+    from .data.audit import AuditConfig, audit_dataset, write_audit
+
+    config = AuditConfig(data=args.data, out=args.out or str(Path(args.data) / "audit"), manifest=args.manifest or "",
+                         group_by=args.group_by or "", threshold=args.threshold, max_sheets=args.max_sheets,
+                         overwrite=args.overwrite, progress=args.progress)
+    report = audit_dataset(config)
+    out = write_audit(report, config.out, config)
+    print(f"{report.stats['images']} images, {report.stats['unreadable']} unreadable; duplicate clusters: "
+          f"{report.count('leakage')} leakage, {report.count('conflict')} conflicting labels, {report.count('duplicate')} within a class"
+          + (f"; {len(report.group_leakage)} {config.group_by} groups in more than one split" if config.group_by else ""))
+    print(f"report: {out / 'audit.md'}  (audit.json, sheets/)")
+    return 1 if args.strict and report.has_leakage_or_conflict else 0
+
+
+def cmd_data_split(args: argparse.Namespace) -> int:
+    from .data.regroup import SplitConfig, split_dataset
+
+    config = SplitConfig(data=args.data, out=args.out, test=args.test, val=args.val, group_by=args.group_by or "",
+                         manifest=args.manifest or "", copy=args.copy, seed=args.seed, progress=args.progress)
+    summary = split_dataset(config)
+    counts = ", ".join(f"{key} {n}" for key, n in summary["counts"].items())
+    print(f"{summary['groups']} groups kept whole; {counts}; splits.csv in {summary['out']}")
+    return 0
+
+
+def cmd_data_crop(args: argparse.Namespace) -> int:
+    from .data.crop import CropConfig, crop_faces
+
+    config = CropConfig(src=args.src, out=args.out, margin=args.margin, all_faces=args.all_faces, min_score=args.min_score,
+                        detector=args.detector, overwrite=args.overwrite, progress=args.progress)
+    summary = crop_faces(config)
+    print(f"{summary['crops']} face crop(s) from {summary['images']} images; {summary['no_face']} without a face "
+          f"(no_face.txt), {summary['unreadable']} unreadable; crops.csv in {summary['out']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
@@ -228,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--num-classes", type=int, default=3)
 
+    add_data_commands(sub)
+
     p = command("demo", cmd_demo, "synthesise a dataset, train the CNN and ResNet-18, evaluate both, print a results table")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--n", type=int, default=1800)
@@ -237,6 +276,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     return parser
+
+
+def add_data_commands(sub) -> None:
+    from .data.duplicates import DEFAULT_THRESHOLD
+
+    data = sub.add_parser("data", help="audit, split and crop datasets", description="audit, split and crop datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+
+    def command(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        p = data_sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="(default: True)")
+        return p
+
+    p = command("audit", cmd_data_audit, "report image statistics and duplicates within classes, across classes and across splits")
+    p.add_argument("data", help="DATA/train|val|test/<class>/ or DATA/<class>/")
+    p.add_argument("--out", help="report folder (default: DATA/audit)")
+    p.add_argument("--manifest", help="CSV with a 'file' column (relative to DATA) and a group column")
+    p.add_argument("--group-by", help="manifest column of groups that must not span splits, e.g. identity_group")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help=f"near-duplicate score (default: {DEFAULT_THRESHOLD})")
+    p.add_argument("--max-sheets", type=int, default=20, help="contact sheets per kind of finding (default: 20)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when there is leakage or a conflicting label")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
+
+    p = command("split", cmd_data_split, "write a stratified train/val/test layout in which every group stays whole in one split")
+    p.add_argument("data", help="DATA/<class>/ (or a BabyFace layout, whose splits are pooled first)")
+    p.add_argument("out", help="new or empty output folder")
+    p.add_argument("--test", type=float, default=0.15, help="share of each class for test (default: 0.15)")
+    p.add_argument("--val", type=float, default=0.15, help="share of each class for val; 0 = no val/ (default: 0.15)")
+    p.add_argument("--group-by", help="manifest column of groups (e.g. identity_group), or 'near-duplicates'")
+    p.add_argument("--manifest", help="CSV with 'file' (relative to DATA) and the --group-by column")
+    p.add_argument("--copy", action="store_true", help="copy files instead of hard-linking them")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = command("crop", cmd_data_crop, "cut square face crops out of photos, keeping the class layout")
+    p.add_argument("src", help="SRC/<class>/ or a BabyFace layout of whole-scene photos")
+    p.add_argument("out", help="new or empty output folder")
+    p.add_argument("--margin", type=float, default=0.2, help="added on each side, as a share of the face size (default: 0.2)")
+    p.add_argument("--all-faces", action="store_true", help="one crop per face instead of the largest only")
+    p.add_argument("--min-score", type=float, default=0.9, help="detector confidence to accept a face (default: 0.9)")
+    p.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn", help="(default: mtcnn)")
+    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty OUT")
 
 
 class _CurrentStderr(logging.StreamHandler):

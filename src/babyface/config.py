@@ -40,6 +40,9 @@ class DataConfig:
     test_fraction: float = 0.15
     strict: bool = False
     max_pixels: int = 100_000_000
+    group_by: str = ""  # keep groups whole in the validation split: a --manifest column, or "near-duplicates"
+    manifest: str = ""
+    leakage_check: bool = True  # warn (refuse with --strict) when test images copy training images
 
 
 @dataclass
@@ -84,6 +87,7 @@ class EvalConfig:
     overwrite: bool = False
     strict: bool = False
     progress: bool = True
+    leakage_check: bool = True
 
 
 @dataclass

@@ -13,7 +13,9 @@ import torch
 from .bundle import Bundle, load_bundle
 from .config import EvalConfig, save_yaml
 from .data.decoded import DecodedImages, decode_images
+from .data.duplicates import signatures
 from .data.images import display_path, load_resized
+from .data.leakage import check_leakage, file_signatures
 from .data.scan import scan_class_folders, scan_dataset
 from .engine import predict_logits, resolve_device
 from .errors import DataError
@@ -52,12 +54,18 @@ def resolve_test_set(data: str | Path, bundle: Bundle) -> TestSet:
 
 
 def _recorded_test_files(bundle: Bundle, root: Path) -> set[str] | None:
+    rows = _recorded_splits(bundle, root)
+    return None if rows is None else {row["file"] for row in rows if row["split"] == "test"}
+
+
+def _recorded_splits(bundle: Bundle, root: Path) -> list[dict] | None:
+    """The rows of the run's splits.csv when ``root`` is the folder it was trained on, else None."""
     trained_on = bundle.meta.get("data", {}).get("root")
     splits = bundle.path / "splits.csv"
     if not trained_on or Path(trained_on) != root.resolve() or not splits.is_file():
         return None
     with open(splits, newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        return {row["file"] for row in csv.DictReader(handle) if row["split"] == "test"}
+        return list(csv.DictReader(handle))
 
 
 def _to_bundle_labels(classes: list[str], samples, bundle: Bundle, source: str) -> TestSet:
@@ -80,6 +88,8 @@ def evaluate_run(config: EvalConfig) -> dict:
     decoded = decode_images(test.paths, test.labels, bundle.image_size, strict=config.strict, progress=config.progress, desc="decode test")
     if len(decoded) == 0:
         raise DataError(f"{test.source}: none of the test images could be decoded")
+    if config.leakage_check:
+        _check_leakage_against_training(decoded, bundle, Path(config.data), config)
     logits = predict_logits(bundle.model, decoded.images, bundle.mean, bundle.std, device, config.batch_size)
     probs = torch.softmax(logits / bundle.temperature, dim=1).numpy()
     pred = probs.argmax(1)
@@ -96,6 +106,24 @@ def evaluate_run(config: EvalConfig) -> dict:
     log.info("%s on %s: accuracy %.4f, macro-F1 %.4f; results in %s", bundle.meta["arch"]["name"], test.source,
              metrics["accuracy"], metrics["macro_f1"], out)
     return metrics
+
+
+def training_files(bundle: Bundle, data: Path) -> list[Path]:
+    """The images the bundle was trained (and validated) on, where they can be known: DATA/train and DATA/val of
+    a BabyFace layout, else the train/val rows of the run's splits.csv when DATA is the folder it was trained on."""
+    if (data / "train").is_dir() and (data / "test").is_dir():
+        scan = scan_dataset(data)
+        return [s.path for split in (scan.train, scan.val) if split is not None for s in split.samples]
+    return [data / row["file"] for row in _recorded_splits(bundle, data) or [] if row["split"] in ("train", "val")]
+
+
+def _check_leakage_against_training(decoded: DecodedImages, bundle: Bundle, data: Path, config: EvalConfig) -> None:
+    train_paths = training_files(bundle, data)
+    if not train_paths:
+        log.info("leakage check skipped: the training images of %s are not known here", display_path(config.run))
+        return
+    train, kept = file_signatures(train_paths, progress=config.progress)
+    check_leakage(train, kept, signatures(decoded.images.numpy()), decoded.paths, data, strict=config.strict)
 
 
 def _write_predictions(path: Path, decoded: DecodedImages, true, pred, probs, classes: list[str], root: Path) -> None:

@@ -25,7 +25,10 @@ from .data.augment import apply_params, draw_params
 from .data.decoded import DecodedImages, channel_stats, decode_images
 from .data.images import display_path
 from .data.scan import DatasetScan, scan_dataset
-from .data.splits import stratified_split
+from .data.duplicates import Signatures, signatures
+from .data.leakage import check_leakage, file_signatures
+from .data.regroup import resolve_groups
+from .data.splits import group_stratified_split, stratified_split
 from .distributed import DistInfo, barrier, init_distributed, shutdown, sum_across
 from .engine import index_batches, normalise, predict_logits
 from .errors import BabyfaceError, DataError
@@ -72,13 +75,41 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         max_pixels=opts.max_pixels, strict=opts.strict, progress=config.progress, desc="decode train",
     )
     _check_decoded(decoded, scan)
-    train_idx, val_idx = stratified_split(decoded.labels.tolist(), opts.val_fraction, config.seed + 1)
-    train, val = decoded.subset(train_idx), decoded.subset(val_idx)
+    if opts.leakage_check:
+        test_paths = [s.path for s in scan.test.samples] if scan.test is not None else [scan.root / row[0] for row in split_rows]
+        _check_train_test_leakage(decoded, test_paths, scan.root, config)
+    train, val = _validation_split(decoded, scan, config)
     split_rows += _rows(train, "train", scan) + _rows(val, "val", scan)
     if scan.test is not None:
         split_rows += [(_relative(s.path, scan.root), "test", scan.classes[s.label]) for s in scan.test.samples]
     mean, std = channel_stats(train.images)
     return PreparedData(scan.classes, train, val, sorted(split_rows), decoded.skipped, mean, std)
+
+
+def _validation_split(decoded: DecodedImages, scan: DatasetScan, config: TrainConfig) -> tuple[DecodedImages, DecodedImages]:
+    """DATA/val when it exists; else a stratified share of train, keeping --group-by groups whole."""
+    opts = config.data_options
+    if scan.val is not None:
+        val = decode_images([s.path for s in scan.val.samples], [s.label for s in scan.val.samples], opts.image_size,
+                            max_pixels=opts.max_pixels, strict=opts.strict, progress=config.progress, desc="decode val")
+        return decoded, val
+    labels = decoded.labels.tolist()
+    if opts.group_by:
+        files = [_relative(p, scan.root) for p in decoded.paths]
+        groups = resolve_groups(scan.root, files, decoded.paths, opts.group_by, opts.manifest, config.progress)
+        assigned = group_stratified_split(labels, groups, {"val": opts.val_fraction}, config.seed + 1)
+        return (decoded.subset([i for i, s in enumerate(assigned) if s == "train"]),
+                decoded.subset([i for i, s in enumerate(assigned) if s == "val"]))
+    train_idx, val_idx = stratified_split(labels, opts.val_fraction, config.seed + 1)
+    return decoded.subset(train_idx), decoded.subset(val_idx)
+
+
+def _check_train_test_leakage(decoded: DecodedImages, test_paths: list[Path], root: Path, config: TrainConfig) -> None:
+    if not test_paths:
+        return
+    test, kept = file_signatures(test_paths, progress=config.progress)
+    train = Signatures.concat([signatures(chunk.numpy()) for chunk in decoded.images.split(2048)])
+    check_leakage(train, decoded.paths, test, kept, root, strict=config.data_options.strict)
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,16 @@ def display_path(path: str | os.PathLike) -> str:
     return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the file itself says, before conversion: stored size, Pillow mode and format."""
+
+    width: int
+    height: int
+    mode: str
+    format: str
+
+
 def load_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
     """Decode ``path`` to an RGB image with EXIF orientation applied.
 
@@ -33,6 +44,13 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, draf
     (decoding at 1/2, 1/4 or 1/8 scale while keeping at least ``draft_size`` pixels per side).
     Raises ImageDecodeError with the path and what to do.
     """
+    return load_rgb_with_header(path, max_pixels, draft_size)[0]
+
+
+def load_rgb_with_header(
+    path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> tuple[Image.Image, ImageHeader]:
+    """``load_rgb`` that also returns the file's own size, mode and format (for dataset audits)."""
     where = display_path(path)
     try:
         if os.path.getsize(path) == 0:
@@ -41,11 +59,12 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, draf
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 _check_pixels(img, where, max_pixels)
+                header = ImageHeader(img.size[0], img.size[1], img.mode, img.format or "")
                 if draft_size and img.format == "JPEG":
                     img.draft("RGB", (draft_size, draft_size))
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                return to_rgb(img)
+                return to_rgb(img), header
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -96,6 +115,10 @@ def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
 
 def load_resized(path: str | os.PathLike, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode and resize to ``size``×``size`` (the reference squashes, it does not crop); HxWx3 uint8."""
-    img = load_rgb(path, max_pixels=max_pixels, draft_size=size)
+    return load_resized_with_header(path, size, max_pixels)[0]
+
+
+def load_resized_with_header(path: str | os.PathLike, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageHeader]:
+    img, header = load_rgb_with_header(path, max_pixels=max_pixels, draft_size=size)
     img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(img, dtype=np.uint8)
+    return np.asarray(img, dtype=np.uint8), header

@@ -42,6 +42,14 @@ class DatasetScan:
     classes: list[str]
     train: SplitScan
     test: SplitScan | None
+    val: SplitScan | None = None  # DATA/val/<class>/ beside train/ and test/, e.g. from 'babyface data split'
+
+    def splits(self) -> dict[str, SplitScan]:
+        """Every split by name; a one-folder dataset is the single split 'all'."""
+        if self.layout == "folders":
+            return {"all": self.train}
+        named = {"train": self.train, "val": self.val, "test": self.test}
+        return {name: split for name, split in named.items() if split is not None}
 
 
 def scan_dataset(root: str | os.PathLike) -> DatasetScan:
@@ -54,7 +62,8 @@ def scan_dataset(root: str | os.PathLike) -> DatasetScan:
     if (root / "train").is_dir() and (root / "test").is_dir():
         train = scan_class_folders(root / "train")
         test = scan_class_folders(root / "test", expected_classes=train.classes)
-        return DatasetScan(root, "babyface", train.classes, train, test)
+        val = scan_class_folders(root / "val", expected_classes=train.classes) if (root / "val").is_dir() else None
+        return DatasetScan(root, "babyface", train.classes, train, test, val)
     if (root / "train").is_dir() != (root / "test").is_dir():
         present, missing = ("train", "test") if (root / "train").is_dir() else ("test", "train")
         raise DataError(f"{display_path(root)}: has {present}/ but no {missing}/; add {missing}/<class>/ folders or use DATA/<class>/ directly")

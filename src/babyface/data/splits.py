@@ -33,3 +33,33 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
         held.extend(indices[:n_held].tolist())
         kept.extend(indices[n_held:].tolist())
     return sorted(kept), sorted(held)
+
+
+def group_stratified_split(labels: Sequence[int], groups: Sequence[str], fractions: dict[str, float], seed: int,
+                           rest: str = "train") -> list[str]:
+    """The split name of each index: whole groups go to one split, chosen so that each class comes close to
+    ``fractions`` (e.g. {"test": 0.15, "val": 0.15}); the remainder is ``rest``.
+
+    Groups are placed largest first (ties in a seeded random order), each into the split whose per-class
+    quota it fills best, so a big group cannot overshoot a small split late in the run.
+    """
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, group in enumerate(groups):
+        members[group].append(index)
+    class_totals = np.bincount(np.asarray(labels, dtype=np.int64), minlength=1).astype(float) if len(labels) else np.zeros(1)
+    names = [name for name, share in fractions.items() if share > 0] + [rest]
+    shares = [fractions[name] for name in names[:-1]] + [max(0.0, 1 - sum(fractions.values()))]
+    deficit = np.outer(shares, class_totals)  # images still wanted per split and class
+    order = list(members)
+    np.random.default_rng(seed).shuffle(order)
+    order.sort(key=lambda g: -len(members[g]))
+    assigned = [rest] * len(labels)
+    for group in order:
+        counts = np.bincount([labels[i] for i in members[group]], minlength=len(class_totals)).astype(float)
+        gain = (np.minimum(deficit, counts) / np.maximum(class_totals, 1)).sum(axis=1)
+        overshoot = (np.maximum(counts - deficit, 0) / np.maximum(class_totals, 1)).sum(axis=1)
+        choice = int(np.argmax(gain - overshoot))
+        deficit[choice] -= counts
+        for index in members[group]:
+            assigned[index] = names[choice]
+    return assigned

@@ -1,0 +1,69 @@
+"""`babyface data crop`: cut square face crops out of whole-scene photos, keeping the class layout."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ImageDecodeError
+from ..io import atomic_path, prepare_output_dir, write_csv, write_text
+from ..progress import progress_bar
+from .audit import list_dataset_files
+from .faces import DEFAULT_MIN_SCORE, detect_faces
+from .images import DEFAULT_MAX_PIXELS, load_rgb
+
+log = logging.getLogger("babyface")
+
+
+@dataclass
+class CropConfig:
+    src: str = ""
+    out: str = ""
+    margin: float = 0.2
+    all_faces: bool = False
+    min_score: float = DEFAULT_MIN_SCORE
+    detector: str = "mtcnn"
+    overwrite: bool = False
+    progress: bool = True
+
+
+def crop_faces(config: CropConfig) -> dict:
+    """OUT/<same relative path> per crop (``_faceN`` suffix for extra faces), crops.csv, no_face.txt, unreadable.txt."""
+    root, listed, paths = list_dataset_files(config.src)
+    out = prepare_output_dir(config.out, overwrite=config.overwrite)
+    rows, no_face, unreadable = [], [], []
+    for item, path in progress_bar(list(zip(listed, paths)), config.progress, desc="crop faces", unit="img"):
+        try:
+            image = load_rgb(path, max_pixels=DEFAULT_MAX_PIXELS)
+        except ImageDecodeError as exc:
+            log.warning("skipped %s", exc)
+            unreadable.append(str(exc))
+            continue
+        faces = detect_faces(image, detector=config.detector, min_score=config.min_score)
+        if not faces:
+            no_face.append(item.file)
+        for number, face in enumerate(faces if config.all_faces else faces[:1]):
+            box = face.square(config.margin, *image.size)
+            target = _crop_name(Path(item.file), number)
+            _save(image.crop(box), out / target)
+            rows.append((item.file, target.as_posix(), *box, f"{face.score:.4f}"))
+    write_csv(out / "crops.csv", ["source", "file", "left", "top", "right", "bottom", "score"], rows)
+    write_text(out / "no_face.txt", "".join(f"{f}\n" for f in no_face))
+    if unreadable:
+        write_text(out / "unreadable.txt", "".join(f"{e}\n" for e in unreadable))
+    return {"out": str(out), "images": len(listed), "crops": len(rows), "no_face": len(no_face), "unreadable": len(unreadable)}
+
+
+def _crop_name(source: Path, number: int) -> Path:
+    """PNG stays PNG, everything else becomes JPEG; extra faces get ``_face2``, ``_face3``…"""
+    stem = source.stem if number == 0 else f"{source.stem}_face{number + 1}"
+    return source.with_name(stem + (".png" if source.suffix.lower() == ".png" else ".jpg"))
+
+
+def _save(image, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        if path.suffix == ".png":
+            image.save(tmp, format="PNG")
+        else:
+            image.save(tmp, format="JPEG", quality=95)

@@ -1,0 +1,98 @@
+"""Face detection with weights that ship inside pip packages (nothing is downloaded at run time).
+
+``mtcnn`` (facenet-pytorch) is the default; ``haar`` (OpenCV's frontal-face cascade) is the fallback.
+Both imports are lazy: babyface works without them until a face has to be found.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..errors import BabyfaceError
+
+DETECTORS = ("mtcnn", "haar")
+DEFAULT_MIN_SCORE = 0.9
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A face in pixel coordinates of the image it was found in; ``score`` is the detector's confidence."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+    score: float
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.right - self.left) * max(0.0, self.bottom - self.top)
+
+    def square(self, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+        """A square around the face, ``margin`` of its size added on every side, shifted to stay inside the image."""
+        side = max(self.right - self.left, self.bottom - self.top) * (1 + 2 * margin)
+        side = min(side, width, height)
+        cx, cy = (self.left + self.right) / 2, (self.top + self.bottom) / 2
+        left = min(max(cx - side / 2, 0), width - side)
+        top = min(max(cy - side / 2, 0), height - side)
+        return round(left), round(top), round(left + side), round(top + side)
+
+
+def detect_faces(image: Image.Image | np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE) -> list[FaceBox]:
+    """Faces in an RGB image (PIL or H×W×3 uint8), largest first, those scoring under ``min_score`` dropped."""
+    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    if detector == "mtcnn":
+        boxes = _detect_mtcnn(rgb)
+    elif detector == "haar":
+        boxes = _detect_haar(rgb)
+    else:
+        raise BabyfaceError(f"--detector {detector!r}: use one of {', '.join(DETECTORS)}")
+    return sorted((b for b in boxes if b.score >= min_score), key=lambda b: -b.area)
+
+
+@functools.lru_cache(maxsize=1)
+def _mtcnn():
+    try:
+        from facenet_pytorch import MTCNN
+    except ImportError:
+        raise BabyfaceError("face detection needs facenet-pytorch: pip install facenet-pytorch==2.5.3 (or use --detector haar)") from None
+    return MTCNN(keep_all=True, device="cpu", post_process=False)
+
+
+def _detect_mtcnn(rgb: np.ndarray) -> list[FaceBox]:
+    import torch
+
+    with torch.inference_mode():
+        boxes, scores = _mtcnn().detect(Image.fromarray(rgb))
+    if boxes is None:
+        return []
+    return [FaceBox(*map(float, box), float(score)) for box, score in zip(boxes, scores)]
+
+
+@functools.lru_cache(maxsize=1)
+def _haar():
+    try:
+        import cv2
+    except ImportError:
+        raise BabyfaceError("--detector haar needs OpenCV: pip install 'opencv-python-headless<5'") from None
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    if cascade.empty():
+        raise BabyfaceError("OpenCV's Haar cascade files are missing (OpenCV 5 dropped them); pip install 'opencv-python-headless<5'")
+    return cv2, cascade
+
+
+def _detect_haar(rgb: np.ndarray) -> list[FaceBox]:
+    cv2, cascade = _haar()
+    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    side = min(gray.shape)
+    found, _, weights = cascade.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side // 10, side // 10),
+                                                  outputRejectLevels=True)
+    # level weights are unbounded margins; squash them to 0..1 so one --min-score works for both detectors
+    return [FaceBox(float(x), float(y), float(x + w), float(y + h), float(1 / (1 + np.exp(-wt))))
+            for (x, y, w, h), wt in zip(found, np.ravel(weights))]

@@ -1,0 +1,92 @@
+"""Face detection (detect_faces, FaceBox) and `babyface data crop`."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from babyface.cli import main
+from babyface.data import faces
+from babyface.data.faces import FaceBox, detect_faces
+from babyface.data.synthetic import render_face
+from babyface.errors import BabyfaceError
+
+needs_mtcnn = pytest.mark.skipif(not __import__("importlib").util.find_spec("facenet_pytorch"), reason="facenet-pytorch not installed")
+
+
+def scene(seed: int = 0) -> Image.Image:
+    """A synthetic face (one MTCNN finds, score 0.95) pasted at (200, 80) on a plain 400×300 background."""
+    face, _ = render_face("happy", np.random.default_rng(seed), size=160, grayscale=False)
+    canvas = Image.new("RGB", (400, 300), (90, 120, 160))
+    canvas.paste(face, (200, 80))
+    return canvas
+
+
+def test_square_box_with_margin_stays_inside_the_image() -> None:
+    box = FaceBox(10, 20, 50, 80, 0.99)  # 40 wide, 60 tall
+    assert box.square(0.0, 200, 200) == (0, 20, 60, 80)
+    left, top, right, bottom = box.square(0.5, 200, 200)
+    assert right - left == bottom - top == 120 and left == 0 and top == 0
+    assert FaceBox(0, 0, 300, 300, 1).square(0.2, 100, 80) == (20, 0, 100, 80)  # centred, clipped to the short side
+
+
+@needs_mtcnn
+def test_mtcnn_finds_the_pasted_face_from_pil_and_numpy() -> None:
+    image = scene()
+    for given in (image, np.asarray(image)):
+        found = detect_faces(given)
+        assert len(found) == 1 and found[0].score >= 0.9
+        assert 190 <= found[0].left and found[0].right <= 370 and 70 <= found[0].top and found[0].bottom <= 250
+    assert detect_faces(Image.new("RGB", (300, 300), "white")) == []
+
+
+def test_missing_dependency_and_unknown_detector_give_one_line_errors(monkeypatch) -> None:
+    faces._mtcnn.cache_clear()
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)
+    with pytest.raises(BabyfaceError, match="pip install facenet-pytorch==2.5.3"):
+        detect_faces(scene())
+    faces._mtcnn.cache_clear()
+    with pytest.raises(BabyfaceError, match="use one of mtcnn, haar"):
+        detect_faces(scene(), detector="yolo")
+
+
+@needs_mtcnn
+def test_crop_command_keeps_layout_and_lists_images_without_faces(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "happy").mkdir(parents=True)
+    (src / "sad").mkdir()
+    scene().save(src / "happy" / "baby.png")
+    Image.new("RGB", (300, 200), "white").save(src / "sad" / "empty.jpg")
+    (src / "sad" / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    assert main(["data", "crop", str(src), str(out), "--margin", "0.1", "--no-progress"]) == 0
+    with open(out / "crops.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["file"] for r in rows] == ["happy/baby.png"]
+    crop = Image.open(out / "happy" / "baby.png")
+    assert crop.size[0] == crop.size[1] > 80
+    assert (out / "no_face.txt").read_text() == "sad/empty.jpg\n"
+    assert "broken.jpg" in (out / "unreadable.txt").read_text()
+
+
+@needs_mtcnn
+def test_crop_all_faces_writes_one_crop_per_face(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for label in ("happy", "sad"):
+        (src / label).mkdir(parents=True)
+    face = scene().crop((200, 80, 360, 240))
+    two = Image.new("RGB", (600, 300), (90, 120, 160))
+    two.paste(face, (40, 70))
+    two.paste(face, (380, 70))
+    two.save(src / "happy" / "twins.jpg", quality=95)
+    scene().save(src / "sad" / "one.jpg", quality=95)
+    out = tmp_path / "out"
+    assert main(["data", "crop", str(src), str(out), "--all-faces", "--no-progress"]) == 0
+    with open(out / "crops.csv", newline="") as handle:
+        files = sorted(r["file"] for r in csv.DictReader(handle))
+    assert files == ["happy/twins.jpg", "happy/twins_face2.jpg", "sad/one.jpg"]
