@@ -99,11 +99,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import fit
+    from .train import fit, fit_seeds
 
     config = build_config(TrainConfig, args, data=args.data, model_args=parse_model_args(args.model_arg))
     if not config.out:
         config.out = str(Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if config.seeds:
+        out = fit_seeds(config)
+        print((out / "summary.md").read_text(encoding="utf-8"))
+        print(f"runs: {out}/seed*/  summary: {out / 'summary.json'}")
+        return 0
     out = fit(config)
     print(f"run folder: {out}  (model.json, model.safetensors, history.csv, learning_curves.png, train.log)")
     return 0
@@ -119,10 +124,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def format_metrics(metrics: dict) -> str:
-    lines = [f"{metrics['model']} on {metrics['data']}: n={metrics['n']}  accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}",
-             f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
+    from .metrics import interval_text
+
+    calibration = metrics["calibration"]
+    lines = [f"{metrics['model']} on {metrics['data']}: n={metrics['n']}",
+             f"accuracy {interval_text(metrics['accuracy'], metrics.get('accuracy_ci'), 4)}  "
+             f"macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'), 4)}  (95% bootstrap intervals)",
+             f"ECE ({calibration['bins']} bins) {calibration['ece_before']:.4f} at T=1, "
+             f"{calibration['ece_after']:.4f} at T={calibration['temperature']:.3f}",
+             f"{'class':<12}{'precision':>10}{'recall':>10}{'f1 [95% interval]':>26}{'support':>9}"]
     for name, row in metrics["per_class"].items():
-        lines.append(f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>9d}")
+        f1 = interval_text(row["f1"], row.get("f1_ci"))
+        lines.append(f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{f1:>26}{row['support']:>9d}")
     lines.append(f"results: {metrics['out']}")
     return "\n".join(lines)
 
@@ -132,7 +145,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import Predictor, collect_inputs, format_predictions
 
     config = build_config(PredictConfig, args, run=args.run, inputs=args.inputs)
-    predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size)
+    predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence)
     predictions, skipped = predictor.predict_files(collect_inputs(config.inputs), strict=config.strict)
     text = format_predictions(predictions, predictor.classes, config.format)
     if config.output:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .bundle import Bundle, load_bundle
+from .calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
 from .config import EvalConfig, save_yaml
 from .data.decoded import DecodedImages, decode_images
 from .data.images import display_path, load_resized
@@ -18,8 +19,8 @@ from .data.scan import scan_class_folders, scan_dataset
 from .engine import predict_logits, resolve_device
 from .errors import DataError
 from .io import prepare_output_dir, write_csv, write_json
-from .metrics import classification_metrics
-from .plots import plot_confusion_matrix, plot_prediction_grid, select_grid_samples
+from .metrics import classification_metrics, interval_text
+from .plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
 
 log = logging.getLogger("babyface")
 GRID_TILE_SIZE = 160
@@ -81,21 +82,32 @@ def evaluate_run(config: EvalConfig) -> dict:
     if len(decoded) == 0:
         raise DataError(f"{test.source}: none of the test images could be decoded")
     logits = predict_logits(bundle.model, decoded.images, bundle.mean, bundle.std, device, config.batch_size)
-    probs = torch.softmax(logits / bundle.temperature, dim=1).numpy()
+    probs = calibrated_probabilities(logits, bundle.temperature).numpy()
     pred = probs.argmax(1)
     true = decoded.labels.numpy()
-    metrics = classification_metrics(true, pred, bundle.classes)
-    metrics.update(model=bundle.meta["arch"]["name"], run=display_path(config.run), data=test.source, skipped=len(decoded.skipped))
+    name = bundle.meta["arch"]["name"]
+    metrics = classification_metrics(true, pred, bundle.classes, n_resamples=config.bootstrap, seed=config.seed)
+    metrics.update(model=name, run=display_path(config.run), data=test.source, skipped=len(decoded.skipped))
+    metrics["calibration"] = calibration_summary(logits, decoded.labels, bundle.temperature)
+    metrics["ece"] = metrics["calibration"]["ece_after"]
     write_json(out / "metrics.json", metrics)
     write_json(out / "confusion_matrix.json", {"classes": bundle.classes, "matrix": metrics["confusion_matrix"]})
     _write_predictions(out / "predictions.csv", decoded, true, pred, probs, bundle.classes, Path(config.data))
-    title = f"{bundle.meta['arch']['name']} on {Path(config.data).name} (macro-F1 {metrics['macro_f1']:.3f})"
+    title = f"{name} on {Path(config.data).name}: macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'))}"
     plot_confusion_matrix(np.array(metrics["confusion_matrix"]), bundle.classes, out / "confusion_matrix.png", title=title)
+    _plot_reliability(out / "reliability_diagram.png", logits, true, bundle.temperature, f"{name} on {Path(config.data).name}")
     _plot_grid(out / "predictions_grid.png", decoded, true, pred, probs, bundle.classes, config)
     metrics["out"] = str(out)
-    log.info("%s on %s: accuracy %.4f, macro-F1 %.4f; results in %s", bundle.meta["arch"]["name"], test.source,
-             metrics["accuracy"], metrics["macro_f1"], out)
+    log.info("%s on %s: accuracy %.4f, macro-F1 %.4f; results in %s", name, test.source, metrics["accuracy"], metrics["macro_f1"], out)
     return metrics
+
+
+def _plot_reliability(path: Path, logits: torch.Tensor, true: np.ndarray, temperature: float, title: str) -> None:
+    panels = []
+    for label, t in (("before scaling (T = 1)", 1.0), (f"after scaling (T = {temperature:.2f})", temperature)):
+        bins = reliability_bins(calibrated_probabilities(logits, t).numpy(), true)
+        panels.append((label, bins, ece_from_bins(bins)))
+    plot_reliability_diagram(panels, path, title=f"Calibration of {title}")
 
 
 def _write_predictions(path: Path, decoded: DecodedImages, true, pred, probs, classes: list[str], root: Path) -> None:
