@@ -120,6 +120,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = build_config(EvalConfig, args, run=args.run, data=args.data)
     metrics = evaluate_run(config)
     print(format_metrics(metrics))
+    if "subgroups" in metrics:
+        from .subgroups import format_subgroups
+
+        print("\n" + format_subgroups(metrics["subgroups"]))
+        print(f"subgroup results: {Path(metrics['out']) / 'subgroups.json'}")
     return 0
 
 

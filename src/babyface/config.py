@@ -80,6 +80,8 @@ class EvalConfig:
     grid_size: int = 18
     seed: int = 0
     bootstrap: int = 1000  # resamples for the 95% intervals; 0 = none
+    metadata: str = ""  # CSV with a 'file' column (default with --by: DATA/metadata.csv)
+    by: str = ""  # metadata column(s) for subgroup metrics, e.g. skin_tone,grayscale
     overwrite: bool = False
     strict: bool = False
     progress: bool = True

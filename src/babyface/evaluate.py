@@ -20,6 +20,7 @@ from .engine import predict_logits, resolve_device
 from .errors import DataError
 from .io import prepare_output_dir, write_csv, write_json
 from .metrics import classification_metrics, interval_text
+from .subgroups import analyse_subgroups
 from .plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
 
 log = logging.getLogger("babyface")
@@ -76,6 +77,8 @@ def evaluate_run(config: EvalConfig) -> dict:
     device = resolve_device(config.device)
     bundle = load_bundle(config.run, device)
     test = resolve_test_set(config.data, bundle)
+    if config.by:
+        _metadata_path(config)  # fail before the slow part when the CSV is missing
     out = prepare_output_dir(config.out or Path(config.run) / "evaluation", overwrite=config.overwrite)
     save_yaml(config, out / "eval_config.yaml")
     decoded = decode_images(test.paths, test.labels, bundle.image_size, strict=config.strict, progress=config.progress, desc="decode test")
@@ -92,7 +95,12 @@ def evaluate_run(config: EvalConfig) -> dict:
     metrics["ece"] = metrics["calibration"]["ece_after"]
     write_json(out / "metrics.json", metrics)
     write_json(out / "confusion_matrix.json", {"classes": bundle.classes, "matrix": metrics["confusion_matrix"]})
-    _write_predictions(out / "predictions.csv", decoded, true, pred, probs, bundle.classes, Path(config.data))
+    files = [_shown_path(p, Path(config.data)) for p in decoded.paths]
+    _write_predictions(out / "predictions.csv", files, true, pred, probs, bundle.classes)
+    if config.by:
+        metrics["subgroups"] = analyse_subgroups(files, true, pred, bundle.classes, _metadata_path(config), config.by,
+                                                 metrics, config.bootstrap, config.seed)
+        write_json(out / "subgroups.json", metrics["subgroups"])
     title = f"{name} on {Path(config.data).name}: macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'))}"
     plot_confusion_matrix(np.array(metrics["confusion_matrix"]), bundle.classes, out / "confusion_matrix.png", title=title)
     _plot_reliability(out / "reliability_diagram.png", logits, true, bundle.temperature, f"{name} on {Path(config.data).name}")
@@ -110,11 +118,23 @@ def _plot_reliability(path: Path, logits: torch.Tensor, true: np.ndarray, temper
     plot_reliability_diagram(panels, path, title=f"Calibration of {title}")
 
 
-def _write_predictions(path: Path, decoded: DecodedImages, true, pred, probs, classes: list[str], root: Path) -> None:
-    rows = []
-    for file, t, p, prob in zip(decoded.paths, true, pred, probs):
-        shown = file.relative_to(root).as_posix() if file.is_relative_to(root) else display_path(file)
-        rows.append([shown, classes[t], classes[p], *(f"{v:.6f}" for v in prob)])
+def _shown_path(file: Path, root: Path) -> str:
+    """Relative to the dataset root (as metadata CSVs name files) when inside it."""
+    return file.relative_to(root).as_posix() if file.is_relative_to(root) else display_path(file)
+
+
+def _metadata_path(config: EvalConfig) -> Path:
+    """--metadata, or DATA/metadata.csv (as ``babyface synth`` writes) when it is not given."""
+    if config.metadata:
+        return Path(config.metadata)
+    default = Path(config.data) / "metadata.csv"
+    if not default.is_file():
+        raise DataError(f"--by {config.by}: no --metadata CSV given and no {display_path(default)}; pass --metadata FILE.csv")
+    return default
+
+
+def _write_predictions(path: Path, files: list[str], true, pred, probs, classes: list[str]) -> None:
+    rows = [[file, classes[t], classes[p], *(f"{v:.6f}" for v in prob)] for file, t, p, prob in zip(files, true, pred, probs)]
     write_csv(path, ["file", "true", "predicted", *(f"p_{c}" for c in classes)], rows)
 
 

@@ -23,7 +23,8 @@ def read_csv(path: Path) -> list[dict]:
 def evaluated(tiny_run, tiny_data, tmp_path_factory) -> Path:
     """``tiny_run`` evaluated on the tiny test split with subgroups by skin tone and grayscale."""
     out = tmp_path_factory.mktemp("eval") / "evaluation"
-    assert main(["evaluate", str(tiny_run), str(tiny_data), "--out", str(out), "--no-progress"]) == 0
+    assert main(["evaluate", str(tiny_run), str(tiny_data), "--out", str(out), "--no-progress",
+                 "--metadata", str(tiny_data / "metadata.csv"), "--by", "skin_tone,grayscale"]) == 0
     return out
 
 
@@ -50,6 +51,21 @@ def test_evaluate_prints_intervals_and_ece(tiny_run, tiny_data, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "95% bootstrap intervals" in printed and "ECE (15 bins)" in printed
     assert "accuracy 0." in printed and "[" in printed
+
+
+def test_subgroups_from_the_synthetic_metadata(evaluated, tiny_data, tiny_run, tmp_path, capsys):
+    result = json.loads((evaluated / "subgroups.json").read_text())
+    assert result["matched"] == 12 and result["unmatched"] == 0
+    assert set(result["columns"]) == {"skin_tone", "grayscale"}
+    for groups in result["columns"].values():
+        assert sum(g["n"] for g in groups.values()) == 12 and all(g["small"] for g in groups.values())
+    # --by without --metadata uses DATA/metadata.csv and prints the table
+    assert main(["evaluate", str(tiny_run), str(tiny_data), "--out", str(tmp_path / "e"), "--no-progress",
+                 "--by", "grayscale", "--bootstrap", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "grayscale" in printed and "macro-F1 [95% CI]" in printed
+    assert main(["evaluate", str(tiny_run), str(tiny_data), "--out", str(tmp_path / "f"), "--by", "ethnicity"]) == 2
+    assert "no column ethnicity" in capsys.readouterr().err
 
 
 def test_stored_temperature_is_applied_by_evaluate_and_predict(tiny_run, tiny_data, tmp_path, capsys):
