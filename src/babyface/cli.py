@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from . import __version__
-from .config import CHOICES, EvalConfig, PredictConfig, TrainConfig, from_dict, load_yaml
+from .config import CHOICES, EvalConfig, ExplainConfig, PredictConfig, TrainConfig, from_dict, load_yaml
 from .errors import BabyfaceError
 
 log = logging.getLogger("babyface")
@@ -163,6 +163,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if predictions else 1
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_files
+    from .predict import collect_inputs
+
+    config = build_config(ExplainConfig, args, run=args.run, inputs=args.inputs)
+    records = explain_files(config, collect_inputs(config.inputs))
+    for r in records:
+        print(f"{r['file']}: predicted {r['predicted']} ({r['confidence']:.2f}), Grad-CAM of {r['explained_class']} -> {r['overlay']}")
+    out = config.out or Path(config.run) / "explanations"
+    print(f"{len(records)} Grad-CAM overlay(s) in {out}")
+    return 0 if records else 1
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models, model_info
 
@@ -218,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by 'babyface train'")
     p.add_argument("inputs", nargs="+", help="image files and/or folders")
     add_config_flags(p, PredictConfig, positional=("run", "inputs"))
+
+    p = command("explain", cmd_explain, "Grad-CAM heatmaps over images: which region drove the prediction")
+    p.add_argument("run", help="run folder written by 'babyface train'")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders")
+    p.add_argument("--class", dest="target_class", metavar="NAME", default=argparse.SUPPRESS, help="explain this class (default: the predicted one)")
+    add_config_flags(p, ExplainConfig, positional=("run", "inputs", "target_class"))
 
     p = command("models", cmd_models, "list registered models with parameters and FLOPs")
     p.add_argument("--image-size", type=int, default=64)

@@ -99,6 +99,16 @@ class PredictConfig:
     strict: bool = False
 
 
+@dataclass
+class ExplainConfig:
+    run: str = ""
+    inputs: list = field(default_factory=list)
+    out: str = ""  # default RUN/explanations
+    target_class: str = ""  # --class: explain this class instead of the predicted one
+    device: str = "auto"
+    overwrite: bool = False
+
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "adamw", "sgd"),
     "scheduler": ("step", "cosine", "none"),

@@ -107,3 +107,16 @@ def test_train_with_seeds_writes_one_run_per_seed_and_a_summary(tiny_data, tmp_p
     assert (out / "summary.md").is_file()
     assert main(["train", str(tiny_data), "--seeds", "0,x", "--out", str(tmp_path / "bad")]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_explain_writes_overlays_at_the_images_own_size(tiny_run, tiny_data, tmp_path, capsys):
+    wide = tmp_path / "wide.png"
+    Image.open(sorted((tiny_data / "test" / "happy").iterdir())[0]).resize((150, 90)).save(wide)
+    out = tmp_path / "cams"
+    assert main(["explain", str(tiny_run), str(wide), "--out", str(out), "--class", "sad"]) == 0
+    records = json.loads((out / "explanations.json").read_text())
+    assert records[0]["explained_class"] == "sad" and records[0]["overlay"] == "wide_sad_gradcam.png"
+    assert Image.open(out / "wide_sad_gradcam.png").size == (150, 90)
+    assert "Grad-CAM of sad" in capsys.readouterr().out
+    assert main(["explain", str(tiny_run), str(wide), "--out", str(tmp_path / "x"), "--class", "angry"]) == 2
+    assert "not one of the model's classes" in capsys.readouterr().err

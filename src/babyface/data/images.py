@@ -96,6 +96,10 @@ def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
 
 def load_resized(path: str | os.PathLike, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode and resize to ``size``×``size`` (the reference squashes, it does not crop); HxWx3 uint8."""
-    img = load_rgb(path, max_pixels=max_pixels, draft_size=size)
+    return resize_square(load_rgb(path, max_pixels=max_pixels, draft_size=size), size)
+
+
+def resize_square(img: Image.Image, size: int) -> np.ndarray:
+    """The model's view of an RGB image: squashed to ``size``×``size``; HxWx3 uint8."""
     img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(img, dtype=np.uint8)
