@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from . import __version__
-from .config import CHOICES, EvalConfig, ExplainConfig, PredictConfig, TrainConfig, from_dict, load_yaml
+from .config import CHOICES, EvalConfig, ExplainConfig, PredictConfig, ReportConfig, TrainConfig, from_dict, load_yaml
 from .errors import BabyfaceError
 
 log = logging.getLogger("babyface")
@@ -176,6 +176,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0 if records else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    report, model_card = build_report(build_config(ReportConfig, args, run=args.run))
+    print(f"report: {report}\nmodel card: {model_card}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models, model_info
 
@@ -237,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files and/or folders")
     p.add_argument("--class", dest="target_class", metavar="NAME", default=argparse.SUPPRESS, help="explain this class (default: the predicted one)")
     add_config_flags(p, ExplainConfig, positional=("run", "inputs", "target_class"))
+
+    p = command("report", cmd_report, "one self-contained report.html and a model_card.md for an evaluated run")
+    p.add_argument("run", help="run folder written by 'babyface train' and evaluated with 'babyface evaluate'")
+    add_config_flags(p, ReportConfig, positional=("run",))
 
     p = command("models", cmd_models, "list registered models with parameters and FLOPs")
     p.add_argument("--image-size", type=int, default=64)

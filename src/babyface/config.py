@@ -109,6 +109,16 @@ class ExplainConfig:
     overwrite: bool = False
 
 
+@dataclass
+class ReportConfig:
+    run: str = ""
+    eval: str = ""  # evaluation folder (default RUN/evaluation)
+    out: str = ""  # default: the run folder
+    gallery: int = 8  # most confident mistakes shown with their Grad-CAMs
+    device: str = "auto"
+    overwrite: bool = False
+
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "adamw", "sgd"),
     "scheduler": ("step", "cosine", "none"),

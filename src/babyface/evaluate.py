@@ -90,7 +90,8 @@ def evaluate_run(config: EvalConfig) -> dict:
     true = decoded.labels.numpy()
     name = bundle.meta["arch"]["name"]
     metrics = classification_metrics(true, pred, bundle.classes, n_resamples=config.bootstrap, seed=config.seed)
-    metrics.update(model=name, run=display_path(config.run), data=test.source, skipped=len(decoded.skipped))
+    metrics.update(model=name, run=display_path(config.run), data=test.source, skipped=len(decoded.skipped),
+                   data_root=display_path(Path(config.data).resolve()))
     metrics["calibration"] = calibration_summary(logits, decoded.labels, bundle.temperature)
     metrics["ece"] = metrics["calibration"]["ece_after"]
     write_json(out / "metrics.json", metrics)

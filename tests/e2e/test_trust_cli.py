@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
+import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,20 @@ from PIL import Image
 
 from babyface.cli import main
 
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a chromium binary; installed with apt-get when missing (as root), else the test is skipped."""
+    found = shutil.which("chromium")
+    if not found and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            subprocess.run(command, capture_output=True, env=env, timeout=900)
+        found = shutil.which("chromium")
+    if not found:
+        pytest.skip("chromium is not installed and could not be installed with apt-get (needs root and network)")
+    return found
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -120,3 +139,37 @@ def test_explain_writes_overlays_at_the_images_own_size(tiny_run, tiny_data, tmp
     assert "Grad-CAM of sad" in capsys.readouterr().out
     assert main(["explain", str(tiny_run), str(wide), "--out", str(tmp_path / "x"), "--class", "angry"]) == 2
     assert "not one of the model's classes" in capsys.readouterr().err
+
+
+def render_dom(chromium: str, page: Path, profile: Path) -> str:
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+               "--dump-dom", page.resolve().as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+
+
+def test_report_is_self_contained_with_no_broken_images(tiny_run, evaluated, tmp_path, chromium, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(tiny_run), "--eval", str(evaluated), "--out", str(out), "--gallery", "3"]) == 0
+    page = (out / "report.html").read_text()
+    for heading in ("Configuration", "Dataset", "Learning curves", "Confusion matrix", "Per-class results",
+                    "Calibration", "by skin_tone", "Most confident mistakes"):
+        assert heading in page
+    dom = render_dom(chromium, out / "report.html", tmp_path / "profile")
+    sources = re.findall(r"<img[^>]*\ssrc=\"([^\"]*)\"", dom)
+    assert len(sources) == 3 + 2 * min(3, len(evaluated_mistakes(evaluated)))  # 3 figures + gallery pairs
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+    card = (out / "model_card.md").read_text()
+    assert "Not a clinical tool" in card and "macro-F1" in card and "skin_tone" in card and "[" in card
+    assert main(["report", str(tiny_run), "--eval", str(evaluated), "--out", str(out)]) == 2  # exists, no --overwrite
+
+
+def evaluated_mistakes(evaluated: Path) -> list[dict]:
+    return [r for r in read_csv(evaluated / "predictions.csv") if r["true"] != r["predicted"]]
+
+
+def test_report_without_evaluation_says_what_to_run(tiny_run, tmp_path, capsys):
+    assert main(["report", str(tiny_run), "--eval", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
+    assert "run 'babyface evaluate" in capsys.readouterr().err
