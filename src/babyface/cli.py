@@ -184,6 +184,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, format_comparison
+    from .io import write_json
+
+    result = compare_runs(args.runs)
+    print(format_comparison(result))
+    if args.output:
+        write_json(args.output, result)
+        print(f"comparison written to {args.output}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models, model_info
 
@@ -249,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", cmd_report, "one self-contained report.html and a model_card.md for an evaluated run")
     p.add_argument("run", help="run folder written by 'babyface train' and evaluated with 'babyface evaluate'")
     add_config_flags(p, ReportConfig, positional=("run",))
+
+    p = command("compare", cmd_compare, "compare evaluated runs: results table and McNemar's test on the same test set")
+    p.add_argument("runs", nargs="+", help="two or more run folders, each evaluated with 'babyface evaluate'")
+    p.add_argument("--output", metavar="FILE", help="also write the comparison as JSON")
 
     p = command("models", cmd_models, "list registered models with parameters and FLOPs")
     p.add_argument("--image-size", type=int, default=64)

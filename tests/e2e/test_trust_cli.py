@@ -173,3 +173,19 @@ def evaluated_mistakes(evaluated: Path) -> list[dict]:
 def test_report_without_evaluation_says_what_to_run(tiny_run, tmp_path, capsys):
     assert main(["report", str(tiny_run), "--eval", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
     assert "run 'babyface evaluate" in capsys.readouterr().err
+
+
+def test_compare_prints_table_and_mcnemar_and_refuses_other_test_sets(tiny_run, evaluated, tmp_path, capsys):
+    copies = []
+    for name in ("a", "b"):
+        shutil.copytree(tiny_run, tmp_path / name, ignore=shutil.ignore_patterns("evaluation"))
+        shutil.copytree(evaluated, tmp_path / name / "evaluation")
+        copies.append(str(tmp_path / name))
+    assert main(["compare", *copies, "--output", str(tmp_path / "c.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "McNemar" in printed and "5,176,099" in printed and "exact binomial p = 1" in printed
+    assert json.loads((tmp_path / "c.json").read_text())["mcnemar"][0]["only_a_right"] == 0
+    predictions = tmp_path / "b" / "evaluation" / "predictions.csv"
+    predictions.write_text("".join(predictions.read_text().splitlines(keepends=True)[:-1]))  # one image fewer
+    assert main(["compare", *copies]) == 2
+    assert "different test sets" in capsys.readouterr().err
