@@ -79,6 +79,8 @@ def evaluate_run(config: EvalConfig) -> dict:
     test = resolve_test_set(config.data, bundle)
     if config.by:
         _metadata_path(config)  # fail before the slow part when the CSV is missing
+    elif config.metadata:
+        raise DataError(f"--metadata {config.metadata}: say which column(s) to group by with --by COLUMN[,COLUMN]")
     out = prepare_output_dir(config.out or Path(config.run) / "evaluation", overwrite=config.overwrite)
     save_yaml(config, out / "eval_config.yaml")
     decoded = decode_images(test.paths, test.labels, bundle.image_size, strict=config.strict, progress=config.progress, desc="decode test")

@@ -275,7 +275,7 @@ def render_model_card(facts: dict) -> str:
         f"# Model card: {meta['arch']['name']} ({facts['run'].name})", "",
         "## Intended use",
         f"Research on infant facial expression: classifies a face photo as {', '.join(meta['classes'])}. For "
-        "developmental-psychology and affective-computing research and for prototyping baby-monitor features.",
+        "developmental-psychology and affective-computing research and for prototyping baby-monitor features.", "",
         "**Not a clinical tool**: a facial expression is not an emotion, and predictions must not drive care "
         "decisions or any judgement about an individual child.", "",
         "## Training data",
