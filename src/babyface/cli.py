@@ -17,14 +17,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from . import __version__
-from .config import (
-    CHOICES,
-    EvalConfig,
-    PredictConfig,
-    TrainConfig,
-    from_dict,
-    load_yaml,
-)
+from .config import CHOICES, EvalConfig, ExplainConfig, PredictConfig, ReportConfig, TrainConfig, from_dict, load_yaml
 from .errors import BabyfaceError
 
 log = logging.getLogger("babyface")
@@ -106,7 +99,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import fit
+    from .train import fit, fit_seeds
 
     if args.resume:
         out = fit(resume_config(args), resume=True)
@@ -116,6 +109,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = build_config(TrainConfig, args, data=args.data, model_args=parse_model_args(args.model_arg))
         if not config.out:
             config.out = str(Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if config.seeds:
+            out = fit_seeds(config)
+            print((out / "summary.md").read_text(encoding="utf-8"))
+            print(f"runs: {out}/seed*/  summary: {out / 'summary.json'}")
+            return 0
         out = fit(config)
     print(f"run folder: {out}  (model.json, model.safetensors, history.csv, learning_curves.png, train.log)")
     return 0
@@ -137,14 +135,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = build_config(EvalConfig, args, run=args.run, data=args.data)
     metrics = evaluate_run(config)
     print(format_metrics(metrics))
+    if "subgroups" in metrics:
+        from .subgroups import format_subgroups
+
+        print("\n" + format_subgroups(metrics["subgroups"]))
+        print(f"subgroup results: {Path(metrics['out']) / 'subgroups.json'}")
     return 0
 
 
 def format_metrics(metrics: dict) -> str:
-    lines = [f"{metrics['model']} on {metrics['data']}: n={metrics['n']}  accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}",
-             f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
+    from .metrics import interval_text
+
+    calibration = metrics["calibration"]
+    lines = [f"{metrics['model']} on {metrics['data']}: n={metrics['n']}",
+             f"accuracy {interval_text(metrics['accuracy'], metrics.get('accuracy_ci'), 4)}  "
+             f"macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'), 4)}  (95% bootstrap intervals)",
+             f"ECE ({calibration['bins']} bins) {calibration['ece_before']:.4f} at T=1, "
+             f"{calibration['ece_after']:.4f} at T={calibration['temperature']:.3f}",
+             f"{'class':<12}{'precision':>10}{'recall':>10}{'f1 [95% interval]':>26}{'support':>9}"]
     for name, row in metrics["per_class"].items():
-        lines.append(f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>9d}")
+        f1 = interval_text(row["f1"], row.get("f1_ci"))
+        lines.append(f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{f1:>26}{row['support']:>9d}")
     lines.append(f"results: {metrics['out']}")
     return "\n".join(lines)
 
@@ -154,7 +165,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import Predictor, collect_inputs, format_predictions
 
     config = build_config(PredictConfig, args, run=args.run, inputs=args.inputs)
-    predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size)
+    predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence)
     predictions, skipped = predictor.predict_files(collect_inputs(config.inputs), strict=config.strict)
     text = format_predictions(predictions, predictor.classes, config.format)
     if config.output:
@@ -165,6 +176,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if skipped:
         print(f"{len(skipped)} file(s) skipped (not decodable); see the warnings above", file=sys.stderr)
     return 0 if predictions else 1
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_files
+    from .predict import collect_inputs
+
+    config = build_config(ExplainConfig, args, run=args.run, inputs=args.inputs)
+    records = explain_files(config, collect_inputs(config.inputs))
+    for r in records:
+        print(f"{r['file']}: predicted {r['predicted']} ({r['confidence']:.2f}), Grad-CAM of {r['explained_class']} -> {r['overlay']}")
+    out = config.out or Path(config.run) / "explanations"
+    print(f"{len(records)} Grad-CAM overlay(s) in {out}")
+    return 0 if records else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    report, model_card = build_report(build_config(ReportConfig, args, run=args.run))
+    print(f"report: {report}\nmodel card: {model_card}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, format_comparison
+    from .io import write_json
+
+    result = compare_runs(args.runs)
+    print(format_comparison(result))
+    if args.output:
+        write_json(args.output, result)
+        print(f"comparison written to {args.output}")
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -260,6 +304,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by 'babyface train'")
     p.add_argument("inputs", nargs="+", help="image files and/or folders")
     add_config_flags(p, PredictConfig, positional=("run", "inputs"))
+
+    p = command("explain", cmd_explain, "Grad-CAM heatmaps over images: which region drove the prediction")
+    p.add_argument("run", help="run folder written by 'babyface train'")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders")
+    p.add_argument("--class", dest="target_class", metavar="NAME", default=argparse.SUPPRESS, help="explain this class (default: the predicted one)")
+    add_config_flags(p, ExplainConfig, positional=("run", "inputs", "target_class"))
+
+    p = command("report", cmd_report, "one self-contained report.html and a model_card.md for an evaluated run")
+    p.add_argument("run", help="run folder written by 'babyface train' and evaluated with 'babyface evaluate'")
+    add_config_flags(p, ReportConfig, positional=("run",))
+
+    p = command("compare", cmd_compare, "compare evaluated runs: results table and McNemar's test on the same test set")
+    p.add_argument("runs", nargs="+", help="two or more run folders, each evaluated with 'babyface evaluate'")
+    p.add_argument("--output", metavar="FILE", help="also write the comparison as JSON")
 
     p = command("models", cmd_models, "list registered models with parameters and FLOPs")
     p.add_argument("--image-size", type=int, default=64)

@@ -68,6 +68,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool = False
     seed: int = 0
+    seeds: str = ""  # "0,1,2": one run per seed under OUT/seedN plus a summary; overrides seed
     device: str = "auto"
     overwrite: bool = False
     progress: bool = True
@@ -84,6 +85,9 @@ class EvalConfig:
     device: str = "auto"
     grid_size: int = 18
     seed: int = 0
+    bootstrap: int = 1000  # resamples for the 95% intervals; 0 = none
+    metadata: str = ""  # CSV with a 'file' column (default with --by: DATA/metadata.csv)
+    by: str = ""  # metadata column(s) for subgroup metrics, e.g. skin_tone,grayscale
     overwrite: bool = False
     strict: bool = False
     progress: bool = True
@@ -96,9 +100,30 @@ class PredictConfig:
     inputs: list = field(default_factory=list)
     format: str = "table"
     output: str = ""
+    min_confidence: float = 0.0  # below it the label is "uncertain" (probabilities still reported)
     batch_size: int = 64
     device: str = "auto"
     strict: bool = False
+
+
+@dataclass
+class ExplainConfig:
+    run: str = ""
+    inputs: list = field(default_factory=list)
+    out: str = ""  # default RUN/explanations
+    target_class: str = ""  # --class: explain this class instead of the predicted one
+    device: str = "auto"
+    overwrite: bool = False
+
+
+@dataclass
+class ReportConfig:
+    run: str = ""
+    eval: str = ""  # evaluation folder (default RUN/evaluation)
+    out: str = ""  # default: the run folder
+    gallery: int = 8  # most confident mistakes shown with their Grad-CAMs
+    device: str = "auto"
+    overwrite: bool = False
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -226,12 +251,27 @@ def validate(config: Any) -> None:
         "scale_min": lambda v: v > 0,
         "max_pixels": lambda v: v > 0,
         "grid_size": lambda v: v >= 1,
+        "bootstrap": lambda v: v == 0 or v >= 100,
+        "min_confidence": lambda v: 0 <= v <= 1,
     }
     for name, ok in checks.items():
         if hasattr(config, name) and not ok(getattr(config, name)):
             raise BabyfaceError(f"--{_flag(name)}: value {getattr(config, name)!r} is out of range")
+    if getattr(config, "seeds", ""):
+        parse_seeds(config.seeds)
     if isinstance(config, AugmentConfig) and config.scale_max < config.scale_min:
         raise BabyfaceError("--scale-max must be at least --scale-min")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' → [0, 1, 2]; anything else (not integers, repeats) is an error."""
+    try:
+        seeds = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise BabyfaceError(f"--seeds {text!r}: expected comma-separated integers, e.g. --seeds 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise BabyfaceError(f"--seeds {text!r}: give distinct integers, e.g. --seeds 0,1,2")
+    return seeds
 
 
 def _flag(name: str) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .bundle import Bundle, load_bundle
+from .calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
 from .config import EvalConfig, save_yaml
 from .data.decoded import DecodedImages, decode_images
 from .data.duplicates import signatures
@@ -20,8 +21,9 @@ from .data.scan import scan_class_folders, scan_dataset
 from .engine import predict_logits, resolve_device
 from .errors import DataError
 from .io import prepare_output_dir, write_csv, write_json
-from .metrics import classification_metrics
-from .plots import plot_confusion_matrix, plot_prediction_grid, select_grid_samples
+from .metrics import classification_metrics, interval_text
+from .subgroups import analyse_subgroups
+from .plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
 
 log = logging.getLogger("babyface")
 GRID_TILE_SIZE = 160
@@ -83,6 +85,10 @@ def evaluate_run(config: EvalConfig) -> dict:
     device = resolve_device(config.device)
     bundle = load_bundle(config.run, device)
     test = resolve_test_set(config.data, bundle)
+    if config.by:
+        _metadata_path(config)  # fail before the slow part when the CSV is missing
+    elif config.metadata:
+        raise DataError(f"--metadata {config.metadata}: say which column(s) to group by with --by COLUMN[,COLUMN]")
     out = prepare_output_dir(config.out or Path(config.run) / "evaluation", overwrite=config.overwrite)
     save_yaml(config, out / "eval_config.yaml")
     decoded = decode_images(test.paths, test.labels, bundle.image_size, strict=config.strict, progress=config.progress, desc="decode test")
@@ -91,20 +97,29 @@ def evaluate_run(config: EvalConfig) -> dict:
     if config.leakage_check:
         _check_leakage_against_training(decoded, bundle, Path(config.data), config)
     logits = predict_logits(bundle.model, decoded.images, bundle.mean, bundle.std, device, config.batch_size)
-    probs = torch.softmax(logits / bundle.temperature, dim=1).numpy()
+    probs = calibrated_probabilities(logits, bundle.temperature).numpy()
     pred = probs.argmax(1)
     true = decoded.labels.numpy()
-    metrics = classification_metrics(true, pred, bundle.classes)
-    metrics.update(model=bundle.meta["arch"]["name"], run=display_path(config.run), data=test.source, skipped=len(decoded.skipped))
+    name = bundle.meta["arch"]["name"]
+    metrics = classification_metrics(true, pred, bundle.classes, n_resamples=config.bootstrap, seed=config.seed)
+    metrics.update(model=name, run=display_path(config.run), data=test.source, skipped=len(decoded.skipped),
+                   data_root=display_path(Path(config.data).resolve()))
+    metrics["calibration"] = calibration_summary(logits, decoded.labels, bundle.temperature)
+    metrics["ece"] = metrics["calibration"]["ece_after"]
     write_json(out / "metrics.json", metrics)
     write_json(out / "confusion_matrix.json", {"classes": bundle.classes, "matrix": metrics["confusion_matrix"]})
-    _write_predictions(out / "predictions.csv", decoded, true, pred, probs, bundle.classes, Path(config.data))
-    title = f"{bundle.meta['arch']['name']} on {Path(config.data).name} (macro-F1 {metrics['macro_f1']:.3f})"
+    files = [_shown_path(p, Path(config.data)) for p in decoded.paths]
+    _write_predictions(out / "predictions.csv", files, true, pred, probs, bundle.classes)
+    if config.by:
+        metrics["subgroups"] = analyse_subgroups(files, true, pred, bundle.classes, _metadata_path(config), config.by,
+                                                 metrics, config.bootstrap, config.seed)
+        write_json(out / "subgroups.json", metrics["subgroups"])
+    title = f"{name} on {Path(config.data).name}: macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'))}"
     plot_confusion_matrix(np.array(metrics["confusion_matrix"]), bundle.classes, out / "confusion_matrix.png", title=title)
+    _plot_reliability(out / "reliability_diagram.png", logits, true, bundle.temperature, f"{name} on {Path(config.data).name}")
     _plot_grid(out / "predictions_grid.png", decoded, true, pred, probs, bundle.classes, config)
     metrics["out"] = str(out)
-    log.info("%s on %s: accuracy %.4f, macro-F1 %.4f; results in %s", bundle.meta["arch"]["name"], test.source,
-             metrics["accuracy"], metrics["macro_f1"], out)
+    log.info("%s on %s: accuracy %.4f, macro-F1 %.4f; results in %s", name, test.source, metrics["accuracy"], metrics["macro_f1"], out)
     return metrics
 
 
@@ -126,11 +141,31 @@ def _check_leakage_against_training(decoded: DecodedImages, bundle: Bundle, data
     check_leakage(train, kept, signatures(decoded.images.numpy()), decoded.paths, data, strict=config.strict)
 
 
-def _write_predictions(path: Path, decoded: DecodedImages, true, pred, probs, classes: list[str], root: Path) -> None:
-    rows = []
-    for file, t, p, prob in zip(decoded.paths, true, pred, probs):
-        shown = file.relative_to(root).as_posix() if file.is_relative_to(root) else display_path(file)
-        rows.append([shown, classes[t], classes[p], *(f"{v:.6f}" for v in prob)])
+def _plot_reliability(path: Path, logits: torch.Tensor, true: np.ndarray, temperature: float, title: str) -> None:
+    panels = []
+    for label, t in (("before scaling (T = 1)", 1.0), (f"after scaling (T = {temperature:.2f})", temperature)):
+        bins = reliability_bins(calibrated_probabilities(logits, t).numpy(), true)
+        panels.append((label, bins, ece_from_bins(bins)))
+    plot_reliability_diagram(panels, path, title=f"Calibration of {title}")
+
+
+def _shown_path(file: Path, root: Path) -> str:
+    """Relative to the dataset root (as metadata CSVs name files) when inside it."""
+    return file.relative_to(root).as_posix() if file.is_relative_to(root) else display_path(file)
+
+
+def _metadata_path(config: EvalConfig) -> Path:
+    """--metadata, or DATA/metadata.csv (as ``babyface synth`` writes) when it is not given."""
+    if config.metadata:
+        return Path(config.metadata)
+    default = Path(config.data) / "metadata.csv"
+    if not default.is_file():
+        raise DataError(f"--by {config.by}: no --metadata CSV given and no {display_path(default)}; pass --metadata FILE.csv")
+    return default
+
+
+def _write_predictions(path: Path, files: list[str], true, pred, probs, classes: list[str]) -> None:
+    rows = [[file, classes[t], classes[p], *(f"{v:.6f}" for v in prob)] for file, t, p, prob in zip(files, true, pred, probs)]
     write_csv(path, ["file", "true", "predicted", *(f"p_{c}" for c in classes)], rows)
 
 

@@ -278,3 +278,42 @@ def select_grid_samples(true: list[int], pred: list[int], confidence: list[float
     picked = _spread_over_classes(wrong, true_arr, n_wrong, rng, priority=conf_arr)
     picked += _spread_over_classes(correct, true_arr, n - n_wrong, rng)
     return sorted(picked, key=lambda i: (true_arr[i], bool(is_wrong[i]), i))
+
+
+# --------------------------------------------------------------------------- reliability diagram
+
+
+def _draw_reliability(ax: Axes, bins: dict, label: str, ece: float) -> None:
+    """Accuracy per confidence bin as bars, the gap to the diagonal shaded red; empty bins left blank."""
+    edges = np.asarray(bins["edges"])
+    width = np.diff(edges)
+    filled = np.asarray(bins["count"]) > 0
+    accuracy, confidence = np.asarray(bins["accuracy"]), np.asarray(bins["confidence"])
+    ax.bar(edges[:-1][filled], accuracy[filled], width=width[filled], align="edge", color=TRAIN_COLOUR,
+           edgecolor="white", linewidth=0.8, label="accuracy in bin")
+    ax.bar(edges[:-1][filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=width[filled], align="edge",
+           color=WRONG_COLOUR, alpha=0.3, edgecolor=WRONG_COLOUR, linewidth=0.6, label="gap to confidence")
+    ax.plot([0, 1], [0, 1], linestyle="--", color=BEST_COLOUR, linewidth=1.2, label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-class probability)", ylabel="accuracy",
+           title=f"{label}: ECE {ece:.3f}")
+    ax.grid(True, alpha=0.3)
+
+
+def plot_reliability_diagram(panels: Sequence[tuple[str, dict, float]], path: PathLike, title: str = "") -> Path:
+    """One reliability diagram per (label, bins, ECE) panel side by side, e.g. before and after temperature scaling.
+
+    ``bins`` is :func:`babyface.calibration.reliability_bins` output; a histogram of confidences sits under each.
+    """
+    if not panels:
+        raise ValueError("plot_reliability_diagram: no panels to draw")
+    fig = _new_figure(4.6 * len(panels), 5.4, title or "Reliability diagram")
+    with plt.rc_context(STYLE):
+        axes = fig.subplots(2, len(panels), height_ratios=[4, 1], squeeze=False)
+        for column, (label, bins, ece) in enumerate(panels):
+            _draw_reliability(axes[0, column], bins, label, ece)
+            edges = np.asarray(bins["edges"])
+            axes[1, column].bar(edges[:-1], bins["count"], width=np.diff(edges), align="edge", color=BEST_COLOUR, alpha=0.6)
+            axes[1, column].set(xlim=(0, 1), xlabel="confidence", ylabel="images")
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False)
+    return save_figure(fig, path)
+

@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 
 from .bundle import Bundle, load_bundle
+from .calibration import calibrated_probabilities
 from .data.decoded import decode_images
 from .data.images import display_path, is_image_file
 from .engine import predict_logits, resolve_device
@@ -19,6 +20,7 @@ from .errors import DataError
 from .io import csv_text
 
 log = logging.getLogger("babyface")
+UNCERTAIN = "uncertain"
 
 
 @dataclass
@@ -32,10 +34,11 @@ class Prediction:
 class Predictor:
     """Loads a bundle once; ``predict_files`` and ``predict_images`` can then be called many times."""
 
-    def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64):
+    def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64, min_confidence: float = 0.0):
         self.device = resolve_device(device)
         self.bundle: Bundle = load_bundle(run, self.device)
         self.batch_size = batch_size
+        self.min_confidence = min_confidence
 
     @property
     def classes(self) -> list[str]:
@@ -45,7 +48,7 @@ class Predictor:
         """uint8 N×3×S×S at the bundle's size → calibrated probabilities N×C."""
         b = self.bundle
         logits = predict_logits(b.model, images, b.mean, b.std, self.device, self.batch_size)
-        return torch.softmax(logits / b.temperature, dim=1)
+        return calibrated_probabilities(logits, b.temperature)
 
     def predict_files(self, paths: Sequence[Path], strict: bool = False, progress: bool = False) -> tuple[list[Prediction], list[str]]:
         decoded = decode_images(paths, None, self.bundle.image_size, strict=strict, progress=progress, desc="predict")
@@ -55,9 +58,11 @@ class Predictor:
         return [self._prediction(display_path(p), row) for p, row in zip(decoded.paths, probs)], decoded.skipped
 
     def _prediction(self, name: str, probs: torch.Tensor) -> Prediction:
+        """The most probable class, or UNCERTAIN (abstention) when its probability is under ``min_confidence``."""
         values = probs.tolist()
         best = int(probs.argmax())
-        return Prediction(name, self.classes[best], values[best], dict(zip(self.classes, values)))
+        label = self.classes[best] if values[best] >= self.min_confidence else UNCERTAIN
+        return Prediction(name, label, values[best], dict(zip(self.classes, values)))
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:

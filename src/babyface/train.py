@@ -7,6 +7,8 @@ Plain functions in the style of torchvision's classification references: ``prepa
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
 import math
 import random
@@ -20,19 +22,20 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .bundle import bundle_metadata, save_bundle
-from .config import TrainConfig, save_yaml, to_dict
+from .calibration import calibration_summary, fit_temperature
+from .config import TrainConfig, parse_seeds, save_yaml, to_dict
 from .data.augment import apply_params, draw_params
 from .data.decoded import DecodedImages, channel_stats, decode_images
-from .data.images import display_path
-from .data.scan import DatasetScan, scan_dataset
 from .data.duplicates import Signatures, signatures
+from .data.images import display_path
 from .data.leakage import check_leakage, file_signatures
 from .data.regroup import resolve_groups
+from .data.scan import DatasetScan, scan_dataset
 from .data.splits import group_stratified_split, stratified_split
 from .distributed import DistInfo, barrier, init_distributed, shutdown, sum_across
 from .engine import index_batches, normalise, predict_logits
 from .errors import BabyfaceError, DataError
-from .io import atomic_path, prepare_output_dir, write_csv
+from .io import atomic_path, prepare_output_dir, write_csv, write_json, write_text
 from .metrics import macro_f1
 from .models import create_model
 from .plots import plot_learning_curves
@@ -309,7 +312,7 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
             log.warning("interrupted before the first epoch ended; nothing to resume, train again")
         raise
     if dist.is_main:
-        _write_outputs(config, out, data, model, state)
+        _write_outputs(config, out, data, model, state, device)
     return out
 
 
@@ -383,9 +386,13 @@ def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch
     return TrainingState(epoch, checkpoint["history"], checkpoint["best"], checkpoint["best_state"], saved_epoch=epoch)
 
 
-def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn.Module, state: TrainingState) -> None:
+def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn.Module, state: TrainingState,
+                   device: torch.device) -> None:
     history, best = state.history, state.best
     plot_learning_curves(history, out / "learning_curves.png", title=f"{config.model} on {Path(config.data).name}")
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    calibration = calibrate_on_validation(model, data, device, config.batch_size)
     meta = bundle_metadata(
         model, data.classes, config.data_options.image_size, data.mean, data.std,
         training=to_dict(config),
@@ -393,9 +400,60 @@ def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn
                  "val_loss": best.get("val_loss"), "epochs_run": len(history),
                  "seconds_per_epoch": round(sum(r["seconds"] for r in history) / max(len(history), 1), 3)},
         data={"root": display_path(Path(config.data).resolve()), "train": len(data.train), "val": len(data.val), "skipped": len(data.skipped)},
+        calibration=calibration,
     )
-    save_bundle(out, model, meta, state_dict=state.best_state)
+    meta["temperature"] = calibration["temperature"]
+    save_bundle(out, model, meta)
     log.info("best epoch %d (validation macro-F1 %.4f); bundle written to %s", best["epoch"], best.get("val_macro_f1", 0), out)
+
+
+def calibrate_on_validation(model: nn.Module, data: PreparedData, device: torch.device, batch_size: int) -> dict:
+    """Fit the temperature on the validation logits of ``model`` (the best epoch); T = 1 without validation."""
+    if len(data.val) == 0:
+        log.info("no validation split: temperature left at 1.0")
+        return {"temperature": 1.0, "split": "none"}
+    logits = predict_logits(model, data.val.images, data.mean, data.std, device, batch_size=max(batch_size, 64))
+    summary = calibration_summary(logits, data.val.labels, fit_temperature(logits, data.val.labels))
+    log.info("temperature %.3f fitted on validation: NLL %.4f -> %.4f, ECE %.4f -> %.4f", summary["temperature"],
+             summary["nll_before"], summary["nll_after"], summary["ece_before"], summary["ece_after"])
+    return {**summary, "split": "validation"}
+
+
+SUMMARY_METRICS = ("val_macro_f1", "val_acc", "val_loss", "best_epoch", "seconds_per_epoch")
+
+
+def fit_seeds(config: TrainConfig) -> Path:
+    """One run per seed in ``config.seeds`` (OUT/seed0, OUT/seed1, …) and OUT/summary.json + summary.md:
+    mean ± std across seeds of each run's best validation metrics."""
+    out = prepare_output_dir(config.out, overwrite=config.overwrite)
+    runs = []
+    for seed in parse_seeds(config.seeds):
+        log.info("seed %d: training into %s", seed, out / f"seed{seed}")
+        run = fit(dataclasses.replace(config, seed=seed, seeds="", out=str(out / f"seed{seed}"), overwrite=True))
+        runs.append({"seed": seed, "run": run.name, **json.loads((run / "model.json").read_text())["metrics"]})
+    summary = summarise_seeds(runs)
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", format_seed_summary(summary))
+    return out
+
+
+def summarise_seeds(runs: list[dict]) -> dict:
+    """Mean and sample standard deviation (0 for one seed) of each metric in SUMMARY_METRICS across runs."""
+    metrics = {}
+    for key in SUMMARY_METRICS:
+        values = np.array([r[key] for r in runs if r.get(key) is not None], dtype=float)
+        if len(values):
+            std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            metrics[key] = {"mean": round(float(values.mean()), 6), "std": round(std, 6), "values": values.tolist()}
+    return {"seeds": [r["seed"] for r in runs], "runs": runs, "metrics": metrics}
+
+
+def format_seed_summary(summary: dict) -> str:
+    lines = [f"Best validation metrics across seeds {', '.join(map(str, summary['seeds']))} (mean ± sample std)", "",
+             "| metric | mean ± std | per seed |", "|---|---|---|"]
+    for key, m in summary["metrics"].items():
+        lines.append(f"| {key} | {m['mean']:.4f} ± {m['std']:.4f} | {', '.join(f'{v:.4g}' for v in m['values'])} |")
+    return "\n".join(lines) + "\n"
 
 
 def _format_epoch(row: dict, epochs: int) -> str:

@@ -120,5 +120,10 @@ def load_resized(path: str | os.PathLike, size: int, max_pixels: int = DEFAULT_M
 
 def load_resized_with_header(path: str | os.PathLike, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageHeader]:
     img, header = load_rgb_with_header(path, max_pixels=max_pixels, draft_size=size)
+    return resize_square(img, size), header
+
+
+def resize_square(img: Image.Image, size: int) -> np.ndarray:
+    """The model's view of an RGB image: squashed to ``size``×``size``; HxWx3 uint8."""
     img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(img, dtype=np.uint8), header
+    return np.asarray(img, dtype=np.uint8)

@@ -1,0 +1,329 @@
+"""One self-contained HTML report and a model card for a trained, evaluated run.
+
+Reads what train and evaluate wrote (model.json, history.csv, splits.csv, evaluation/*), adds Grad-CAMs of
+the most confident mistakes, and inlines every figure as a base64 PNG so that report.html opens anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .bundle import META_FILE
+from .config import ReportConfig
+from .data.images import load_rgb
+from .errors import BabyfaceError, ImageDecodeError, OutputExistsError
+from .io import write_text
+from .metrics import interval_text
+
+log = logging.getLogger("babyface")
+
+CSS = """
+body { font: 15px/1.5 -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif; color: #1d2330;
+       max-width: 1080px; margin: 0 auto; padding: 24px 32px 64px; background: #fff; }
+h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 20px; margin-top: 40px; border-bottom: 2px solid #e3e7ee;
+  padding-bottom: 4px; } h3 { font-size: 16px; margin-bottom: 6px; }
+.lede { color: #5a6475; margin: 0 0 16px; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 16px 0; }
+.card { flex: 1 1 180px; background: #f5f7fa; border-radius: 8px; padding: 12px 16px; }
+.card .value { font-size: 24px; font-weight: 600; } .card .label { color: #5a6475; font-size: 13px; }
+table { border-collapse: collapse; margin: 8px 0 16px; font-size: 14px; }
+th, td { padding: 5px 12px; text-align: right; border-bottom: 1px solid #e3e7ee; white-space: nowrap; }
+th { background: #f5f7fa; } th:first-child, td:first-child { text-align: left; }
+tr.small td { color: #8a93a3; } .neg { color: #c0392b; } .pos { color: #1e8449; }
+img.figure { max-width: 100%; border: 1px solid #e3e7ee; border-radius: 6px; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 14px; }
+.gallery figure { margin: 0; background: #f5f7fa; border-radius: 8px; padding: 8px; }
+.gallery img { width: 105px; height: 105px; object-fit: contain; image-rendering: auto; background: #fff; }
+.gallery figcaption { font-size: 13px; } .note { color: #5a6475; font-size: 13px; }
+.warning { background: #fff4e5; border-left: 4px solid #e67e22; padding: 8px 14px; border-radius: 4px; }
+.row { display: flex; flex-wrap: wrap; gap: 40px; align-items: flex-start; } .row > div { flex: 1 1 300px; }
+img.narrow { max-width: 520px; }
+pre { background: #f5f7fa; padding: 12px; border-radius: 6px; font-size: 12px; overflow-x: auto; }
+"""
+
+
+# --------------------------------------------------------------------------- collecting the facts
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def collect_facts(run: Path, eval_dir: Path) -> dict:
+    """Everything the report and the model card show, read from the run and evaluation folders."""
+    meta = read_json(run / META_FILE)
+    metrics = read_json(eval_dir / "metrics.json")
+    if meta is None:
+        raise BabyfaceError(f"{run}: no {META_FILE}; pass the folder of a finished 'babyface train' run")
+    if metrics is None:
+        raise BabyfaceError(f"{eval_dir}: no metrics.json; run 'babyface evaluate {run} DATA' first (or pass --eval DIR)")
+    splits = Counter((r["split"], r["label"]) for r in read_csv_rows(run / "splits.csv"))
+    return {"run": run, "eval": eval_dir, "meta": meta, "metrics": metrics, "splits": splits,
+            "history": read_csv_rows(run / "history.csv"), "subgroups": read_json(eval_dir / "subgroups.json"),
+            "predictions": read_csv_rows(eval_dir / "predictions.csv")}
+
+
+def confident_mistakes(predictions: list[dict[str, str]], n: int) -> list[dict[str, str]]:
+    """The ``n`` wrong predictions with the highest probability for the predicted class."""
+    wrong = [r for r in predictions if r["true"] != r["predicted"]]
+    return sorted(wrong, key=lambda r: -float(r[f"p_{r['predicted']}"]))[:n]
+
+
+def gallery_items(facts: dict, n: int, device: str) -> list[dict]:
+    """Original and Grad-CAM (of the predicted class) for each confident mistake whose file can be found."""
+    from .explain import Explainer
+
+    mistakes = confident_mistakes(facts["predictions"], n)
+    if not mistakes:
+        return []
+    explainer = Explainer(facts["run"], device)
+    root = Path(facts["metrics"].get("data_root", ""))
+    items = []
+    for row in mistakes:
+        path = root / row["file"] if (root / row["file"]).is_file() else Path(row["file"])
+        try:
+            explanation = explainer.explain(path)
+            original = np.asarray(load_rgb(path))
+        except (ImageDecodeError, OSError) as exc:
+            log.warning("gallery: skipped %s (%s)", row["file"], exc)
+            continue
+        items.append({"row": row, "original": original, "overlay": explanation.overlay})
+    return items
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def png_data_uri(source: Path | np.ndarray) -> str:
+    """A PNG file or an HxWx3 array as a data: URI."""
+    if isinstance(source, Path):
+        data = source.read_bytes()
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray(source).save(buffer, format="PNG")
+        data = buffer.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def figure(path: Path, alt: str, css: str = "figure") -> str:
+    if not path.is_file():
+        return f'<p class="note">({html.escape(path.name)} not found)</p>'
+    return f'<img class="{css}" src="{png_data_uri(path)}" alt="{html.escape(alt)}">'
+
+
+def table(header: list[str], rows: list[list], row_classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        css = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        body.append(f"<tr{css}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def gap_cell(gap: float) -> str:
+    css = "neg" if gap < -0.005 else "pos" if gap > 0.005 else ""
+    return f'<span class="{css}">{gap:+.3f}</span>'
+
+
+def card(value: str, label: str) -> str:
+    return f'<div class="card"><div class="value">{value}</div><div class="label">{html.escape(label)}</div></div>'
+
+
+def section_summary(facts: dict) -> str:
+    m, cal = facts["metrics"], facts["metrics"].get("calibration", {})
+    cards = [card(f"{m['accuracy']:.1%}", f"test accuracy, 95% CI {ci_text(m, 'accuracy', percent=True)}"),
+             card(f"{m['macro_f1']:.3f}", f"test macro-F1, 95% CI {ci_text(m, 'macro_f1')}"),
+             card(f"{cal.get('ece_after', float('nan')):.3f}", f"test ECE at T = {cal.get('temperature', 1):.2f} "
+                                                                f"({cal.get('ece_before', float('nan')):.3f} at T = 1)"),
+             card(str(m["n"]), "test images")]
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def ci_text(metrics: dict, key: str, percent: bool = False) -> str:
+    interval = metrics.get(f"{key}_ci")
+    if not interval:
+        return "not computed"
+    return f"{interval[0]:.1%} – {interval[1]:.1%}" if percent else f"{interval[0]:.3f} – {interval[1]:.3f}"
+
+
+def section_config(facts: dict) -> str:
+    meta, training = facts["meta"], facts["meta"].get("training", {})
+    keys = ["model", "model_args", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "scheduler",
+            "label_smoothing", "class_balance", "seed"]
+    rows = [[html.escape(k), html.escape(str(training.get(k, "")))] for k in keys if k in training]
+    rows.append(["best epoch", html.escape(str(meta.get("metrics", {}).get("best_epoch", "")))])
+    rows.append(["temperature", f"{meta.get('temperature', 1.0):.3f}"])
+    full = html.escape(json.dumps(training, indent=2))
+    return (table(["option", "value"], rows) +
+            f"<details><summary>full training configuration</summary><pre>{full}</pre></details>")
+
+
+def section_data(facts: dict) -> str:
+    classes = facts["meta"]["classes"]
+    splits = [s for s in ("train", "val", "test") if any(facts["splits"][(s, c)] for c in classes)]
+    rows = [[html.escape(c), *(str(facts["splits"][(s, c)]) for s in splits), str(sum(facts["splits"][(s, c)] for s in splits))]
+            for c in classes]
+    rows.append(["<b>all</b>", *(f"<b>{sum(facts['splits'][(s, c)] for c in classes)}</b>" for s in splits),
+                 f"<b>{sum(facts['splits'].values())}</b>"])
+    data = facts["meta"].get("data", {})
+    note = (f'<p class="note">Data: {html.escape(str(data.get("root", "?")))}; {data.get("skipped", 0)} undecodable '
+            f'file(s) skipped in training. Evaluated on {html.escape(facts["metrics"].get("data", "?"))}.</p>')
+    return table(["class", *splits, "total"], rows) + note
+
+
+def section_per_class(facts: dict) -> str:
+    rows = [[html.escape(name), interval_text(r["precision"], r.get("precision_ci")), interval_text(r["recall"], r.get("recall_ci")),
+             interval_text(r["f1"], r.get("f1_ci")), str(r["support"])] for name, r in facts["metrics"]["per_class"].items()]
+    return table(["class", "precision [95% CI]", "recall [95% CI]", "F1 [95% CI]", "support"], rows)
+
+
+def section_calibration(facts: dict) -> str:
+    cal, val = facts["metrics"].get("calibration", {}), facts["meta"].get("calibration", {})
+    rows = [["test ECE (15 bins)", f"{cal.get('ece_before', float('nan')):.4f}", f"{cal.get('ece_after', float('nan')):.4f}"],
+            ["test NLL", f"{cal.get('nll_before', float('nan')):.4f}", f"{cal.get('nll_after', float('nan')):.4f}"]]
+    if "nll_before" in val:
+        rows.append(["validation NLL (where T was fitted)", f"{val['nll_before']:.4f}", f"{val['nll_after']:.4f}"])
+    text = (f"<p>Temperature scaling divides the logits by T = {cal.get('temperature', 1.0):.3f}, fitted on the validation "
+            "split; it changes confidences, never the predicted class.</p>")
+    return text + table(["", "before (T = 1)", "after"], rows) + figure(facts["eval"] / "reliability_diagram.png", "reliability diagram")
+
+
+def section_subgroups(facts: dict) -> str:
+    result = facts["subgroups"]
+    if not result:
+        return ('<p class="note">Not evaluated by subgroup. Run <code>babyface evaluate RUN DATA --metadata CSV '
+                '--by COLUMN</code> to add this section.</p>')
+    parts = [f'<p class="note">{result["matched"]} test images matched in {html.escape(result["metadata"])}'
+             f'{", " + str(result["unmatched"]) + " without a row" if result["unmatched"] else ""}. Grey rows: fewer than '
+             f'{result["small_group"]} images, too few to trust. Gap = group minus overall.</p>']
+    for column, groups in result["columns"].items():
+        rows = [[html.escape(v), str(g["n"]), interval_text(g["accuracy"], g["accuracy_ci"]), gap_cell(g["accuracy_gap"]),
+                 interval_text(g["macro_f1"], g["macro_f1_ci"]), gap_cell(g["macro_f1_gap"])] for v, g in groups.items()]
+        parts.append(f"<h3>by {html.escape(column)}</h3>" + table(
+            [column, "n", "accuracy [95% CI]", "gap", "macro-F1 [95% CI]", "gap"], rows,
+            ["small" if g["small"] else "" for g in groups.values()]))
+    return "".join(parts)
+
+
+def section_gallery(items: list[dict]) -> str:
+    if not items:
+        return '<p class="note">No mistakes to show (or their image files were not found).</p>'
+    figures = []
+    for item in items:
+        row = item["row"]
+        caption = (f"<b>{html.escape(row['true'])}</b> predicted as <b>{html.escape(row['predicted'])}</b> "
+                   f"({float(row['p_' + row['predicted']]):.2f})<br><span class='note'>{html.escape(row['file'])}</span>")
+        figures.append(f'<figure><img src="{png_data_uri(item["original"])}" alt="image"> '
+                       f'<img src="{png_data_uri(item["overlay"])}" alt="Grad-CAM"><figcaption>{caption}</figcaption></figure>')
+    return ('<p>Left: the image; right: Grad-CAM of the predicted class (red = regions that pushed the model towards its '
+            f'wrong answer).</p><div class="gallery">{"".join(figures)}</div>')
+
+
+def render_row(sections: list[tuple[str, str]]) -> str:
+    """One section, or several side by side (they wrap on a narrow window)."""
+    parts = [f"<div><h2>{html.escape(name)}</h2>{content}</div>" for name, content in sections]
+    return parts[0] if len(parts) == 1 else f'<div class="row">{"".join(parts)}</div>'
+
+
+def render_html(facts: dict, gallery: list[dict]) -> str:
+    meta, m = facts["meta"], facts["metrics"]
+    title = f"babyface report: {meta['arch']['name']} ({facts['run'].name})"
+    sections = [
+        [("Summary", section_summary(facts))],
+        [("Configuration", section_config(facts)), ("Dataset", section_data(facts))],
+        [("Learning curves", figure(facts["run"] / "learning_curves.png", "learning curves"))],
+        [("Confusion matrix", figure(facts["eval"] / "confusion_matrix.png", "confusion matrix", "figure narrow")),
+         ("Per-class results", section_per_class(facts))],
+        [("Calibration", section_calibration(facts))],
+        [("Subgroups", section_subgroups(facts))],
+        [("Most confident mistakes", section_gallery(gallery))],
+    ]
+    body = "".join(render_row(row) for row in sections)
+    lede = (f"Classes {', '.join(meta['classes'])}; {m['n']} test images; 95% intervals: stratified bootstrap, "
+            f"{m.get('ci', {}).get('resamples', 0)} resamples. babyface {html.escape(str(meta.get('babyface_version', '')))}.")
+    warning = ('<p class="warning">Research software, <b>not a clinical tool</b>: a facial expression is not an emotion, '
+               "and these numbers hold only for data like the test set.</p>")
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+            f'<body><h1>{html.escape(title)}</h1><p class="lede">{lede}</p>{warning}{body}</body></html>\n')
+
+
+# --------------------------------------------------------------------------- model card
+
+
+def render_model_card(facts: dict) -> str:
+    meta, m = facts["meta"], facts["metrics"]
+    cal, data = m.get("calibration", {}), meta.get("data", {})
+    lines = [
+        f"# Model card: {meta['arch']['name']} ({facts['run'].name})", "",
+        "## Intended use",
+        f"Research on infant facial expression: classifies a face photo as {', '.join(meta['classes'])}. For "
+        "developmental-psychology and affective-computing research and for prototyping baby-monitor features.", "",
+        "**Not a clinical tool**: a facial expression is not an emotion, and predictions must not drive care "
+        "decisions or any judgement about an individual child.", "",
+        "## Training data",
+        f"{data.get('train', '?')} training and {data.get('val', '?')} validation images from `{data.get('root', '?')}` "
+        f"({data.get('skipped', 0)} skipped), resized to {meta['image_size']}×{meta['image_size']}; test set: {m.get('data', '?')} "
+        f"({m['n']} images).", "",
+        "## Metrics (test set, 95% stratified bootstrap intervals)",
+        f"- accuracy {interval_text(m['accuracy'], m.get('accuracy_ci'))}",
+        f"- macro-F1 {interval_text(m['macro_f1'], m.get('macro_f1_ci'))}",
+        f"- expected calibration error (15 bins) {cal.get('ece_before', float('nan')):.3f} before, "
+        f"{cal.get('ece_after', float('nan')):.3f} after temperature scaling (T = {cal.get('temperature', 1.0):.3f})", "",
+        "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
+        *(f"| {name} | {interval_text(r['precision'], r.get('precision_ci'))} | {interval_text(r['recall'], r.get('recall_ci'))} "
+          f"| {interval_text(r['f1'], r.get('f1_ci'))} | {r['support']} |" for name, r in m["per_class"].items()), "",
+        "## Subgroup results", *model_card_subgroups(facts["subgroups"]), "",
+        "## Limitations and known biases",
+        "- Accuracy holds only for images like the test set; infants of other ages, ethnicities, lighting and camera "
+        "set-ups may see lower accuracy. Measure it with `babyface evaluate --metadata CSV --by COLUMN`.",
+        "- The reference BabyFace data is about 70% White infants and mostly frames of a few videos; adjacent frames "
+        "on both sides of a random split inflate test accuracy.",
+        "- Subgroups with fewer than 30 test images give intervals too wide to conclude anything.",
+        f"- Input is {meta['image_size']}×{meta['image_size']} pixels: fine detail of eyes and brows is lost.",
+        "- Confidence is calibrated on the validation split only; recalibrate on data from a new setting.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def model_card_subgroups(result: dict | None) -> list[str]:
+    if not result:
+        return ["Not evaluated by subgroup (no `--by` evaluation found)."]
+    lines = []
+    for column, groups in result["columns"].items():
+        lines += ["", f"By `{column}`:", "", "| group | n | accuracy | gap | macro-F1 | gap |", "|---|---|---|---|---|---|"]
+        lines += [f"| {v}{' (small)' if g['small'] else ''} | {g['n']} | {interval_text(g['accuracy'], g['accuracy_ci'])} | "
+                  f"{g['accuracy_gap']:+.3f} | {interval_text(g['macro_f1'], g['macro_f1_ci'])} | {g['macro_f1_gap']:+.3f} |"
+                  for v, g in groups.items()]
+    return lines
+
+
+def build_report(config: ReportConfig) -> tuple[Path, Path]:
+    """Write report.html and model_card.md into ``config.out`` (default: the run folder)."""
+    run = Path(config.run)
+    facts = collect_facts(run, Path(config.eval) if config.eval else run / "evaluation")
+    out = Path(config.out) if config.out else run
+    report, model_card = out / "report.html", out / "model_card.md"
+    if report.exists() and not config.overwrite:
+        raise OutputExistsError(f"{report}: exists; pass --overwrite to replace it or choose another --out")
+    gallery = gallery_items(facts, config.gallery, config.device)
+    write_text(report, render_html(facts, gallery))
+    write_text(model_card, render_model_card(facts))
+    return report, model_card
