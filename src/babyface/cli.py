@@ -55,6 +55,11 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, positional: Seq
         parser.add_argument(flag, **kwargs)
 
 
+def add_sources_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", dest="sources", action="append", metavar="DATA",
+                        help="another dataset to combine (repeatable); classes are matched by name after --label-map")
+
+
 def build_config(cls: type, args: argparse.Namespace, **extra: Any):
     """Defaults < YAML (--config) < flags given on the command line < ``extra`` (positionals)."""
     values: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
@@ -104,9 +109,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         out = fit(resume_config(args), resume=True)
     else:
-        if not args.data:
+        if not args.data and not args.sources:
             raise BabyfaceError("train needs DATA (or --resume RUN to continue an interrupted run)")
-        config = build_config(TrainConfig, args, data=args.data, model_args=parse_model_args(args.model_arg))
+        config = build_config(TrainConfig, args, data=args.data, sources=args.sources, model_args=parse_model_args(args.model_arg))
         if not config.out:
             config.out = str(Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
         if config.seeds:
@@ -132,7 +137,7 @@ def resume_config(args: argparse.Namespace) -> TrainConfig:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
 
-    config = build_config(EvalConfig, args, run=args.run, data=args.data)
+    config = build_config(EvalConfig, args, run=args.run, data=args.data, sources=args.sources)
     metrics = evaluate_run(config)
     print(format_metrics(metrics))
     if "subgroups" in metrics:
@@ -156,6 +161,9 @@ def format_metrics(metrics: dict) -> str:
     for name, row in metrics["per_class"].items():
         f1 = interval_text(row["f1"], row.get("f1_ci"))
         lines.append(f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{f1:>26}{row['support']:>9d}")
+    for source, row in metrics.get("per_source", {}).items():
+        lines.append(f"  source {source}: n={row['n']}  accuracy {interval_text(row['accuracy'], row.get('accuracy_ci'), 4)}  "
+                     f"macro-F1 {interval_text(row['macro_f1'], row.get('macro_f1_ci'), 4)}")
     lines.append(f"results: {metrics['out']}")
     return "\n".join(lines)
 
@@ -292,12 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", cmd_train, "train a model on DATA and write a run folder with the model bundle")
     p.add_argument("data", nargs="?", help="DATA/train/<class>/ + DATA/test/<class>/, or DATA/<class>/")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from RUN/checkpoint.pt")
+    add_sources_flag(p)
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model option, e.g. stem=small (repeatable)")
     add_config_flags(p, TrainConfig, positional=("data",))
 
     p = command("evaluate", cmd_evaluate, "evaluate a trained run on a test set")
     p.add_argument("run", help="run folder written by 'babyface train'")
-    p.add_argument("data", help="DATA (uses DATA/test) or a folder of class folders")
+    p.add_argument("data", nargs="?", help="DATA (uses DATA/test) or a folder of class folders (default: the run's own data)")
+    add_sources_flag(p)
     add_config_flags(p, EvalConfig, positional=("run", "data"))
 
     p = command("predict", cmd_predict, "predict the emotion in image files or folders")

@@ -43,11 +43,13 @@ class DataConfig:
     group_by: str = ""  # keep groups whole in the validation split: a --manifest column, or "near-duplicates"
     manifest: str = ""
     leakage_check: bool = True  # warn (refuse with --strict) when test images copy training images
+    label_map: str = ""  # YAML: folder class -> model class (or null to drop), for combining sources
 
 
 @dataclass
 class TrainConfig:
     data: str = ""
+    sources: list = field(default_factory=list)  # more datasets (--data), combined into one label space
     out: str = ""
     model: str = "cnn"
     model_args: dict = field(default_factory=dict)
@@ -80,6 +82,8 @@ class TrainConfig:
 class EvalConfig:
     run: str = ""
     data: str = ""
+    sources: list = field(default_factory=list)  # more datasets (--data); default: the run's own sources
+    label_map: str = ""  # default: the label map the run was trained with
     out: str = ""
     batch_size: int = 64
     device: str = "auto"
@@ -135,6 +139,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 C = TypeVar("C")
+
+
+def data_sources(config: Any) -> list[str]:
+    """DATA and every --data of a train or evaluate config, in order, each once."""
+    paths = [p for p in [config.data, *config.sources] if p]
+    return list(dict.fromkeys(paths))
 
 
 def to_dict(config: Any) -> dict:
@@ -211,18 +221,20 @@ def _deep_update(base: dict, updates: Mapping[str, Any]) -> dict:
     return out
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, what: str = "config file", flag: str = "--config",
+              error: type[BabyfaceError] = BabyfaceError) -> dict:
+    """A YAML file that must hold a mapping (empty → {}); one-line ``error`` naming the file otherwise."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BabyfaceError(f"{path}: config file not found; check the --config path") from None
+        raise error(f"{path}: {what} not found; check the {flag} path") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BabyfaceError(f"{path}: cannot read YAML config ({str(exc).splitlines()[0]}); fix its syntax") from None
+        raise error(f"{path}: cannot read {what} ({str(exc).splitlines()[0]}); fix its YAML syntax") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise BabyfaceError(f"{path}: a config file must hold a mapping of option: value")
+        raise error(f"{path}: a {what} must hold a YAML mapping of name: value")
     return data
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +12,13 @@ import torch
 
 from .bundle import Bundle, load_bundle
 from .calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
-from .config import EvalConfig, save_yaml
+from .config import EvalConfig, data_sources, save_yaml
 from .data.decoded import DecodedImages, decode_images
 from .data.duplicates import signatures
 from .data.images import display_path, load_resized
 from .data.leakage import check_leakage, file_signatures
 from .data.scan import scan_class_folders, scan_dataset
+from .data.sources import load_label_map, scan_sources
 from .engine import predict_logits, resolve_device
 from .errors import DataError
 from .io import prepare_output_dir, write_csv, write_json
@@ -36,15 +37,39 @@ class TestSet:
     paths: list[Path]
     labels: list[int]
     source: str
+    root: Path  # file names in outputs are relative to it
+    sources: list[str] = field(default_factory=list)  # per file, when several datasets are combined
+
+    @property
+    def name(self) -> str:
+        return " + ".join(dict.fromkeys(self.sources)) if any(self.sources) else self.root.name
 
 
-def resolve_test_set(data: str | Path, bundle: Bundle) -> TestSet:
+def resolve_test_set(config: EvalConfig, bundle: Bundle) -> TestSet:
+    """The test images of DATA (and every --data), with the label map the run was trained with unless
+    --label-map is given; several sources are combined as training combined them."""
+    recorded = bundle.meta.get("data", {})
+    paths = data_sources(config) or recorded.get("sources", [])
+    if not paths:
+        raise DataError("evaluate needs DATA (or --data A --data B); this run records no data sources")
+    label_map = load_label_map(config.label_map) if config.label_map else recorded.get("label_map") or None
+    if len(paths) == 1 and not label_map:
+        return resolve_single_test_set(paths[0], bundle)
+    training = bundle.meta.get("training", {})
+    test_fraction = training.get("data_options", {}).get("test_fraction", 0.15)
+    scan = scan_sources(paths, label_map, test_fraction, training.get("seed", 0))
+    test = _to_bundle_labels(scan.classes, scan.test.samples, bundle, f"test splits of {', '.join(map(str, paths))}", scan.root)
+    test.sources = [s.source for s in scan.test.samples]
+    return test
+
+
+def resolve_single_test_set(data: str | Path, bundle: Bundle) -> TestSet:
     """DATA/test for the BabyFace layout; for one folder of classes, the held-out split recorded by training
     when DATA is the training folder, else every image in it. Classes are matched to the model's by name."""
     root = Path(data)
     if root.is_dir() and (root / "train").is_dir() and (root / "test").is_dir():
         split = scan_dataset(root).test
-        return _to_bundle_labels(split.classes, split.samples, bundle, f"{display_path(root)}/test")
+        return _to_bundle_labels(split.classes, split.samples, bundle, f"{display_path(root)}/test", root)
     split = scan_class_folders(root) if root.is_dir() else scan_dataset(root).train
     recorded = _recorded_test_files(bundle, root)
     samples = split.samples
@@ -52,7 +77,7 @@ def resolve_test_set(data: str | Path, bundle: Bundle) -> TestSet:
     if recorded is not None:
         samples = [s for s in samples if s.path.relative_to(root).as_posix() in recorded]
         source += " (test split held out at training)"
-    return _to_bundle_labels(split.classes, samples, bundle, source)
+    return _to_bundle_labels(split.classes, samples, bundle, source, root)
 
 
 def _recorded_test_files(bundle: Bundle, root: Path) -> set[str] | None:
@@ -70,21 +95,21 @@ def _recorded_splits(bundle: Bundle, root: Path) -> list[dict] | None:
         return list(csv.DictReader(handle))
 
 
-def _to_bundle_labels(classes: list[str], samples, bundle: Bundle, source: str) -> TestSet:
+def _to_bundle_labels(classes: list[str], samples, bundle: Bundle, source: str, root: Path) -> TestSet:
     unknown = [c for c in classes if c not in bundle.classes]
     if unknown:
         raise DataError(f"{source}: classes {unknown} are not among the model's classes {bundle.classes}; rename or remove those folders")
     if not samples:
         raise DataError(f"{source}: no test images found")
     index = {name: i for i, name in enumerate(bundle.classes)}
-    return TestSet([s.path for s in samples], [index[classes[s.label]] for s in samples], source)
+    return TestSet([s.path for s in samples], [index[classes[s.label]] for s in samples], source, root)
 
 
 def evaluate_run(config: EvalConfig) -> dict:
     """Evaluate the bundle in ``config.run`` on ``config.data``; writes metrics, plots and predictions to ``config.out``."""
     device = resolve_device(config.device)
     bundle = load_bundle(config.run, device)
-    test = resolve_test_set(config.data, bundle)
+    test = resolve_test_set(config, bundle)
     if config.by:
         _metadata_path(config)  # fail before the slow part when the CSV is missing
     elif config.metadata:
@@ -95,7 +120,7 @@ def evaluate_run(config: EvalConfig) -> dict:
     if len(decoded) == 0:
         raise DataError(f"{test.source}: none of the test images could be decoded")
     if config.leakage_check:
-        _check_leakage_against_training(decoded, bundle, Path(config.data), config)
+        _check_leakage_against_training(decoded, bundle, test.root, config)
     logits = predict_logits(bundle.model, decoded.images, bundle.mean, bundle.std, device, config.batch_size)
     probs = calibrated_probabilities(logits, bundle.temperature).numpy()
     pred = probs.argmax(1)
@@ -103,20 +128,22 @@ def evaluate_run(config: EvalConfig) -> dict:
     name = bundle.meta["arch"]["name"]
     metrics = classification_metrics(true, pred, bundle.classes, n_resamples=config.bootstrap, seed=config.seed)
     metrics.update(model=name, run=display_path(config.run), data=test.source, skipped=len(decoded.skipped),
-                   data_root=display_path(Path(config.data).resolve()))
+                   data_root=display_path(test.root.resolve()))
     metrics["calibration"] = calibration_summary(logits, decoded.labels, bundle.temperature)
     metrics["ece"] = metrics["calibration"]["ece_after"]
+    if any(test.sources):
+        metrics["per_source"] = per_source_metrics(decoded.paths, test, true, pred, bundle.classes, config)
     write_json(out / "metrics.json", metrics)
     write_json(out / "confusion_matrix.json", {"classes": bundle.classes, "matrix": metrics["confusion_matrix"]})
-    files = [_shown_path(p, Path(config.data)) for p in decoded.paths]
+    files = [_shown_path(p, test.root) for p in decoded.paths]
     _write_predictions(out / "predictions.csv", files, true, pred, probs, bundle.classes)
     if config.by:
         metrics["subgroups"] = analyse_subgroups(files, true, pred, bundle.classes, _metadata_path(config), config.by,
                                                  metrics, config.bootstrap, config.seed)
         write_json(out / "subgroups.json", metrics["subgroups"])
-    title = f"{name} on {Path(config.data).name}: macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'))}"
+    title = f"{name} on {test.name}: macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'))}"
     plot_confusion_matrix(np.array(metrics["confusion_matrix"]), bundle.classes, out / "confusion_matrix.png", title=title)
-    _plot_reliability(out / "reliability_diagram.png", logits, true, bundle.temperature, f"{name} on {Path(config.data).name}")
+    _plot_reliability(out / "reliability_diagram.png", logits, true, bundle.temperature, f"{name} on {test.name}")
     _plot_grid(out / "predictions_grid.png", decoded, true, pred, probs, bundle.classes, config)
     metrics["out"] = str(out)
     log.info("%s on %s: accuracy %.4f, macro-F1 %.4f; results in %s", name, test.source, metrics["accuracy"], metrics["macro_f1"], out)
@@ -149,6 +176,15 @@ def _plot_reliability(path: Path, logits: torch.Tensor, true: np.ndarray, temper
     plot_reliability_diagram(panels, path, title=f"Calibration of {title}")
 
 
+def per_source_metrics(paths: list[Path], test: TestSet, true, pred, classes: list[str], config: EvalConfig) -> dict:
+    """Accuracy, macro-F1 (with intervals) and the rest for each source's share of the test images."""
+    source_of = dict(zip(test.paths, test.sources))
+    sources = np.array([source_of[p] for p in paths])
+    return {name: classification_metrics(true[sources == name], pred[sources == name], classes,
+                                         n_resamples=config.bootstrap, seed=config.seed)
+            for name in dict.fromkeys(sources.tolist())}
+
+
 def _shown_path(file: Path, root: Path) -> str:
     """Relative to the dataset root (as metadata CSVs name files) when inside it."""
     return file.relative_to(root).as_posix() if file.is_relative_to(root) else display_path(file)
@@ -158,7 +194,7 @@ def _metadata_path(config: EvalConfig) -> Path:
     """--metadata, or DATA/metadata.csv (as ``babyface synth`` writes) when it is not given."""
     if config.metadata:
         return Path(config.metadata)
-    default = Path(config.data) / "metadata.csv"
+    default = Path(data_sources(config)[0] if data_sources(config) else ".") / "metadata.csv"
     if not default.is_file():
         raise DataError(f"--by {config.by}: no --metadata CSV given and no {display_path(default)}; pass --metadata FILE.csv")
     return default

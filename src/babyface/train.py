@@ -23,14 +23,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .bundle import bundle_metadata, save_bundle
 from .calibration import calibration_summary, fit_temperature
-from .config import TrainConfig, parse_seeds, save_yaml, to_dict
+from .config import TrainConfig, data_sources, parse_seeds, save_yaml, to_dict
 from .data.augment import apply_params, draw_params
 from .data.decoded import DecodedImages, channel_stats, decode_images
 from .data.duplicates import Signatures, signatures
 from .data.images import display_path
 from .data.leakage import check_leakage, file_signatures
 from .data.regroup import resolve_groups
-from .data.scan import DatasetScan, scan_dataset
+from .data.scan import DatasetScan
+from .data.sources import load_label_map, scan_sources
 from .data.splits import group_stratified_split, stratified_split
 from .distributed import DistInfo, barrier, init_distributed, shutdown, sum_across
 from .engine import index_batches, normalise, predict_logits
@@ -65,8 +66,9 @@ def seed_everything(seed: int) -> None:
 
 def prepare_data(config: TrainConfig) -> PreparedData:
     """Scan, decode once, split off validation (and test for a one-folder dataset), compute normalisation."""
-    scan = scan_dataset(config.data)
     opts = config.data_options
+    label_map = load_label_map(opts.label_map) if opts.label_map else None
+    scan = scan_sources(data_sources(config), label_map, opts.test_fraction, config.seed)
     samples = scan.train.samples
     split_rows: list[tuple[str, str, str]] = []
     if scan.layout == "folders":
@@ -299,7 +301,7 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
         save_yaml(config, out / "config.yaml")
         _write_splits(out / "splits.csv", data.split_rows)
     log.info("data %s: classes %s, %d train, %d val, %d skipped; device %s%s",
-             display_path(config.data), data.classes, len(data.train), len(data.val), len(data.skipped), device,
+             " + ".join(data_sources(config)), data.classes, len(data.train), len(data.val), len(data.skipped), device,
              f", {dist.world_size} processes (global batch {config.batch_size * dist.world_size})" if dist.enabled else "")
     trained = DistributedDataParallel(model) if dist.enabled else model
     try:
@@ -389,7 +391,7 @@ def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch
 def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn.Module, state: TrainingState,
                    device: torch.device) -> None:
     history, best = state.history, state.best
-    plot_learning_curves(history, out / "learning_curves.png", title=f"{config.model} on {Path(config.data).name}")
+    plot_learning_curves(history, out / "learning_curves.png", title=f"{config.model} on {' + '.join(Path(p).name for p in data_sources(config))}")
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     calibration = calibrate_on_validation(model, data, device, config.batch_size)
@@ -399,7 +401,9 @@ def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn
         metrics={"best_epoch": best["epoch"], "val_macro_f1": best.get("val_macro_f1"), "val_acc": best.get("val_acc"),
                  "val_loss": best.get("val_loss"), "epochs_run": len(history),
                  "seconds_per_epoch": round(sum(r["seconds"] for r in history) / max(len(history), 1), 3)},
-        data={"root": display_path(Path(config.data).resolve()), "train": len(data.train), "val": len(data.val), "skipped": len(data.skipped)},
+        data={"root": display_path(Path(data_sources(config)[0]).resolve()), "train": len(data.train), "val": len(data.val),
+              "skipped": len(data.skipped), "sources": [display_path(Path(p).resolve()) for p in data_sources(config)],
+              "label_map": load_label_map(config.data_options.label_map) if config.data_options.label_map else {}},
         calibration=calibration,
     )
     meta["temperature"] = calibration["temperature"]

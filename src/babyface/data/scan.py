@@ -19,6 +19,7 @@ LAYOUT_HELP = (
 class Sample:
     path: Path
     label: int
+    source: str = ""  # the dataset it came from, when several are combined
 
 
 @dataclass

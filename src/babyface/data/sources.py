@@ -1,0 +1,102 @@
+"""Several datasets in one label space: ``--data A --data B --label-map map.yaml``.
+
+A label map renames or merges classes (``laughing: happy``) and drops them (``sleeping: null``).
+Each source keeps its own test split (its test/ folder, or a stratified held-out share of a one-folder
+dataset), every sample remembers its source, and the result is one BabyFace-style scan whose root is
+the sources' common folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ..config import load_yaml
+from ..errors import DataError
+from .images import display_path
+from .scan import DatasetScan, Sample, SplitScan, scan_dataset
+from .splits import stratified_split
+
+LabelMap = Mapping[str, "str | None"]
+
+
+def load_label_map(path: str | os.PathLike) -> dict[str, str | None]:
+    """A YAML mapping of class folder name → model class name, or null to drop that class."""
+    data = load_yaml(path, "label map", "--label-map", DataError)
+    if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in data.items()):
+        raise DataError(f"{display_path(path)}: a label map is a YAML mapping 'folder_class: model_class' (or null to drop)")
+    return data
+
+
+def scan_sources(paths: Sequence[str | os.PathLike], label_map: LabelMap | None, test_fraction: float, seed: int) -> DatasetScan:
+    """One scan over all ``paths``; a single source without a label map is returned exactly as scanned."""
+    if len(paths) == 1 and not label_map:
+        return scan_dataset(paths[0])
+    label_map = dict(label_map or {})
+    scans = [scan_dataset(p) for p in paths]
+    _check_label_map(label_map, scans)
+    classes = sorted({_mapped(c, label_map) for scan in scans for c in scan.classes} - {None})
+    if len(classes) < 2:
+        raise DataError(f"the label map leaves {len(classes)} class ({', '.join(classes) or 'none'}); at least 2 are needed")
+    _check_no_overlap(scans)
+    root = Path(os.path.commonpath([s.root.resolve() for s in scans]))
+    names = _source_names(scans)
+    train, test = [], []
+    for name, scan in zip(names, scans):
+        held_in, held_out = _source_splits(scan, test_fraction, seed)
+        train += _relabel(held_in, scan.classes, classes, label_map, name)
+        test += _relabel(held_out, scan.classes, classes, label_map, name)
+    return DatasetScan(root, "sources", classes, SplitScan(root, classes, train), SplitScan(root, classes, test))
+
+
+def _mapped(name: str, label_map: LabelMap) -> str | None:
+    return label_map.get(name, name)
+
+
+def _check_label_map(label_map: LabelMap, scans: Sequence[DatasetScan]) -> None:
+    known = {c for scan in scans for c in scan.classes}
+    unknown = sorted(set(label_map) - known)
+    if unknown:
+        raise DataError(f"--label-map names class(es) {', '.join(unknown)} that no source has; the sources' classes are {', '.join(sorted(known))}")
+
+
+def _check_no_overlap(scans: Sequence[DatasetScan]) -> None:
+    seen: dict[Path, Path] = {}
+    for scan in scans:
+        for split in scan.splits().values():
+            for sample in split.samples:
+                real = sample.path.resolve()
+                if real in seen and seen[real] != scan.root:
+                    raise DataError(f"{display_path(sample.path)} is in two sources ({display_path(seen[real])} and "
+                                    f"{display_path(scan.root)}); give each folder once")
+                seen[real] = scan.root
+
+
+def _source_names(scans: Sequence[DatasetScan]) -> list[str]:
+    """Short unique names: the folder names, numbered when two are alike."""
+    names = []
+    for scan in scans:
+        name = scan.root.resolve().name
+        names.append(name if name not in names else f"{name}-{len(names)}")
+    return names
+
+
+def _source_splits(scan: DatasetScan, test_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(train + val samples, test samples) of one source; a one-folder source holds out a stratified share."""
+    if scan.layout == "folders":
+        samples = scan.train.samples
+        kept, held = stratified_split([s.label for s in samples], test_fraction, seed)
+        return [samples[i] for i in kept], [samples[i] for i in held]
+    train = scan.train.samples + (scan.val.samples if scan.val is not None else [])
+    return train, scan.test.samples
+
+
+def _relabel(samples: Sequence[Sample], old: list[str], new: list[str], label_map: LabelMap, source: str) -> list[Sample]:
+    index = {name: i for i, name in enumerate(new)}
+    out = []
+    for sample in samples:
+        target = _mapped(old[sample.label], label_map)
+        if target is not None:
+            out.append(Sample(sample.path, index[target], source))
+    return out

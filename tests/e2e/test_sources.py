@@ -1,0 +1,88 @@
+"""Several sources in one label space: --data A --data B --label-map map.yaml."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from babyface.cli import main
+from babyface.data.sources import load_label_map, scan_sources
+from babyface.errors import DataError
+
+
+@pytest.fixture
+def second_source(tiny_data, tmp_path):
+    """A one-folder dataset with other class names (laughing, crying, sleeping), like infant-thumbs."""
+    root = tmp_path / "thumbs"
+    for old, new in (("happy", "laughing"), ("sad", "crying"), ("neutral", "sleeping")):
+        shutil.copytree(tiny_data / "train" / old, root / new)
+    return root
+
+
+@pytest.fixture
+def label_map(tmp_path):
+    path = tmp_path / "map.yaml"
+    path.write_text("laughing: happy\ncrying: sad\nsleeping: null\n")
+    return path
+
+
+def test_scan_sources_merges_classes_and_keeps_each_test_split(tiny_data, second_source, label_map):
+    scan = scan_sources([tiny_data, second_source], load_label_map(label_map), test_fraction=0.25, seed=0)
+    assert scan.classes == ["happy", "neutral", "sad"]
+    sources = {s.source for s in scan.train.samples}
+    assert sources == {"data", "thumbs"}
+    thumbs_test = [s for s in scan.test.samples if s.source == "thumbs"]
+    assert len(thumbs_test) == 8  # a quarter of 16 laughing + 16 crying; sleeping dropped
+    assert {scan.classes[s.label] for s in thumbs_test} == {"happy", "sad"}
+    assert not {s.path for s in scan.train.samples} & {s.path for s in scan.test.samples}
+
+
+def test_single_source_without_map_is_the_plain_scan(tiny_data):
+    scan = scan_sources([tiny_data], None, 0.15, 0)
+    assert scan.layout == "babyface"
+
+
+@pytest.mark.parametrize(
+    "mapping, message",
+    [("giggling: happy\n", "no source has"), ("laughing: happy\ncrying: happy\nsleeping: happy\n", "at least 2")],
+)
+def test_bad_label_maps(second_source, tmp_path, mapping, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(mapping)
+    with pytest.raises(DataError, match=message):
+        scan_sources([second_source], load_label_map(path), 0.2, 0)
+
+
+def test_label_map_must_be_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- happy\n- sad\n")
+    with pytest.raises(DataError, match="mapping"):
+        load_label_map(path)
+
+
+def test_overlapping_sources_are_refused(tiny_data):
+    with pytest.raises(DataError, match="two sources"):
+        scan_sources([tiny_data, tiny_data / "train"], None, 0.2, 0)
+
+
+def test_train_and_evaluate_on_two_sources_report_each(tiny_data, second_source, label_map, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", str(tiny_data), "--data", str(second_source), "--label-map", str(label_map),
+            "--epochs", "1", "--out", str(run), "--no-progress", "--no-leakage-check"]
+    assert main(args) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["classes"] == ["happy", "neutral", "sad"]
+    assert len(meta["data"]["sources"]) == 2 and meta["data"]["label_map"]["sleeping"] is None
+    with open(run / "splits.csv", newline="") as handle:
+        files = [row["file"] for row in csv.DictReader(handle)]
+    assert any("thumbs/" in f for f in files) and not any("sleeping" in f for f in files)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "eval"), "--no-progress", "--bootstrap", "0"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics["per_source"]) == {"data", "thumbs"}
+    assert metrics["per_source"]["thumbs"]["n"] == 4  # round(15% of 16) laughing + as many crying
+    assert metrics["n"] == 12 + 4
+    assert "source thumbs" in capsys.readouterr().out
