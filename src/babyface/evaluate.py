@@ -56,7 +56,10 @@ def resolve_test_set(config: EvalConfig, bundle: Bundle) -> TestSet:
     if len(paths) == 1 and not label_map:
         return resolve_single_test_set(paths[0], bundle)
     training = bundle.meta.get("training", {})
-    test_fraction = training.get("data_options", {}).get("test_fraction", 0.15)
+    trained_on = {str(Path(p).resolve()) for p in recorded.get("sources", [])}
+    # the sources the run was trained on are split as training split them; other data is all test data
+    same_sources = {str(Path(p).resolve()) for p in paths} == trained_on
+    test_fraction = training.get("data_options", {}).get("test_fraction", 0.15) if same_sources else None
     scan = scan_sources(paths, label_map, test_fraction, training.get("seed", 0))
     test = _to_bundle_labels(scan.classes, scan.test.samples, bundle, f"test splits of {', '.join(map(str, paths))}", scan.root)
     test.sources = [s.source for s in scan.test.samples]

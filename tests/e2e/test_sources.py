@@ -86,3 +86,12 @@ def test_train_and_evaluate_on_two_sources_report_each(tiny_data, second_source,
     assert metrics["per_source"]["thumbs"]["n"] == 4  # round(15% of 16) laughing + as many crying
     assert metrics["n"] == 12 + 4
     assert "source thumbs" in capsys.readouterr().out
+
+
+def test_evaluating_other_data_with_a_label_map_uses_all_its_images(tiny_run, second_source, label_map, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(tiny_run), str(second_source), "--label-map", str(label_map), "--out", str(out),
+                 "--no-progress", "--bootstrap", "0", "--no-leakage-check"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 32  # every laughing and crying image; sleeping dropped
+    assert metrics["per_class"]["neutral"]["support"] == 0

@@ -29,8 +29,11 @@ def load_label_map(path: str | os.PathLike) -> dict[str, str | None]:
     return data
 
 
-def scan_sources(paths: Sequence[str | os.PathLike], label_map: LabelMap | None, test_fraction: float, seed: int) -> DatasetScan:
-    """One scan over all ``paths``; a single source without a label map is returned exactly as scanned."""
+def scan_sources(paths: Sequence[str | os.PathLike], label_map: LabelMap | None, test_fraction: float | None, seed: int) -> DatasetScan:
+    """One scan over all ``paths``; a single source without a label map is returned exactly as scanned.
+
+    ``test_fraction=None`` makes every image of a one-folder source a test image (evaluating on data
+    that was never trained on)."""
     if len(paths) == 1 and not label_map:
         return scan_dataset(paths[0])
     label_map = dict(label_map or {})
@@ -82,8 +85,10 @@ def _source_names(scans: Sequence[DatasetScan]) -> list[str]:
     return names
 
 
-def _source_splits(scan: DatasetScan, test_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+def _source_splits(scan: DatasetScan, test_fraction: float | None, seed: int) -> tuple[list[Sample], list[Sample]]:
     """(train + val samples, test samples) of one source; a one-folder source holds out a stratified share."""
+    if scan.layout == "folders" and test_fraction is None:
+        return [], scan.train.samples
     if scan.layout == "folders":
         samples = scan.train.samples
         kept, held = stratified_split([s.label for s in samples], test_fraction, seed)
