@@ -61,7 +61,7 @@ def resolve_test_set(config: EvalConfig, bundle: Bundle) -> TestSet:
     same_sources = {str(Path(p).resolve()) for p in paths} == trained_on
     test_fraction = training.get("data_options", {}).get("test_fraction", 0.15) if same_sources else None
     scan = scan_sources(paths, label_map, test_fraction, training.get("seed", 0))
-    test = _to_bundle_labels(scan.classes, scan.test.samples, bundle, f"test splits of {', '.join(map(str, paths))}", scan.root)
+    test = _to_bundle_labels(scan.classes, scan.test.samples, bundle, f"test images of {', '.join(map(str, paths))}", scan.root)
     test.sources = [s.source for s in scan.test.samples]
     return test
 
