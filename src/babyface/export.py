@@ -8,7 +8,6 @@ refuse a file exported from other weights. Beside FILE.onnx, FILE.parity.json ho
 from __future__ import annotations
 
 import io
-import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -25,8 +24,6 @@ from .data.decoded import decode_images
 from .engine import index_batches, normalise, predict_logits
 from .errors import BabyfaceError, DataError, OutputExistsError
 from .io import atomic_path, write_json
-
-log = logging.getLogger("babyface")
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |logit difference| allowed between the fp32 ONNX model and PyTorch
@@ -69,7 +66,6 @@ def export_run(config: ExportConfig) -> dict:
             raise BabyfaceError(f"{out}: ONNX logits differ from PyTorch by {parity['max_abs_logit_diff']:.2e} "
                                 f"(> {PARITY_TOLERANCE}); the file was not written. Please report this with the model name")
     parity_file = write_json(out.with_suffix(".parity.json"), parity)
-    log.info("exported %s (%s); max |logit difference| %.2e", out, precision, parity["max_abs_logit_diff"])
     return {"onnx": str(out), "precision": precision, "parity": parity, "parity_file": str(parity_file)}
 
 
