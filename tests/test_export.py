@@ -29,17 +29,16 @@ CLASSES = ["happy", "neutral", "sad"]
 CPU = torch.device("cpu")
 
 
-def random_bundle(folder: Path, arch: str, size: int = 32) -> Path:
-    """Random weights with perturbed BatchNorm statistics (so that folding them into the convolutions matters)."""
-    torch.manual_seed(0)
-    model = create_model(arch, len(CLASSES), size).eval()
-    with torch.no_grad():
-        for name, buffer in model.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.normal_(0, 0.1)
-            elif name.endswith("running_var"):
-                buffer.uniform_(0.5, 1.5)
-    return save_bundle(folder, model, bundle_metadata(model, CLASSES, size, [0.5, 0.4, 0.3], [0.25, 0.2, 0.15], temperature=1.5))
+@pytest.fixture(scope="module")
+def random_bundle(perturb_batchnorm):
+    """``random_bundle(folder, arch, size=32)``: a saved bundle with random weights and BatchNorm statistics."""
+
+    def make(folder: Path, arch: str, size: int = 32) -> Path:
+        torch.manual_seed(0)
+        model = perturb_batchnorm(create_model(arch, len(CLASSES), size))
+        return save_bundle(folder, model, bundle_metadata(model, CLASSES, size, [0.5, 0.4, 0.3], [0.25, 0.2, 0.15], temperature=1.5))
+
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def one_line_error(capsys) -> str:
 
 
 @pytest.mark.parametrize("arch", ["cnn", "resnet18"])
-def test_export_matches_pytorch_for_any_batch(arch: str, tmp_path: Path):
+def test_export_matches_pytorch_for_any_batch(arch: str, tmp_path: Path, random_bundle):
     run = random_bundle(tmp_path / arch, arch)
     result = export_run(ExportConfig(run=str(run)))
     parity = json.loads((run / "model.parity.json").read_text())
@@ -122,7 +121,7 @@ def test_corrupt_onnx_is_refused(trained_run: Path, tmp_path: Path, capsys):
     assert "bad.onnx: not a loadable ONNX model" in one_line_error(capsys)
 
 
-def test_onnx_from_other_weights_is_refused(trained_run: Path, tmp_path: Path, capsys):
+def test_onnx_from_other_weights_is_refused(trained_run: Path, tmp_path: Path, capsys, random_bundle):
     other = random_bundle(tmp_path / "other", "cnn", size=64)
     export_run(ExportConfig(run=str(other)))
     with pytest.raises(BundleError, match="exported from other weights"):
