@@ -42,7 +42,7 @@ class _UInt8Model(nn.Module):
 
 
 def export_run(config: ExportConfig) -> dict:
-    """Export (and with ``int8`` quantise) the bundle in ``config.run``; returns the parity record, also written as JSON."""
+    """Export (and with ``int8`` quantise) the bundle in ``config.run``; the parity record is also written as JSON."""
     _check_export_tools()
     out = Path(config.out) if config.out else Path(config.run) / (INT8_FILE if config.int8 else ONNX_FILE)
     if out.exists() and not config.overwrite:
