@@ -21,3 +21,21 @@ def write_tiny_png() -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def perturb_batchnorm() -> Callable:
+    """``perturb_batchnorm(model)``: random BatchNorm running statistics, so that tests notice when they are ignored."""
+
+    def perturb(model):
+        import torch
+
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                if name.endswith("running_mean"):
+                    buffer.normal_(0, 0.1)
+                elif name.endswith("running_var"):
+                    buffer.uniform_(0.5, 1.5)
+        return model.eval()
+
+    return perturb

@@ -33,17 +33,10 @@ STD = [0.25, 0.2, 0.15]
 
 
 @pytest.fixture(scope="module")
-def pristine_cnn_bundle(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+def pristine_cnn_bundle(tmp_path_factory, perturb_batchnorm) -> tuple[Path, torch.nn.Module]:
     """A tiny 3-class 32×32 CNN saved once per module (BatchNorm stats perturbed so they matter)."""
     torch.manual_seed(0)
-    model = create_model("cnn", len(CLASSES), SIZE)
-    with torch.no_grad():
-        for name, buffer in model.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.normal_(0, 0.1)
-            elif name.endswith("running_var"):
-                buffer.uniform_(0.5, 1.5)
-    model.eval()
+    model = perturb_batchnorm(create_model("cnn", len(CLASSES), SIZE))
     folder = tmp_path_factory.mktemp("pristine") / "run"
     meta = bundle_metadata(model, CLASSES, SIZE, MEAN, STD, temperature=1.5, note="unit test")
     assert save_bundle(folder, model, meta) == folder

@@ -6,6 +6,7 @@ nothing is ever unpickled, so a bundle from an untrusted source cannot run code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -55,7 +56,12 @@ class Bundle:
 
     @property
     def temperature(self) -> float:
-        return float(self.meta.get("temperature", 1.0))
+        return meta_temperature(self.meta)
+
+
+def meta_temperature(meta: dict[str, Any]) -> float:
+    """The calibration temperature stored in ``model.json`` (1.0 in bundles from before calibration)."""
+    return float(meta.get("temperature", 1.0))
 
 
 def bundle_metadata(model: nn.Module, classes: list[str], image_size: int, mean: list[float], std: list[float], **extra: Any) -> dict:
@@ -109,14 +115,31 @@ def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load_bundle(folder: str | os.PathLike, device: torch.device | str = "cpu") -> Bundle:
-    """Rebuild the model from ``model.json`` and load ``model.safetensors``; BundleError on anything inconsistent."""
+def read_checked_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+    """``model.json`` with the values used at predict time (classes, mean/std, temperature) checked."""
     folder = Path(folder)
     meta = read_metadata(folder)
     classes = meta["classes"]
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise BundleError(f"{folder / META_FILE}: 'classes' must be a list of at least 2 names")
     _check_normalisation(meta, folder / META_FILE)
+    return meta
+
+
+def weights_sha256(folder: str | os.PathLike) -> str:
+    """SHA-256 of ``model.safetensors``: ties an exported model to the exact weights it came from."""
+    digest = hashlib.sha256()
+    with open(Path(folder) / WEIGHTS_FILE, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_bundle(folder: str | os.PathLike, device: torch.device | str = "cpu") -> Bundle:
+    """Rebuild the model from ``model.json`` and load ``model.safetensors``; BundleError on anything inconsistent."""
+    folder = Path(folder)
+    meta = read_checked_metadata(folder)
+    classes = meta["classes"]
     try:
         model = create_model(meta["arch"]["name"], num_classes=len(classes), image_size=int(meta["image_size"]), **meta["arch"].get("kwargs", {}))
     except (BabyfaceError, KeyError, TypeError, ValueError) as exc:

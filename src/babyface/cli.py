@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from . import __version__
-from .config import CHOICES, EvalConfig, ExplainConfig, PredictConfig, ReportConfig, TrainConfig, from_dict, load_yaml
+from .config import EvalConfig, ExportConfig, ExplainConfig, PredictConfig, ReportConfig, TrainConfig, choices_for, from_dict, load_yaml
 from .errors import BabyfaceError
 
 log = logging.getLogger("babyface")
@@ -44,14 +44,14 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, positional: Seq
     for dest, flag, default in _leaf_fields(cls):
         if dest in positional or isinstance(default, (list, dict)):
             continue
-        name = dest.split(".")[-1]
+        choices = choices_for(cls, dest.split(".")[-1])
         kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
         if isinstance(default, bool):
             kwargs.update(action=argparse.BooleanOptionalAction, help=f"(default: {default})")
         else:
             kwargs.update(type=type(default), metavar=type(default).__name__.upper(), help=f"(default: {default!r})")
-            if name in CHOICES:
-                kwargs.update(choices=CHOICES[name], metavar=None)
+            if choices:
+                kwargs.update(choices=choices, metavar=None)
         parser.add_argument(flag, **kwargs)
 
 
@@ -173,7 +173,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import Predictor, collect_inputs, format_predictions
 
     config = build_config(PredictConfig, args, run=args.run, inputs=args.inputs)
-    predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence)
+    predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence,
+                          backend=config.backend, onnx_file=config.onnx)
     predictions, skipped = predictor.predict_files(collect_inputs(config.inputs), strict=config.strict)
     text = format_predictions(predictions, predictor.classes, config.format)
     if config.output:
@@ -184,6 +185,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if skipped:
         print(f"{len(skipped)} file(s) skipped (not decodable); see the warnings above", file=sys.stderr)
     return 0 if predictions else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    result = export_run(build_config(ExportConfig, args, run=args.run))
+    parity = result["parity"]
+    print(f"{result['precision']} ONNX model: {result['onnx']}")
+    print(f"parity with PyTorch on {parity['images']} {parity['source']} images: max |logit difference| "
+          f"{parity['max_abs_logit_diff']:.2e}, same top class for {parity['top1_agreement']:.1%}  ({result['parity_file']})")
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -314,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by 'babyface train'")
     p.add_argument("inputs", nargs="+", help="image files and/or folders")
     add_config_flags(p, PredictConfig, positional=("run", "inputs"))
+
+    p = command("export", cmd_export, "export a run's model to ONNX (optionally int8), checked against PyTorch")
+    p.add_argument("run", help="run folder written by 'babyface train'")
+    add_config_flags(p, ExportConfig, positional=("run",))
 
     p = command("explain", cmd_explain, "Grad-CAM heatmaps over images: which region drove the prediction")
     p.add_argument("run", help="run folder written by 'babyface train'")

@@ -108,6 +108,20 @@ class PredictConfig:
     batch_size: int = 64
     device: str = "auto"
     strict: bool = False
+    backend: str = "auto"  # torch | onnx | auto (onnx when RUN/model.onnx exists and onnxruntime is installed)
+    onnx: str = ""  # ONNX file for the onnx backend (default RUN/model.onnx; e.g. RUN/model.int8.onnx)
+
+
+@dataclass
+class ExportConfig:
+    run: str = ""
+    format: str = "onnx"
+    out: str = ""  # default RUN/model.onnx, with --int8 RUN/model.int8.onnx
+    int8: bool = False  # static int8 quantisation, calibrated on --calibration images
+    calibration: str = ""  # DATA (its training images) or a folder of images
+    calibration_images: int = 200
+    parity_images: int = 100  # images for the logit comparison with PyTorch (calibration images, else random)
+    overwrite: bool = False
 
 
 @dataclass
@@ -136,7 +150,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "class_balance": ("none", "loss", "sampler"),
     "format": ("table", "json", "csv"),
     "precision": ("auto", "fp32", "bf16"),
+    "backend": ("auto", "torch", "onnx"),
+    "ExportConfig.format": ("onnx",),  # a class-qualified key overrides the plain field name for that config
 }
+
+
+def choices_for(cls: type, name: str) -> tuple[str, ...] | None:
+    return CHOICES.get(f"{cls.__name__}.{name}", CHOICES.get(name))
 
 C = TypeVar("C")
 
@@ -245,9 +265,9 @@ def save_yaml(config: Any, path: str | Path) -> Path:
 def validate(config: Any) -> None:
     """Range checks with one-line messages naming the option and the fix."""
     for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.name in CHOICES and value not in CHOICES[f.name]:
-            raise BabyfaceError(f"--{_flag(f.name)} must be one of {', '.join(CHOICES[f.name])}, got {value!r}")
+        value, choices = getattr(config, f.name), choices_for(type(config), f.name)
+        if choices and value not in choices:
+            raise BabyfaceError(f"--{_flag(f.name)} must be one of {', '.join(choices)}, got {value!r}")
     checks = {
         "epochs": lambda v: v >= 1,
         "batch_size": lambda v: v >= 1,
@@ -265,6 +285,8 @@ def validate(config: Any) -> None:
         "grid_size": lambda v: v >= 1,
         "bootstrap": lambda v: v == 0 or v >= 100,
         "min_confidence": lambda v: 0 <= v <= 1,
+        "calibration_images": lambda v: v >= 1,
+        "parity_images": lambda v: v >= 1,
     }
     for name, ok in checks.items():
         if hasattr(config, name) and not ok(getattr(config, name)):

@@ -11,11 +11,12 @@ from typing import Sequence
 
 import torch
 
-from .bundle import Bundle, load_bundle
+from .backends import Backend, open_backend
+from .bundle import meta_temperature
 from .calibration import calibrated_probabilities
 from .data.decoded import decode_images
 from .data.images import display_path, is_image_file
-from .engine import predict_logits, resolve_device
+from .engine import resolve_device
 from .errors import DataError
 from .io import csv_text
 
@@ -32,26 +33,37 @@ class Prediction:
 
 
 class Predictor:
-    """Loads a bundle once; ``predict_files`` and ``predict_images`` can then be called many times."""
+    """Loads a bundle once; ``predict_files`` and ``predict_images`` can then be called many times.
 
-    def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64, min_confidence: float = 0.0):
+    ``backend``: 'torch', 'onnx' (``onnx_file``, default RUN/model.onnx) or 'auto' (onnx when an exported model
+    of this run exists and onnxruntime is installed, else torch); see ``babyface.backends``.
+    """
+
+    def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64, min_confidence: float = 0.0,
+                 backend: str = "auto", onnx_file: str = ""):
         self.device = resolve_device(device)
-        self.bundle: Bundle = load_bundle(run, self.device)
+        self.backend: Backend = open_backend(run, backend, self.device, onnx_file)
         self.batch_size = batch_size
         self.min_confidence = min_confidence
 
     @property
     def classes(self) -> list[str]:
-        return self.bundle.classes
+        return list(self.backend.meta["classes"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.backend.meta["image_size"])
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 N×3×S×S at the bundle's size → logits N×C (float32, CPU)."""
+        return self.backend.logits(images, self.batch_size)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 N×3×S×S at the bundle's size → calibrated probabilities N×C."""
-        b = self.bundle
-        logits = predict_logits(b.model, images, b.mean, b.std, self.device, self.batch_size)
-        return calibrated_probabilities(logits, b.temperature)
+        return calibrated_probabilities(self.logits(images), meta_temperature(self.backend.meta))
 
     def predict_files(self, paths: Sequence[Path], strict: bool = False, progress: bool = False) -> tuple[list[Prediction], list[str]]:
-        decoded = decode_images(paths, None, self.bundle.image_size, strict=strict, progress=progress, desc="predict")
+        decoded = decode_images(paths, None, self.image_size, strict=strict, progress=progress, desc="predict")
         if len(decoded) == 0:
             return [], decoded.skipped
         probs = self.probabilities(decoded.images)

@@ -1,0 +1,139 @@
+"""Inference speed (and int8 accuracy) of PyTorch eager vs onnxruntime fp32 vs onnxruntime int8, side by side.
+
+    python benchmarks/infer_speed.py                                  # cnn and resnet18, random weights, speed only
+    python benchmarks/infer_speed.py --run runs/cnn --data data/synth  # a trained run: speed + test accuracy of each
+
+Batch-1 latency (median and p99 over --repeats calls) and batch-64 throughput, all through the same backends that
+``babyface predict`` uses. Random-weight models are calibrated for int8 on a small synthetic set. Pin the thread count
+(--threads, default: torch's, i.e. OMP_NUM_THREADS) and keep the machine otherwise idle for comparable numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from babyface.backends import OnnxBackend, TorchBackend
+from babyface.bundle import META_FILE, WEIGHTS_FILE, bundle_metadata, save_bundle
+from babyface.config import ExportConfig
+from babyface.data.decoded import decode_images
+from babyface.data.scan import scan_dataset
+from babyface.data.synthetic import SynthConfig, generate_dataset
+from babyface.export import export_run
+from babyface.models import create_model
+
+CLASSES = ["happy", "neutral", "sad"]
+
+
+def latency_ms(backend, image: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """Median and 99th percentile of single-image calls, after a warm-up."""
+    for _ in range(max(10, repeats // 10)):
+        backend.logits(image, 1)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        backend.logits(image, 1)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
+
+
+def throughput(backend, batch: torch.Tensor, seconds: float = 3.0) -> float:
+    backend.logits(batch, len(batch))
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        backend.logits(batch, len(batch))
+        done += len(batch)
+    return done / (time.perf_counter() - start)
+
+
+def random_run(arch: str, size: int, folder: Path) -> Path:
+    torch.manual_seed(0)
+    model = create_model(arch, len(CLASSES), size).eval()
+    save_bundle(folder, model, bundle_metadata(model, CLASSES, size, [0.5, 0.45, 0.4], [0.25, 0.25, 0.25]))
+    return folder
+
+
+def test_accuracy(backend, images: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((backend.logits(images, 64).argmax(1) == labels).float().mean())
+
+
+def test_set(data: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    split = scan_dataset(data).test
+    decoded = decode_images([s.path for s in split.samples], [s.label for s in split.samples], size, progress=False)
+    return decoded.images, decoded.labels
+
+
+def benchmark_run(name: str, run: Path, calibration: str, args: argparse.Namespace, test: tuple | None) -> list[dict]:
+    export_run(ExportConfig(run=str(run), out=str(run / "bench.onnx"), overwrite=True, parity_images=16))
+    export_run(ExportConfig(run=str(run), out=str(run / "bench.int8.onnx"), int8=True, calibration=calibration,
+                            calibration_images=args.calibration_images, overwrite=True, parity_images=16))
+    backends = {"torch eager": TorchBackend(run, torch.device("cpu")),
+                "onnxruntime fp32": OnnxBackend(run, run / "bench.onnx"),
+                "onnxruntime int8": OnnxBackend(run, run / "bench.int8.onnx")}
+    size = backends["torch eager"].bundle.image_size
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randint(0, 256, (args.batch, 3, size, size), dtype=torch.uint8, generator=generator)
+    rows = []
+    for label, backend in backends.items():
+        median, p99 = latency_ms(backend, batch[:1], args.repeats)
+        rows.append({"model": name, "backend": label, "median_ms": median, "p99_ms": p99,
+                     "images_per_s": throughput(backend, batch, args.seconds),
+                     "accuracy": test_accuracy(backend, *test) if test else None})
+    return rows
+
+
+def format_table(rows: list[dict], batch: int) -> str:
+    header = f"| model | backend | batch-1 median ms | batch-1 p99 ms | batch-{batch} images/s | test accuracy |"
+    lines = [header, "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        accuracy = "–" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        lines.append(f"| {r['model']} | {r['backend']} | {r['median_ms']:.3f} | {r['p99_ms']:.3f} | {r['images_per_s']:,.0f} | {accuracy} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="cnn,resnet18", help="random-weight models to time (ignored with --run)")
+    parser.add_argument("--run", action="append", default=[], help="trained run folder (repeatable); needs --data")
+    parser.add_argument("--data", help="dataset of the runs: DATA/train calibrates int8, DATA/test measures accuracy")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=300, help="timed batch-1 calls per backend")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time spent on batch throughput per backend")
+    parser.add_argument("--calibration-images", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    if args.run and not args.data:
+        parser.error("--run needs --data (its DATA/train calibrates int8, DATA/test measures accuracy)")
+    torch.set_num_threads(args.threads)  # onnxruntime sessions follow torch's thread count
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.run:
+            for run in args.run:
+                work = Path(tmp) / Path(run).name
+                copy_bundle(Path(run), work)
+                rows += benchmark_run(Path(run).name, work, args.data, args, test_set(args.data, args.size))
+        else:
+            calibration = Path(tmp) / "synth"
+            generate_dataset(calibration, SynthConfig(n=120, size=args.size, seed=0), progress=False)
+            for arch in args.models.split(","):
+                rows += benchmark_run(f"{arch} (random weights)", random_run(arch, args.size, Path(tmp) / arch), str(calibration), args, None)
+    print(f"\n{args.threads} thread(s), {args.size}×{args.size}, {len(CLASSES)} classes\n")
+    print(format_table(rows, args.batch))
+
+
+def copy_bundle(run: Path, work: Path) -> None:
+    """The run's bundle only, so that the benchmark's ONNX files never land in the run folder."""
+    work.mkdir(parents=True)
+    for name in (WEIGHTS_FILE, META_FILE):
+        (work / name).write_bytes((run / name).read_bytes())
+
+
+if __name__ == "__main__":
+    main()

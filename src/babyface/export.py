@@ -1,0 +1,159 @@
+"""``babyface export``: a run's model as one self-contained ONNX file (optionally int8), checked against PyTorch.
+
+The graph takes uint8 images N×3×S×S (any N) and folds in the bundle's normalisation; temperature and class names
+stay in ``model.json``. The ONNX metadata records the SHA-256 of ``model.safetensors`` so that a predictor can
+refuse a file exported from other weights. Beside FILE.onnx, FILE.parity.json holds the comparison with PyTorch.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .backends import (INPUT_NAME, INT8_FILE, KEY_FORMAT, KEY_PRECISION, KEY_WEIGHTS, ONNX_FILE, ONNX_FORMAT, OUTPUT_NAME,
+                       OnnxBackend, onnxruntime_available)
+from .bundle import Bundle, load_bundle, weights_sha256
+from .config import ExportConfig
+from .data.decoded import decode_images
+from .engine import index_batches, normalise, predict_logits
+from .errors import BabyfaceError, DataError, OutputExistsError
+from .io import atomic_path, write_json
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4  # max |logit difference| allowed between the fp32 ONNX model and PyTorch
+CALIBRATION_BATCH = 16
+
+
+class _UInt8Model(nn.Module):
+    """uint8 images → logits, with the bundle's normalisation inside the graph."""
+
+    def __init__(self, bundle: Bundle):
+        super().__init__()
+        self.model, self.mean, self.std = bundle.model, bundle.mean, bundle.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(normalise(images, self.mean, self.std))
+
+
+def export_run(config: ExportConfig) -> dict:
+    """Export (and with ``int8`` quantise) the bundle in ``config.run``; the parity record is also written as JSON."""
+    _check_export_tools()
+    out = Path(config.out) if config.out else Path(config.run) / (INT8_FILE if config.int8 else ONNX_FILE)
+    if out.exists() and not config.overwrite:
+        raise OutputExistsError(f"{out}: already exists; pass --overwrite to replace it or choose another --out")
+    if config.int8 and not config.calibration:
+        raise BabyfaceError("--int8 needs --calibration DATA (training images to calibrate the int8 ranges on)")
+    bundle = load_bundle(config.run, "cpu")
+    calibration = calibration_images(config.calibration, bundle.image_size, config.calibration_images) if config.calibration else None
+    images, source = parity_images(calibration, bundle.image_size, config.parity_images)
+    precision = "int8" if config.int8 else "fp32"
+    with atomic_path(out) as tmp:
+        write_onnx(bundle, tmp, weights_sha256(config.run))
+        if config.int8:
+            quantize_int8(tmp, tmp, calibration)
+            tag_precision(tmp, "int8")
+        parity = compare_with_torch(bundle, OnnxBackend(config.run, tmp), images)
+        parity.update(precision=precision, source=source, onnx=str(out))
+        if precision == "fp32":
+            parity.update(tolerance=PARITY_TOLERANCE, passed=parity["max_abs_logit_diff"] < PARITY_TOLERANCE)
+        if parity.get("passed") is False:
+            raise BabyfaceError(f"{out}: ONNX logits differ from PyTorch by {parity['max_abs_logit_diff']:.2e} "
+                                f"(> {PARITY_TOLERANCE}); the file was not written. Please report this with the model name")
+    parity_file = write_json(out.with_suffix(".parity.json"), parity)
+    return {"onnx": str(out), "precision": precision, "parity": parity, "parity_file": str(parity_file)}
+
+
+def _check_export_tools() -> None:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise BabyfaceError("export needs the onnx package; pip install onnx onnxruntime") from None
+    if not onnxruntime_available():
+        raise BabyfaceError("export needs onnxruntime for its parity check; pip install onnxruntime")
+
+
+def write_onnx(bundle: Bundle, path: Path, weights_hash: str) -> None:
+    """One self-contained fp32 file (TorchScript exporter: no side file of weights), dynamic batch axis."""
+    import onnx
+
+    buffer = io.BytesIO()
+    example = torch.zeros(1, 3, bundle.image_size, bundle.image_size, dtype=torch.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter announces that dynamo is the default
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # constants (mean, std, input size) are meant to be baked in
+        torch.onnx.export(_UInt8Model(bundle).eval(), (example,), buffer, dynamo=False, opset_version=OPSET,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+    model = onnx.load_from_string(buffer.getvalue())
+    set_metadata(model, {KEY_FORMAT: ONNX_FORMAT, KEY_WEIGHTS: weights_hash, KEY_PRECISION: "fp32"})
+    onnx.save(model, str(path))
+
+
+def set_metadata(model, values: dict[str, str]) -> None:
+    props = {p.key: p.value for p in model.metadata_props} | values
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+
+
+def tag_precision(path: Path, precision: str) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    set_metadata(model, {KEY_PRECISION: precision})
+    onnx.save(model, str(path))
+
+
+def quantize_int8(source: Path, out: Path, images: torch.Tensor) -> None:
+    """Static QDQ quantisation: int8 weights per output channel, uint8 activations with MinMax ranges from ``images``."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared))  # shape inference and graph optimisation before quantising
+        quantize_static(str(prepared), str(out), _ImageReader(images), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
+class _ImageReader:
+    """onnxruntime's CalibrationDataReader protocol over uint8 images, in batches."""
+
+    def __init__(self, images: torch.Tensor):
+        self._batches: Iterator = iter(images[index].numpy() for index in index_batches(len(images), CALIBRATION_BATCH))
+
+    def get_next(self) -> dict | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+
+def calibration_images(data: str, size: int, limit: int) -> torch.Tensor:
+    """Up to ``limit`` images evenly spread over DATA/train (or over every image under DATA), decoded at ``size``."""
+    from .predict import collect_inputs
+
+    root = Path(data)
+    paths = collect_inputs([root / "train" if (root / "train").is_dir() else root])
+    paths = paths[:: max(1, len(paths) // limit)][:limit]
+    decoded = decode_images(paths, None, size, progress=False, desc="decode calibration")
+    if len(decoded) == 0:
+        raise DataError(f"{data}: none of the calibration images could be decoded; give a folder of training images")
+    return decoded.images
+
+
+def parity_images(calibration: torch.Tensor | None, size: int, n: int) -> tuple[torch.Tensor, str]:
+    if calibration is not None:
+        return calibration[:n], "calibration"
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 3, size, size), generator=generator, dtype=torch.uint8), "random"
+
+
+def compare_with_torch(bundle: Bundle, onnx: OnnxBackend, images: torch.Tensor) -> dict:
+    expected = predict_logits(bundle.model, images, bundle.mean, bundle.std, torch.device("cpu"), batch_size=64)
+    actual = onnx.logits(images, batch_size=64)
+    diff = float((expected - actual).abs().max())
+    return {"images": len(images), "max_abs_logit_diff": diff, "top1_agreement": float((expected.argmax(1) == actual.argmax(1)).float().mean())}
