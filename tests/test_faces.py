@@ -90,3 +90,11 @@ def test_crop_all_faces_writes_one_crop_per_face(tmp_path: Path) -> None:
     with open(out / "crops.csv", newline="") as handle:
         files = sorted(r["file"] for r in csv.DictReader(handle))
     assert files == ["happy/twins.jpg", "happy/twins_face2.jpg", "sad/one.jpg"]
+
+
+@pytest.mark.parametrize("size", [(1, 1), (12, 30), (19, 19)])
+def test_images_too_small_for_mtcnn_have_no_face(size):
+    pytest.importorskip("facenet_pytorch")
+    from babyface.data.faces import detect_faces
+
+    assert detect_faces(np.zeros((*size, 3), np.uint8)) == []

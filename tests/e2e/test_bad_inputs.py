@@ -223,3 +223,13 @@ def test_pickle_renamed_to_safetensors_is_refused_without_unpickling(tmp_path, s
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled"))
     with pytest.raises(BundleError, match="safetensors"):
         load_bundle(folder)
+
+
+def test_crop_counts_bad_files_as_unreadable(bad_data, tmp_path, capsys):
+    src = bad_data / "test"
+    out = tmp_path / "crops"
+    assert main(["data", "crop", str(src), str(out), "--no-progress"]) == 0
+    unreadable = (out / "unreadable.txt").read_text(encoding="utf-8", errors="replace")
+    for name in BAD_FILES:
+        assert name in unreadable
+    assert "Traceback" not in capsys.readouterr().err

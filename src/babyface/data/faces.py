@@ -16,6 +16,7 @@ from ..errors import BabyfaceError
 
 DETECTORS = ("mtcnn", "haar")
 DEFAULT_MIN_SCORE = 0.9
+MTCNN_MIN_SIDE = 20  # facenet-pytorch's default min_face_size: no smaller image can hold a detectable face
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ def _mtcnn():
 def _detect_mtcnn(rgb: np.ndarray) -> list[FaceBox]:
     import torch
 
+    if min(rgb.shape[:2]) < MTCNN_MIN_SIDE:
+        return []  # smaller than MTCNN's first network window: facenet-pytorch would fail on an empty pyramid
     with torch.inference_mode():
         boxes, scores = _mtcnn().detect(Image.fromarray(rgb))
     if boxes is None:
