@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from . import __version__
-from .config import CHOICES, EvalConfig, ExplainConfig, PredictConfig, ReportConfig, TrainConfig, from_dict, load_yaml
+from .config import CHOICES, EvalConfig, ExplainConfig, PredictConfig, ReportConfig, ServeConfig, TrainConfig, from_dict, load_yaml
 from .errors import BabyfaceError
 
 log = logging.getLogger("babyface")
@@ -211,6 +211,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve.app import serve
+
+    serve(build_config(ServeConfig, args, run=args.run))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models, model_info
 
@@ -318,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("compare", cmd_compare, "compare evaluated runs: results table and McNemar's test on the same test set")
     p.add_argument("runs", nargs="+", help="two or more run folders, each evaluated with 'babyface evaluate'")
     p.add_argument("--output", metavar="FILE", help="also write the comparison as JSON")
+
+    p = command("serve", cmd_serve, "a web page and JSON API: drop photos or use the webcam, see each face's emotion")
+    p.add_argument("run", help="run folder written by 'babyface train'")
+    add_config_flags(p, ServeConfig, positional=("run",))
 
     p = command("models", cmd_models, "list registered models with parameters and FLOPs")
     p.add_argument("--image-size", type=int, default=64)

@@ -126,12 +126,26 @@ class ReportConfig:
     overwrite: bool = False
 
 
+@dataclass
+class ServeConfig:
+    run: str = ""
+    host: str = "127.0.0.1"  # loopback only by default; 0.0.0.0 exposes the page to the network
+    port: int = 8000
+    max_upload_mb: float = 10.0
+    detector: str = "mtcnn"
+    min_score: float = 0.9  # detector confidence to accept a face
+    margin: float = 0.2  # added around each face before it is classified, as a share of its size
+    min_confidence: float = 0.0
+    device: str = "auto"
+
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "adamw", "sgd"),
     "scheduler": ("step", "cosine", "none"),
     "class_balance": ("none", "loss", "sampler"),
     "format": ("table", "json", "csv"),
     "precision": ("auto", "fp32", "bf16"),
+    "detector": ("mtcnn", "haar"),
 }
 
 C = TypeVar("C")
@@ -253,6 +267,10 @@ def validate(config: Any) -> None:
         "grid_size": lambda v: v >= 1,
         "bootstrap": lambda v: v == 0 or v >= 100,
         "min_confidence": lambda v: 0 <= v <= 1,
+        "port": lambda v: 0 <= v <= 65535,
+        "max_upload_mb": lambda v: v > 0,
+        "min_score": lambda v: 0 <= v <= 1,
+        "margin": lambda v: 0 <= v <= 2,
     }
     for name, ok in checks.items():
         if hasattr(config, name) and not ok(getattr(config, name)):
