@@ -164,9 +164,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .io import write_text
     from .predict import Predictor, collect_inputs, format_predictions
 
+    from .video import analyse_videos, is_video_file
+
     config = build_config(PredictConfig, args, run=args.run, inputs=args.inputs)
     predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence)
-    predictions, skipped = predictor.predict_files(collect_inputs(config.inputs), strict=config.strict)
+    videos = [i for i in config.inputs if is_video_file(i)]
+    for summary in analyse_videos(predictor, videos, config):
+        print(f"{summary['video']}: {summary['frames']} frames, {summary['faces']} face(s), {summary['frames_per_second']} frames/s; "
+              f"timeline.csv and timeline.png in {summary['out']}" + (f"; annotated video {summary['annotated']}" if summary["annotated"] else ""))
+    images = [i for i in config.inputs if not is_video_file(i)]
+    if not images:
+        return 0
+    predictions, skipped = predictor.predict_files(collect_inputs(images), strict=config.strict)
     text = format_predictions(predictions, predictor.classes, config.format)
     if config.output:
         write_text(config.output, text)
@@ -307,9 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="DATA (uses DATA/test) or a folder of class folders")
     add_config_flags(p, EvalConfig, positional=("run", "data"))
 
-    p = command("predict", cmd_predict, "predict the emotion in image files or folders")
+    p = command("predict", cmd_predict, "predict the emotion in image files or folders, or of every face over time in videos")
     p.add_argument("run", help="run folder written by 'babyface train'")
-    p.add_argument("inputs", nargs="+", help="image files and/or folders")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders, or video files (.mp4, .avi, .mov, .mkv, ...)")
     add_config_flags(p, PredictConfig, positional=("run", "inputs"))
 
     p = command("explain", cmd_explain, "Grad-CAM heatmaps over images: which region drove the prediction")

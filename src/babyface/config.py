@@ -104,6 +104,17 @@ class PredictConfig:
     batch_size: int = 64
     device: str = "auto"
     strict: bool = False
+    # videos (.mp4, .avi, .mov, .mkv, ...): faces found, tracked and classified frame by frame
+    out: str = ""  # folder for timeline.csv and timeline.png (default RUN/videos/<video name>)
+    annotate: str = ""  # also write this video with boxes and labels drawn in (one input video only)
+    every: int = 1  # use every N-th frame
+    detect_every: int = 5  # run the face detector on every N-th used frame; boxes in between are interpolated
+    detect_size: int = 320  # frames are shrunk to this longest side for detection only
+    smooth: int = 5  # moving average of each face's probabilities over this many used frames
+    detector: str = "mtcnn"
+    min_score: float = 0.9
+    margin: float = 0.2
+    overwrite: bool = False
 
 
 @dataclass
@@ -271,6 +282,10 @@ def validate(config: Any) -> None:
         "max_upload_mb": lambda v: v > 0,
         "min_score": lambda v: 0 <= v <= 1,
         "margin": lambda v: 0 <= v <= 2,
+        "every": lambda v: v >= 1,
+        "detect_every": lambda v: v >= 1,
+        "detect_size": lambda v: v == 0 or v >= 32,
+        "smooth": lambda v: v >= 1,
     }
     for name, ok in checks.items():
         if hasattr(config, name) and not ok(getattr(config, name)):

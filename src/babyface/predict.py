@@ -82,8 +82,11 @@ class Predictor:
 
     def classify_boxes(self, rgb: np.ndarray, boxes: Sequence[Sequence[int]]) -> torch.Tensor:
         """Probabilities N×C for square boxes of an H×W×3 uint8 image."""
-        crops = np.stack([square_crop(rgb, box, self.bundle.image_size) for box in boxes])
-        return self.probabilities(torch.from_numpy(crops).permute(0, 3, 1, 2))
+        return self.classify_crops([square_crop(rgb, box, self.bundle.image_size) for box in boxes])
+
+    def classify_crops(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """Probabilities N×C for S×S×3 uint8 crops at the bundle's size."""
+        return self.probabilities(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2))
 
     def predict_faces(self, image: Image.Image | np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE,
                       margin: float = DEFAULT_MARGIN) -> list[FacePrediction]:
