@@ -79,7 +79,9 @@ class FaceTracker:
     def update(self, faces: Sequence[FaceBox]) -> dict[int, FaceBox]:
         """Match ``faces`` to tracks; returns every live face by id (a face missed this round at its predicted box)."""
         expected = [t.predicted() for t in self.tracks]
-        pairs = sorted(((box.iou(f), ti, fi) for ti, box in enumerate(expected) for fi, f in enumerate(faces)), reverse=True)
+        # the better of the predicted and the last seen box, so that a face that stops or turns back is not lost
+        pairs = sorted(((max(box.iou(f), self.tracks[ti].box.iou(f)), ti, fi) for ti, box in enumerate(expected) for fi, f in enumerate(faces)),
+                       reverse=True)
         matched_tracks, matched_faces = set(), set()
         for overlap, ti, fi in pairs:
             if overlap >= IOU_MATCH and ti not in matched_tracks and fi not in matched_faces:
