@@ -146,6 +146,7 @@ class ServeConfig:
     detector: str = "mtcnn"
     min_score: float = 0.9  # detector confidence to accept a face
     margin: float = 0.2  # added around each face before it is classified, as a share of its size
+    detect_size: int = 640  # images are shrunk to this longest side for detection only (320 halves the time; small faces get lost)
     min_confidence: float = 0.0
     device: str = "auto"
 

@@ -89,11 +89,11 @@ class Predictor:
         return self.probabilities(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2))
 
     def predict_faces(self, image: Image.Image | np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE,
-                      margin: float = DEFAULT_MARGIN) -> list[FacePrediction]:
+                      margin: float = DEFAULT_MARGIN, detect_size: int = DETECT_MAX_SIDE) -> list[FacePrediction]:
         """Every face found in an RGB image, largest first; without one, the whole image as one (``face_detected`` False)."""
         rgb = np.asarray(image, dtype=np.uint8)
         height, width = rgb.shape[:2]
-        faces = detect_faces(rgb, detector, min_score, max_side=DETECT_MAX_SIDE)
+        faces = detect_faces(rgb, detector, min_score, max_side=detect_size)
         boxes = [face.square(margin, width, height) for face in faces] or [(0, 0, width, height)]
         scores = [face.score for face in faces] or [None]
         return [FacePrediction(tuple(box), bool(faces), score, *self.label(row))

@@ -53,7 +53,7 @@ class FaceService:
     def model_info(self) -> dict[str, Any]:
         meta = self.predictor.bundle.meta
         return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, "detector": self.config.detector,
-                "min_score": self.config.min_score, "margin": self.config.margin,
+                "min_score": self.config.min_score, "margin": self.config.margin, "detect_size": self.config.detect_size,
                 "min_confidence": self.config.min_confidence, "max_upload_mb": self.config.max_upload_mb}
 
     def predict(self, data: bytes, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
@@ -61,7 +61,7 @@ class FaceService:
         if gradcam:
             self.explainer.class_index(target_class)  # an unknown class fails before any work
         with self.lock:
-            faces = self.predictor.predict_faces(image, self.config.detector, self.config.min_score, self.config.margin)
+            faces = self.predictor.predict_faces(image, self.config.detector, self.config.min_score, self.config.margin, self.config.detect_size)
             records = [self._record(face, image, gradcam, target_class) for face in faces]
         return {"width": image.width, "height": image.height, "face_detected": faces[0].face_detected, "faces": records}
 
