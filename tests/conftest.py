@@ -24,6 +24,31 @@ def write_tiny_png() -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory) -> Path:
+    """A run folder holding an untrained (seeded) 64×64 CNN bundle: enough for serving and video tests."""
+    import torch
+
+    from babyface.bundle import bundle_metadata, save_bundle
+    from babyface.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("cnn", 3, 64).eval()
+    folder = tmp_path_factory.mktemp("untrained") / "run"
+    save_bundle(folder, model, bundle_metadata(model, ["happy", "neutral", "sad"], 64, [0.5] * 3, [0.25] * 3))
+    return folder
+
+
+def face_scene(seed: int = 0, size: tuple[int, int] = (400, 300), at: tuple[int, int] = (200, 80)) -> Image.Image:
+    """A synthetic face (one MTCNN finds at seed 0) pasted onto a plain background."""
+    from babyface.data.synthetic import render_face
+
+    face, _ = render_face("happy", np.random.default_rng(seed), size=160, grayscale=False)
+    canvas = Image.new("RGB", size, (90, 120, 160))
+    canvas.paste(face, at)
+    return canvas
+
+
+@pytest.fixture
 def perturb_batchnorm() -> Callable:
     """``perturb_batchnorm(model)``: random BatchNorm running statistics, so that tests notice when they are ignored."""
 

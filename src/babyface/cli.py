@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from . import __version__
-from .config import EvalConfig, ExportConfig, ExplainConfig, PredictConfig, ReportConfig, TrainConfig, choices_for, from_dict, load_yaml
+from .config import EvalConfig, ExportConfig, ExplainConfig, PredictConfig, ReportConfig, ServeConfig, TrainConfig, choices_for, from_dict, load_yaml
 from .errors import BabyfaceError
 
 log = logging.getLogger("babyface")
@@ -172,10 +172,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .io import write_text
     from .predict import Predictor, collect_inputs, format_predictions
 
+    from .video import analyse_videos, is_video_file
+
     config = build_config(PredictConfig, args, run=args.run, inputs=args.inputs)
     predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence,
                           backend=config.backend, onnx_file=config.onnx)
-    predictions, skipped = predictor.predict_files(collect_inputs(config.inputs), strict=config.strict)
+    videos = [i for i in config.inputs if is_video_file(i)]
+    for summary in analyse_videos(predictor, videos, config):
+        print(f"{summary['video']}: {summary['frames']} frames, {summary['faces']} face(s), {summary['frames_per_second']} frames/s; "
+              f"timeline.csv and timeline.png in {summary['out']}" + (f"; annotated video {summary['annotated']}" if summary["annotated"] else ""))
+    images = [i for i in config.inputs if not is_video_file(i)]
+    if not images:
+        return 0
+    predictions, skipped = predictor.predict_files(collect_inputs(images), strict=config.strict)
     text = format_predictions(predictions, predictor.classes, config.format)
     if config.output:
         write_text(config.output, text)
@@ -228,6 +237,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.output:
         write_json(args.output, result)
         print(f"comparison written to {args.output}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve.app import serve
+
+    serve(build_config(ServeConfig, args, run=args.run))
     return 0
 
 
@@ -322,9 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_sources_flag(p)
     add_config_flags(p, EvalConfig, positional=("run", "data"))
 
-    p = command("predict", cmd_predict, "predict the emotion in image files or folders")
+    p = command("predict", cmd_predict, "predict the emotion in image files or folders, or of every face over time in videos")
     p.add_argument("run", help="run folder written by 'babyface train'")
-    p.add_argument("inputs", nargs="+", help="image files and/or folders")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders, or video files (.mp4, .avi, .mov, .mkv, ...)")
     add_config_flags(p, PredictConfig, positional=("run", "inputs"))
 
     p = command("export", cmd_export, "export a run's model to ONNX (optionally int8), checked against PyTorch")
@@ -344,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("compare", cmd_compare, "compare evaluated runs: results table and McNemar's test on the same test set")
     p.add_argument("runs", nargs="+", help="two or more run folders, each evaluated with 'babyface evaluate'")
     p.add_argument("--output", metavar="FILE", help="also write the comparison as JSON")
+
+    p = command("serve", cmd_serve, "a web page and JSON API: drop photos or use the webcam, see each face's emotion")
+    p.add_argument("run", help="run folder written by 'babyface train'")
+    add_config_flags(p, ServeConfig, positional=("run",))
 
     p = command("models", cmd_models, "list registered models with parameters and FLOPs")
     p.add_argument("--image-size", type=int, default=64)

@@ -111,6 +111,17 @@ class PredictConfig:
     backend: str = "auto"  # torch | onnx | auto (onnx when RUN/model.onnx exists and onnxruntime is installed)
     onnx: str = ""  # ONNX file for the onnx backend (default RUN/model.onnx; e.g. RUN/model.int8.onnx)
 
+    # videos (.mp4, .avi, .mov, .mkv, ...): faces found, tracked and classified frame by frame
+    out: str = ""  # folder for timeline.csv and timeline.png (default RUN/videos/<video name>)
+    annotate: str = ""  # also write this video with boxes and labels drawn in (one input video only)
+    every: int = 1  # use every N-th frame
+    detect_every: int = 5  # run the face detector on every N-th used frame; boxes in between are interpolated
+    detect_size: int = 320  # frames are shrunk to this longest side for detection only
+    smooth: int = 5  # moving average of each face's probabilities over this many used frames
+    detector: str = "mtcnn"
+    min_score: float = 0.9
+    margin: float = 0.2
+
 
 @dataclass
 class ExportConfig:
@@ -144,6 +155,20 @@ class ReportConfig:
     overwrite: bool = False
 
 
+@dataclass
+class ServeConfig:
+    run: str = ""
+    host: str = "127.0.0.1"  # loopback only by default; 0.0.0.0 exposes the page to the network
+    port: int = 8000
+    max_upload_mb: float = 10.0
+    detector: str = "mtcnn"
+    min_score: float = 0.9  # detector confidence to accept a face
+    margin: float = 0.2  # added around each face before it is classified, as a share of its size
+    detect_size: int = 640  # images are shrunk to this longest side for detection only (320 halves the time; small faces get lost)
+    min_confidence: float = 0.0
+    device: str = "auto"
+
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "adamw", "sgd"),
     "scheduler": ("step", "cosine", "none"),
@@ -152,6 +177,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("auto", "fp32", "bf16"),
     "backend": ("auto", "torch", "onnx"),
     "ExportConfig.format": ("onnx",),  # a class-qualified key overrides the plain field name for that config
+    "detector": ("mtcnn", "haar"),
 }
 
 
@@ -287,6 +313,14 @@ def validate(config: Any) -> None:
         "min_confidence": lambda v: 0 <= v <= 1,
         "calibration_images": lambda v: v >= 1,
         "parity_images": lambda v: v >= 1,
+        "port": lambda v: 0 <= v <= 65535,
+        "max_upload_mb": lambda v: v > 0,
+        "min_score": lambda v: 0 <= v <= 1,
+        "margin": lambda v: 0 <= v <= 2,
+        "every": lambda v: v >= 1,
+        "detect_every": lambda v: v >= 1,
+        "detect_size": lambda v: v == 0 or v >= 32,
+        "smooth": lambda v: v >= 1,
     }
     for name, ok in checks.items():
         if hasattr(config, name) and not ok(getattr(config, name)):

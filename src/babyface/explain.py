@@ -92,15 +92,18 @@ class Explainer:
         return self.bundle.classes.index(name)
 
     def explain(self, path: str | os.PathLike, target_class: str | None = None) -> Explanation:
+        return self.explain_image(load_rgb(path), display_path(path), target_class)
+
+    def explain_image(self, original: Image.Image, name: str, target_class: str | None = None) -> Explanation:
+        """Grad-CAM of an RGB image held in memory; ``name`` goes into the explanation's ``file``."""
         b = self.bundle
-        original = load_rgb(path)
         pixels = torch.from_numpy(resize_square(original, b.image_size).copy()).permute(2, 0, 1)[None]
         target = self.class_index(target_class)
         cam, logits = grad_cam(b.model, normalise(pixels.to(self.device), b.mean, b.std), target)
         probs = calibrated_probabilities(logits, b.temperature)[0].tolist()
         best = int(np.argmax(probs))
         explained = b.classes[best if target is None else target]
-        return Explanation(display_path(path), explained, b.classes[best], probs[best], dict(zip(b.classes, probs)),
+        return Explanation(name, explained, b.classes[best], probs[best], dict(zip(b.classes, probs)),
                            overlay_heatmap(original, cam))
 
 

@@ -317,3 +317,32 @@ def plot_reliability_diagram(panels: Sequence[tuple[str, dict, float]], path: Pa
         fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False)
     return save_figure(fig, path)
 
+
+
+# --------------------------------------------------------------------------- video timeline
+
+CLASS_COLOURS = {"happy": "#e8a317", "neutral": "#7b8794", "sad": "#3e7cb1"}
+MAX_TIMELINE_PANELS = 12
+
+
+def plot_timeline(rows: Sequence[dict], classes: Sequence[str], path: PathLike, title: str = "") -> Path:
+    """Smoothed class probabilities over time, one panel per face id (the most seen faces when there are many)."""
+    by_face: dict[int, list[dict]] = {}
+    for row in rows:
+        by_face.setdefault(row["face_id"], []).append(row)
+    faces = sorted(sorted(by_face, key=lambda f: -len(by_face[f]))[:MAX_TIMELINE_PANELS])
+    fig = _new_figure(9, 1.2 + 2.0 * max(len(faces), 1), title or "emotion over time")
+    with plt.rc_context(STYLE):
+        axes = np.atleast_1d(fig.subplots(max(len(faces), 1), 1, sharex=True, squeeze=False)[:, 0])
+        for ax, face in zip(axes, faces):
+            times = [r["time"] for r in by_face[face]]
+            for name in classes:
+                ax.plot(times, [r["probabilities"][name] for r in by_face[face]], label=name, color=CLASS_COLOURS.get(name), lw=1.6)
+            ax.set_title(f"face {face}", loc="left")
+            ax.set_ylim(0, 1)
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        if not faces:
+            axes[0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].legend(loc="upper right", ncols=len(classes), frameon=False)
+        axes[-1].set_xlabel("time (s)")
+    return save_figure(fig, path)

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 
 from .backends import Backend, open_backend
 from .bundle import meta_temperature
 from .calibration import calibrated_probabilities
 from .data.decoded import decode_images
+from .data.faces import DEFAULT_MIN_SCORE, detect_faces
 from .data.images import display_path, is_image_file
 from .engine import resolve_device
 from .errors import DataError
@@ -22,6 +25,8 @@ from .io import csv_text
 
 log = logging.getLogger("babyface")
 UNCERTAIN = "uncertain"
+DEFAULT_MARGIN = 0.2  # added around a detected face on every side, as a share of its size (as in `data crop`)
+DETECT_MAX_SIDE = 640  # photos are shrunk to this for detection only; faces are cut from the full image
 
 
 @dataclass
@@ -30,6 +35,24 @@ class Prediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
+
+
+@dataclass
+class FacePrediction:
+    """One face of a photo or frame: the square that was classified and what the model says about it."""
+
+    box: tuple[int, int, int, int]  # left, top, right, bottom in pixels of the image
+    face_detected: bool  # False: no face was found and the whole image was classified
+    detector_score: float | None
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+def square_crop(rgb: np.ndarray, box: Sequence[int], size: int) -> np.ndarray:
+    """The box of an H×W×3 uint8 image resized to ``size``×``size`` (what the model sees)."""
+    left, top, right, bottom = box
+    return np.asarray(Image.fromarray(rgb[top:bottom, left:right]).resize((size, size), Image.Resampling.BILINEAR))
 
 
 class Predictor:
@@ -69,12 +92,34 @@ class Predictor:
         probs = self.probabilities(decoded.images)
         return [self._prediction(display_path(p), row) for p, row in zip(decoded.paths, probs)], decoded.skipped
 
-    def _prediction(self, name: str, probs: torch.Tensor) -> Prediction:
-        """The most probable class, or UNCERTAIN (abstention) when its probability is under ``min_confidence``."""
+    def classify_boxes(self, rgb: np.ndarray, boxes: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Probabilities N×C for square boxes of an H×W×3 uint8 image."""
+        return self.classify_crops([square_crop(rgb, box, self.bundle.image_size) for box in boxes])
+
+    def classify_crops(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """Probabilities N×C for S×S×3 uint8 crops at the bundle's size."""
+        return self.probabilities(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2))
+
+    def predict_faces(self, image: Image.Image | np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE,
+                      margin: float = DEFAULT_MARGIN, detect_size: int = DETECT_MAX_SIDE) -> list[FacePrediction]:
+        """Every face found in an RGB image, largest first; without one, the whole image as one (``face_detected`` False)."""
+        rgb = np.asarray(image, dtype=np.uint8)
+        height, width = rgb.shape[:2]
+        faces = detect_faces(rgb, detector, min_score, max_side=detect_size)
+        boxes = [face.square(margin, width, height) for face in faces] or [(0, 0, width, height)]
+        scores = [face.score for face in faces] or [None]
+        return [FacePrediction(tuple(box), bool(faces), score, *self.label(row))
+                for box, score, row in zip(boxes, scores, self.classify_boxes(rgb, boxes))]
+
+    def label(self, probs: torch.Tensor) -> tuple[str, float, dict[str, float]]:
+        """The most probable class (or UNCERTAIN, abstention, under ``min_confidence``), its probability, all of them."""
         values = probs.tolist()
         best = int(probs.argmax())
         label = self.classes[best] if values[best] >= self.min_confidence else UNCERTAIN
-        return Prediction(name, label, values[best], dict(zip(self.classes, values)))
+        return label, values[best], dict(zip(self.classes, values))
+
+    def _prediction(self, name: str, probs: torch.Tensor) -> Prediction:
+        return Prediction(name, *self.label(probs))
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:

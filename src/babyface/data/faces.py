@@ -43,18 +43,44 @@ class FaceBox:
         return round(left), round(top), round(left + side), round(top + side)
 
 
-def detect_faces(image: Image.Image | np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE) -> list[FaceBox]:
-    """Faces in an RGB image (PIL or H×W×3 uint8), largest first, those scoring under ``min_score`` dropped."""
+    def scaled(self, factor: float) -> "FaceBox":
+        return FaceBox(self.left * factor, self.top * factor, self.right * factor, self.bottom * factor, self.score)
+
+    def iou(self, other: "FaceBox") -> float:
+        """Intersection over union of the two boxes (0 when they do not overlap)."""
+        inter = FaceBox(max(self.left, other.left), max(self.top, other.top), min(self.right, other.right), min(self.bottom, other.bottom), 0)
+        union = self.area + other.area - inter.area
+        return inter.area / union if union > 0 else 0.0
+
+
+def detect_faces(image: Image.Image | np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE,
+                 max_side: int = 0) -> list[FaceBox]:
+    """Faces in an RGB image (PIL or H×W×3 uint8), largest first, those scoring under ``min_score`` dropped.
+
+    ``max_side`` > 0 runs the detector on a copy shrunk to at most that many pixels per side (much faster on
+    large images and video frames); boxes are always in the coordinates of ``image``.
+    """
     rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    small, factor = _shrink(rgb, max_side)
     if detector == "mtcnn":
-        boxes = _detect_mtcnn(rgb)
+        boxes = _detect_mtcnn(small)
     elif detector == "haar":
-        boxes = _detect_haar(rgb)
+        boxes = _detect_haar(small)
     else:
         raise BabyfaceError(f"--detector {detector!r}: use one of {', '.join(DETECTORS)}")
-    return sorted((b for b in boxes if b.score >= min_score), key=lambda b: -b.area)
+    return sorted((b.scaled(factor) for b in boxes if b.score >= min_score), key=lambda b: -b.area)
+
+
+def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """``rgb`` resized so that its longer side is at most ``max_side``, and the factor back to full size."""
+    longest = max(rgb.shape[:2])
+    if max_side <= 0 or longest <= max_side:
+        return rgb, 1.0
+    factor = longest / max_side
+    size = (max(1, round(rgb.shape[1] / factor)), max(1, round(rgb.shape[0] / factor)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR)), factor
 
 
 @functools.lru_cache(maxsize=1)

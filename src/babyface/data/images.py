@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -55,9 +56,25 @@ def load_rgb_with_header(
     try:
         if os.path.getsize(path) == 0:
             raise ImageDecodeError(f"{where}: empty file (0 bytes); re-copy or remove it")
+    except FileNotFoundError:
+        raise ImageDecodeError(f"{where}: file not found (broken link?); fix or remove it") from None
+    except OSError as exc:
+        raise _cannot_decode(where, exc) from None
+    return _decode_rgb(path, where, max_pixels, draft_size)
+
+
+def decode_rgb_bytes(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """``load_rgb`` for an image held in memory (e.g. an upload); ``name`` only appears in error messages."""
+    if not data:
+        raise ImageDecodeError(f"{name}: empty file (0 bytes); send an image")
+    return _decode_rgb(io.BytesIO(data), name, max_pixels, None)[0]
+
+
+def _decode_rgb(source: str | os.PathLike | io.BytesIO, where: str, max_pixels: int, draft_size: int | None) -> tuple[Image.Image, ImageHeader]:
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 _check_pixels(img, where, max_pixels)
                 header = ImageHeader(img.size[0], img.size[1], img.mode, img.format or "")
                 if draft_size and img.format == "JPEG":
@@ -72,8 +89,12 @@ def load_rgb_with_header(
     except FileNotFoundError:
         raise ImageDecodeError(f"{where}: file not found (broken link?); fix or remove it") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageDecodeError(f"{where}: cannot decode image ({reason}); re-export it as JPEG/PNG or remove it") from None
+        raise _cannot_decode(where, exc) from None
+
+
+def _cannot_decode(where: str, exc: Exception) -> ImageDecodeError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ImageDecodeError(f"{where}: cannot decode image ({reason}); re-export it as JPEG/PNG or remove it")
 
 
 def _check_pixels(img: Image.Image, where: str, max_pixels: int) -> None:

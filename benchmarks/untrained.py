@@ -1,0 +1,16 @@
+"""A throw-away untrained CNN bundle for speed benchmarks (speed does not depend on the weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from babyface.bundle import bundle_metadata, save_bundle
+from babyface.models import create_model
+
+
+def untrained_bundle(folder: Path) -> Path:
+    torch.manual_seed(0)
+    model = create_model("cnn", 3, 64).eval()
+    return save_bundle(folder, model, bundle_metadata(model, ["happy", "neutral", "sad"], 64, [0.5] * 3, [0.25] * 3))

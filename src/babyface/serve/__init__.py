@@ -1,0 +1,1 @@
+"""``babyface serve``: a web page and JSON API around a trained bundle (FastAPI + uvicorn)."""

@@ -1,0 +1,171 @@
+"""The web page and JSON API of ``babyface serve``: faces found in an uploaded photo, each with its label.
+
+Uploads are read into memory (never onto disk, never logged), limited in size before they are parsed, and
+only ever decoded as images: nothing a client sends becomes a file path.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import sys
+import threading
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from .. import __version__
+from ..config import ServeConfig
+from ..data.images import decode_rgb_bytes
+from ..errors import BabyfaceError, ImageDecodeError
+from ..explain import Explainer
+from ..predict import FacePrediction, Predictor
+
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
+FIELD = "image"
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the image itself
+GRADCAM_SIDE = 192  # Grad-CAM overlays are returned at most this many pixels wide
+MODEL_KEYS = ("arch", "classes", "image_size", "temperature", "babyface_version", "created", "metrics", "calibration")
+
+
+class InMemoryMultiPartParser(MultiPartParser):
+    """Starlette's parser spools files over 1 MB to a temporary file; uploads must never touch the disk."""
+
+    spool_max_size = sys.maxsize
+
+
+class FaceService:
+    """The loaded model and detector settings; one request runs the model at a time (2 CPU cores do not share well)."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.predictor = Predictor(config.run, device=config.device, min_confidence=config.min_confidence)
+        self.explainer = Explainer(config.run, device=config.device)
+        self.lock = threading.Lock()
+
+    def model_info(self) -> dict[str, Any]:
+        meta = self.predictor.bundle.meta
+        return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, "detector": self.config.detector,
+                "min_score": self.config.min_score, "margin": self.config.margin, "detect_size": self.config.detect_size,
+                "min_confidence": self.config.min_confidence, "max_upload_mb": self.config.max_upload_mb}
+
+    def predict(self, data: bytes, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
+        image = decode_rgb_bytes(data, name="the uploaded image")
+        if gradcam:
+            self.explainer.class_index(target_class)  # an unknown class fails before any work
+        with self.lock:
+            faces = self.predictor.predict_faces(image, self.config.detector, self.config.min_score, self.config.margin, self.config.detect_size)
+            records = [self._record(face, image, gradcam, target_class) for face in faces]
+        return {"width": image.width, "height": image.height, "face_detected": faces[0].face_detected, "faces": records}
+
+    def _record(self, face: FacePrediction, image: Image.Image, gradcam: bool, target_class: str) -> dict[str, Any]:
+        left, top, right, bottom = face.box
+        record = {"box": {"left": left, "top": top, "right": right, "bottom": bottom}, "face_detected": face.face_detected,
+                  "detector_score": face.detector_score, "label": face.label, "confidence": face.confidence,
+                  "probabilities": face.probabilities}
+        if gradcam:
+            crop = image.crop(face.box)
+            crop.thumbnail((GRADCAM_SIDE, GRADCAM_SIDE))
+            explanation = self.explainer.explain_image(crop, "face", target_class or None)
+            record["gradcam"] = {"class": explanation.explained_class, "png": png_data_url(explanation.overlay)}
+        return record
+
+
+def png_data_url(pixels: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is larger than ``limit`` (declared or actually sent)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, too_large_message(limit))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, too_large_message(limit))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large_message(limit: int) -> str:
+    return f"upload too large: the limit is {(limit - MULTIPART_OVERHEAD) / 2**20:g} MB; send a smaller image (or start the server with a larger --max-upload-mb)"
+
+
+async def uploaded_image(request: Request, limit: int) -> bytes:
+    """The bytes of the multipart field ``image``; 415 for other content types, 422 when it is missing."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise HTTPException(415, f"send the image as multipart/form-data in a field named '{FIELD}', not {content_type or 'no content type'}")
+    body = await read_limited_body(request, limit)
+
+    async def replay():
+        yield body
+
+    try:
+        form = await InMemoryMultiPartParser(request.headers, replay(), max_files=1, max_fields=10).parse()
+    except MultiPartException as exc:
+        raise HTTPException(422, f"malformed multipart body ({exc.message}); send one file in a field named '{FIELD}'") from None
+    upload = form.get(FIELD)
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(422, f"no image: send one file in a multipart field named '{FIELD}'")
+    part_type = (upload.content_type or "").split(";")[0].strip().lower()
+    if part_type not in ACCEPTED_TYPES:
+        raise HTTPException(415, f"unsupported type {part_type or 'none'!r}; send one of {', '.join(ACCEPTED_TYPES)}")
+    return await upload.read()
+
+
+PREDICT_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": [FIELD], "properties": {FIELD: {"type": "string", "format": "binary"}}}}}}}
+
+
+def create_app(config: ServeConfig, service: FaceService | None = None) -> FastAPI:
+    service = service or FaceService(config)
+    limit = int(config.max_upload_mb * 2**20) + MULTIPART_OVERHEAD
+    app = FastAPI(title="babyface", version=__version__,
+                  description="Infant facial emotion (happy / neutral / sad) for every face in a photo. Not a clinical tool.")
+    page = resources.files("babyface.serve").joinpath("index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/model")
+    def model() -> dict[str, Any]:
+        return service.model_info()
+
+    @app.post("/predict", openapi_extra=PREDICT_BODY)
+    async def predict(request: Request, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
+        """Faces (largest first) with box, label, confidence and every class probability; ``gradcam=true`` adds overlays."""
+        data = await uploaded_image(request, limit)
+        try:
+            return await run_in_threadpool(service.predict, data, gradcam, target_class)
+        except ImageDecodeError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except BabyfaceError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    return app
+
+
+def serve(config: ServeConfig) -> None:
+    """Run the app with uvicorn until interrupted; no access log (requests are not recorded)."""
+    import uvicorn
+
+    app = create_app(config)
+    print(f"babyface serve: http://{config.host}:{config.port}/  (API docs: /docs)", flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)

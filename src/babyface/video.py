@@ -1,0 +1,309 @@
+"""Emotion over time in a video: faces detected, tracked across frames, classified and smoothed.
+
+The detector (the slow part) runs on every ``detect_every``-th used frame, on a copy shrunk to ``detect_size``;
+detections are linked to tracks by IoU, so each face keeps its id, and in the frames between two detections a
+face's box is interpolated linearly between them. Each face is cut out as a square (``FaceBox.square``),
+classified by the Predictor, and its probabilities are averaged over the last ``smooth`` used frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .config import PredictConfig
+from .data.faces import FaceBox, detect_faces
+from .errors import BabyfaceError
+from .io import atomic_path, prepare_output_dir, write_csv
+from .predict import Predictor, square_crop
+from .progress import progress_bar
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv"})
+IOU_MATCH = 0.3  # a detection continues a track when their boxes overlap at least this much
+MAX_MISSED = 2  # a track survives (at its predicted box) this many detection rounds without a match: a missed detection
+
+
+def is_video_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise BabyfaceError("video needs OpenCV: pip install 'opencv-python-headless>=4.8,<5'") from None
+    return cv2
+
+
+# ---------------------------------------------------------------- tracking
+
+@dataclass
+class Track:
+    """A face followed across detection rounds; ``velocity`` is its shift per round (constant-velocity model)."""
+
+    id: int
+    box: FaceBox
+    velocity: tuple[float, float] = (0.0, 0.0)
+    missed: int = 0
+
+    def predicted(self) -> FaceBox:
+        """Where the face should be at the next round."""
+        dx, dy = (v * (self.missed + 1) for v in self.velocity)
+        b = self.box
+        return FaceBox(b.left + dx, b.top + dy, b.right + dx, b.bottom + dy, b.score)
+
+    def observe(self, face: FaceBox) -> None:
+        rounds = self.missed + 1
+        self.velocity = ((_centre(face)[0] - _centre(self.box)[0]) / rounds, (_centre(face)[1] - _centre(self.box)[1]) / rounds)
+        self.box, self.missed = face, 0
+
+
+def _centre(box: FaceBox) -> tuple[float, float]:
+    return (box.left + box.right) / 2, (box.top + box.bottom) / 2
+
+
+@dataclass
+class FaceTracker:
+    """Greedy IoU matching of each detection round to where the live tracks are expected; new faces get new ids."""
+
+    tracks: list[Track] = field(default_factory=list)
+    next_id: int = 1
+
+    def update(self, faces: Sequence[FaceBox]) -> dict[int, FaceBox]:
+        """Match ``faces`` to tracks; returns every live face by id (a face missed this round at its predicted box)."""
+        expected = [t.predicted() for t in self.tracks]
+        # the better of the predicted and the last seen box, so that a face that stops or turns back is not lost
+        pairs = sorted(((max(box.iou(f), self.tracks[ti].box.iou(f)), ti, fi) for ti, box in enumerate(expected) for fi, f in enumerate(faces)),
+                       reverse=True)
+        matched_tracks, matched_faces = set(), set()
+        for overlap, ti, fi in pairs:
+            if overlap >= IOU_MATCH and ti not in matched_tracks and fi not in matched_faces:
+                matched_tracks.add(ti)
+                matched_faces.add(fi)
+                self.tracks[ti].observe(faces[fi])
+        live = {}
+        for ti, track in enumerate(self.tracks):
+            if ti not in matched_tracks:
+                track.missed += 1
+            if track.missed <= MAX_MISSED:
+                live[track.id] = track.box if ti in matched_tracks else expected[ti]
+        self.tracks = [t for t in self.tracks if t.missed <= MAX_MISSED]
+        for fi, face in enumerate(faces):
+            if fi not in matched_faces:
+                self.tracks.append(Track(self.next_id, face))
+                live[self.next_id] = face
+                self.next_id += 1
+        return live
+
+
+def interpolate(before: dict[int, FaceBox], after: dict[int, FaceBox], t: float) -> dict[int, FaceBox]:
+    """Boxes at fraction ``t`` between two detection rounds: faces in both move linearly, the others stay put."""
+    boxes = {}
+    for face_id, a in before.items():
+        b = after.get(face_id, a)
+        boxes[face_id] = FaceBox(*(float(x + t * (y - x)) for x, y in zip(
+            (a.left, a.top, a.right, a.bottom), (b.left, b.top, b.right, b.bottom))), a.score)
+    return boxes
+
+
+# ---------------------------------------------------------------- frames
+
+@dataclass
+class VideoInfo:
+    fps: float
+    frames: int
+    width: int
+    height: int
+
+
+def open_video(path: Path):
+    cv2 = _cv2()
+    if not path.is_file():
+        raise BabyfaceError(f"{path}: no such video file; check the path")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise BabyfaceError(f"{path}: OpenCV cannot read this video; re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    info = VideoInfo(fps if 0 < fps < 1000 else 25.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+                     int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    return capture, info
+
+
+def sampled_frames(capture, every: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, BGR frame) for every ``every``-th frame; skipped frames are grabbed, not converted."""
+    index = 0
+    while True:
+        if index % every == 0:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield index, frame
+        elif not capture.grab():
+            return
+        index += 1
+
+
+# ---------------------------------------------------------------- classification
+
+@dataclass
+class FaceRow:
+    time: float
+    frame: int
+    face_id: int
+    box: tuple[int, int, int, int]
+    probabilities: dict[str, float]
+    label: str
+
+
+class VideoAnalyser:
+    """Runs detection rounds, tracking, interpolation, classification and smoothing over a stream of frames."""
+
+    def __init__(self, predictor: Predictor, config: PredictConfig, fps: float):
+        self.predictor, self.config, self.fps = predictor, config, fps
+        self.tracker = FaceTracker()
+        self.history: dict[int, deque] = defaultdict(lambda: deque(maxlen=config.smooth))
+
+    def detect(self, rgb: np.ndarray) -> dict[int, FaceBox]:
+        faces = detect_faces(rgb, self.config.detector, self.config.min_score, max_side=self.config.detect_size)
+        return self.tracker.update(faces)
+
+    def rows(self, frames: Sequence[tuple[int, np.ndarray]], before: dict[int, FaceBox], after: dict[int, FaceBox]) -> list[FaceRow]:
+        """Rows for a chunk of RGB frames that starts at detection round ``before`` and ends just before ``after``."""
+        jobs, crops = [], []
+        for step, (index, rgb) in enumerate(frames):
+            height, width = rgb.shape[:2]
+            for face_id, box in interpolate(before, after, step / len(frames)).items():
+                square = box.square(self.config.margin, width, height)
+                jobs.append((index, face_id, square))
+                crops.append(square_crop(rgb, square, self.predictor.bundle.image_size))
+        if not jobs:
+            return []
+        probs = self.predictor.classify_crops(crops)  # one batch per chunk
+        return [self._smoothed_row(index, face_id, box, row) for (index, face_id, box), row in zip(jobs, probs)]
+
+    def _smoothed_row(self, index: int, face_id: int, box: tuple[int, int, int, int], probs) -> FaceRow:
+        history = self.history[face_id]
+        history.append(probs)
+        mean = sum(history) / len(history)
+        label, _, probabilities = self.predictor.label(mean)
+        return FaceRow(round(index / self.fps, 4), index, face_id, box, probabilities, label)
+
+
+def detection_chunks(analyser: VideoAnalyser, frames: Iterator[tuple[int, np.ndarray]], detect_every: int):
+    """(RGB frames from one detection round up to the next, faces at the first, faces at the next round)."""
+    cv2 = _cv2()
+    chunk: list[tuple[int, np.ndarray]] = []
+    before: dict[int, FaceBox] = {}
+    for index, bgr in frames:
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if not chunk or len(chunk) == detect_every:
+            after = analyser.detect(rgb)
+            if chunk:
+                yield chunk, before, after
+            chunk, before = [], after
+        chunk.append((index, rgb))
+    if chunk:
+        yield chunk, before, before
+
+
+# ---------------------------------------------------------------- outputs
+
+def analyse_video(predictor: Predictor, path: str | os.PathLike, config: PredictConfig, progress: bool = True) -> dict:
+    """Write timeline.csv and timeline.png (and the annotated video with ``config.annotate``); returns a summary."""
+    path = Path(path)
+    capture, info = open_video(path)
+    out = prepare_output_dir(config.out or Path(config.run) / "videos" / path.stem, overwrite=config.overwrite)
+    analyser = VideoAnalyser(predictor, config, info.fps)
+    rows: list[FaceRow] = []
+    started, used = time.perf_counter(), 0
+    with contextlib.ExitStack() as stack:
+        stack.callback(capture.release)
+        writer = stack.enter_context(annotated_writer(Path(config.annotate), info, config.every)) if config.annotate else None
+        frames = progress_bar(sampled_frames(capture, config.every), progress, total=max(info.frames // config.every, 1) if info.frames > 0 else None,
+                              desc=path.name, unit="frame")
+        for chunk, before, after in detection_chunks(analyser, iter(frames), config.detect_every):
+            chunk_rows = analyser.rows(chunk, before, after)
+            rows += chunk_rows
+            used += len(chunk)
+            if writer is not None:
+                write_annotated(writer, chunk, chunk_rows)
+    seconds = time.perf_counter() - started
+    write_timeline(out / "timeline.csv", rows, predictor.classes)
+    from .plots import plot_timeline
+
+    plot_timeline([row.__dict__ for row in rows], predictor.classes, out / "timeline.png", title=path.name)
+    return {"video": str(path), "out": str(out), "frames": used, "faces": len({r.face_id for r in rows}), "rows": len(rows),
+            "seconds": round(seconds, 3), "frames_per_second": round(used / seconds, 1) if seconds > 0 else None,
+            "annotated": config.annotate or None}
+
+
+def write_timeline(path: Path, rows: Sequence[FaceRow], classes: Sequence[str]) -> Path:
+    header = ["time", "frame", "face_id", "left", "top", "right", "bottom", *(f"p_{c}" for c in classes), "label"]
+    return write_csv(path, header, ([r.time, r.frame, r.face_id, *r.box, *(f"{r.probabilities[c]:.4f}" for c in classes), r.label]
+                                    for r in rows))
+
+
+@contextlib.contextmanager
+def annotated_writer(path: Path, info: VideoInfo, every: int):
+    """An OpenCV writer onto a temporary name that becomes ``path`` only when the video is complete."""
+    cv2 = _cv2()
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+        handle = cv2.VideoWriter(str(tmp), fourcc, info.fps / every, (info.width, info.height))
+        if not handle.isOpened():
+            raise BabyfaceError(f"{path}: OpenCV cannot write this kind of video; name it .mp4 or .avi")
+        try:
+            yield handle
+        finally:
+            handle.release()
+
+
+LABEL_COLOURS_BGR = {"happy": (23, 163, 232), "neutral": (148, 135, 123), "sad": (177, 124, 62)}
+
+
+def write_annotated(writer, chunk: Sequence[tuple[int, np.ndarray]], rows: Sequence[FaceRow]) -> None:
+    cv2 = _cv2()
+    by_frame: dict[int, list[FaceRow]] = defaultdict(list)
+    for row in rows:
+        by_frame[row.frame].append(row)
+    for index, rgb in chunk:
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        for row in by_frame[index]:
+            draw_face(cv2, bgr, row)
+        writer.write(bgr)
+
+
+def draw_face(cv2, bgr: np.ndarray, row: FaceRow) -> None:
+    left, top, right, bottom = row.box
+    colour = LABEL_COLOURS_BGR.get(row.label, (222, 111, 47))
+    cv2.rectangle(bgr, (left, top), (right, bottom), (255, 255, 255), 4)  # a white halo keeps the box visible on any background
+    cv2.rectangle(bgr, (left, top), (right, bottom), colour, 2)
+    text = f"#{row.face_id} {row.label} {max(row.probabilities.values()):.0%}"
+    (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    y = max(top, height + 6)
+    cv2.rectangle(bgr, (left, y - height - 6), (left + width + 6, y), colour, -1)
+    cv2.putText(bgr, text, (left + 3, y - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def analyse_videos(predictor: Predictor, paths: Sequence[str | os.PathLike], config: PredictConfig, progress: bool = True) -> list[dict]:
+    """``analyse_video`` for each video; with several, ``--out`` holds one folder per video."""
+    if config.annotate and len(paths) > 1:
+        raise BabyfaceError(f"--annotate {config.annotate} takes one input video, got {len(paths)}; run predict once per video")
+    summaries = []
+    for path in paths:
+        out = str(Path(config.out) / Path(path).stem) if config.out and len(paths) > 1 else config.out
+        summaries.append(analyse_video(predictor, path, _with_out(config, out), progress))
+    return summaries
+
+
+def _with_out(config: PredictConfig, out: str) -> PredictConfig:
+    from dataclasses import replace
+
+    return replace(config, out=out)

@@ -1,0 +1,100 @@
+"""The JSON API of `babyface serve` through FastAPI's TestClient (no network)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from tests.conftest import face_scene
+
+pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx: pip install 'babyface[test]'")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from babyface.config import ServeConfig  # noqa: E402
+from babyface.predict import Predictor  # noqa: E402
+from babyface.serve.app import create_app  # noqa: E402
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client(untrained_run) -> TestClient:
+    return TestClient(create_app(ServeConfig(run=str(untrained_run), max_upload_mb=0.5, device="cpu")))
+
+
+def post_image(client: TestClient, data: bytes, content_type: str = "image/png", **params):
+    return client.post("/predict", files={"image": ("photo.png", data, content_type)}, params=params)
+
+
+def test_health_and_model_metadata(client) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    model = client.get("/model").json()
+    assert model["classes"] == ["happy", "neutral", "sad"] and model["image_size"] == 64
+    assert model["arch"]["name"] == "cnn" and model["max_upload_mb"] == 0.5
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_index_page_is_served(client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="file"' in page.text and "/predict" in page.text
+
+
+def test_predict_finds_the_face_and_matches_the_predictor(client, untrained_run) -> None:
+    image = face_scene()
+    response = post_image(client, png_bytes(image))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["face_detected"] is True and (body["width"], body["height"]) == (400, 300)
+    (face,) = body["faces"]
+    box = face["box"]
+    assert 150 <= box["left"] < box["right"] <= 400 and 30 <= box["top"] < box["bottom"] <= 300
+    assert box["right"] - box["left"] == box["bottom"] - box["top"]
+    assert abs(sum(face["probabilities"].values()) - 1) < 1e-5
+    assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
+    expected = Predictor(untrained_run, device="cpu").predict_faces(image)[0]
+    assert face["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
+
+
+def test_image_without_a_face_is_classified_whole(client) -> None:
+    body = post_image(client, png_bytes(Image.new("RGB", (120, 90), "white"))).json()
+    assert body["face_detected"] is False
+    assert [f["box"] for f in body["faces"]] == [{"left": 0, "top": 0, "right": 120, "bottom": 90}]
+
+
+def test_gradcam_on_request(client) -> None:
+    face = post_image(client, png_bytes(face_scene()), gradcam="true", target_class="sad").json()["faces"][0]
+    assert face["gradcam"]["class"] == "sad" and face["gradcam"]["png"].startswith("data:image/png;base64,")
+    assert "gradcam" not in post_image(client, png_bytes(face_scene())).json()["faces"][0]
+    wrong = post_image(client, png_bytes(face_scene()), gradcam="true", target_class="angry")
+    assert wrong.status_code == 400 and "angry" in wrong.json()["detail"]
+
+
+def test_too_large_upload_is_refused_with_413(client) -> None:
+    response = post_image(client, b"\xff" * (2 * 2**20))
+    assert response.status_code == 413 and "0.5 MB" in response.json()["detail"]
+
+
+def test_wrong_type_is_refused_with_415(client) -> None:
+    response = post_image(client, b"%PDF-1.4 not an image", content_type="application/pdf")
+    assert response.status_code == 415 and "application/pdf" in response.json()["detail"]
+    not_multipart = client.post("/predict", content=png_bytes(face_scene()), headers={"content-type": "image/png"})
+    assert not_multipart.status_code == 415 and "multipart/form-data" in not_multipart.json()["detail"]
+
+
+def test_corrupt_image_is_refused_with_422(client) -> None:
+    truncated = png_bytes(face_scene())[:300]
+    for data in (b"this is not a png", truncated, b""):
+        response = post_image(client, data)
+        assert response.status_code == 422, data[:20]
+        assert "uploaded image" in response.json()["detail"]
+
+
+def test_missing_file_is_refused_with_422(client) -> None:
+    response = client.post("/predict", data={"other": "x"}, files={"note": ("a.txt", b"hi", "text/plain")})
+    assert response.status_code == 422 and "'image'" in response.json()["detail"]
