@@ -48,7 +48,7 @@ def face_scene(seed: int = 0, size: tuple[int, int] = (400, 300), at: tuple[int,
     return canvas
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def perturb_batchnorm() -> Callable:
     """``perturb_batchnorm(model)``: random BatchNorm running statistics, so that tests notice when they are ignored."""
 

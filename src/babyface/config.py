@@ -121,6 +121,7 @@ class PredictConfig:
     detector: str = "mtcnn"
     min_score: float = 0.9
     margin: float = 0.2
+    overwrite: bool = False
 
 
 @dataclass

@@ -70,12 +70,17 @@ class Predictor:
         self.min_confidence = min_confidence
 
     @property
+    def meta(self) -> dict:
+        """The bundle's model.json (whichever backend runs the model)."""
+        return self.backend.meta
+
+    @property
     def classes(self) -> list[str]:
-        return list(self.backend.meta["classes"])
+        return list(self.meta["classes"])
 
     @property
     def image_size(self) -> int:
-        return int(self.backend.meta["image_size"])
+        return int(self.meta["image_size"])
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 N×3×S×S at the bundle's size → logits N×C (float32, CPU)."""
@@ -83,7 +88,7 @@ class Predictor:
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 N×3×S×S at the bundle's size → calibrated probabilities N×C."""
-        return calibrated_probabilities(self.logits(images), meta_temperature(self.backend.meta))
+        return calibrated_probabilities(self.logits(images), meta_temperature(self.meta))
 
     def predict_files(self, paths: Sequence[Path], strict: bool = False, progress: bool = False) -> tuple[list[Prediction], list[str]]:
         decoded = decode_images(paths, None, self.image_size, strict=strict, progress=progress, desc="predict")
@@ -94,7 +99,7 @@ class Predictor:
 
     def classify_boxes(self, rgb: np.ndarray, boxes: Sequence[Sequence[int]]) -> torch.Tensor:
         """Probabilities N×C for square boxes of an H×W×3 uint8 image."""
-        return self.classify_crops([square_crop(rgb, box, self.bundle.image_size) for box in boxes])
+        return self.classify_crops([square_crop(rgb, box, self.image_size) for box in boxes])
 
     def classify_crops(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         """Probabilities N×C for S×S×3 uint8 crops at the bundle's size."""

@@ -182,7 +182,7 @@ class VideoAnalyser:
             for face_id, box in interpolate(before, after, step / len(frames)).items():
                 square = box.square(self.config.margin, width, height)
                 jobs.append((index, face_id, square))
-                crops.append(square_crop(rgb, square, self.predictor.bundle.image_size))
+                crops.append(square_crop(rgb, square, self.predictor.image_size))
         if not jobs:
             return []
         probs = self.predictor.classify_crops(crops)  # one batch per chunk

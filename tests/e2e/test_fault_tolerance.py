@@ -25,7 +25,9 @@ def read_history(run):
 
 def start_training(data, out, *extra) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "babyface", "train", str(data), "--out", str(out), *TRAIN_ARGS, *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job starts with SIGINT ignored, and Python then never raises KeyboardInterrupt
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_epochs(proc: subprocess.Popen, run, epochs: int, timeout: float = 120) -> None:

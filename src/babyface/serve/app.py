@@ -51,7 +51,7 @@ class FaceService:
         self.lock = threading.Lock()
 
     def model_info(self) -> dict[str, Any]:
-        meta = self.predictor.bundle.meta
+        meta = self.predictor.meta
         return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, "detector": self.config.detector,
                 "min_score": self.config.min_score, "margin": self.config.margin, "detect_size": self.config.detect_size,
                 "min_confidence": self.config.min_confidence, "max_upload_mb": self.config.max_upload_mb}
