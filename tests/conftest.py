@@ -64,3 +64,13 @@ def perturb_batchnorm() -> Callable:
         return model.eval()
 
     return perturb
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """60 synthetic faces (48 train, 12 test) at 64×64 in the BabyFace layout."""
+    from babyface.data.synthetic import SynthConfig, generate_dataset
+
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    generate_dataset(out, SynthConfig(n=60, seed=3, size=64), progress=False)
+    return out

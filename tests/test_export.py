@@ -18,7 +18,6 @@ from babyface.backends import INT8_FILE, KEY_FORMAT, ONNX_FILE, OnnxBackend, Tor
 from babyface.bundle import bundle_metadata, save_bundle  # noqa: E402
 from babyface.cli import main  # noqa: E402
 from babyface.config import ExportConfig, TrainConfig  # noqa: E402
-from babyface.data.synthetic import SynthConfig, generate_dataset  # noqa: E402
 from babyface.errors import BabyfaceError, BundleError  # noqa: E402
 from babyface.export import export_run  # noqa: E402
 from babyface.models import create_model  # noqa: E402
@@ -42,17 +41,10 @@ def random_bundle(perturb_batchnorm):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("export") / "data"
-    generate_dataset(out, SynthConfig(n=60, seed=3, size=64), progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def trained_run(data: Path, tmp_path_factory) -> Path:
+def trained_run(tiny_data: Path, tmp_path_factory) -> Path:
     """A CNN trained for 2 epochs, exported to fp32 ONNX through the CLI."""
     out = tmp_path_factory.mktemp("export") / "cnn"
-    fit(TrainConfig(data=str(data), out=str(out), model="cnn", epochs=2, seed=1, progress=False))
+    fit(TrainConfig(data=str(tiny_data), out=str(out), model="cnn", epochs=2, seed=1, progress=False))
     assert main(["export", str(out), "--format", "onnx"]) == 0
     return out
 
@@ -85,8 +77,8 @@ def test_cli_export_prints_and_stores_parity(trained_run: Path, capsys):
     assert "--overwrite" in one_line_error(capsys)
 
 
-def test_predict_onnx_backend_matches_torch(trained_run: Path, data: Path, capsys):
-    files = collect_inputs([data / "test"])
+def test_predict_onnx_backend_matches_torch(trained_run: Path, tiny_data: Path, capsys):
+    files = collect_inputs([tiny_data / "test"])
     torch_preds, _ = Predictor(trained_run, backend="torch").predict_files(files)
     onnx_predictor = Predictor(trained_run, backend="onnx")
     onnx_preds, _ = onnx_predictor.predict_files(files)
@@ -94,13 +86,13 @@ def test_predict_onnx_backend_matches_torch(trained_run: Path, data: Path, capsy
     assert [p.label for p in onnx_preds] == [p.label for p in torch_preds]
     for a, b in zip(onnx_preds, torch_preds):
         assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in CLASSES) < 1e-4
-    assert main(["predict", str(trained_run), str(data / "test"), "--backend", "onnx", "--format", "json"]) == 0
+    assert main(["predict", str(trained_run), str(tiny_data / "test"), "--backend", "onnx", "--format", "json"]) == 0
     cli_preds = json.loads(capsys.readouterr().out)
     assert [p["label"] for p in cli_preds] == [p.label for p in torch_preds]
 
 
-def test_int8_export_mostly_agrees_with_fp32(trained_run: Path, data: Path, capsys):
-    assert main(["export", str(trained_run), "--int8", "--calibration", str(data), "--calibration-images", "40"]) == 0
+def test_int8_export_mostly_agrees_with_fp32(trained_run: Path, tiny_data: Path, capsys):
+    assert main(["export", str(trained_run), "--int8", "--calibration", str(tiny_data), "--calibration-images", "40"]) == 0
     assert "int8 ONNX model" in capsys.readouterr().out
     int8 = Predictor(trained_run, backend="onnx", onnx_file=str(trained_run / INT8_FILE))
     assert int8.backend.precision == "int8"

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from babyface.data.synthetic import SynthConfig, generate_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -21,14 +20,6 @@ def run_cli(*args: str | os.PathLike, check: bool = True) -> subprocess.Complete
     if check and proc.returncode != 0:
         raise AssertionError(f"babyface {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stderr[-3000:]}")
     return proc
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory) -> Path:
-    """60 synthetic faces (48 train, 12 test) at 64×64 in the BabyFace layout."""
-    out = tmp_path_factory.mktemp("tiny") / "data"
-    generate_dataset(out, SynthConfig(n=60, seed=3, size=64), progress=False)
-    return out
 
 
 @pytest.fixture(scope="session")
