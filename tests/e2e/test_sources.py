@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 
 import pytest
@@ -38,6 +39,12 @@ def test_scan_sources_merges_classes_and_keeps_each_test_split(tiny_data, second
     assert len(thumbs_test) == 8  # a quarter of 16 laughing + 16 crying; sleeping dropped
     assert {scan.classes[s.label] for s in thumbs_test} == {"happy", "sad"}
     assert not {s.path for s in scan.train.samples} & {s.path for s in scan.test.samples}
+
+
+def test_relative_source_paths(tiny_data, second_source, label_map, monkeypatch):
+    monkeypatch.chdir(second_source.parent)
+    scan = scan_sources([os.path.relpath(tiny_data), second_source.name], load_label_map(label_map), 0.25, 0)
+    assert all(s.path.is_absolute() and s.path.is_relative_to(scan.root) for s in scan.train.samples + scan.test.samples)
 
 
 def test_single_source_without_map_is_the_plain_scan(tiny_data):

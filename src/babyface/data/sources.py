@@ -43,7 +43,8 @@ def scan_sources(paths: Sequence[str | os.PathLike], label_map: LabelMap | None,
     if len(classes) < 2:
         raise DataError(f"the label map leaves {len(classes)} class ({', '.join(classes) or 'none'}); at least 2 are needed")
     _check_no_overlap(scans)
-    root = Path(os.path.commonpath([s.root.resolve() for s in scans]))
+    # absolute but not resolved: sample paths stay as the user wrote them (links included), only anchored
+    root = Path(os.path.commonpath([os.path.abspath(s.root) for s in scans]))
     names = _source_names(scans)
     train, test = [], []
     for name, scan in zip(names, scans):
@@ -103,5 +104,5 @@ def _relabel(samples: Sequence[Sample], old: list[str], new: list[str], label_ma
     for sample in samples:
         target = _mapped(old[sample.label], label_map)
         if target is not None:
-            out.append(Sample(sample.path, index[target], source))
+            out.append(Sample(Path(os.path.abspath(sample.path)), index[target], source))
     return out
