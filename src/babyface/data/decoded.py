@@ -14,7 +14,7 @@ import torch
 
 from ..errors import ImageDecodeError
 from ..progress import progress_bar
-from .images import DEFAULT_MAX_PIXELS, display_path, load_resized
+from .images import DEFAULT_MAX_PIXELS, load_resized
 
 log = logging.getLogger("babyface")
 
@@ -96,9 +96,3 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     mean = sums / count
     std = (squares / count - mean * mean).clamp_min(1e-12).sqrt()
     return [round(v, 6) for v in mean.tolist()], [round(max(v, 1e-3), 6) for v in std.tolist()]
-
-
-def summarise_skips(skipped: Sequence[str], where: str) -> str:
-    if not skipped:
-        return ""
-    return f"{len(skipped)} file(s) in {display_path(where)} could not be decoded and were skipped (see train.log; --strict to stop instead)"
