@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -42,10 +39,10 @@ def run_epochs(model: nn.Module, batch_size: int, info: DistInfo) -> nn.Module:
     return model
 
 
-def _worker(rank: int, port: int, result_path: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank: int, store: str, result_path: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # a file rendezvous: no TCP port that another process could take between choosing and binding it
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
         model = run_epochs(toy_model(), batch_size=4, info=DistInfo(rank, 2, rank))
         if rank == 0:
@@ -54,15 +51,9 @@ def _worker(rank: int, port: int, result_path: str) -> None:
         dist.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
     result = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(free_port(), str(result)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), str(result)), nprocs=2, join=True)
     distributed = torch.load(result, weights_only=True)
     single = run_epochs(toy_model(), batch_size=8, info=DistInfo()).state_dict()
     for key, value in single.items():

@@ -267,7 +267,7 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
                 prepare_output_dir(out, overwrite=config.overwrite)
             handler = _attach_log_file(out / "train.log")
         else:
-            log.setLevel(logging.WARNING)
+            log.setLevel(logging.ERROR)  # one voice: rank 0 reports progress and warnings (e.g. leakage) once
         barrier(dist)
         return _fit(config, out, device, dist, resume)
     finally:
