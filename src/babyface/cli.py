@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from . import __version__
-from .config import EvalConfig, ExportConfig, ExplainConfig, PredictConfig, ReportConfig, ServeConfig, TrainConfig, choices_for, from_dict, load_yaml
+from .config import EvalConfig, ExportConfig, ExplainConfig, PredictConfig, ReportConfig, ServeConfig, TrainConfig, choices_for, from_dict, load_yaml, with_recipe
 from .errors import BabyfaceError
 
 log = logging.getLogger("babyface")
@@ -67,7 +67,7 @@ def build_config(cls: type, args: argparse.Namespace, **extra: Any):
         if getattr(args, dest, None) is not None:  # flags not given are absent (SUPPRESS); positionals may be None
             _set_nested(values, dest, getattr(args, dest))
     values.update({k: v for k, v in extra.items() if v is not None})
-    return from_dict(cls, values, where="options")
+    return from_dict(cls, with_recipe(values), where="options")
 
 
 def _set_nested(values: dict, dest: str, value: Any) -> None:

@@ -31,6 +31,8 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     grayscale: float = 0.2
+    crop_scale: float = 1.0  # random resized crop: smallest area share kept (1 = off; 0.6 keeps 60–100%)
+    erasing: float = 0.0  # probability of random erasing (one rectangle, 2–33% of the image)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class DataConfig:
     manifest: str = ""
     leakage_check: bool = True  # warn (refuse with --strict) when test images copy training images
     label_map: str = ""  # YAML: folder class -> model class (or null to drop), for combining sources
+    max_per_class: int = 0  # train on at most this many images per class of each source, drawn with --seed (0 = all)
 
 
 @dataclass
@@ -64,7 +67,14 @@ class TrainConfig:
     gamma: float = 0.3
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
-    class_balance: str = "none"
+    class_balance: str = "none"  # loss: weighted by class; sampler: batches balanced by class; source: by class within each source
+    mixup: float = 0.0  # MixUp Beta(α, α) coefficient; 0 = off (0.2 is typical)
+    cutmix: float = 0.0  # CutMix Beta(α, α) coefficient; 0 = off (1.0 is typical); with both, each batch picks one
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0 = off; e.g. 0.999)
+    init: str = ""  # start from this babyface run's weights (same architecture; classifier rows matched by class name)
+    freeze_stages: int = 0  # with --init: keep the first N feature stages fixed
+    init_lr_scale: float = 1.0  # with --init: learning-rate multiplier for every layer but the classifier
+    recipe: str = ""  # a recipe name (e.g. infant) or YAML file: settings applied under --config and flags
     early_stopping: int = 0
     sync_bn: bool = False
     precision: str = "auto"
@@ -173,7 +183,7 @@ class ServeConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "adamw", "sgd"),
     "scheduler": ("step", "cosine", "none"),
-    "class_balance": ("none", "loss", "sampler"),
+    "class_balance": ("none", "loss", "sampler", "source"),
     "format": ("table", "json", "csv"),
     "precision": ("auto", "fp32", "bf16"),
     "backend": ("auto", "torch", "onnx"),
@@ -285,6 +295,26 @@ def load_yaml(path: str | Path, what: str = "config file", flag: str = "--config
     return data
 
 
+RECIPES = Path(__file__).parent / "recipes"
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def load_recipe(name: str) -> dict:
+    """Settings of a recipe: a name shipped with babyface (``recipes/NAME.yaml``) or a YAML file path."""
+    path = RECIPES / f"{name}.yaml" if name in recipe_names() else Path(name)
+    if not path.is_file():
+        raise BabyfaceError(f"--recipe {name!r}: no such recipe; available: {', '.join(recipe_names())} (or give a YAML file)")
+    return load_yaml(path, "recipe", "--recipe")
+
+
+def with_recipe(values: dict) -> dict:
+    """``values`` (from --config and flags) laid over the settings of the recipe they name, if any."""
+    return _deep_update(load_recipe(values["recipe"]), values) if values.get("recipe") else values
+
+
 def save_yaml(config: Any, path: str | Path) -> Path:
     return write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
@@ -305,6 +335,14 @@ def validate(config: Any) -> None:
         "step_size": lambda v: v >= 1,
         "gamma": lambda v: 0 < v <= 1,
         "label_smoothing": lambda v: 0 <= v < 1,
+        "mixup": lambda v: v >= 0,
+        "cutmix": lambda v: v >= 0,
+        "ema": lambda v: 0 <= v < 1,
+        "freeze_stages": lambda v: v >= 0,
+        "max_per_class": lambda v: v >= 0,
+        "init_lr_scale": lambda v: 0 < v <= 1,
+        "crop_scale": lambda v: 0.05 <= v <= 1,
+        "erasing": lambda v: 0 <= v <= 1,
         "hflip": lambda v: 0 <= v <= 1,
         "grayscale": lambda v: 0 <= v <= 1,
         "scale_min": lambda v: v > 0,

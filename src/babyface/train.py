@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 
 from .bundle import bundle_metadata, save_bundle
 from .calibration import calibration_summary, fit_temperature
@@ -29,13 +30,15 @@ from .data.decoded import DecodedImages, channel_stats, decode_images
 from .data.duplicates import Signatures, signatures
 from .data.images import display_path
 from .data.leakage import check_leakage, file_signatures
+from .data.mix import mix_batch, mixed_loss
 from .data.regroup import resolve_groups
 from .data.scan import DatasetScan
 from .data.sources import load_label_map, scan_sources
-from .data.splits import group_stratified_split, stratified_split
+from .data.splits import group_stratified_split, limit_per_class, stratified_split
 from .distributed import DistInfo, barrier, init_distributed, shutdown, sum_across
 from .engine import index_batches, normalise, predict_logits
 from .errors import BabyfaceError, DataError
+from .finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
 from .io import atomic_path, prepare_output_dir, write_csv, write_json, write_text
 from .metrics import macro_f1
 from .models import create_model
@@ -56,6 +59,7 @@ class PreparedData:
     skipped: list[str]
     mean: list[float]
     std: list[float]
+    sources: dict[Path, str] = field(default_factory=dict)  # image path -> source name (several --data)
 
 
 def seed_everything(seed: int) -> None:
@@ -75,6 +79,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         kept, held = stratified_split([s.label for s in samples], opts.test_fraction, config.seed)
         split_rows += [(_relative(samples[i].path, scan.root), "test", scan.classes[samples[i].label]) for i in held]
         samples = [samples[i] for i in kept]
+    samples = [samples[i] for i in limit_per_class([(s.source, s.label) for s in samples], opts.max_per_class, config.seed)]
     decoded = decode_images(
         [s.path for s in samples], [s.label for s in samples], opts.image_size,
         max_pixels=opts.max_pixels, strict=opts.strict, progress=config.progress, desc="decode train",
@@ -88,7 +93,8 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     if scan.test is not None:
         split_rows += [(_relative(s.path, scan.root), "test", scan.classes[s.label]) for s in scan.test.samples]
     mean, std = channel_stats(train.images)
-    return PreparedData(scan.classes, train, val, sorted(split_rows), decoded.skipped, mean, std)
+    sources = {s.path: s.source for s in scan.train.samples if s.source}
+    return PreparedData(scan.classes, train, val, sorted(split_rows), decoded.skipped, mean, std, sources)
 
 
 def _validation_split(decoded: DecodedImages, scan: DatasetScan, config: TrainConfig) -> tuple[DecodedImages, DecodedImages]:
@@ -133,7 +139,7 @@ def _check_decoded(decoded: DecodedImages, scan: DatasetScan) -> None:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
+    params = parameter_groups(model, config.lr, config.init_lr_scale if config.init else 1.0)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
     if config.optimizer == "adamw":
@@ -165,13 +171,23 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return weights.float()
 
 
-def epoch_order(labels: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Shuffled indices for one epoch; with ``class_balance='sampler'`` drawn with replacement, balanced by class."""
-    n = len(labels)
-    if config.class_balance == "sampler":
-        weights = class_weights(labels, int(labels.max()) + 1)[labels]
+def epoch_order(strata: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Shuffled indices for one epoch; with a balancing sampler drawn with replacement so that every
+    stratum (a class, or a class within a source: see ``sampling_strata``) is drawn equally often."""
+    n = len(strata)
+    if config.class_balance in ("sampler", "source"):
+        weights = class_weights(strata, int(strata.max()) + 1)[strata]
         return torch.multinomial(weights.double(), n, replacement=True, generator=generator)
     return torch.randperm(n, generator=generator)
+
+
+def sampling_strata(data: DecodedImages, sources: dict[Path, str], config: TrainConfig) -> torch.Tensor:
+    """What the sampler balances: the class, or with ``class_balance='source'`` each (source, class) pair."""
+    if config.class_balance != "source":
+        return data.labels
+    names = sorted(set(sources.values()) | {""})
+    source_ids = torch.tensor([names.index(sources.get(p, "")) for p in data.paths], dtype=torch.long)
+    return source_ids * (int(data.labels.max()) + 1) + data.labels
 
 
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
@@ -191,10 +207,14 @@ def train_one_epoch(
     generator: torch.Generator,
     desc: str = "train",
     dist: DistInfo = DistInfo(),
+    strata: torch.Tensor | None = None,
+    ema: AveragedModel | None = None,
 ) -> dict[str, float]:
-    """One pass over ``data``; under DDP each process trains on its slice of every global batch."""
-    model.train()
-    order = epoch_order(data.labels, config, generator)
+    """One pass over ``data``; under DDP each process trains on its slice of every global batch.
+
+    ``strata`` (default: the labels) is what a balancing sampler balances; ``ema`` is updated after every step."""
+    train_mode(model)
+    order = epoch_order(data.labels if strata is None else strata, config, generator)
     total_loss, correct, seen = 0.0, 0, 0
     batches = list(index_batches(len(order), config.batch_size * dist.world_size, order))
     bar = progress_bar(batches, config.progress and dist.is_main, desc=desc, unit="batch", leave=False)
@@ -206,15 +226,18 @@ def train_one_epoch(
         if params is not None:
             images = apply_params(images, params[mine])
         labels = data.labels[index].to(device, non_blocking=True)
+        images, lam = mix_batch(images, config.mixup, config.cutmix, generator)
         inputs = normalise(images, mean, std)
         if config.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(config, device)):
             logits = model(inputs)
-            loss = loss_fn(logits.float(), labels)
+            loss = mixed_loss(loss_fn, logits.float(), labels, lam)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(unwrap(model))
         total_loss += loss.item() * len(index)
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(index)
@@ -280,7 +303,7 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
 def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, resume: bool) -> Path:
     seed_everything(config.seed)
     data = prepare_data(config)
-    model = create_model(config.model, len(data.classes), config.data_options.image_size, **config.model_args).to(device)
+    model = build_model(config, data).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.sync_bn and dist.enabled:
@@ -293,9 +316,10 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config)
     generator = torch.Generator().manual_seed(config.seed)
+    ema = AveragedModel(model, avg_fn=ema_with_warmup(config.ema), use_buffers=True) if config.ema else None
     state = TrainingState()
     if resume:
-        state = restore_checkpoint(out / CHECKPOINT_FILE, model, optimizer, scheduler, generator)
+        state = restore_checkpoint(out / CHECKPOINT_FILE, model, optimizer, scheduler, generator, ema)
         log.info("resuming %s after epoch %d of %d", out, state.epoch, config.epochs)
     if dist.is_main:
         save_yaml(config, out / "config.yaml")
@@ -305,7 +329,7 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
              f", {dist.world_size} processes (global batch {config.batch_size * dist.world_size})" if dist.enabled else "")
     trained = DistributedDataParallel(model) if dist.enabled else model
     try:
-        run_epochs(config, out, data, trained, loss_fn, optimizer, scheduler, generator, device, dist, state)
+        run_epochs(config, out, data, trained, loss_fn, optimizer, scheduler, generator, device, dist, state, ema)
     except KeyboardInterrupt:
         if state.saved_epoch:
             log.warning("interrupted; the checkpoint of epoch %d is kept: continue with 'babyface train --resume %s'",
@@ -318,7 +342,35 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
     return out
 
 
-def run_epochs(config, out, data, model, loss_fn, optimizer, scheduler, generator, device, dist, state: TrainingState) -> None:
+def ema_with_warmup(decay: float):
+    """EMA update for ``AveragedModel`` whose decay ramps up as (1 + n) / (10 + n) until ``decay``, so the
+    average follows the fast early weights instead of staying near the random initialisation (as timm's EMA)."""
+
+    def update(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        n = float(num_averaged)
+        rate = min(decay, (1 + n) / (10 + n))
+        return averaged * rate + current * (1 - rate) if averaged.is_floating_point() else current
+
+    return update
+
+
+def build_model(config: TrainConfig, data: PreparedData) -> nn.Module:
+    """A fresh model, or with ``--init`` one starting from that run's weights and normalisation
+    (its architecture options, updated by --model-arg), with ``--freeze-stages`` applied."""
+    if not config.init:
+        return create_model(config.model, len(data.classes), config.data_options.image_size, **config.model_args)
+    bundle = load_init_run(config.init, config.model)
+    options = {**bundle.meta["arch"].get("kwargs", {}), **config.model_args}
+    model = create_model(config.model, len(data.classes), config.data_options.image_size, **options)
+    init_from(model, bundle, data.classes)
+    data.mean, data.std = bundle.mean, bundle.std  # the pretrained first layer expects its own input scale
+    freeze_stages(model, config.freeze_stages)
+    return model
+
+
+def run_epochs(config, out, data, model, loss_fn, optimizer, scheduler, generator, device, dist, state: TrainingState,
+               ema: AveragedModel | None = None) -> None:
+    strata = sampling_strata(data.train, data.sources, config)
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if config.early_stopping and state.epoch - state.best["epoch"] >= config.early_stopping:
             log.info("early stopping: no validation macro-F1 gain for %d epochs", config.early_stopping)
@@ -326,8 +378,9 @@ def run_epochs(config, out, data, model, loss_fn, optimizer, scheduler, generato
         start = time.perf_counter()
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         row.update(train_one_epoch(model, data.train, data.mean, data.std, loss_fn, optimizer, device, config, generator,
-                                   desc=f"epoch {epoch}/{config.epochs}", dist=dist))
-        row.update(validate(unwrap(model), data.val, data.mean, data.std, device, config.batch_size))
+                                   desc=f"epoch {epoch}/{config.epochs}", dist=dist, strata=strata, ema=ema))
+        evaluated = ema.module if ema is not None else unwrap(model)  # with --ema the average is what gets kept
+        row.update(validate(evaluated, data.val, data.mean, data.std, device, config.batch_size))
         scheduler.step()
         row["seconds"] = round(time.perf_counter() - start, 3)
         state.epoch = epoch
@@ -336,9 +389,9 @@ def run_epochs(config, out, data, model, loss_fn, optimizer, scheduler, generato
         score = row["val_macro_f1"] if not math.isnan(row["val_macro_f1"]) else epoch  # no validation: keep the last
         if score > state.best["val_macro_f1"]:
             state.best = {"val_macro_f1": score, "epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
-            state.best_state = copy.deepcopy(unwrap(model).state_dict())
+            state.best_state = copy.deepcopy(evaluated.state_dict())
         if dist.is_main:
-            save_checkpoint(out / CHECKPOINT_FILE, unwrap(model), optimizer, scheduler, generator, state)
+            save_checkpoint(out / CHECKPOINT_FILE, unwrap(model), optimizer, scheduler, generator, state, ema)
             state.saved_epoch = epoch
             _write_history(out / "history.csv", state.history)
 
@@ -347,7 +400,8 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Generator, state: TrainingState) -> None:
+def save_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Generator, state: TrainingState,
+                    ema: AveragedModel | None = None) -> None:
     """One dict of tensors and plain values (torchvision-reference style), written atomically."""
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
@@ -360,12 +414,14 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Ge
         "history": state.history,
         "best": state.best,
         "best_state": state.best_state,
+        "ema": ema.state_dict() if ema is not None else None,
     }
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
 
-def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Generator) -> TrainingState:
+def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Generator,
+                       ema: AveragedModel | None = None) -> TrainingState:
     if not path.is_file():
         raise BabyfaceError(f"{path}: no checkpoint to resume from; was this folder written by 'babyface train'?")
     try:
@@ -378,7 +434,9 @@ def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch
     try:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
+        if ema is not None:
+            ema.load_state_dict(checkpoint["ema"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise BabyfaceError(f"{path}: checkpoint does not fit this run's model ({str(exc).splitlines()[0][:120]}); "
                             "resume with the config.yaml it was written with") from None
     scheduler.load_state_dict(checkpoint["scheduler"])

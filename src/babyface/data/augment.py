@@ -12,6 +12,7 @@ apply each process's slice: the result then equals a single-process run with the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -27,6 +28,7 @@ class AugmentParams:
     """Per-sample random parameters of one batch; ``None`` where that transform is off."""
 
     theta: torch.Tensor | None  # n×2×3, output → input coordinates
+    erase: torch.Tensor | None  # n×4 (x0, y0, x1, y1) in [0, 1]; an empty box where no erasing
     brightness: torch.Tensor | None  # n
     contrast: torch.Tensor | None
     saturation: torch.Tensor | None
@@ -44,9 +46,11 @@ def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Gener
 
 
 def draw_params(n: int, config: AugmentConfig, generator: torch.Generator) -> AugmentParams:
-    geometric = config.rotation or config.shear or config.hflip or not config.scale_min == config.scale_max == 1
+    geometric = (config.rotation or config.shear or config.hflip or config.crop_scale < 1
+                 or not config.scale_min == config.scale_max == 1)
     return AugmentParams(
         theta=affine_matrices(n, config, generator) if geometric else None,
+        erase=erase_boxes(n, config.erasing, generator) if config.erasing > 0 else None,
         brightness=_factors(n, config.brightness, generator),
         contrast=_factors(n, config.contrast, generator),
         saturation=_factors(n, config.saturation, generator),
@@ -69,7 +73,35 @@ def apply_params(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         x = ((x - gray) * _per_sample(params.saturation, x) + gray).clamp(0, 1)
     if params.gray is not None:
         x = torch.where(params.gray.to(x.device).view(-1, 1, 1, 1), to_gray(x).expand_as(x), x)
+    if params.erase is not None:
+        x = erase(x, params.erase)
     return x
+
+
+def erase_boxes(n: int, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Random-erasing rectangles (Zhong et al. 2017, torchvision's defaults): area 2–33% of the image,
+    aspect ratio 0.3–3.3, placed at random; each image gets one with ``probability``, else an empty box."""
+    area = _uniform(n, 0.02, 0.33, generator)
+    log_ratio = _uniform(n, math.log(0.3), math.log(3.3), generator)
+    width = (area * log_ratio.exp()).sqrt().clamp(max=1.0)
+    height = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
+    x0 = torch.rand(n, generator=generator, dtype=torch.float64) * (1 - width)
+    y0 = torch.rand(n, generator=generator, dtype=torch.float64) * (1 - height)
+    boxes = torch.stack([x0, y0, x0 + width, y0 + height], dim=1)
+    boxes[torch.rand(n, generator=generator, dtype=torch.float64) >= probability] = 0.0
+    return boxes
+
+
+def erase(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Fill each image's box with that image's mean colour (neutral after normalisation, unlike black)."""
+    height, width = x.shape[-2:]
+    ys = (torch.arange(height, device=x.device, dtype=torch.float64) + 0.5) / height
+    xs = (torch.arange(width, device=x.device, dtype=torch.float64) + 0.5) / width
+    b = boxes.to(x.device).view(-1, 4, 1, 1)
+    inside = ((xs.view(1, 1, -1) >= b[:, 0]) & (xs.view(1, 1, -1) < b[:, 2])
+              & (ys.view(1, -1, 1) >= b[:, 1]) & (ys.view(1, -1, 1) < b[:, 3]))
+    fill = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+    return torch.where(inside.unsqueeze(1), fill, x)
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -99,7 +131,23 @@ def affine_matrices(n: int, config: AugmentConfig, generator: torch.Generator) -
     forward[:, 1, 1] = (sin * tan + cos) * scale
     theta = torch.zeros(n, 2, 3, dtype=torch.float64)
     theta[:, :, :2] = torch.linalg.inv(forward)
+    if config.crop_scale < 1:
+        theta = resized_crop(theta, config.crop_scale, generator)
     return theta
+
+
+def resized_crop(theta: torch.Tensor, min_area: float, generator: torch.Generator) -> torch.Tensor:
+    """Compose a random resized crop (area share U(min_area, 1), aspect ratio 3/4–4/3, random position)
+    after the warp: the warped output coordinates are read from the crop instead of the whole image."""
+    n = theta.shape[0]
+    area = _uniform(n, min_area, 1.0, generator)
+    log_ratio = _uniform(n, math.log(3 / 4), math.log(4 / 3), generator)
+    crop = torch.stack([(area * log_ratio.exp()).sqrt(), (area / log_ratio.exp()).sqrt()], dim=1).clamp(max=1.0)
+    offset = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1) * (1 - crop)
+    out = theta.clone()
+    out[:, :, :2] = crop.unsqueeze(2) * theta[:, :, :2]
+    out[:, :, 2] = crop * theta[:, :, 2] + offset
+    return out
 
 
 def to_gray(x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 
@@ -63,3 +63,16 @@ def group_stratified_split(labels: Sequence[int], groups: Sequence[str], fractio
         for index in members[group]:
             assigned[index] = names[choice]
     return assigned
+
+
+def limit_per_class(keys: Sequence[Hashable], limit: int, seed: int) -> list[int]:
+    """Indices keeping at most ``limit`` items of each key (a class, or a (source, class) pair), chosen
+    at random with ``seed``; sorted. ``limit`` 0 keeps everything."""
+    if limit <= 0:
+        return list(range(len(keys)))
+    rng = np.random.default_rng(seed)
+    by_key: dict[Hashable, list[int]] = defaultdict(list)
+    for index, key in enumerate(keys):
+        by_key[key].append(index)
+    kept = [i for indices in by_key.values() for i in (rng.permutation(indices)[:limit] if len(indices) > limit else indices)]
+    return sorted(int(i) for i in kept)

@@ -51,6 +51,10 @@ class ReferenceCNN(nn.Module):
         side = image_size // DOWNSAMPLE
         self.classifier = mlp_head(WIDTHS[-1] * side * side, num_classes, drop_rate)
 
+    def stages(self) -> list[nn.Module]:
+        """The four conv blocks in order, for ``--freeze-stages`` (the input shortcut stays trainable)."""
+        return list(self.features)
+
     @property
     def gradcam_layer(self) -> nn.Module:
         """The last conv block (for Grad-CAM hooks)."""

@@ -111,6 +111,10 @@ class ResNet(nn.Module):
                 if isinstance(module, BasicBlock):
                     nn.init.zeros_(module.bn2.weight)
 
+    def stages(self) -> list[nn.Module]:
+        """Feature stages in order (stem, then the four residual stages), for ``--freeze-stages``."""
+        return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
+
     @property
     def gradcam_layer(self) -> nn.Module:
         """The last residual stage (for Grad-CAM hooks)."""
