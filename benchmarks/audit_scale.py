@@ -1,27 +1,39 @@
-"""How fast `babyface data audit` is: images / seconds / images per second at a few dataset sizes.
+"""How fast `babyface data audit` is: seconds per stage, total and peak memory at a few dataset sizes.
 
 Images are cheap random scenes (smoothed noise, 128×128 JPEG) in 3 classes, a tenth of them rotated,
-flipped or grayscale copies of another, written to a temporary folder; only the audit itself is timed.
+flipped or grayscale copies of another. Generating them is not timed; with ``--cache DIR`` they are written
+once to ``DIR/n<N>-seed<S>/`` and reused by later runs (delete the folder to regenerate).
 
-    python benchmarks/audit_scale.py                  # 2,000 and 20,000 images
-    python benchmarks/audit_scale.py --sizes 2000     # one size
-    python benchmarks/audit_scale.py --full           # adds 100,000 (needs ~2 GB of disk and some minutes)
+    python benchmarks/audit_scale.py                          # 2,000 and 20,000 images, in a temporary folder
+    python benchmarks/audit_scale.py --images 2000            # one size
+    python benchmarks/audit_scale.py --full --cache /data/bench   # adds 100,000 (~2 GB of disk), kept for reruns
+
+Stages: ``list`` (scan the folders), ``describe`` (decode, hash, signatures), ``pairs`` (exact and
+near-duplicate pairs, clusters, their classification and the statistics). Peak memory is the process's
+maximum resident set so far (sizes run in increasing order, so each row's figure is that size's peak).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps
 from scipy.ndimage import gaussian_filter
 
-from babyface.data.audit import AuditConfig, audit_dataset
+from babyface.data.audit import AuditConfig, audit_described, list_dataset_files
+from babyface.data.duplicates import describe_files
 
 CLASSES = ("happy", "neutral", "sad")
+STAGES = ("list", "describe", "pairs")
+COMPLETE = "complete.json"
 
 
 def random_scene(rng: np.random.Generator, size: int = 128) -> Image.Image:
@@ -47,20 +59,60 @@ def make_dataset(root: Path, n: int, seed: int = 0) -> None:
         image.save(folder / f"{i:06d}.jpg", quality=85)
 
 
+def cached_dataset(cache: Path, n: int, seed: int) -> tuple[Path, float]:
+    """The generated folder for (n, seed) under ``cache``, made unless a completed one is there; (folder, seconds)."""
+    folder = cache / f"n{n}-seed{seed}"
+    if (folder / COMPLETE).is_file():
+        return folder, 0.0
+    start = time.perf_counter()
+    make_dataset(folder, n, seed)
+    (folder / COMPLETE).write_text(json.dumps({"images": n, "seed": seed}))
+    return folder, time.perf_counter() - start
+
+
+@contextmanager
+def timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    seconds[stage] = time.perf_counter() - start
+
+
+def audit_stages(data: Path) -> tuple[dict[str, float], int]:
+    """Seconds per stage of the audit (the steps of `audit_dataset`) and the number of duplicate clusters."""
+    config = AuditConfig(data=str(data), progress=False)
+    seconds: dict[str, float] = {}
+    with timed(seconds, "list"):
+        root, listed, paths = list_dataset_files(data)
+    with timed(seconds, "describe"):
+        described = describe_files(paths, progress=False, desc="audit")
+    with timed(seconds, "pairs"):
+        report = audit_described(config, root, listed, described)
+    return seconds, len(report.clusters)
+
+
+def peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--images", "--sizes", dest="sizes", type=int, nargs="+", default=[2000, 20000],
+                        help="dataset sizes (default: 2000 20000)")
     parser.add_argument("--full", action="store_true", help="also 100,000 images")
+    parser.add_argument("--cache", type=Path, help="keep generated images in this folder and reuse them")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    sizes = args.sizes + ([100_000] if args.full else [])
-    print(f"{'images':>8} {'seconds':>9} {'images/s':>9} {'clusters':>9}")
-    for n in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            make_dataset(Path(tmp), n)
-            start = time.perf_counter()
-            report = audit_dataset(AuditConfig(data=tmp, progress=False))
-            seconds = time.perf_counter() - start
-        print(f"{n:>8} {seconds:>9.1f} {n / seconds:>9.0f} {len(report.clusters):>9}")
+    sizes = sorted(set(args.sizes + ([100_000] if args.full else [])))
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = args.cache or Path(tmp)
+        print(f"{'images':>8} {'generate s':>10} " + " ".join(f"{s + ' s':>10}" for s in STAGES)
+              + f" {'audit s':>9} {'images/s':>9} {'peak MB':>8} {'clusters':>9}", flush=True)
+        for n in sizes:
+            data, generated = cached_dataset(cache, n, args.seed)
+            seconds, found = audit_stages(data)
+            total = sum(seconds.values())
+            print(f"{n:>8} {generated:>10.1f} " + " ".join(f"{seconds[s]:>10.1f}" for s in STAGES)
+                  + f" {total:>9.1f} {n / total:>9.0f} {peak_memory_mb():>8.0f} {found:>9}", flush=True)
 
 
 if __name__ == "__main__":

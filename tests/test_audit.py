@@ -190,3 +190,16 @@ def test_infant_web_same_photo_recall_and_cross_identity_share() -> None:
           f"{len(report.pairs)} pairs reported, {cross:.3%} across identity groups")
     assert recall >= 0.95
     assert cross <= 0.02
+
+
+def test_audit_scale_benchmark_caches_images_and_times_each_stage(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("audit_scale", Path(__file__).resolve().parents[1] / "benchmarks" / "audit_scale.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data, generated = bench.cached_dataset(tmp_path, 30, seed=0)
+    assert generated > 0 and len(list(data.rglob("*.jpg"))) == 30
+    assert bench.cached_dataset(tmp_path, 30, seed=0) == (data, 0.0)  # reused, not regenerated
+    seconds, found = bench.audit_stages(data)
+    assert list(seconds) == list(bench.STAGES) and all(s >= 0 for s in seconds.values()) and found >= 0

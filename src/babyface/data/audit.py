@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import BabyfaceError
 from ..io import atomic_path, prepare_output_dir, write_json, write_text
-from .duplicates import DEFAULT_THRESHOLD, Pair, describe_files, duplicate_clusters
+from .duplicates import DEFAULT_THRESHOLD, DescribedFiles, Pair, describe_files, duplicate_clusters
 from .images import DEFAULT_MAX_PIXELS, display_path, load_resized
 from .manifest import read_manifest_column
 from .scan import scan_dataset
@@ -88,6 +88,11 @@ def audit_dataset(config: AuditConfig) -> AuditReport:
     """Describe every image, find exact and near duplicates, group them into clusters and classify them."""
     root, listed, paths = list_dataset_files(config.data)
     described = describe_files(paths, max_pixels=config.max_pixels, progress=config.progress, desc="audit")
+    return audit_described(config, root, listed, described)
+
+
+def audit_described(config: AuditConfig, root: Path, listed: Sequence[AuditedFile], described: DescribedFiles) -> AuditReport:
+    """The audit of already described files (``listed`` and ``described`` as ``audit_dataset`` makes them)."""
     files = [listed[i] for i in described.kept]
     pairs, grouped = duplicate_clusters(described, config.threshold)
     found = [_classify(members, cluster_pairs, files) for members, cluster_pairs in zip(grouped, _pairs_by_cluster(grouped, pairs))]

@@ -139,8 +139,9 @@ _SHIFTS = _shift_window()
 _FLIP_SIGN = (-1.0) ** np.arange(ANGLES // 2 + 1)
 
 
-def pair_scores(a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Best correlation of polar signatures ``a[i]`` and ``b[i]`` over rotations of ±MAX_ROTATION, with and without a flip."""
+def pair_scores(a: np.ndarray, b: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Best correlation of polar signatures ``a[i]`` and ``b[i]`` over rotations of ±MAX_ROTATION, with and without a flip
+    (``chunk`` pairs at a time: each takes ~14 KB of spectra)."""
     scores = np.empty(len(a), np.float32)
     for start in range(0, len(a), chunk):
         fa = np.fft.rfft(a[start : start + chunk].astype(np.float32), axis=2)
