@@ -93,7 +93,8 @@ def test_members_with_other_classes_are_refused(tmp_path: Path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["a"], "at least two runs"),
     (["a", "b"], "needs --out"),
-    (["a", "b", "--out", "a"], "is one of the member runs"),
+    (["a", "b", "--out", "a"], "holds the member run a"),
+    (["ens/members/a", "b", "--out", "ens", "--overwrite"], "holds the member run ens/members/a"),
     (["a", "ens"], "is an ensemble itself"),
 ])
 def test_bad_ensemble_commands(args, message, two_runs, tmp_path: Path, capsys, monkeypatch):

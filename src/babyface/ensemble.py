@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .bundle import ENSEMBLE, META_FILE, WEIGHTS_FILE, Bundle, bundle_metadata, is_ensemble, load_bundle, read_metadata, weights_sha256
+from .bundle import (ENSEMBLE, META_FILE, WEIGHTS_FILE, Bundle, bundle_metadata, is_ensemble, load_bundle, read_metadata,
+                     weights_sha256)
 from .config import EnsembleConfig
 from .data.images import display_path
 from .engine import normalise
@@ -39,10 +40,10 @@ class EnsembleModel(nn.Module):
     """Images N×3×S×S scaled to 0..1 → log of the mean of the members' calibrated probabilities, N×C."""
 
     arch_name = ENSEMBLE
-    arch_kwargs: dict[str, Any] = {}
 
     def __init__(self, members: Sequence[Bundle]):
         super().__init__()
+        self.arch_kwargs: dict[str, Any] = {}
         self.members = nn.ModuleList(member.model for member in members)
         self.settings = [(member.image_size, member.mean, member.std, member.temperature) for member in members]
 
@@ -71,13 +72,15 @@ def create_ensemble(config: EnsembleConfig) -> Path:
     if not config.out:
         raise BabyfaceError("ensemble needs --out FOLDER, the new ensemble's folder")
     out = Path(config.out)
-    if out.resolve() in {run.resolve() for run in runs}:
-        raise OutputExistsError(f"{out}: is one of the member runs; choose another --out for the ensemble")
+    inside = [run for run in runs if run.resolve().is_relative_to(out.resolve())]
+    if inside:
+        raise OutputExistsError(f"{out}: holds the member run {inside[0]}; choose another --out for the ensemble")
     members = [load_member_run(run) for run in runs]
     check_same_classes(members)
     names = member_names(runs)
     out = prepare_output_dir(out, overwrite=config.overwrite)
-    shutil.rmtree(out / MEMBERS_DIR, ignore_errors=True)  # only left over from an ensemble replaced with --overwrite
+    shutil.rmtree(out / MEMBERS_DIR, ignore_errors=True)  # left over from an ensemble replaced with --overwrite
+    (out / SPLITS_FILE).unlink(missing_ok=True)
     for name, member in zip(names, members):
         for file in (WEIGHTS_FILE, META_FILE):
             copy_file(member.path / file, out / MEMBERS_DIR / name / file)
