@@ -30,6 +30,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 REQUIRED_KEYS = ("format", "format_version", "arch", "classes", "image_size", "mean", "std")
+ENSEMBLE = "ensemble"  # the arch name of an ensemble bundle, whose weights are its members' (see babyface.ensemble)
 
 
 @dataclass
@@ -57,6 +58,10 @@ class Bundle:
     @property
     def temperature(self) -> float:
         return meta_temperature(self.meta)
+
+
+def is_ensemble(meta: dict[str, Any]) -> bool:
+    return isinstance(meta.get("arch"), dict) and meta["arch"].get("name") == ENSEMBLE
 
 
 def meta_temperature(meta: dict[str, Any]) -> float:
@@ -96,8 +101,8 @@ def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:
     meta_path = folder / META_FILE
     if not folder.is_dir():
         raise BundleError(f"{folder}: model folder not found; pass the --out folder of a 'babyface train' run")
-    if not meta_path.is_file() or not (folder / WEIGHTS_FILE).is_file():
-        raise BundleError(f"{folder}: no {META_FILE} + {WEIGHTS_FILE} here; not a babyface model (did training finish?)")
+    if not meta_path.is_file():
+        _missing_files(folder)
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -112,7 +117,13 @@ def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS if key not in meta]
     if missing:
         raise BundleError(f"{meta_path}: model metadata lacks {', '.join(missing)}; the bundle is incomplete")
+    if not is_ensemble(meta) and not (folder / WEIGHTS_FILE).is_file():
+        _missing_files(folder)
     return meta
+
+
+def _missing_files(folder: Path) -> None:
+    raise BundleError(f"{folder}: no {META_FILE} + {WEIGHTS_FILE} here; not a babyface model (did training finish?)")
 
 
 def read_checked_metadata(folder: str | os.PathLike) -> dict[str, Any]:
@@ -127,9 +138,15 @@ def read_checked_metadata(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def weights_sha256(folder: str | os.PathLike) -> str:
-    """SHA-256 of ``model.safetensors``: ties an exported model to the exact weights it came from."""
+    """SHA-256 of ``model.safetensors`` (of an ensemble: of its members' hashes): ties an exported model to the exact
+    weights it came from."""
+    folder = Path(folder)
+    if not (folder / WEIGHTS_FILE).is_file() and is_ensemble(read_metadata(folder)):
+        from .ensemble import ensemble_sha256
+
+        return ensemble_sha256(folder)
     digest = hashlib.sha256()
-    with open(Path(folder) / WEIGHTS_FILE, "rb") as f:
+    with open(folder / WEIGHTS_FILE, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -139,6 +156,10 @@ def load_bundle(folder: str | os.PathLike, device: torch.device | str = "cpu") -
     """Rebuild the model from ``model.json`` and load ``model.safetensors``; BundleError on anything inconsistent."""
     folder = Path(folder)
     meta = read_checked_metadata(folder)
+    if is_ensemble(meta):
+        from .ensemble import load_ensemble
+
+        return load_ensemble(folder, meta, device)
     classes = meta["classes"]
     try:
         model = create_model(meta["arch"]["name"], num_classes=len(classes), image_size=int(meta["image_size"]), **meta["arch"].get("kwargs", {}))

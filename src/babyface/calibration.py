@@ -17,8 +17,10 @@ TEMPERATURE_BOUNDS = (0.05, 20.0)
 
 
 def calibrated_probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """softmax(logits / T): the probabilities that evaluate and predict report."""
-    return torch.softmax(logits / temperature, dim=1)
+    """softmax(logits / T): the probabilities that evaluate and predict report. Logits V×N×C (V views of each
+    image, test-time augmentation) give the mean over the views of their calibrated probabilities, N×C."""
+    probs = torch.softmax(logits / temperature, dim=-1)
+    return probs.mean(0) if probs.dim() == 3 else probs
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
@@ -48,6 +50,9 @@ def ece_from_bins(bins: dict[str, np.ndarray]) -> float:
 
 
 def negative_log_likelihood(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
+    """Mean −log p(true class); logits V×N×C (test-time augmentation views) as in ``calibrated_probabilities``."""
+    if logits.dim() == 3:
+        return float(F.nll_loss(calibrated_probabilities(logits.double(), temperature).log(), labels))
     return float(F.cross_entropy(logits.double() / temperature, labels))
 
 

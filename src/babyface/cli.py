@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from . import __version__
-from .config import EvalConfig, ExportConfig, ExplainConfig, PredictConfig, ReportConfig, ServeConfig, TrainConfig, choices_for, from_dict, load_yaml, with_recipe
+from .config import (EnsembleConfig, EvalConfig, ExportConfig, ExplainConfig, PredictConfig, ReportConfig, ServeConfig,
+                     TrainConfig, choices_for, from_dict, load_yaml, with_recipe)
 from .errors import BabyfaceError
 
 log = logging.getLogger("babyface")
@@ -152,7 +153,8 @@ def format_metrics(metrics: dict) -> str:
     from .metrics import interval_text
 
     calibration = metrics["calibration"]
-    lines = [f"{metrics['model']} on {metrics['data']}: n={metrics['n']}",
+    tta = f" (TTA: {metrics['tta']})" if metrics.get("tta", "none") != "none" else ""
+    lines = [f"{metrics['model']}{tta} on {metrics['data']}: n={metrics['n']}",
              f"accuracy {interval_text(metrics['accuracy'], metrics.get('accuracy_ci'), 4)}  "
              f"macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'), 4)}  (95% bootstrap intervals)",
              f"ECE ({calibration['bins']} bins) {calibration['ece_before']:.4f} at T=1, "
@@ -176,7 +178,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     config = build_config(PredictConfig, args, run=args.run, inputs=args.inputs)
     predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence,
-                          backend=config.backend, onnx_file=config.onnx)
+                          backend=config.backend, onnx_file=config.onnx, tta=config.tta)
     videos = [i for i in config.inputs if is_video_file(i)]
     for summary in analyse_videos(predictor, videos, config):
         print(f"{summary['video']}: {summary['frames']} frames, {summary['faces']} face(s), {summary['frames_per_second']} frames/s; "
@@ -204,6 +206,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"{result['precision']} ONNX model: {result['onnx']}")
     print(f"parity with PyTorch on {parity['images']} {parity['source']} images: max |logit difference| "
           f"{parity['max_abs_logit_diff']:.2e}, same top class for {parity['top1_agreement']:.1%}  ({result['parity_file']})")
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from .ensemble import create_ensemble
+
+    out = create_ensemble(build_config(EnsembleConfig, args, runs=args.runs))
+    print(f"ensemble of {len(args.runs)} runs: {out}  (use it wherever a RUN is accepted)")
     return 0
 
 
@@ -346,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "export a run's model to ONNX (optionally int8), checked against PyTorch")
     p.add_argument("run", help="run folder written by 'babyface train'")
     add_config_flags(p, ExportConfig, positional=("run",))
+
+    p = command("ensemble", cmd_ensemble, "combine runs into one model that averages their calibrated probabilities")
+    p.add_argument("runs", nargs="+", help="two or more run folders with the same classes")
+    add_config_flags(p, EnsembleConfig, positional=("runs",))
 
     p = command("explain", cmd_explain, "Grad-CAM heatmaps over images: which region drove the prediction")
     p.add_argument("run", help="run folder written by 'babyface train'")

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .bundle import read_metadata
+from .bundle import is_ensemble, read_metadata
 from .errors import BabyfaceError
 from .metrics import interval_text
 from .models import create_model
@@ -55,11 +55,18 @@ def run_summary(run: Path) -> dict:
     if not path.is_file():
         raise BabyfaceError(f"{path}: not found; run 'babyface evaluate {run} DATA' first")
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    model = create_model(meta["arch"]["name"], len(meta["classes"]), int(meta["image_size"]), **meta["arch"].get("kwargs", {}))
-    return {"run": str(run), "model": meta["arch"]["name"], "params": count_params(model), "n": metrics["n"],
+    return {"run": str(run), "model": meta["arch"]["name"], "params": parameter_count(meta), "n": metrics["n"],
             "accuracy": metrics["accuracy"], "accuracy_ci": metrics.get("accuracy_ci"),
             "macro_f1": metrics["macro_f1"], "macro_f1_ci": metrics.get("macro_f1_ci"), "ece": metrics.get("ece"),
             "seconds_per_epoch": meta.get("metrics", {}).get("seconds_per_epoch")}
+
+
+def parameter_count(meta: dict) -> int:
+    """Parameters of the model in ``model.json`` (of an ensemble: of all its members), from its architecture alone."""
+    if is_ensemble(meta):
+        return sum(parameter_count({**meta, "arch": m["arch"], "image_size": m["image_size"]}) for m in meta.get("members", []))
+    model = create_model(meta["arch"]["name"], len(meta["classes"]), int(meta["image_size"]), **meta["arch"].get("kwargs", {}))
+    return count_params(model)
 
 
 def paired_outcomes(run_a: Path, run_b: Path) -> tuple[np.ndarray, np.ndarray]:

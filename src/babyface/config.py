@@ -106,6 +106,7 @@ class EvalConfig:
     strict: bool = False
     progress: bool = True
     leakage_check: bool = True
+    tta: str = "none"  # test-time augmentation: "flip" averages the calibrated probabilities of each image and its mirror
 
 
 @dataclass
@@ -120,6 +121,7 @@ class PredictConfig:
     strict: bool = False
     backend: str = "auto"  # torch | onnx | auto (onnx when RUN/model.onnx exists and onnxruntime is installed)
     onnx: str = ""  # ONNX file for the onnx backend (default RUN/model.onnx; e.g. RUN/model.int8.onnx)
+    tta: str = "none"  # test-time augmentation: "flip" averages the calibrated probabilities of each image and its mirror
 
     # videos (.mp4, .avi, .mov, .mkv, ...): faces found, tracked and classified frame by frame
     out: str = ""  # folder for timeline.csv and timeline.png (default RUN/videos/<video name>)
@@ -178,6 +180,14 @@ class ServeConfig:
     detect_size: int = 640  # images are shrunk to this longest side for detection only (320 halves the time; small faces get lost)
     min_confidence: float = 0.0
     device: str = "auto"
+    tta: str = "none"  # test-time augmentation: "flip" averages the calibrated probabilities of each image and its mirror
+
+
+@dataclass
+class EnsembleConfig:
+    runs: list = field(default_factory=list)  # the member run folders
+    out: str = ""  # the ensemble's folder (required)
+    overwrite: bool = False
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -189,6 +199,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "backend": ("auto", "torch", "onnx"),
     "ExportConfig.format": ("onnx",),  # a class-qualified key overrides the plain field name for that config
     "detector": ("mtcnn", "haar"),
+    "tta": ("none", "flip"),
 }
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
+from .config import CHOICES
 from .errors import BabyfaceError
 
 
@@ -60,3 +61,17 @@ def predict_logits(
     if not outputs:
         return torch.empty(0, 0)
     return torch.cat(outputs)
+
+
+def tta_views(images: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    """The images N×3×H×W as test-time augmentation shows them to the model: as they are, with 'flip' also mirrored."""
+    if tta not in CHOICES["tta"]:
+        raise BabyfaceError(f"--tta {tta!r}: choose one of {', '.join(CHOICES['tta'])}")
+    return [images] if tta == "none" else [images, images.flip(-1)]
+
+
+def logits_with_tta(logits: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tta: str) -> torch.Tensor:
+    """``logits(images)`` (N×C) without TTA; with it V×N×C, one slice per view, which
+    ``calibration.calibrated_probabilities`` turns into the mean of the views' calibrated probabilities."""
+    views = [logits(view) for view in tta_views(images, tta)]
+    return views[0] if len(views) == 1 else torch.stack(views)

@@ -19,7 +19,7 @@ from .data.images import display_path, load_resized
 from .data.leakage import check_leakage, file_signatures
 from .data.scan import scan_class_folders, scan_dataset
 from .data.sources import load_label_map, scan_sources
-from .engine import predict_logits, resolve_device
+from .engine import logits_with_tta, predict_logits, resolve_device
 from .errors import DataError
 from .io import prepare_output_dir, write_csv, write_json
 from .metrics import classification_metrics, interval_text
@@ -124,14 +124,16 @@ def evaluate_run(config: EvalConfig) -> dict:
         raise DataError(f"{test.source}: none of the test images could be decoded")
     if config.leakage_check:
         _check_leakage_against_training(decoded, bundle, test.root, config)
-    logits = predict_logits(bundle.model, decoded.images, bundle.mean, bundle.std, device, config.batch_size)
+    # with --tta the logits are V×N×C, one slice per view; the probabilities are the views' mean
+    logits = logits_with_tta(lambda images: predict_logits(bundle.model, images, bundle.mean, bundle.std, device, config.batch_size),
+                             decoded.images, config.tta)
     probs = calibrated_probabilities(logits, bundle.temperature).numpy()
     pred = probs.argmax(1)
     true = decoded.labels.numpy()
     name = bundle.meta["arch"]["name"]
     metrics = classification_metrics(true, pred, bundle.classes, n_resamples=config.bootstrap, seed=config.seed)
     metrics.update(model=name, run=display_path(config.run), data=test.source, skipped=len(decoded.skipped),
-                   data_root=display_path(test.root.resolve()))
+                   data_root=display_path(test.root.resolve()), tta=config.tta)
     metrics["calibration"] = calibration_summary(logits, decoded.labels, bundle.temperature)
     metrics["ece"] = metrics["calibration"]["ece_after"]
     if any(test.sources):

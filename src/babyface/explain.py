@@ -20,12 +20,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .bundle import load_bundle
+from .bundle import is_ensemble, load_bundle
 from .calibration import calibrated_probabilities
 from .config import ExplainConfig
 from .data.images import display_path, load_rgb, resize_square
 from .engine import normalise, resolve_device
-from .errors import BabyfaceError, ImageDecodeError
+from .errors import BabyfaceError, BundleError, ImageDecodeError
 from .io import atomic_path, prepare_output_dir, write_json
 
 log = logging.getLogger("babyface")
@@ -83,6 +83,9 @@ class Explainer:
     def __init__(self, run: str | os.PathLike, device: str = "auto"):
         self.device = resolve_device(device)
         self.bundle = load_bundle(run, self.device)
+        if is_ensemble(self.bundle.meta):
+            raise BundleError(f"{run}: Grad-CAM explains one model and this is an ensemble; explain one of its members "
+                              f"({Path(run) / 'members'}/NAME)")
 
     def class_index(self, name: str | None) -> int | None:
         if name is None or name == "":

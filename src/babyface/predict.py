@@ -19,7 +19,7 @@ from .calibration import calibrated_probabilities
 from .data.decoded import decode_images
 from .data.faces import DEFAULT_MIN_SCORE, detect_faces
 from .data.images import display_path, is_image_file
-from .engine import resolve_device
+from .engine import logits_with_tta, resolve_device
 from .errors import DataError
 from .io import csv_text
 
@@ -59,15 +59,17 @@ class Predictor:
     """Loads a bundle once; ``predict_files`` and ``predict_images`` can then be called many times.
 
     ``backend``: 'torch', 'onnx' (``onnx_file``, default RUN/model.onnx) or 'auto' (onnx when an exported model
-    of this run exists and onnxruntime is installed, else torch); see ``babyface.backends``.
+    of this run exists and onnxruntime is installed, else torch); see ``babyface.backends``. ``tta='flip'`` averages
+    the calibrated probabilities of each image and its mirror (the backend runs the mirrored batch too).
     """
 
     def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64, min_confidence: float = 0.0,
-                 backend: str = "auto", onnx_file: str = ""):
+                 backend: str = "auto", onnx_file: str = "", tta: str = "none"):
         self.device = resolve_device(device)
         self.backend: Backend = open_backend(run, backend, self.device, onnx_file)
         self.batch_size = batch_size
         self.min_confidence = min_confidence
+        self.tta = tta
 
     @property
     def meta(self) -> dict:
@@ -83,12 +85,12 @@ class Predictor:
         return int(self.meta["image_size"])
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 N×3×S×S at the bundle's size → logits N×C (float32, CPU)."""
+        """uint8 N×3×S×S at the bundle's size → logits N×C (float32, CPU), without test-time augmentation."""
         return self.backend.logits(images, self.batch_size)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 N×3×S×S at the bundle's size → calibrated probabilities N×C."""
-        return calibrated_probabilities(self.logits(images), meta_temperature(self.meta))
+        """uint8 N×3×S×S at the bundle's size → calibrated probabilities N×C (averaged over the TTA views)."""
+        return calibrated_probabilities(logits_with_tta(self.logits, images, self.tta), meta_temperature(self.meta))
 
     def predict_files(self, paths: Sequence[Path], strict: bool = False, progress: bool = False) -> tuple[list[Prediction], list[str]]:
         decoded = decode_images(paths, None, self.image_size, strict=strict, progress=progress, desc="predict")

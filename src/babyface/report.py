@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .bundle import META_FILE
+from .bundle import META_FILE, is_ensemble
 from .config import ReportConfig
 from .data.images import load_rgb
 from .errors import BabyfaceError, ImageDecodeError, OutputExistsError
@@ -91,7 +91,7 @@ def gallery_items(facts: dict, n: int, device: str) -> list[dict]:
     from .explain import Explainer
 
     mistakes = confident_mistakes(facts["predictions"], n)
-    if not mistakes:
+    if not mistakes or is_ensemble(facts["meta"]):  # Grad-CAM explains one model, not an ensemble
         return []
     explainer = Explainer(facts["run"], device)
     root = Path(facts["metrics"].get("data_root", ""))
@@ -170,6 +170,9 @@ def section_config(facts: dict) -> str:
     rows = [[html.escape(k), html.escape(str(training.get(k, "")))] for k in keys if k in training]
     rows.append(["best epoch", html.escape(str(meta.get("metrics", {}).get("best_epoch", "")))])
     rows.append(["temperature", f"{meta.get('temperature', 1.0):.3f}"])
+    if is_ensemble(meta):
+        rows.append(["ensemble of", html.escape(", ".join(f"{m['name']} ({m['arch']['name']}, T = {m['temperature']:.3f})"
+                                                          for m in meta.get("members", [])))])
     full = html.escape(json.dumps(training, indent=2))
     return (table(["option", "value"], rows) +
             f"<details><summary>full training configuration</summary><pre>{full}</pre></details>")

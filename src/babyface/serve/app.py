@@ -7,6 +7,7 @@ only ever decoded as images: nothing a client sends becomes a file path.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import sys
 import threading
@@ -46,15 +47,19 @@ class FaceService:
 
     def __init__(self, config: ServeConfig):
         self.config = config
-        self.predictor = Predictor(config.run, device=config.device, min_confidence=config.min_confidence)
-        self.explainer = Explainer(config.run, device=config.device)
+        self.predictor = Predictor(config.run, device=config.device, min_confidence=config.min_confidence, tta=config.tta)
         self.lock = threading.Lock()
+
+    @functools.cached_property
+    def explainer(self) -> Explainer:
+        """Loaded on the first Grad-CAM request (an ensemble has none: that request gets a 400 naming a member to serve)."""
+        return Explainer(self.config.run, device=self.config.device)
 
     def model_info(self) -> dict[str, Any]:
         meta = self.predictor.meta
         return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, "detector": self.config.detector,
                 "min_score": self.config.min_score, "margin": self.config.margin, "detect_size": self.config.detect_size,
-                "min_confidence": self.config.min_confidence, "max_upload_mb": self.config.max_upload_mb}
+                "min_confidence": self.config.min_confidence, "max_upload_mb": self.config.max_upload_mb, "tta": self.config.tta}
 
     def predict(self, data: bytes, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
         image = decode_rgb_bytes(data, name="the uploaded image")

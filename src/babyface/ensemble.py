@@ -1,0 +1,237 @@
+"""Ensembles: several trained runs as one bundle that predicts the mean of its members' calibrated probabilities.
+
+``babyface ensemble RUN1 RUN2 --out ENS`` copies each member's bundle (``model.safetensors`` + ``model.json``) into
+``ENS/members/NAME/`` and writes ``ENS/model.json`` with arch ``ensemble``, the member names, the shared classes and
+the largest member image size. Loaded, an ensemble is one ``nn.Module`` that takes images scaled to 0..1 (its
+model.json says mean 0, std 1), resizes, normalises and calibrates them for each member with that member's own
+settings, and returns log(mean of the members' probabilities) as logits with temperature 1. Their softmax is that
+mean again, so predict, evaluate, serve and export (one ONNX graph) treat an ensemble like any other run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .bundle import (ENSEMBLE, META_FILE, WEIGHTS_FILE, Bundle, bundle_metadata, is_ensemble, load_bundle, read_metadata,
+                     weights_sha256)
+from .config import EnsembleConfig
+from .data.images import display_path
+from .engine import normalise
+from .errors import BabyfaceError, BundleError, OutputExistsError
+from .io import atomic_path, prepare_output_dir, write_csv, write_json
+
+log = logging.getLogger("babyface")
+MEMBERS_DIR = "members"
+SPLITS_FILE = "splits.csv"
+
+
+class EnsembleModel(nn.Module):
+    """Images N×3×S×S scaled to 0..1 → log of the mean of the members' calibrated probabilities, N×C."""
+
+    arch_name = ENSEMBLE
+
+    def __init__(self, members: Sequence[Bundle]):
+        super().__init__()
+        self.arch_kwargs: dict[str, Any] = {}
+        self.members = nn.ModuleList(member.model for member in members)
+        self.settings = [(member.image_size, member.mean, member.std, member.temperature) for member in members]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        log_probs = [torch.log_softmax(model(normalise(resized(images, size), mean, std)) / temperature, dim=1)
+                     for model, (size, mean, std, temperature) in zip(self.members, self.settings)]
+        return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
+
+
+def resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize to ``size``×``size`` for a member trained at a smaller size than the ensemble's (ONNX opset 17
+    has no antialiased resize, so none is used here either)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def create_ensemble(config: EnsembleConfig) -> Path:
+    """Check the member runs, copy their bundles into ``config.out``/members/ and write the ensemble's model.json."""
+    runs = [Path(run) for run in config.runs]
+    if len(runs) < 2:
+        raise BabyfaceError("an ensemble needs at least two runs: babyface ensemble RUN1 RUN2 [...] --out FOLDER")
+    if not config.out:
+        raise BabyfaceError("ensemble needs --out FOLDER, the new ensemble's folder")
+    out = Path(config.out)
+    inside = [run for run in runs if run.resolve().is_relative_to(out.resolve())]
+    if inside:
+        raise OutputExistsError(f"{out}: holds the member run {inside[0]}; choose another --out for the ensemble")
+    members = [load_member_run(run) for run in runs]
+    check_same_classes(members)
+    names = member_names(runs)
+    out = prepare_output_dir(out, overwrite=config.overwrite)
+    shutil.rmtree(out / MEMBERS_DIR, ignore_errors=True)  # left over from an ensemble replaced with --overwrite
+    (out / SPLITS_FILE).unlink(missing_ok=True)
+    for name, member in zip(names, members):
+        for file in (WEIGHTS_FILE, META_FILE):
+            copy_file(member.path / file, out / MEMBERS_DIR / name / file)
+    data = shared_data_records(members)
+    if data:
+        write_shared_splits(members, out / SPLITS_FILE)
+    model = EnsembleModel(members)
+    meta = bundle_metadata(model, members[0].classes, max(m.image_size for m in members), [0.0] * 3, [1.0] * 3,
+                           members=[member_record(name, run, member) for name, run, member in zip(names, runs, members)],
+                           combine="mean of the members' calibrated probabilities", **data)
+    write_json(out / META_FILE, meta)  # last: a folder with model.json is a complete ensemble
+    return out
+
+
+def load_member_run(run: Path) -> Bundle:
+    if is_ensemble(read_metadata(run)):
+        raise BundleError(f"{run}: is an ensemble itself; list the runs of its members instead")
+    return load_bundle(run, "cpu")
+
+
+def check_same_classes(members: Sequence[Bundle]) -> None:
+    first = members[0]
+    for member in members[1:]:
+        if member.classes != first.classes:
+            raise BundleError(f"{member.path}: classes {member.classes} differ from {first.classes} of {first.path}; "
+                              "ensemble members must share one class list in the same order")
+
+
+def member_names(runs: Sequence[Path]) -> list[str]:
+    """Each run's folder name, made unique with -2, -3 … (runs/a/seed0 and runs/b/seed0 → seed0, seed0-2)."""
+    names: list[str] = []
+    for run in runs:
+        base = run.resolve().name or "member"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}-{n}"
+        names.append(name)
+    return names
+
+
+def member_record(name: str, run: Path, member: Bundle) -> dict[str, Any]:
+    return {"name": name, "run": display_path(run), "arch": member.meta["arch"], "image_size": member.image_size,
+            "temperature": member.temperature, "weights_sha256": weights_sha256(member.path)}
+
+
+def copy_file(source: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def shared_data_records(members: Sequence[Bundle]) -> dict[str, Any]:
+    """The first member's ``data`` and the ``training`` options that re-create its test split, when every member was
+    trained on the same data in a way that evaluate can re-create for the ensemble; else {} (evaluate then needs DATA)."""
+    def key(member: Bundle) -> tuple:
+        data = member.meta.get("data", {})
+        return data.get("root"), data.get("sources"), data.get("label_map")
+
+    first = members[0].meta
+    if not first.get("data"):
+        return {}
+    if any(key(m) != key(members[0]) for m in members):
+        log.warning("WARNING: the members were trained on different data; give DATA to 'babyface evaluate' for the ensemble")
+        return {}
+    training = {k: first.get("training", {})[k] for k in ("seed", "data_options") if k in first.get("training", {})}
+    split_options = {(m.meta.get("training", {}).get("seed"), str(m.meta.get("training", {}).get("data_options"))) for m in members}
+    several = len(first["data"].get("sources") or []) > 1 or bool(first["data"].get("label_map"))
+    if several and len(split_options) > 1:
+        log.warning("WARNING: the members split several sources with different seeds; give DATA to 'babyface evaluate' "
+                    "for the ensemble (and make sure no member trained on it)")
+        return {}
+    return {"data": first["data"], "training": training}
+
+
+def write_shared_splits(members: Sequence[Bundle], path: Path) -> None:
+    """splits.csv in which an image is test only when every member held it out (different seeds hold out different
+    images); otherwise the split of the first member that trained or validated on it."""
+    tables = [read_splits(member.path / SPLITS_FILE) for member in members]
+    if any(table is None for table in tables):
+        return
+    header, rows = tables[0]
+    splits = [{row["file"]: row["split"] for row in table[1]} for table in tables]
+    for row in rows:
+        seen = [s.get(row["file"], "train") for s in splits]
+        row["split"] = next((split for split in seen if split != "test"), "test")
+    held_out = [sum(split == "test" for split in s.values()) for s in splits]
+    shared = sum(row["split"] == "test" for row in rows)
+    if shared < max(held_out):
+        log.info("the members held out different test images; the ensemble's test split is the %d that every member held out", shared)
+    write_csv(path, header, ([row[column] for column in header] for row in rows))
+
+
+def read_splits(path: Path) -> tuple[list[str], list[dict[str, str]]] | None:
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def member_entries(folder: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The members listed in an ensemble's model.json, each named by a plain folder name under ``members/``."""
+    entries = meta.get("members")
+    if (not isinstance(entries, list) or len(entries) < 2
+            or not all(isinstance(entry, dict) and _plain_name(entry.get("name")) for entry in entries)):
+        raise BundleError(f"{folder / META_FILE}: 'members' must name at least two member folders; the ensemble is damaged, "
+                          "recreate it with 'babyface ensemble'")
+    return entries
+
+
+def _plain_name(name: Any) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
+def load_ensemble(folder: Path, meta: dict[str, Any], device: torch.device | str = "cpu") -> Bundle:
+    """Each member as a bundle (checked like any bundle, and against the hash recorded for it), then one model."""
+    members = [load_ensemble_member(folder, entry, device) for entry in member_entries(folder, meta)]
+    for member in members:
+        if member.classes != list(meta["classes"]):
+            raise BundleError(f"{member.path}: classes {member.classes} differ from the ensemble's {meta['classes']}; "
+                              "the ensemble is inconsistent, recreate it with 'babyface ensemble'")
+    if int(meta["image_size"]) != max(member.image_size for member in members):
+        raise BundleError(f"{folder / META_FILE}: image_size {meta['image_size']} is not the largest member's; "
+                          "the ensemble is inconsistent, recreate it with 'babyface ensemble'")
+    return Bundle(EnsembleModel(members).to(device).eval(), meta, folder)
+
+
+def load_ensemble_member(folder: Path, entry: dict[str, Any], device: torch.device | str) -> Bundle:
+    path = folder / MEMBERS_DIR / entry["name"]
+    try:
+        if is_ensemble(read_metadata(path)):
+            raise BundleError(f"{path}: an ensemble inside an ensemble is not supported")
+        member = load_bundle(path, device)
+    except BundleError as exc:
+        raise BundleError(f"{folder}: member {entry['name']!r} cannot be loaded ({exc}); recreate the ensemble with 'babyface ensemble'") from None
+    if entry.get("weights_sha256") != weights_sha256(path):
+        raise BundleError(f"{path}: weights differ from those the ensemble recorded; recreate it with 'babyface ensemble'")
+    return member
+
+
+def ensemble_sha256(folder: str | os.PathLike) -> str:
+    """SHA-256 over the members' names and weight hashes: what an ensemble's exported ONNX file is tied to."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for entry in member_entries(folder, read_metadata(folder)):
+        name = entry["name"]
+        path = folder / MEMBERS_DIR / name
+        if not (path / WEIGHTS_FILE).is_file():
+            raise BundleError(f"{path}: no {WEIGHTS_FILE}; the ensemble is damaged, recreate it with 'babyface ensemble'")
+        digest.update(f"{name}:{weights_sha256(path)}\n".encode())
+    return digest.hexdigest()
