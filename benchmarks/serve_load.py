@@ -1,16 +1,22 @@
 """Load test of `babyface serve`: N requests from C concurrent clients on loopback; throughput, p50/p99 latency, errors.
 
-    OMP_NUM_THREADS=1 python benchmarks/serve_load.py --requests 2000 --clients 8 [--run runs/cnn]
+    OMP_NUM_THREADS=1 python benchmarks/serve_load.py --requests 2000 --clients 8 [--run runs/cnn] [--images DIR]
 
-Starts the real server (`python -m babyface serve`) on a free loopback port and posts a 640×480 JPEG with one
-synthetic face, as a webcam frame would be. Without --run an untrained CNN bundle is used.
+Starts the real server (`python -m babyface serve`, its defaults unless --serve-args says otherwise) on a free
+loopback port. Each client posts 640×480 JPEG webcam-like frames, one synthetic face each on a textured
+background, cycling through --frames different ones (the same bytes over and over would flatter any cache);
+--images posts those files instead (e.g. ../shared/data/infant-cry-scenes). Without --run an untrained CNN
+bundle is used. The report line ends with the server's settings as /model gives them.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
+import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -25,19 +31,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from babyface.data.synthetic import render_face  # noqa: E402
+from babyface.data.faces import detect_faces  # noqa: E402
+from babyface.data.images import decode_rgb_bytes, is_image_file  # noqa: E402
+from babyface.data.synthetic import CLASSES, render_face  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 
 BOUNDARY = "babyface-load-test"
+SETTINGS = ("detector", "detect_size", "min_face", "workers", "min_score", "margin")
 
 
-def one_face_jpeg() -> bytes:
-    face, _ = render_face("happy", np.random.default_rng(0), size=200, grayscale=False)
-    frame = Image.new("RGB", (640, 480), (90, 120, 160))
-    frame.paste(face, (220, 140))
+def one_face_jpeg(seed: int) -> bytes:
+    """A 640×480 frame: a smooth, slightly noisy background and one synthetic face (160–240 px) somewhere on it."""
+    rng = np.random.default_rng(seed)
+    face, _ = render_face(str(rng.choice(CLASSES)), rng, size=int(rng.integers(160, 241)), grayscale=False)
+    colours = rng.integers(60, 180, (6, 8, 3), dtype=np.uint8)
+    background = np.asarray(Image.fromarray(colours).resize((640, 480), Image.Resampling.BICUBIC)) + rng.normal(0, 6, (480, 640, 3))
+    frame = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
+    frame.paste(face, (int(rng.integers(0, 640 - face.width)), int(rng.integers(0, 480 - face.height))))
     buffer = io.BytesIO()
     frame.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+def load_frames(count: int, folder: Path | None = None) -> list[bytes]:
+    """The first ``count`` synthetic frames in which the detector (every face size) finds exactly one face,
+    or the image files in ``folder`` (all of them, sorted)."""
+    if folder is None:
+        frames = (one_face_jpeg(seed) for seed in range(100 * count))
+        return list(itertools.islice((f for f in frames if len(detect_faces(decode_rgb_bytes(f), max_side=640)) == 1), count))
+    files = sorted(p for p in folder.rglob("*") if is_image_file(p))
+    if not files:
+        raise SystemExit(f"{folder}: no image files")
+    return [p.read_bytes() for p in files]
 
 
 def multipart(image: bytes) -> bytes:
@@ -51,9 +76,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(run: Path, port: int, detect_size: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "babyface", "serve", str(run), "--port", str(port), "--device", "cpu",
-                             "--detect-size", str(detect_size)],
+def start_server(run: Path, port: int, serve_args: list[str]) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "babyface", "serve", str(run), "--port", str(port), "--device", "cpu", *serve_args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -66,16 +90,26 @@ def start_server(run: Path, port: int, detect_size: int) -> subprocess.Popen:
     raise SystemExit(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
 
 
-def client(url: str, body: bytes, count: int, latencies: list[float], errors: list[str]) -> None:
+def client(url: str, bodies: list[bytes], count: int, latencies: list[float], errors: list[str], first: int = 0,
+           found: list[bool] | None = None) -> None:
     headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-    for _ in range(count):
+    for n in range(count):
+        body = bodies[(first + n) % len(bodies)]
         started = time.perf_counter()
         try:
             with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=60) as response:
-                response.read()
+                answer = json.loads(response.read())
             latencies.append(time.perf_counter() - started)
+            if found is not None:
+                found.append(answer["face_detected"])
         except OSError as exc:
             errors.append(str(exc))
+
+
+def server_settings(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/model", timeout=10) as response:
+        model = json.load(response)
+    return ", ".join(f"{key} {model[key]}" for key in SETTINGS if key in model)
 
 
 def main() -> None:
@@ -83,19 +117,23 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--run", type=Path)
-    parser.add_argument("--detect-size", type=int, default=640, help="the server's --detect-size")
+    parser.add_argument("--frames", type=int, default=16, help="different synthetic frames to cycle through")
+    parser.add_argument("--images", type=Path, help="post these image files instead of synthetic frames")
+    parser.add_argument("--serve-args", default="", help="extra `babyface serve` flags, e.g. '--detect-size 320 --min-face 0'")
     args = parser.parse_args()
+    bodies = [multipart(image) for image in load_frames(args.frames, args.images)]
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or untrained_bundle(Path(tmp) / "run")
         port = free_port()
-        server = start_server(run, port, args.detect_size)
+        server = start_server(run, port, shlex.split(args.serve_args))
         try:
-            url, body = f"http://127.0.0.1:{port}/predict", multipart(one_face_jpeg())
-            client(url, body, 3, [], [])  # warm-up
+            url, settings = f"http://127.0.0.1:{port}/predict", server_settings(port)
+            client(url, bodies, len(bodies), [], [])  # warm-up
             latencies: list[float] = []
             errors: list[str] = []
+            found: list[bool] = []
             share = [args.requests // args.clients + (i < args.requests % args.clients) for i in range(args.clients)]
-            threads = [threading.Thread(target=client, args=(url, body, n, latencies, errors)) for n in share]
+            threads = [threading.Thread(target=client, args=(url, bodies, n, latencies, errors, i, found)) for i, n in enumerate(share)]
             started = time.perf_counter()
             for thread in threads:
                 thread.start()
@@ -106,8 +144,11 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     p50, p99 = np.percentile(latencies, [50, 99]) * 1000 if latencies else (float("nan"),) * 2
-    print(f"{args.requests} requests, {args.clients} clients, detect-size {args.detect_size}: {len(latencies) / seconds:.1f} requests/s, "
-          f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, {len(errors)} errors" + (f" (first: {errors[0]})" if errors else ""))
+    source = args.images or f"{len(bodies)} synthetic 640x480 one-face frames"
+    print(f"{args.requests} requests, {args.clients} clients, {source}: {len(latencies) / seconds:.1f} requests/s, "
+          f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, {len(errors)} errors" + (f" (first: {errors[0]})" if errors else "")
+          + f"; a face found in {np.mean(found) if found else 0:.0%} of answers")
+    print(f"server: {settings}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from pathlib import Path
 
@@ -98,3 +99,39 @@ def test_images_too_small_for_mtcnn_have_no_face(size):
     from babyface.data.faces import detect_faces
 
     assert detect_faces(np.zeros((*size, 3), np.uint8)) == []
+
+
+def test_detection_side_from_max_side_and_min_face() -> None:
+    from babyface.data.faces import MIN_FACE_PIXELS, detection_side
+
+    assert detection_side((480, 640), 320, 0.0) == 320  # no min_face: max_side alone
+    assert detection_side((480, 640), 0, 0.1) == math.ceil(640 * MIN_FACE_PIXELS / 48)  # a 48-px face becomes MIN_FACE_PIXELS
+    assert detection_side((480, 640), 200, 0.1) == 200  # max_side still caps it
+    assert detection_side((3000, 4000), 640, 0.25) == math.ceil(4000 * MIN_FACE_PIXELS / 750)  # independent of resolution
+    assert detection_side((300, 400), 0, 0.25) == detection_side((3000, 4000), 0, 0.25)
+
+
+@needs_mtcnn
+def test_min_face_finds_faces_above_it_and_not_below() -> None:
+    image = scene()  # the face is about 160 px of the 300-px shorter side
+    (near,) = detect_faces(image, min_face=0.3)
+    (full,) = detect_faces(image)
+    assert near.iou(full) > 0.7
+    assert detect_faces(image, min_face=0.9) == []
+
+
+@needs_mtcnn
+def test_channels_last_detector_gives_the_same_boxes_as_nchw() -> None:
+    import torch
+
+    image = scene()
+    fast = detect_faces(image)
+    nets = (faces._mtcnn().pnet, faces._mtcnn().rnet, faces._mtcnn().onet)
+    try:
+        for net in nets:
+            net.to(memory_format=torch.contiguous_format)
+        plain = detect_faces(image)
+    finally:
+        for net in nets:
+            net.to(memory_format=torch.channels_last)
+    assert len(fast) == len(plain) == 1 and fast[0].iou(plain[0]) > 0.99 and abs(fast[0].score - plain[0].score) < 1e-4

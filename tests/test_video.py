@@ -55,7 +55,7 @@ def fixed_detector(monkeypatch) -> list[int]:
     """Replace the detector by one that always finds FIXED_FACE; returns the list of frame heights it was called with."""
     calls: list[int] = []
 
-    def detect(rgb, detector, min_score, max_side):
+    def detect(rgb, detector, min_score, max_side, min_face=0.0):
         calls.append(rgb.shape[0])
         return [FIXED_FACE]
 

@@ -129,6 +129,7 @@ class PredictConfig:
     every: int = 1  # use every N-th frame
     detect_every: int = 5  # run the face detector on every N-th used frame; boxes in between are interpolated
     detect_size: int = 320  # frames are shrunk to this longest side for detection only
+    min_face: float = 0.0  # look only for faces at least this share of the shorter side (0: any size; faster when > 0)
     smooth: int = 5  # moving average of each face's probabilities over this many used frames
     detector: str = "mtcnn"
     min_score: float = 0.9
@@ -177,10 +178,12 @@ class ServeConfig:
     detector: str = "mtcnn"
     min_score: float = 0.9  # detector confidence to accept a face
     margin: float = 0.2  # added around each face before it is classified, as a share of its size
-    detect_size: int = 640  # images are shrunk to this longest side for detection only (320 halves the time; small faces get lost)
+    detect_size: int = 640  # at most this longest side for detection (faces are cut from the full image)
+    min_face: float = 0.1  # look only for faces at least this share of the shorter side; images shrink to match (0: any size, slow)
     min_confidence: float = 0.0
     device: str = "auto"
     tta: str = "none"  # test-time augmentation: "flip" averages the calibrated probabilities of each image and its mirror
+    workers: int = 2  # requests whose faces are detected at the same time (one thread each; about one per CPU core)
 
 
 @dataclass
@@ -370,6 +373,8 @@ def validate(config: Any) -> None:
         "every": lambda v: v >= 1,
         "detect_every": lambda v: v >= 1,
         "detect_size": lambda v: v == 0 or v >= 32,
+        "min_face": lambda v: 0 <= v < 1,
+        "workers": lambda v: v >= 1,
         "smooth": lambda v: v >= 1,
     }
     for name, ok in checks.items():

@@ -55,6 +55,17 @@ def square_crop(rgb: np.ndarray, box: Sequence[int], size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb[top:bottom, left:right]).resize((size, size), Image.Resampling.BILINEAR))
 
 
+def face_boxes(rgb: np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE, margin: float = DEFAULT_MARGIN,
+               detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> tuple[list[tuple[int, int, int, int]], list[float | None]]:
+    """Squares to classify in an H×W×3 image, largest face first, and their detector scores; without a face,
+    the whole image with score None."""
+    height, width = rgb.shape[:2]
+    faces = detect_faces(rgb, detector, min_score, max_side=detect_size, min_face=min_face)
+    if not faces:
+        return [(0, 0, width, height)], [None]
+    return [face.square(margin, width, height) for face in faces], [face.score for face in faces]
+
+
 class Predictor:
     """Loads a bundle once; ``predict_files`` and ``predict_images`` can then be called many times.
 
@@ -108,15 +119,15 @@ class Predictor:
         return self.probabilities(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2))
 
     def predict_faces(self, image: Image.Image | np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE,
-                      margin: float = DEFAULT_MARGIN, detect_size: int = DETECT_MAX_SIDE) -> list[FacePrediction]:
+                      margin: float = DEFAULT_MARGIN, detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> list[FacePrediction]:
         """Every face found in an RGB image, largest first; without one, the whole image as one (``face_detected`` False)."""
         rgb = np.asarray(image, dtype=np.uint8)
-        height, width = rgb.shape[:2]
-        faces = detect_faces(rgb, detector, min_score, max_side=detect_size)
-        boxes = [face.square(margin, width, height) for face in faces] or [(0, 0, width, height)]
-        scores = [face.score for face in faces] or [None]
-        return [FacePrediction(tuple(box), bool(faces), score, *self.label(row))
-                for box, score, row in zip(boxes, scores, self.classify_boxes(rgb, boxes))]
+        boxes, scores = face_boxes(rgb, detector, min_score, margin, detect_size, min_face)
+        return self.face_predictions(boxes, scores, self.classify_boxes(rgb, boxes))
+
+    def face_predictions(self, boxes: Sequence[Sequence[int]], scores: Sequence[float | None], probs: torch.Tensor) -> list[FacePrediction]:
+        """``face_boxes``' boxes and scores with the classifier's probabilities for them."""
+        return [FacePrediction(tuple(box), score is not None, score, *self.label(row)) for box, score, row in zip(boxes, scores, probs)]
 
     def label(self, probs: torch.Tensor) -> tuple[str, float, dict[str, float]]:
         """The most probable class (or UNCERTAIN, abstention, under ``min_confidence``), its probability, all of them."""

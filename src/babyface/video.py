@@ -171,7 +171,8 @@ class VideoAnalyser:
         self.history: dict[int, deque] = defaultdict(lambda: deque(maxlen=config.smooth))
 
     def detect(self, rgb: np.ndarray) -> dict[int, FaceBox]:
-        faces = detect_faces(rgb, self.config.detector, self.config.min_score, max_side=self.config.detect_size)
+        faces = detect_faces(rgb, self.config.detector, self.config.min_score, max_side=self.config.detect_size,
+                             min_face=self.config.min_face)
         return self.tracker.update(faces)
 
     def rows(self, frames: Sequence[tuple[int, np.ndarray]], before: dict[int, FaceBox], after: dict[int, FaceBox]) -> list[FaceRow]:

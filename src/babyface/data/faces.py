@@ -7,6 +7,7 @@ Both imports are lazy: babyface works without them until a face has to be found.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..errors import BabyfaceError
 DETECTORS = ("mtcnn", "haar")
 DEFAULT_MIN_SCORE = 0.9
 MTCNN_MIN_SIDE = 20  # facenet-pytorch's default min_face_size: no smaller image can hold a detectable face
+MIN_FACE_PIXELS = 24  # with ``min_face``, images are shrunk until the smallest wanted face is this many pixels
 
 
 @dataclass(frozen=True)
@@ -54,23 +56,33 @@ class FaceBox:
 
 
 def detect_faces(image: Image.Image | np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE,
-                 max_side: int = 0) -> list[FaceBox]:
+                 max_side: int = 0, min_face: float = 0.0) -> list[FaceBox]:
     """Faces in an RGB image (PIL or H×W×3 uint8), largest first, those scoring under ``min_score`` dropped.
 
     ``max_side`` > 0 runs the detector on a copy shrunk to at most that many pixels per side (much faster on
-    large images and video frames); boxes are always in the coordinates of ``image``.
+    large images and video frames). ``min_face`` > 0 looks only for faces at least that share of the image's
+    shorter side, on a copy shrunk until such a face is MIN_FACE_PIXELS wide (the time then hardly depends on
+    the image size); 0 finds faces down to the detector's own floor. Boxes are always in the coordinates of ``image``.
     """
     rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    small, factor = _shrink(rgb, max_side)
+    small, factor = _shrink(rgb, detection_side(rgb.shape[:2], max_side, min_face))
     if detector == "mtcnn":
         boxes = _detect_mtcnn(small)
     elif detector == "haar":
-        boxes = _detect_haar(small)
+        boxes = _detect_haar(small, min_face)
     else:
         raise BabyfaceError(f"--detector {detector!r}: use one of {', '.join(DETECTORS)}")
     return sorted((b.scaled(factor) for b in boxes if b.score >= min_score), key=lambda b: -b.area)
+
+
+def detection_side(shape: tuple[int, int], max_side: int, min_face: float) -> int:
+    """The longest side of the copy the detector sees (0: the image as it is), from ``max_side`` and ``min_face``."""
+    if min_face <= 0:
+        return max_side
+    side = math.ceil(max(shape) * MIN_FACE_PIXELS / (min_face * min(shape)))
+    return min(side, max_side) if max_side > 0 else side
 
 
 def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -89,7 +101,12 @@ def _mtcnn():
         from facenet_pytorch import MTCNN
     except ImportError:
         raise BabyfaceError("face detection needs facenet-pytorch: pip install facenet-pytorch==2.5.3 (or use --detector haar)") from None
-    return MTCNN(keep_all=True, device="cpu", post_process=False)
+    import torch
+
+    mtcnn = MTCNN(keep_all=True, device="cpu", post_process=False, min_face_size=MTCNN_MIN_SIDE)
+    for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet):
+        net.to(memory_format=torch.channels_last)  # same results; CPU max-pooling is up to 10× faster than on NCHW
+    return mtcnn
 
 
 def _detect_mtcnn(rgb: np.ndarray) -> list[FaceBox]:
@@ -97,8 +114,9 @@ def _detect_mtcnn(rgb: np.ndarray) -> list[FaceBox]:
 
     if min(rgb.shape[:2]) < MTCNN_MIN_SIDE:
         return []  # smaller than MTCNN's first network window: facenet-pytorch would fail on an empty pyramid
+    mtcnn = _mtcnn()  # built outside inference mode: its weights stay ordinary tensors
     with torch.inference_mode():
-        boxes, scores = _mtcnn().detect(Image.fromarray(rgb))
+        boxes, scores = mtcnn.detect(Image.fromarray(rgb))
     if boxes is None:
         return []
     return [FaceBox(*map(float, box), float(score)) for box, score in zip(boxes, scores)]
@@ -116,11 +134,11 @@ def _haar():
     return cv2, cascade
 
 
-def _detect_haar(rgb: np.ndarray) -> list[FaceBox]:
+def _detect_haar(rgb: np.ndarray, min_face: float = 0.0) -> list[FaceBox]:
     cv2, cascade = _haar()
     gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-    side = min(gray.shape)
-    found, _, weights = cascade.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side // 10, side // 10),
+    smallest = round(min(gray.shape) * (min_face or 0.1))
+    found, _, weights = cascade.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest),
                                                   outputRejectLevels=True)
     # level weights are unbounded margins; squash them to 0..1 so one --min-score works for both detectors
     return [FaceBox(float(x), float(y), float(x + w), float(y + h), float(1 / (1 + np.exp(-wt))))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import os
 import sys
 import threading
 from importlib import resources
@@ -27,12 +28,14 @@ from ..config import ServeConfig
 from ..data.images import decode_rgb_bytes
 from ..errors import BabyfaceError, ImageDecodeError
 from ..explain import Explainer
-from ..predict import FacePrediction, Predictor
+from ..predict import FacePrediction, Predictor, face_boxes, square_crop
+from .batching import MicroBatcher
 
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
 FIELD = "image"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the image itself
 GRADCAM_SIDE = 192  # Grad-CAM overlays are returned at most this many pixels wide
+SETTING_KEYS = ("detector", "min_score", "margin", "detect_size", "min_face", "min_confidence", "max_upload_mb", "workers", "tta")
 MODEL_KEYS = ("arch", "classes", "image_size", "temperature", "babyface_version", "created", "metrics", "calibration")
 
 
@@ -43,12 +46,20 @@ class InMemoryMultiPartParser(MultiPartParser):
 
 
 class FaceService:
-    """The loaded model and detector settings; one request runs the model at a time (2 CPU cores do not share well)."""
+    """The loaded model and detector settings. At most ``workers`` requests detect faces at a time (2 CPU cores do
+    not share well), and the crops of concurrent requests are classified together (see batching.py)."""
 
     def __init__(self, config: ServeConfig):
         self.config = config
         self.predictor = Predictor(config.run, device=config.device, min_confidence=config.min_confidence, tta=config.tta)
-        self.lock = threading.Lock()
+        self.detecting = threading.BoundedSemaphore(config.workers)
+        self.explaining = threading.Lock()
+        self.batcher = MicroBatcher(self.predictor.classify_crops)
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Load the detector and run every model once, so that the first request is not the slow one."""
+        self.predict(png_bytes(Image.new("RGB", (320, 240), (128, 128, 128))))
 
     @functools.cached_property
     def explainer(self) -> Explainer:
@@ -57,18 +68,23 @@ class FaceService:
 
     def model_info(self) -> dict[str, Any]:
         meta = self.predictor.meta
-        return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, "detector": self.config.detector,
-                "min_score": self.config.min_score, "margin": self.config.margin, "detect_size": self.config.detect_size,
-                "min_confidence": self.config.min_confidence, "max_upload_mb": self.config.max_upload_mb, "tta": self.config.tta}
+        return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, **{key: getattr(self.config, key) for key in SETTING_KEYS}}
 
     def predict(self, data: bytes, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
         image = decode_rgb_bytes(data, name="the uploaded image")
         if gradcam:
             self.explainer.class_index(target_class)  # an unknown class fails before any work
-        with self.lock:
-            faces = self.predictor.predict_faces(image, self.config.detector, self.config.min_score, self.config.margin, self.config.detect_size)
-            records = [self._record(face, image, gradcam, target_class) for face in faces]
+        rgb = np.asarray(image, dtype=np.uint8)
+        c = self.config
+        with self.detecting:
+            boxes, scores = face_boxes(rgb, c.detector, c.min_score, c.margin, c.detect_size, c.min_face)
+        probs = self.batcher.classify([square_crop(rgb, box, self.predictor.image_size) for box in boxes])
+        faces = self.predictor.face_predictions(boxes, scores, probs)
+        records = [self._record(face, image, gradcam, target_class) for face in faces]
         return {"width": image.width, "height": image.height, "face_detected": faces[0].face_detected, "faces": records}
+
+    def close(self) -> None:
+        self.batcher.close()
 
     def _record(self, face: FacePrediction, image: Image.Image, gradcam: bool, target_class: str) -> dict[str, Any]:
         left, top, right, bottom = face.box
@@ -78,15 +94,20 @@ class FaceService:
         if gradcam:
             crop = image.crop(face.box)
             crop.thumbnail((GRADCAM_SIDE, GRADCAM_SIDE))
-            explanation = self.explainer.explain_image(crop, "face", target_class or None)
+            with self.explaining:
+                explanation = self.explainer.explain_image(crop, "face", target_class or None)
             record["gradcam"] = {"class": explanation.explained_class, "png": png_data_url(explanation.overlay)}
         return record
 
 
-def png_data_url(pixels: np.ndarray) -> str:
+def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_data_url(pixels: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(Image.fromarray(pixels))).decode("ascii")
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:
@@ -169,8 +190,10 @@ def create_app(config: ServeConfig, service: FaceService | None = None) -> FastA
 
 def serve(config: ServeConfig) -> None:
     """Run the app with uvicorn until interrupted; no access log (requests are not recorded)."""
+    import torch
     import uvicorn
 
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))  # one core per detecting request
     app = create_app(config)
     print(f"babyface serve: http://{config.host}:{config.port}/  (API docs: /docs)", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
