@@ -17,7 +17,14 @@ from safetensors.torch import load_file
 from babyface.cli import build_config, build_parser
 from babyface.config import DataConfig, TrainConfig
 from babyface.data import decoded as decoded_module
-from babyface.data.cache import DecodeCache, cache_dir_for, decode_cached, default_cache_dir, fit_memory_budget, load_decoded
+from babyface.data.cache import (
+    DecodeCache,
+    cache_dir_for,
+    decode_cached,
+    default_cache_dir,
+    fit_memory_budget,
+    load_decoded,
+)
 from babyface.data.decoded import DecodedImages, MappedImages, decode_images
 from babyface.errors import ImageDecodeError
 from babyface.train import fit, prepare_data

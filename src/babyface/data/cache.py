@@ -25,10 +25,10 @@ import os
 import re
 import uuid
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -280,9 +280,7 @@ def select_rows(pool: Pool, paths: Sequence[Path], labels: Sequence[int], keys: 
 
 def _reason(error: ImageDecodeError, path: Path) -> str:
     """The message without its leading path, so that it can be reported under the file's current name."""
-    prefix = f"{display_path(path)}: "
-    text = str(error)
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return str(error).removeprefix(f"{display_path(path)}: ")
 
 
 def create_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ class MappedImages:
         index = index.numpy() if isinstance(index, torch.Tensor) else index
         return torch.from_numpy(np.array(self.array[self.rows[index]]))
 
-    def take(self, indices) -> "MappedImages":
+    def take(self, indices) -> MappedImages:
         return MappedImages(self.array, self.rows[np.asarray(indices, dtype=np.int64)])
 
     def split(self, size: int) -> Iterator[torch.Tensor]:
@@ -82,7 +82,7 @@ class DecodedImages:
     def nbytes(self) -> int:
         return self.images.numel()
 
-    def subset(self, indices: Sequence[int]) -> "DecodedImages":
+    def subset(self, indices: Sequence[int]) -> DecodedImages:
         indices = list(indices)
         if isinstance(self.images, MappedImages):
             images = self.images.take(indices)
@@ -90,7 +90,7 @@ class DecodedImages:
             images = self.images[torch.as_tensor(indices, dtype=torch.long)]
         return DecodedImages(images, self.labels[torch.as_tensor(indices, dtype=torch.long)], [self.paths[i] for i in indices])
 
-    def in_memory(self) -> "DecodedImages":
+    def in_memory(self) -> DecodedImages:
         """The same images held in memory (streamed ones are read in once)."""
         if isinstance(self.images, MappedImages):
             return dataclasses.replace(self, images=self.images.load())
