@@ -60,8 +60,10 @@ class MappedImages:
     def load(self) -> torch.Tensor:
         """Every selected image, read into one in-memory tensor (no more than its own bytes)."""
         out = torch.empty(tuple(self.shape), dtype=torch.uint8)
-        for start in range(0, len(self), 4096):
-            out[start:start + 4096] = self[start:start + 4096]
+        target = out.numpy()
+        for start in range(0, len(self), 4096):  # straight into the tensor: no temporary copies
+            rows = self.rows[start:start + 4096]
+            np.take(self.array, rows, axis=0, out=target[start:start + len(rows)])
         return out
 
 
