@@ -224,3 +224,19 @@ def test_pool_key_is_stable_and_separates_settings(faces, tmp_path) -> None:
     assert one.key == DecodeCache(tmp_path, SIZE, 100, list(reversed(faces))).key
     assert one.key != DecodeCache(tmp_path, SIZE + 1, 100, faces).key != DecodeCache(tmp_path, SIZE, 99, faces).key
     assert np.array_equal(one.empty().array.shape, (0, 3, SIZE, SIZE))
+
+
+def test_requests_for_parts_of_one_folder_share_its_pool(faces, tmp_path, decodes, write_tiny_png) -> None:
+    """E.g. training images, then the test split of the same one-folder dataset, then training images again."""
+    folder = tmp_path / "cache"
+    cached(faces[:8], folder)
+    decodes.clear()
+    cached(faces[8:], folder)
+    assert decodes == faces[8:]
+    decodes.clear()
+    assert torch.equal(cached(faces[:8], folder).images.load(), cached(faces[8:] + faces[:8], folder).images.load()[4:])
+    assert decodes == []
+    faces[0].unlink()  # a file gone: its row is dropped at the next rebuild (here for a new file)
+    cached(faces[1:4] + [write_tiny_png(faces[0].with_name("new.png"))], folder)
+    entries = json.loads(next(folder.glob("*.json")).read_text())["entries"]
+    assert sorted(Path(e[1]).name for e in entries) == sorted([p.name for p in faces[1:]] + ["new.png"])

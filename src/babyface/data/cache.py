@@ -191,22 +191,15 @@ class DecodeCache:
         known = pool.by_digest()
         kept = [e for e in pool.entries if e.digest in wanted or e.unchanged()]
         old_rows = sorted({e.row for e in kept if e.row >= 0})
-        new = {}  # digest → index of the first path with that content
+        new: dict[str, int] = {}  # digest → index of the first path with that content
         for i, key in enumerate(keys):
             if isinstance(key, FileKey) and key.digest not in known:
                 new.setdefault(key.digest, i)
         name = f"{self.key}.{uuid.uuid4().hex[:12]}.npy"
-        shape = (len(old_rows) + len(new), 3, self.size, self.size)
         with atomic_path(self.folder / name, keep_suffix=True) as tmp:
-            out = create_array(tmp, shape)
-            for start in range(0, len(old_rows), 4096):
-                chunk = old_rows[start:start + 4096]
-                out[start:start + len(chunk)] = pool.array[chunk]
-            decoded, failed = decode_into(out[len(old_rows):], [paths[i] for i in new.values()], self.size,
-                                          max_pixels=max_pixels, strict=strict, progress=progress, desc=desc)
-            if isinstance(out, np.memmap):
-                out.flush()
-            del out
+            shape = (len(old_rows) + len(new), 3, self.size, self.size)
+            decoded, failed = self._write_rows(tmp, shape, pool.array, old_rows, [paths[i] for i in new.values()],
+                                               max_pixels=max_pixels, strict=strict, progress=progress, desc=desc)
             crc, size = file_crc(tmp), tmp.stat().st_size
         renumber = {old: row for row, old in enumerate(old_rows)}
         outcome = {e.digest: (renumber.get(e.row, -1), e.error) for e in kept}
@@ -224,6 +217,18 @@ class DecodeCache:
                                      "entries": [list(astuple(e)) for e in entries.values()]})
         self._remove_stale(keep=name)
         return Pool(open_array(self.folder / name), list(entries.values()))
+
+    def _write_rows(self, path: Path, shape: tuple[int, ...], old: np.ndarray, old_rows: list[int], new_paths: list[Path],
+                    **decode_options) -> tuple[list[int], list[ImageDecodeError]]:
+        """Write the kept ``old_rows`` of ``old`` then ``new_paths`` decoded into a new .npy at ``path``."""
+        out = create_array(path, shape)
+        for start in range(0, len(old_rows), 4096):
+            chunk = old_rows[start:start + 4096]
+            out[start:start + len(chunk)] = old[chunk]
+        decoded, failed = decode_into(out[len(old_rows):], new_paths, self.size, **decode_options)
+        if isinstance(out, np.memmap):
+            out.flush()
+        return decoded, failed
 
     def _remove_stale(self, keep: str) -> None:
         for path in self.folder.glob(f"{self.key}.*.npy"):
