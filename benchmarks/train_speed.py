@@ -1,7 +1,7 @@
 """Training epoch time: babyface's pipeline against the reference's per-image pipeline, side by side.
 
 naive     PIL open + torchvision transforms at full resolution in ``__getitem__``, DataLoader with
-          num_workers=0, batch 20: what the reference project does.
+          num_workers=0, batch 20: what the reference project does (``babyface.data.naive``).
 babyface  every image decoded once (JPEG draft mode) to 64×64 uint8 in memory, whole batches augmented
           as tensors with the same family and ranges (flip, rotation 15°, shear 10, scale 0.8–1.2,
           colour jitter 0.2, plus grayscale 0.2).
@@ -19,52 +19,16 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
+from torch.utils.data import DataLoader
 
 from babyface.config import TrainConfig
 from babyface.data.decoded import channel_stats, decode_images
+from babyface.data.naive import NaiveFolder, naive_epoch
 from babyface.data.scan import scan_dataset
 from babyface.data.synthetic import SynthConfig, generate_dataset
 from babyface.models import create_model
 from babyface.train import build_optimizer, train_one_epoch
-
-
-class NaiveFolder(Dataset):
-    """The reference's pipeline: decode and transform one full-size image per item."""
-
-    def __init__(self, samples, mean, std):
-        self.samples = samples
-        self.transform = transforms.Compose([
-            transforms.Resize((64, 64)),
-            transforms.RandomHorizontalFlip(),
-            transforms.RandomRotation(15),
-            transforms.RandomAffine(0, shear=10, scale=(0.8, 1.2)),
-            transforms.ColorJitter(0.2, 0.2, 0.2),
-            transforms.ToTensor(),
-            transforms.Normalize(mean, std),
-        ])
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int):
-        sample = self.samples[index]
-        with Image.open(sample.path) as img:
-            return self.transform(img.convert("RGB")), sample.label
-
-
-def naive_epoch(model: nn.Module, loader: DataLoader, optimizer) -> float:
-    model.train()
-    start = time.perf_counter()
-    for images, labels in loader:
-        loss = nn.functional.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return time.perf_counter() - start
 
 
 def make_frames(root: Path, n: int) -> Path:

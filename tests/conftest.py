@@ -10,6 +10,21 @@ import pytest
 from PIL import Image
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_decode_cache(tmp_path_factory) -> Path:
+    """Training in tests (and the CLI they start) caches decoded images in a temporary folder, not ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("decode-cache")
+    previous = os.environ.get("BABYFACE_CACHE_DIR")
+    os.environ["BABYFACE_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("BABYFACE_CACHE_DIR", None)
+    else:
+        os.environ["BABYFACE_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def write_tiny_png() -> Callable[..., Path]:
     """``write_tiny_png(path, value=128, size=4)``: write a small solid-grey RGB PNG (parents created)."""

@@ -47,6 +47,9 @@ class DataConfig:
     leakage_check: bool = True  # warn (refuse with --strict) when test images copy training images
     label_map: str = ""  # YAML: folder class -> model class (or null to drop), for combining sources
     max_per_class: int = 0  # train on at most this many images per class of each source, drawn with --seed (0 = all)
+    cache: bool = True  # keep decoded images in a cache file reused across runs (--no-cache: decode every run)
+    cache_dir: str = ""  # default $BABYFACE_CACHE_DIR, else $XDG_CACHE_HOME/babyface or ~/.cache/babyface
+    cache_mem: float = 4096.0  # MB of decoded images held in memory; a larger dataset streams from the cache file
 
 
 @dataclass
@@ -361,6 +364,7 @@ def validate(config: Any) -> None:
         "grayscale": lambda v: 0 <= v <= 1,
         "scale_min": lambda v: v > 0,
         "max_pixels": lambda v: v > 0,
+        "cache_mem": lambda v: v >= 0,
         "grid_size": lambda v: v >= 1,
         "bootstrap": lambda v: v == 0 or v >= 100,
         "min_confidence": lambda v: 0 <= v <= 1,

@@ -26,7 +26,8 @@ from .bundle import bundle_metadata, save_bundle
 from .calibration import calibration_summary, fit_temperature
 from .config import TrainConfig, data_sources, parse_seeds, save_yaml, to_dict
 from .data.augment import apply_params, draw_params
-from .data.decoded import DecodedImages, channel_stats, decode_images
+from .data.cache import fit_memory_budget, load_decoded
+from .data.decoded import DecodedImages, channel_stats
 from .data.duplicates import Signatures, signatures
 from .data.images import display_path
 from .data.leakage import check_leakage, file_signatures
@@ -69,7 +70,8 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_data(config: TrainConfig) -> PreparedData:
-    """Scan, decode once, split off validation (and test for a one-folder dataset), compute normalisation."""
+    """Scan, decode once (through the decode cache), split off validation (and test for a one-folder dataset),
+    hold the images in memory or stream them (--cache-mem), compute normalisation."""
     opts = config.data_options
     label_map = load_label_map(opts.label_map) if opts.label_map else None
     scan = scan_sources(data_sources(config), label_map, opts.test_fraction, config.seed)
@@ -80,15 +82,12 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         split_rows += [(_relative(samples[i].path, scan.root), "test", scan.classes[samples[i].label]) for i in held]
         samples = [samples[i] for i in kept]
     samples = [samples[i] for i in limit_per_class([(s.source, s.label) for s in samples], opts.max_per_class, config.seed)]
-    decoded = decode_images(
-        [s.path for s in samples], [s.label for s in samples], opts.image_size,
-        max_pixels=opts.max_pixels, strict=opts.strict, progress=config.progress, desc="decode train",
-    )
+    decoded = load_decoded([s.path for s in samples], [s.label for s in samples], opts, config.progress, "decode train")
     _check_decoded(decoded, scan)
     if opts.leakage_check:
         test_paths = [s.path for s in scan.test.samples] if scan.test is not None else [scan.root / row[0] for row in split_rows]
         _check_train_test_leakage(decoded, test_paths, scan.root, config)
-    train, val = _validation_split(decoded, scan, config)
+    train, val = fit_memory_budget(_validation_split(decoded, scan, config), opts.cache_mem)
     split_rows += _rows(train, "train", scan) + _rows(val, "val", scan)
     if scan.test is not None:
         split_rows += [(_relative(s.path, scan.root), "test", scan.classes[s.label]) for s in scan.test.samples]
@@ -101,8 +100,7 @@ def _validation_split(decoded: DecodedImages, scan: DatasetScan, config: TrainCo
     """DATA/val when it exists; else a stratified share of train, keeping --group-by groups whole."""
     opts = config.data_options
     if scan.val is not None:
-        val = decode_images([s.path for s in scan.val.samples], [s.label for s in scan.val.samples], opts.image_size,
-                            max_pixels=opts.max_pixels, strict=opts.strict, progress=config.progress, desc="decode val")
+        val = load_decoded([s.path for s in scan.val.samples], [s.label for s in scan.val.samples], opts, config.progress, "decode val")
         return decoded, val
     labels = decoded.labels.tolist()
     if opts.group_by:

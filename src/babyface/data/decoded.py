@@ -1,13 +1,15 @@
-"""Decode every image once, resized to the model's size, into one uint8 tensor kept in memory."""
+"""Decode every image once, resized to the model's size, into one uint8 tensor kept in memory
+(or streamed from the decode cache file when it is larger than the memory budget: see ``cache``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,11 +21,58 @@ from .images import DEFAULT_MAX_PIXELS, load_resized
 log = logging.getLogger("babyface")
 
 
+class MappedImages:
+    """Rows of a read-only, memory-mapped N×3×S×S uint8 array (the decode cache file), read on demand.
+
+    Offers the part of ``torch.Tensor``'s interface that training and validation use (``len``, ``shape``,
+    ``numel``, indexing with index tensors, ``split``), so a dataset larger than the memory budget can be
+    streamed batch by batch instead of held in memory.
+    """
+
+    dtype = torch.uint8
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray) -> None:
+        self.array = array
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.rows), *self.array.shape[1:]))
+
+    def numel(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __getitem__(self, index) -> torch.Tensor:
+        """A copy in memory of the selected images (one index, a slice, or an index tensor/array)."""
+        index = index.numpy() if isinstance(index, torch.Tensor) else index
+        return torch.from_numpy(np.array(self.array[self.rows[index]]))
+
+    def take(self, indices) -> MappedImages:
+        return MappedImages(self.array, self.rows[np.asarray(indices, dtype=np.int64)])
+
+    def split(self, size: int) -> Iterator[torch.Tensor]:
+        for start in range(0, len(self), size):
+            yield self[start:start + size]
+
+    def load(self) -> torch.Tensor:
+        """Every selected image, read into one in-memory tensor (no more than its own bytes)."""
+        out = torch.empty(tuple(self.shape), dtype=torch.uint8)
+        target = out.numpy()
+        for start in range(0, len(self), 4096):  # straight into the tensor: no temporary copies
+            rows = self.rows[start:start + 4096]
+            np.take(self.array, rows, axis=0, out=target[start:start + len(rows)])
+        return out
+
+
 @dataclass
 class DecodedImages:
-    """N decoded images: ``images`` is N×3×S×S uint8, ``labels`` N int64 (-1 when unknown)."""
+    """N decoded images: ``images`` is N×3×S×S uint8 (a tensor, or ``MappedImages`` streamed from the
+    decode cache file), ``labels`` N int64 (-1 when unknown)."""
 
-    images: torch.Tensor
+    images: torch.Tensor | MappedImages
     labels: torch.Tensor
     paths: list[Path]
     skipped: list[str] = field(default_factory=list)
@@ -31,9 +80,23 @@ class DecodedImages:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, indices: Sequence[int]) -> "DecodedImages":
-        index = torch.as_tensor(list(indices), dtype=torch.long)
-        return DecodedImages(self.images[index], self.labels[index], [self.paths[i] for i in indices])
+    @property
+    def nbytes(self) -> int:
+        return self.images.numel()
+
+    def subset(self, indices: Sequence[int]) -> DecodedImages:
+        indices = list(indices)
+        if isinstance(self.images, MappedImages):
+            images = self.images.take(indices)
+        else:
+            images = self.images[torch.as_tensor(indices, dtype=torch.long)]
+        return DecodedImages(images, self.labels[torch.as_tensor(indices, dtype=torch.long)], [self.paths[i] for i in indices])
+
+    def in_memory(self) -> DecodedImages:
+        """The same images held in memory (streamed ones are read in once)."""
+        if isinstance(self.images, MappedImages):
+            return dataclasses.replace(self, images=self.images.load())
+        return self
 
 
 def decode_images(
@@ -46,11 +109,38 @@ def decode_images(
     progress: bool = True,
     desc: str = "decode",
 ) -> DecodedImages:
-    """Decode ``paths`` in threads (Pillow releases the GIL while decoding).
+    """Decode ``paths`` into one in-memory uint8 tensor (its own bytes plus any skipped files' rows, no more).
 
     An undecodable file is logged with its path and skipped, or raises ImageDecodeError when ``strict``.
     """
     labels = list(labels) if labels is not None else [-1] * len(paths)
+    out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+    kept, skipped = decode_into(out, paths, size, max_pixels=max_pixels, strict=strict, progress=progress, desc=desc)
+    for error in skipped:
+        log.warning("skipped %s", error)
+    for position, i in enumerate(kept):  # close the gaps of skipped files in place
+        if position != i:
+            out[position] = out[i]
+    images = torch.from_numpy(out[:len(kept)])
+    return DecodedImages(images, torch.tensor([labels[i] for i in kept], dtype=torch.long), [paths[i] for i in kept],
+                         [str(error) for error in skipped])
+
+
+def decode_into(
+    out: np.ndarray,
+    paths: Sequence[Path],
+    size: int,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    strict: bool = False,
+    progress: bool = True,
+    desc: str = "decode",
+) -> tuple[list[int], list[ImageDecodeError]]:
+    """Decode ``paths[i]`` into ``out[i]`` (3×S×S, channels first) in threads (Pillow releases the GIL).
+
+    Returns the indices decoded and the errors of the files skipped (for the caller to report);
+    with ``strict`` the first undecodable file raises ImageDecodeError instead.
+    """
     workers = min(8, os.cpu_count() or 1)
 
     def load(path: Path) -> np.ndarray | ImageDecodeError:
@@ -59,27 +149,19 @@ def decode_images(
         except ImageDecodeError as exc:
             return exc
 
-    arrays: list[np.ndarray] = []
-    kept_paths: list[Path] = []
-    kept_labels: list[int] = []
-    skipped: list[str] = []
+    kept: list[int] = []
+    skipped: list[ImageDecodeError] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(load, paths)
-        for path, label, result in progress_bar(zip(paths, labels, results), progress, total=len(paths), desc=desc, unit="img", leave=False):
+        for i, result in enumerate(progress_bar(results, progress, total=len(paths), desc=desc, unit="img", leave=False)):
             if isinstance(result, ImageDecodeError):
                 if strict:
                     raise ImageDecodeError(f"{result} (stopped by --strict)")
-                log.warning("skipped %s", result)
-                skipped.append(str(result))
+                skipped.append(result)
                 continue
-            arrays.append(result)
-            kept_paths.append(path)
-            kept_labels.append(label)
-    if arrays:
-        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    else:
-        images = torch.empty((0, 3, size, size), dtype=torch.uint8)
-    return DecodedImages(images, torch.tensor(kept_labels, dtype=torch.long), kept_paths, skipped)
+            out[i] = result.transpose(2, 0, 1)
+            kept.append(i)
+    return kept, skipped
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
