@@ -9,6 +9,12 @@ copies of one photo (≈1) against two different photos. Both come from one FFT 
 Comparing every pair that way is quadratic, so candidates come first from a nearest-neighbour search on
 the FFT *magnitudes* of the signature, which ignore rotation and flips altogether (their dot product
 bounds the correlation from above); only those candidates are scored exactly.
+
+Crops move the centre and change the scale, which the signature does not survive beyond ~2% per side.
+So each image also gets the keys of two fixed inner *windows* (``CROP_WINDOWS``: centred 5% and 10% crops),
+searched like the whole-frame keys: an image whose whole-frame key is near a window key of another becomes a
+crop candidate, and the signature of that very window (no refinement of its sides, which fitted different
+infants as well as copies) must reach the stricter ``CROP_THRESHOLD``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -39,26 +45,34 @@ DEFAULT_THRESHOLD = 0.89  # chosen on infant-web: recall of same-photo pairs vs 
 DEFAULT_NEIGHBOURS = 12
 GRAY_TOLERANCE = 6  # max channel spread (0..255) of an image that counts as grayscale after JPEG
 KEY_SLACK = 0.1  # truncated keys only approximate the bound; copies of one photo score ≥ 0.80 on them
+FULL_FRAME = (0.0, 0.0, 0.0, 0.0)  # windows are (left, right, top, bottom) shares of the side cut away
+CROP_WINDOWS = ((0.05,) * 4, (0.1,) * 4)  # corner windows found ≤ 25% of 10% corner crops for 3× the search
+WINDOW_HARMONICS = 5  # harmonics per ring in window keys (half-size keys: the window search costs the whole-frame one)
+CROP_KEY_BOUND = 0.92  # whole-frame vs window key similarity of every crop that passed CROP_THRESHOLD (infant-web, rotated): ≥ 0.923
+CROP_THRESHOLD = 0.94  # on infant-web no pair across identity groups reaches it through a window (README)
 
 
 @dataclass
 class Signatures:
-    """``polar``: N×RINGS×ANGLES float16 normalised polar signatures; ``keys``: N×K float32 unit vectors."""
+    """``polar``: N×RINGS×ANGLES float16 normalised polar signatures; ``keys``: N×K float32 unit vectors;
+    ``window_keys``: N×len(CROP_WINDOWS)×K' float16 unit vectors; ``thumbs``: N×SIZE×SIZE uint8 grayscale."""
 
     polar: np.ndarray
     keys: np.ndarray
+    window_keys: np.ndarray
+    thumbs: np.ndarray
 
     def __len__(self) -> int:
         return len(self.polar)
 
     def subset(self, indices: Sequence[int]) -> "Signatures":
         index = np.asarray(indices, dtype=np.int64)
-        return Signatures(self.polar[index], self.keys[index])
+        return Signatures(*(getattr(self, f.name)[index] for f in fields(self)))
 
     @staticmethod
     def concat(parts: Sequence["Signatures"]) -> "Signatures":
         parts = [p for p in parts if len(p)] or list(parts[:1])
-        return Signatures(np.concatenate([p.polar for p in parts]), np.concatenate([p.keys for p in parts]))
+        return Signatures(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Signatures)))
 
 
 @dataclass(frozen=True)
@@ -105,29 +119,53 @@ def _resize_batch(gray: np.ndarray) -> np.ndarray:
 def signatures(images: np.ndarray) -> Signatures:
     """Signatures of a batch of images (see ``to_gray`` for the accepted shapes)."""
     if len(images) == 0:
-        return Signatures(np.zeros((0, RINGS, ANGLES), np.float16), np.zeros((0, RINGS * KEY_HARMONICS), np.float32))
+        return Signatures(np.zeros((0, RINGS, ANGLES), np.float16), np.zeros((0, RINGS * KEY_HARMONICS), np.float32),
+                          np.zeros((0, len(CROP_WINDOWS), RINGS * WINDOW_HARMONICS), np.float16),
+                          np.zeros((0, SIZE, SIZE), np.uint8))
     gray = to_gray(images)
-    gray = gaussian_filter(gray, sigma=(0, BLUR_SIGMA, BLUR_SIGMA), mode="nearest") - gaussian_filter(
+    banded = _band_pass(gray)
+    polar = _window_polar(banded, np.broadcast_to(FULL_FRAME, (len(gray), 4)))
+    window_keys = [_rotation_free_keys(_window_polar(banded, np.broadcast_to(w, (len(gray), 4))), WINDOW_HARMONICS)
+                   for w in CROP_WINDOWS]
+    return Signatures(polar.astype(np.float16), _rotation_free_keys(polar), np.stack(window_keys, axis=1).astype(np.float16),
+                      np.clip(np.rint(gray), 0, 255).astype(np.uint8))
+
+
+def _band_pass(gray: np.ndarray) -> np.ndarray:
+    return gaussian_filter(gray, sigma=(0, BLUR_SIGMA, BLUR_SIGMA), mode="nearest") - gaussian_filter(
         gray, sigma=(0, BACKGROUND_SIGMA, BACKGROUND_SIGMA), mode="nearest")
-    polar = _sample_bilinear(gray, _GRID_X, _GRID_Y) * _RING_WEIGHTS
+
+
+def _window_polar(banded: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Normalised polar signature of each image's window (row i of N×4 ``windows``: left, right, top, bottom)."""
+    left, right, top, bottom = (np.asarray(windows, np.float32)[:, i, None, None] for i in range(4))
+    last = SIZE - 1
+    x = np.clip(left * last + _GRID_X * (1 - left - right), 0, last - 1e-3)
+    y = np.clip(top * last + _GRID_Y * (1 - top - bottom), 0, last - 1e-3)
+    polar = _sample_bilinear(banded, x, y) * _RING_WEIGHTS
     polar -= polar.mean(axis=(1, 2), keepdims=True)
     polar /= np.maximum(np.sqrt((polar * polar).sum(axis=(1, 2), keepdims=True)), 1e-6)
-    return Signatures(polar.astype(np.float16), _rotation_free_keys(polar))
+    return polar
 
 
 def _sample_bilinear(gray: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples of each image at N×R×A (or shared R×A) coordinates."""
     x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
-    top = gray[:, y0, x0] * (1 - fx) + gray[:, y0, x0 + 1] * fx
-    bottom = gray[:, y0 + 1, x0] * (1 - fx) + gray[:, y0 + 1, x0 + 1] * fx
+    n = np.arange(len(gray))[:, None, None]
+    top = gray[n, y0, x0] * (1 - fx) + gray[n, y0, x0 + 1] * fx
+    bottom = gray[n, y0 + 1, x0] * (1 - fx) + gray[n, y0 + 1, x0 + 1] * fx
     return top * (1 - fy) + bottom * fy
 
 
-def _rotation_free_keys(polar: np.ndarray) -> np.ndarray:
+def _rotation_free_keys(polar: np.ndarray, harmonics: int = KEY_HARMONICS) -> np.ndarray:
     magnitude = np.abs(np.fft.rfft(polar, axis=2))[:, :, :KEY_HARMONICS]
     magnitude[:, :, 1:] *= np.sqrt(2)  # a real signal's energy at ±k: keeps the dot product a correlation bound
-    keys = magnitude.reshape(len(polar), -1).astype(np.float32)
-    return keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-6)
+    return _unit(magnitude[:, :, :harmonics].reshape(len(polar), -1).astype(np.float32))
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
 
 
 def _shift_window() -> np.ndarray:
@@ -153,35 +191,95 @@ def pair_scores(a: np.ndarray, b: np.ndarray, chunk: int = 8192) -> np.ndarray:
     return scores
 
 
+def _nearest(query: np.ndarray, index: np.ndarray, k: int, bound: float, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(query row, index row) of the ``k`` most similar unit vectors of each query row, if at least ``bound``."""
+    import torch
+
+    k = min(k, len(index))
+    if len(query) == 0 or k == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    table = torch.from_numpy(np.ascontiguousarray(index, np.float32))
+    rows, cols = [], []
+    for start in range(0, len(query), chunk):
+        block = torch.from_numpy(np.ascontiguousarray(query[start : start + chunk], np.float32))
+        similarity, found = (block @ table.T).topk(k, dim=1)
+        keep = (similarity >= bound).numpy()
+        rows.append(np.nonzero(keep)[0] + start)
+        cols.append(found.numpy()[keep])
+    return np.concatenate(rows), np.concatenate(cols)
+
+
 def candidate_pairs(query: Signatures, index: Signatures, neighbours: int, bound: float) -> tuple[np.ndarray, np.ndarray]:
     """(query row, index row) of each index image among the ``neighbours`` nearest keys of a query image
     whose key similarity is at least ``bound``."""
-    from sklearn.neighbors import NearestNeighbors
-
-    if len(query) == 0 or len(index) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    k = min(neighbours, len(index))
-    search = NearestNeighbors(n_neighbors=k, algorithm="brute", metric="euclidean").fit(index.keys)
-    distance, found = search.kneighbors(query.keys)
-    similarity = 1 - distance**2 / 2  # unit vectors
-    rows = np.repeat(np.arange(len(query)), k).reshape(len(query), k)
-    keep = similarity >= bound
-    return rows[keep], found[keep]
+    return _nearest(query.keys, index.keys, neighbours, bound)
 
 
 def near_pairs(sigs: Signatures, threshold: float = DEFAULT_THRESHOLD, neighbours: int = DEFAULT_NEIGHBOURS) -> list[Pair]:
-    """Pairs (i < j) within one set whose best correlation reaches ``threshold``."""
+    """Pairs (i < j) within one set whose whole frames reach ``threshold``, or one of whose crop windows reaches
+    ``max(threshold, CROP_THRESHOLD)`` against the other's whole frame."""
     rows, cols = candidate_pairs(sigs, sigs, neighbours + 1, threshold - KEY_SLACK)
+    whole = _scored(sigs, sigs, *_unique_pairs(rows, cols), threshold)
+    cropped = [Pair(min(p.first, p.second), max(p.first, p.second), p.score, p.kind)
+               for p in crop_pairs(sigs, sigs, _crop_threshold(threshold), neighbours) if p.first != p.second]
+    return _merged(whole, cropped)
+
+
+def _unique_pairs(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     first, second = np.minimum(rows, cols), np.maximum(rows, cols)
-    unique = np.unique(np.stack([first, second], axis=1)[first != second], axis=0)
-    return _scored(sigs, sigs, unique[:, 0], unique[:, 1], threshold)
+    unique = np.unique(np.stack([first, second], axis=1)[first != second], axis=0).reshape(-1, 2)
+    return unique[:, 0], unique[:, 1]
+
+
+def _merged(*groups: list[Pair]) -> list[Pair]:
+    """One pair per (first, second), the best score kept, in order."""
+    best: dict[tuple[int, int], Pair] = {}
+    for pair in (p for group in groups for p in group):
+        if (pair.first, pair.second) not in best or pair.score > best[pair.first, pair.second].score:
+            best[pair.first, pair.second] = pair
+    return [best[key] for key in sorted(best)]
 
 
 def cross_pairs(query: Signatures, index: Signatures, threshold: float = DEFAULT_THRESHOLD,
                 neighbours: int = DEFAULT_NEIGHBOURS) -> list[Pair]:
-    """Pairs (query row, index row) between two sets whose best correlation reaches ``threshold``."""
+    """Pairs (query row, index row) between two sets, found as ``near_pairs`` finds them (either may be the crop)."""
     rows, cols = candidate_pairs(query, index, neighbours, threshold - KEY_SLACK)
-    return _scored(query, index, rows, cols, threshold)
+    crop = _crop_threshold(threshold)
+    reverse = [Pair(p.second, p.first, p.score, p.kind) for p in crop_pairs(index, query, crop, neighbours)]
+    return _merged(_scored(query, index, rows, cols, threshold), crop_pairs(query, index, crop, neighbours), reverse)
+
+
+def _crop_threshold(threshold: float) -> float:
+    """Pairs found only through a crop window must score higher: a window is an extra chance for a chance match."""
+    return max(threshold, CROP_THRESHOLD)
+
+
+def crop_pairs(query: Signatures, index: Signatures, threshold: float = CROP_THRESHOLD,
+               neighbours: int = DEFAULT_NEIGHBOURS) -> list[Pair]:
+    """Pairs (query row, index row) where the query image is a crop of the index image: its whole-frame key is
+    near one of the index image's window keys, and that window's signature scores ``threshold`` against it."""
+    if len(query) == 0 or len(index) == 0:
+        return []
+    windows = len(CROP_WINDOWS)
+    query_keys = _unit(query.keys.reshape(len(query), RINGS, KEY_HARMONICS)[:, :, :WINDOW_HARMONICS].reshape(len(query), -1))
+    rows, found = _nearest(query_keys, index.window_keys.reshape(len(index) * windows, -1), neighbours, CROP_KEY_BOUND)
+    cols, window = found // windows, np.asarray(CROP_WINDOWS, np.float32)[found % windows]
+    scores = np.concatenate([window_scores(index.thumbs, cols[part], window[part], query.polar[rows[part]])
+                             for part in _chunks(len(rows), 4096)] or [np.zeros(0, np.float32)])
+    keep = scores >= threshold
+    return [Pair(int(i), int(j), round(float(s), 4), "near") for i, j, s in zip(rows[keep], cols[keep], scores[keep])]
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    return [slice(start, start + size) for start in range(0, n, size)]
+
+
+def window_scores(thumbs: np.ndarray, rows: np.ndarray, windows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Best correlation of the window ``windows[i]`` of thumbnail ``thumbs[rows[i]]`` with polar signature ``targets[i]``
+    (each thumbnail is band-passed once however many windows of it are scored)."""
+    unique, inverse = np.unique(rows, return_inverse=True)
+    banded = _band_pass(thumbs[unique].astype(np.float32))
+    return pair_scores(_window_polar(banded[inverse], windows), targets)
 
 
 def _scored(a: Signatures, b: Signatures, rows: np.ndarray, cols: np.ndarray, threshold: float) -> list[Pair]:
