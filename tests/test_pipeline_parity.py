@@ -97,7 +97,7 @@ def train_naive(data: PreparedData, config: TrainConfig, seed: int) -> nn.Module
 @pytest.mark.slow
 def test_fast_and_per_image_pipelines_reach_the_same_validation_metrics(shapes) -> None:
     """Same model, seeds, epochs and batch size; both judged on babyface's decoded validation images, so a
-    decoding difference between the pipelines (channels, resizing) shows too. Measured here (mean of 2 seeds,
+    decoding difference between the pipelines (channels, resizing) shows too. Measured here (mean of 2 seeds before a third was added,
     chance 0.33): fast 0.98, per-image 0.94 accuracy; the fast one rotating by up to 180° instead of 15° got 0.43."""
     config = TrainConfig(data=str(shapes), batch_size=20, progress=False, augment=AugmentConfig(grayscale=0.0),
                          data_options=DataConfig(image_size=32, val_fraction=0.25, leakage_check=False, cache=False))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from babyface.bundle import bundle_metadata, load_bundle, save_bundle
-from babyface.config import AugmentConfig, TrainConfig, from_dict, load_recipe, recipe_names, with_recipe
+from babyface.config import AugmentConfig, TrainConfig, from_dict, load_recipe, parse_seeds, recipe_names, with_recipe
 from babyface.data.augment import affine_matrices, apply_params, draw_params, erase, erase_boxes
 from babyface.data.mix import mix_batch, mixed_loss
 from babyface.data.splits import limit_per_class
@@ -206,15 +206,24 @@ def test_parameter_groups_scale_everything_but_the_classifier():
 # ---------------------------------------------------------------- recipes
 
 def test_infant_recipe_ships_and_is_a_valid_train_config():
-    assert "infant" in recipe_names()
+    assert {"infant", "infant-v1"} <= set(recipe_names())
     config = from_dict(TrainConfig, with_recipe({"recipe": "infant"}))
-    assert config.model == "resnet18" and config.mixup > 0 and config.augment.crop_scale < 1 and config.ema > 0
+    assert config.model == "resnet18" and config.class_balance == "source" and parse_seeds(config.seeds) == [0, 1, 2]
+    assert config.data_options.group_by == "near-duplicates"
+    assert config.augment == AugmentConfig() and config.lr == TrainConfig().lr  # the reference's augmentation and optimiser
+
+
+def test_first_recipe_keeps_its_regularisers():
+    config = from_dict(TrainConfig, with_recipe({"recipe": "infant-v1"}))
+    assert config.mixup > 0 and config.augment.crop_scale < 1 and config.ema > 0 and config.augment.erasing > 0
     assert config.augment.rotation == AugmentConfig().rotation  # what the recipe does not set keeps its default
 
 
 def test_flags_and_config_files_override_the_recipe(tmp_path):
-    config = from_dict(TrainConfig, with_recipe({"recipe": "infant", "epochs": 3, "augment": {"erasing": 0.0}}))
-    assert config.epochs == 3 and config.augment.erasing == 0.0 and config.augment.crop_scale == load_recipe("infant")["augment"]["crop_scale"]
+    config = from_dict(TrainConfig, with_recipe({"recipe": "infant-v1", "epochs": 3, "augment": {"erasing": 0.0}}))
+    assert config.epochs == 3 and config.augment.erasing == 0.0
+    assert config.augment.crop_scale == load_recipe("infant-v1")["augment"]["crop_scale"]
+    assert from_dict(TrainConfig, with_recipe({"recipe": "infant", "seeds": ""})).seeds == ""
     own = tmp_path / "mine.yaml"
     own.write_text("model: cnn\nepochs: 2\n")
     assert from_dict(TrainConfig, with_recipe({"recipe": str(own)})).model == "cnn"

@@ -1,4 +1,5 @@
-"""End-to-end: the infant recipe through the real CLI, resumed exactly, then used as --init."""
+"""End-to-end: the recipes through the real CLI: the first one's regularisers resumed exactly and used as
+--init, and the recommended one training three seeds and their ensemble."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from safetensors.torch import load_file
 
 from .conftest import run_cli
 
-RECIPE_ARGS = ["--recipe", "infant", "--model", "cnn", "--image-size", "32", "--seed", "2", "--no-progress"]
+RECIPE_ARGS = ["--recipe", "infant-v1", "--model", "cnn", "--image-size", "32", "--seed", "2", "--cutmix", "1.0", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def test_recipe_settings_are_resolved_into_the_run_config(recipe_run):
     import yaml
 
     config = yaml.safe_load((recipe_run / "config.yaml").read_text())
-    assert config["recipe"] == "infant" and config["mixup"] > 0 and config["ema"] > 0
+    assert config["recipe"] == "infant-v1" and config["mixup"] > 0 and config["cutmix"] == 1.0 and config["ema"] > 0
     assert config["augment"]["erasing"] > 0 and config["model"] == "cnn" and config["epochs"] == 2
 
 
@@ -53,3 +54,15 @@ def test_init_from_a_run_with_frozen_stages(tiny_data, tmp_path, recipe_run):
 def test_init_with_another_architecture_is_a_one_line_error(tiny_data, tmp_path, recipe_run):
     proc = run_cli("train", tiny_data, "--out", tmp_path / "x", "--init", recipe_run, "--model", "resnet18", check=False)
     assert proc.returncode == 2 and "pass --model cnn" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_recommended_recipe_trains_three_seeds_and_their_ensemble(tiny_data, tmp_path):
+    out = tmp_path / "infant"
+    run_cli("train", tiny_data, "--recipe", "infant", "--model", "cnn", "--image-size", "32", "--epochs", "1",
+            "--out", out, "--no-progress")
+    import yaml
+
+    assert yaml.safe_load((out / "seed1" / "config.yaml").read_text())["class_balance"] == "source"
+    assert len(json.loads((out / "ensemble" / "model.json").read_text())["members"]) == 3
+    proc = run_cli("predict", out / "ensemble", tiny_data / "test", "--format", "json")
+    assert json.loads(proc.stdout)

@@ -123,6 +123,8 @@ def test_train_with_seeds_writes_one_run_per_seed_and_a_summary(tiny_data, tmp_p
         assert (out / f"seed{seed}" / "model.json").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seeds"] == [0, 1] and len(summary["metrics"]["val_macro_f1"]["values"]) == 2
+    ensemble = json.loads((out / "ensemble" / "model.json").read_text())
+    assert [m["name"] for m in ensemble["members"]] == ["seed0", "seed1"]
     assert (out / "summary.md").is_file()
     assert main(["train", str(tiny_data), "--seeds", "0,x", "--out", str(tmp_path / "bad")]) == 2
     assert "--seeds" in capsys.readouterr().err
