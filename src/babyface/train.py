@@ -375,7 +375,7 @@ def run_epochs(config, out, data, model, loss_fn, optimizer, scheduler, generato
             log.info("early stopping: no validation macro-F1 gain for %d epochs", config.early_stopping)
             break
         start = time.perf_counter()
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        row = {"epoch": epoch, "lr": optimizer.param_groups[-1]["lr"]}  # the classifier's: --init-lr-scale lowers the others
         row.update(train_one_epoch(model, data.train, data.mean, data.std, loss_fn, optimizer, device, config, generator,
                                    desc=f"epoch {epoch}/{config.epochs}", dist=dist, strata=strata, ema=ema))
         evaluated = ema.module if ema is not None else unwrap(model)  # with --ema the average is what gets kept

@@ -47,6 +47,7 @@ def test_init_from_a_run_with_frozen_stages(tiny_data, tmp_path, recipe_run):
     assert torch.equal(before["features.0.0.weight"], after["features.0.0.weight"])
     assert torch.equal(before["features.1.1.running_mean"], after["features.1.1.running_mean"])
     assert not torch.equal(before["features.3.0.weight"], after["features.3.0.weight"])
+    assert (out / "history.csv").read_text().splitlines()[1].split(",")[6] == "0.001"  # lr column: --lr, not scaled
     meta, pre = json.loads((out / "model.json").read_text()), json.loads((recipe_run / "model.json").read_text())
     assert meta["mean"] == pre["mean"] and meta["std"] == pre["std"]
 
