@@ -6,10 +6,12 @@ intervals, per-class recall; 3-way decisions over happy, neutral and sad).
         [--babyface runs/infant/ensemble ...] [--limit 50] [--out benchmarks/results/peer_fer]
 
 fer is never a babyface dependency: it lives in its own virtual environment (--venv, created on first use with
-the steps in PEER_INSTALL) and runs in a subprocess (benchmarks/peer_fer_worker.py). Two framings per model:
+the steps in PEER_INSTALL) and runs in a subprocess (benchmarks/peer_fer_worker.py). Framings:
 ``faces``: babyface's MTCNN (facenet-pytorch, on RGB, minimum score 0.9) finds the largest face; fer classifies
-its raw box with its own offsets and padding, babyface with ``Predictor.predict_faces`` (same detector, its 20%
-margin); no face found → the whole image (counted). ``whole``: the whole image is the face.
+its raw box with its own 10-pixel offsets and padding, babyface with ``Predictor.predict_faces`` (same detector,
+its 20% margin); no face found → the whole image (counted). ``whole``: the whole image is the face box (fer still
+adds its 10-pixel frame). ``bare`` (fer only): the whole image straight into fer's model, offsets 0, i.e. grey
+and resized to 64×64 as its FER2013 training images were; babyface's ``whole`` is already that.
 Test sets are NAME=PATH[:LABELMAP.yaml] folders of class folders; classes a label map sends to null, and classes
 other than happy, neutral and sad, are dropped.
 """
@@ -45,7 +47,8 @@ PEER_INSTALL = (
 )
 PEER_CHECK = "from fer.fer import FER; import fer; print(fer.__version__)"
 READY_MARK = ".babyface-peer-ready"
-FRAMINGS = ("faces", "whole")
+FRAMINGS = ("faces", "whole", "bare")
+FER_ONLY = ("bare",)
 THUMBS_MAP = {"laughing": "happy", "crying": "sad", "angry": None, "sleeping": None}
 
 
@@ -190,20 +193,23 @@ def box_columns(face) -> list:
     return [1, x, y, int(face.right) - x, int(face.bottom) - y]
 
 
-def write_fer_jobs(images: TestImages, out: Path) -> dict[str, Path]:
-    """jobs-SET-faces.csv (largest MTCNN face per image) and jobs-SET-whole.csv (no box: the whole image)."""
+def write_fer_jobs(images: TestImages, framings: list[str], out: Path) -> dict[str, Path]:
+    """jobs-SET-FRAMING.csv: the largest MTCNN face per image (faces), no box: the whole image (whole, bare)."""
     from babyface.data.images import load_rgb
     from babyface.io import write_csv
 
-    header = ["file", "truth", "face_found", "x", "y", "w", "h"]
-    faces = []
-    for number, (path, truth) in enumerate(zip(images.files, images.truths), 1):
-        faces.append([str(path), truth, *box_columns(largest_face_box(np.asarray(load_rgb(path))))])
-        report_progress(f"MTCNN {images.spec.name}", number, len(images.files))
-    whole = [[str(path), truth, "", "", "", "", ""] for path, truth in zip(images.files, images.truths)]
-    jobs = {"faces": out / f"jobs-{images.spec.name}-faces.csv", "whole": out / f"jobs-{images.spec.name}-whole.csv"}
-    write_csv(jobs["faces"], header, faces)
-    write_csv(jobs["whole"], header, whole)
+    header = ["file", "truth", "face_found", "x", "y", "w", "h", "offset"]
+    pairs = list(zip(images.files, images.truths))
+    rows = {"whole": [[str(p), t, "", "", "", "", "", ""] for p, t in pairs],
+            "bare": [[str(p), t, "", "", "", "", "", 0] for p, t in pairs]}
+    if "faces" in framings:
+        rows["faces"] = []
+        for number, (path, truth) in enumerate(pairs, 1):
+            rows["faces"].append([str(path), truth, *box_columns(largest_face_box(np.asarray(load_rgb(path)))), ""])
+            report_progress(f"MTCNN {images.spec.name}", number, len(pairs))
+    jobs = {f: out / f"jobs-{images.spec.name}-{f}.csv" for f in framings}
+    for framing, path in jobs.items():
+        write_csv(path, header, rows[framing])
     return jobs
 
 
@@ -307,8 +313,7 @@ def report_markdown(results: list[dict], sets: list[TestImages], settings: dict)
         "",
         table_markdown(results, [s.spec.name for s in sets]),
         "",
-        faces_found_line(results),
-        "",
+        *([faces_found_line(results), ""] if faces_found_line(results) else []),
         (f"fer {settings['fer_version']} ({settings['fer_model']} model), " if settings["fer_version"] else "fer not run, ")
         + f"threads {settings['threads']}"
         + (f", at most {settings['limit']} images per set" if settings["limit"] else "") + ".",
@@ -336,7 +341,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fer-model", choices=("tflite", "keras"), default="tflite",
                         help="fer's quantized TFLite model (what FER() uses by default) or its full-precision Keras model")
     parser.add_argument("--framing", choices=FRAMINGS, action="append", default=[],
-                        help="faces (largest MTCNN face) and/or whole (whole image); default: both")
+                        help="faces (largest MTCNN face), whole (whole image as the face box) and/or bare "
+                             "(whole image straight into fer's model, no 10-pixel frame; fer only); default: all three")
     parser.add_argument("--limit", type=int, default=0, help="at most this many images per set, spread over its classes (0: all)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch, TensorFlow and TFLite")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "peer_fer",
@@ -353,7 +359,7 @@ def fer_predictions(args, sets: list[TestImages], framings: list[str], out: Path
     version = ensure_peer_venv(args.venv)
     pairs = []
     for images in sets:
-        jobs = write_fer_jobs(images, out)
+        jobs = write_fer_jobs(images, framings, out)
         pairs += [(jobs[f], predictions_path(out, "fer", f, images.spec.name)) for f in framings]
     run_fer(args.venv, pairs, args.threads, args.fer_model)
     return version
@@ -368,7 +374,7 @@ def babyface_runs(args, sets: list[TestImages], framings: list[str], out: Path) 
         name = run_name(Path(run), names)
         predictor = Predictor(run, device="cpu", backend="torch")
         for images in sets:
-            for framing in framings:
+            for framing in [f for f in framings if f not in FER_ONLY]:
                 write_csv(predictions_path(out, name, framing, images.spec.name), HEADER, babyface_predictions(predictor, images, framing))
         names.append(name)
     return names
@@ -381,9 +387,10 @@ def run_name(run: Path, taken: list[str]) -> str:
 
 
 def score_all(out: Path, models: list[str], framings: list[str], sets: list[TestImages]) -> list[dict]:
-    return [{"model": model, "framing": framing, "set": images.spec.name,
-             "metrics": score_predictions(read_predictions(predictions_path(out, model, framing, images.spec.name)))}
-            for model in models for framing in framings for images in sets]
+    """Every predictions CSV there is: fer-only framings have none for babyface runs."""
+    paths = {(m, f, s.spec.name): predictions_path(out, m, f, s.spec.name) for m in models for f in framings for s in sets}
+    return [{"model": m, "framing": f, "set": s, "metrics": score_predictions(read_predictions(path))}
+            for (m, f, s), path in paths.items() if path.is_file()]
 
 
 def main(argv=None) -> None:

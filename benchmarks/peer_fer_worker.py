@@ -2,10 +2,11 @@
 
     PEER_VENV/bin/python benchmarks/peer_fer_worker.py [--threads 1] [--fer-model tflite] JOBS.csv PRED.csv [JOBS.csv PRED.csv ...]
 
-JOBS.csv (written by peer_fer.py): file, truth, face_found, x, y, w, h. A box (x, y, w, h in pixels of the RGB
-image) is handed to fer as its face rectangle; an empty box means the whole image. fer then does what it does with
-any face: square it, add its 10-pixel offsets and 40-pixel padding, turn it grey, resize to 64×64 and classify
-7 emotions. The raw (unrounded) scores are kept; ``pred`` is the argmax over happy, neutral and sad only.
+JOBS.csv (written by peer_fer.py): file, truth, face_found, x, y, w, h, offset. A box (x, y, w, h in pixels of the
+RGB image) is handed to fer as its face rectangle; an empty box means the whole image. fer then does what it does
+with any face: square it, widen it by ``offset`` pixels per side (FER's ``offsets``; empty: its default 10) over a
+40-pixel padding of flat grey, turn it grey, resize to 64×64 and classify 7 emotions. The raw (unrounded)
+scores are kept; ``pred`` is the argmax over happy, neutral and sad only.
 PRED.csv: file, truth, pred, p_happy, p_neutral, p_sad, face_found, fer_top (fer's own 7-way top emotion).
 
 Face detection is not done here: peer_fer.py finds faces with babyface's MTCNN (facenet-pytorch) on RGB, so this
@@ -20,8 +21,10 @@ import csv
 import os
 import sys
 import time
+import warnings
 
 CLASSES = ("happy", "neutral", "sad")
+FER_OFFSET = 10  # FER()'s default offsets, pixels added around each face box
 PROGRESS_EVERY = 250
 HEADER = ["file", "truth", "pred", "p_happy", "p_neutral", "p_sad", "face_found", "fer_top"]
 
@@ -42,23 +45,33 @@ def limit_threads(threads: int) -> None:
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ[name] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # tf.lite.Interpreter's deprecation notice and Keras 3's note on the old model's input name, once per run
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(tensorflow|keras)\.")
 
 
-def load_detector(model: str, threads: int):
-    """fer's FER object; its TFLite interpreter is created here first (fer reuses a cached one) to set its threads."""
-    import pkg_resources
-    import tensorflow as tf
-    from fer.fer import FER  # the package __init__ does not export FER
+class Detectors:
+    """fer's FER objects, one per offset (they share one model), each recording its raw scores."""
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    if model == "tflite":
-        path = pkg_resources.resource_filename("fer", "data/emotion_model_quantized.tflite")
-        interpreter = tf.lite.Interpreter(model_path=path, num_threads=threads)
-        interpreter.allocate_tensors()
-        FER._tflite_interpreter_cache = interpreter
-    detector = FER(use_tflite=model == "tflite")
-    return detector, keep_raw_scores(detector)
+    def __init__(self, model: str, threads: int):
+        import pkg_resources
+        import tensorflow as tf
+        from fer.fer import FER  # the package __init__ does not export FER
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        if model == "tflite":  # created here first (FER reuses a cached interpreter) to set its threads
+            path = pkg_resources.resource_filename("fer", "data/emotion_model_quantized.tflite")
+            interpreter = tf.lite.Interpreter(model_path=path, num_threads=threads)
+            interpreter.allocate_tensors()
+            FER._tflite_interpreter_cache = interpreter
+        self.make = lambda offset: FER(use_tflite=model == "tflite", offsets=(offset, offset))
+        self.made: dict[int, tuple] = {}
+
+    def get(self, offset: int) -> tuple:
+        if offset not in self.made:
+            detector = self.make(offset)
+            self.made[offset] = (detector, keep_raw_scores(detector))
+        return self.made[offset]
 
 
 def keep_raw_scores(detector) -> list:
@@ -85,7 +98,8 @@ def read_bgr(path: str):
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
-def classify_job(detector, raw: list, row: dict) -> list:
+def classify_job(detectors, row: dict) -> list:
+    detector, raw = detectors.get(int(row.get("offset") or FER_OFFSET))
     image = read_bgr(row["file"])
     height, width = image.shape[:2]
     box = (int(row["x"]), int(row["y"]), int(row["w"]), int(row["h"])) if row["x"] else (0, 0, width, height)
@@ -97,15 +111,16 @@ def classify_job(detector, raw: list, row: dict) -> list:
     return [row["file"], row["truth"], pred, *(f"{scores[c]:.6f}" for c in CLASSES), row["face_found"], max(scores, key=scores.get)]
 
 
-def run_jobs(detector, raw: list, jobs: str, out: str) -> None:
+def run_jobs(detectors: Detectors, jobs: str, out: str) -> None:
     with open(jobs, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     started = time.perf_counter()
     results = []
     for number, row in enumerate(rows, 1):
-        results.append(classify_job(detector, raw, row))
+        results.append(classify_job(detectors, row))
         if number % PROGRESS_EVERY == 0 or number == len(rows):
-            print(f"  fer {os.path.basename(out)}: {number}/{len(rows)} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+            seconds = time.perf_counter() - started
+            print(f"  fer {os.path.basename(out)}: {number}/{len(rows)} ({seconds:.0f} s)", file=sys.stderr, flush=True)
     tmp = out + ".tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -117,9 +132,9 @@ def run_jobs(detector, raw: list, jobs: str, out: str) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     limit_threads(args.threads)
-    detector, raw = load_detector(args.fer_model, args.threads)
+    detectors = Detectors(args.fer_model, args.threads)
     for jobs, out in zip(args.pairs[::2], args.pairs[1::2]):
-        run_jobs(detector, raw, jobs, out)
+        run_jobs(detectors, jobs, out)
 
 
 if __name__ == "__main__":

@@ -88,16 +88,32 @@ class FakeFer:
         return [{"box": face_rectangles[0], "emotions": {k: round(v, 2) for k, v in zip(self._get_labels().values(), raw)}}]
 
 
+class FakeDetectors:
+    """Stands in for the worker's Detectors: one FakeFer per offset asked for."""
+
+    def __init__(self, scores: list[float]):
+        self.made: dict[int, tuple] = {}
+        self.scores = scores
+
+    def get(self, offset: int) -> tuple:
+        if offset not in self.made:
+            fake = FakeFer(self.scores)
+            self.made[offset] = (fake, peer_fer_worker.keep_raw_scores(fake))
+        return self.made[offset]
+
+
 def test_worker_decides_among_happy_neutral_sad_from_unrounded_scores(tmp_path: Path, write_tiny_png) -> None:
     image = write_tiny_png(tmp_path / "a.png", size=20)
-    fake = FakeFer([0.9, 0.0, 0.0, 0.001, 0.004, 0.09, 0.005])  # angry wins overall; neutral beats sad only unrounded
-    raw = peer_fer_worker.keep_raw_scores(fake)
-    whole = {"file": str(image), "truth": "sad", "face_found": "", "x": "", "y": "", "w": "", "h": ""}
-    row = peer_fer_worker.classify_job(fake, raw, whole)
+    detectors = FakeDetectors([0.9, 0.0, 0.0, 0.001, 0.004, 0.09, 0.005])  # angry wins; neutral beats sad only unrounded
+    whole = {"file": str(image), "truth": "sad", "face_found": "", "x": "", "y": "", "w": "", "h": "", "offset": ""}
+    row = peer_fer_worker.classify_job(detectors, whole)
     assert row[2] == "neutral" and row[-1] == "angry"
+    fake = detectors.made[peer_fer_worker.FER_OFFSET][0]  # no offset given: fer's default
     assert fake.boxes[-1] == (0, 0, 20, 20)  # no box: the whole image
-    peer_fer_worker.classify_job(fake, raw, {**whole, "face_found": "1", "x": "2", "y": "3", "w": "10", "h": "12"})
+    peer_fer_worker.classify_job(detectors, {**whole, "face_found": "1", "x": "2", "y": "3", "w": "10", "h": "12"})
     assert fake.boxes[-1] == (2, 3, 10, 12)
+    peer_fer_worker.classify_job(detectors, {**whole, "offset": "0"})
+    assert detectors.made[0][0].boxes == [(0, 0, 20, 20)]
 
 
 def test_scores_and_table_from_a_predictions_csv(tmp_path: Path) -> None:
@@ -118,10 +134,21 @@ def test_babyface_bundles_are_scored_on_the_same_images(tmp_path: Path, write_ti
     out = tmp_path / "out"
     argv = ["--no-fer", "--babyface", str(untrained_run), "--set", f"tiny={data}", "--out", str(out)]
     peer_fer.main(argv)
-    for framing in peer_fer.FRAMINGS:
+    for framing in ("faces", "whole"):
         rows = peer_fer.read_predictions(out / f"pred-run-{framing}-tiny.csv")
         assert len(rows) == 7 and {r["pred"] for r in rows} <= set(peer_fer.CLASSES)
+    assert not (out / "pred-run-bare-tiny.csv").exists()  # a fer-only framing
     report = (out / "peer_fer.md").read_text()
-    assert "| run | faces |" in report and "| run | whole |" in report and "fer not run" in report
+    assert "| run | faces |" in report and "| run | whole |" in report and "| run | bare |" not in report
+    assert "fer not run" in report
     with pytest.raises(OutputExistsError):
         peer_fer.main(argv)
+
+
+def test_fer_jobs_give_whole_images_with_fer_frame_or_bare(tmp_path: Path, write_tiny_png) -> None:
+    root = class_folders(tmp_path / "set", {"happy": 1, "sad": 1}, write_tiny_png)
+    images = peer_fer.load_test_images(peer_fer.TestSetSpec("tiny", root))
+    jobs = peer_fer.write_fer_jobs(images, ["whole", "bare"], tmp_path)
+    whole, bare = (peer_fer.read_predictions(jobs[f]) for f in ("whole", "bare"))
+    assert [r["truth"] for r in whole] == ["happy", "sad"] and all(r["x"] == "" for r in whole + bare)
+    assert {r["offset"] for r in whole} == {""} and {r["offset"] for r in bare} == {"0"}  # fer's default frame, or none
