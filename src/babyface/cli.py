@@ -164,7 +164,9 @@ def format_metrics(metrics: dict) -> str:
 
     calibration = metrics["calibration"]
     tta = f" (TTA: {metrics['tta']})" if metrics.get("tta", "none") != "none" else ""
-    lines = [f"{metrics['model']}{tta} on {metrics['data']}: n={metrics['n']}",
+    framing = metrics.get("framing", {})
+    no_face = f", no face found in {framing['no_face']} (classified whole)" if framing.get("no_face") else ""
+    lines = [f"{metrics['model']}{tta} on {metrics['data']}: n={metrics['n']}, framing {framing.get('mode', 'whole')}{no_face}",
              f"accuracy {interval_text(metrics['accuracy'], metrics.get('accuracy_ci'), 4)}  "
              f"macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'), 4)}  (95% bootstrap intervals)",
              f"ECE ({calibration['bins']} bins) {calibration['ece_before']:.4f} at T=1, "

@@ -13,7 +13,7 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
-from .data.faces import DETECTORS, DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE
+from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, DETECTORS
 from .errors import BabyfaceError
 from .io import write_text
 
@@ -203,7 +203,7 @@ class ServeConfig:
     detector: str = DEFAULT_DETECTOR
     min_score: float = DEFAULT_MIN_SCORE  # detector confidence to accept a face
     margin: float = DEFAULT_MARGIN  # added around each face before it is classified, as a share of its size
-    detect_size: int = 640  # at most this longest side for detection (faces are cut from the full image)
+    detect_size: int = DETECT_MAX_SIDE  # at most this longest side for detection (faces are cut from the full image)
     min_face: float = 0.1  # look only for faces at least this share of the shorter side; images shrink to match (0: any size, slow)
     min_confidence: float = 0.0
     device: str = "auto"
