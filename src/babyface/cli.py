@@ -45,15 +45,25 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, positional: Seq
     for dest, flag, default in _leaf_fields(cls):
         if dest in positional or isinstance(default, (list, dict)):
             continue
-        choices = choices_for(cls, dest.split(".")[-1])
+        owner, option = _leaf_field(cls, dest)
+        choices = choices_for(owner, option.name)
+        text = option.metadata.get("help", "")
         kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
         if isinstance(default, bool):
-            kwargs.update(action=argparse.BooleanOptionalAction, help=f"(default: {default})")
+            kwargs.update(action=argparse.BooleanOptionalAction, help=f"{text} (default: {default})".strip())
         else:
-            kwargs.update(type=type(default), metavar=type(default).__name__.upper(), help=f"(default: {default!r})")
+            kwargs.update(type=type(default), metavar=type(default).__name__.upper(), help=f"{text} (default: {default!r})".strip())
             if choices:
                 kwargs.update(choices=choices, metavar=None)
         parser.add_argument(flag, **kwargs)
+
+
+def _leaf_field(cls: type, dest: str) -> tuple[type, dataclasses.Field]:
+    """The dataclass that holds option ``dest`` (``data_options.framing`` → DataConfig) and its field."""
+    *parents, leaf = dest.split(".")
+    for parent in parents:
+        cls = type(getattr(cls(), parent))
+    return cls, {f.name: f for f in dataclasses.fields(cls)}[leaf]
 
 
 def add_sources_flag(parser: argparse.ArgumentParser) -> None:
@@ -154,7 +164,9 @@ def format_metrics(metrics: dict) -> str:
 
     calibration = metrics["calibration"]
     tta = f" (TTA: {metrics['tta']})" if metrics.get("tta", "none") != "none" else ""
-    lines = [f"{metrics['model']}{tta} on {metrics['data']}: n={metrics['n']}",
+    framing = metrics.get("framing", {})
+    no_face = f", no face found in {framing['no_face']} (classified whole)" if framing.get("no_face") else ""
+    lines = [f"{metrics['model']}{tta} on {metrics['data']}: n={metrics['n']}, framing {framing.get('mode', 'whole')}{no_face}",
              f"accuracy {interval_text(metrics['accuracy'], metrics.get('accuracy_ci'), 4)}  "
              f"macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'), 4)}  (95% bootstrap intervals)",
              f"ECE ({calibration['bins']} bins) {calibration['ece_before']:.4f} at T=1, "
@@ -171,6 +183,7 @@ def format_metrics(metrics: dict) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .framing import Framing, warn_if_framing_differs
     from .io import write_text
     from .predict import Predictor, collect_inputs, format_predictions
 
@@ -180,13 +193,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence,
                           backend=config.backend, onnx_file=config.onnx, tta=config.tta)
     videos = [i for i in config.inputs if is_video_file(i)]
+    images = [i for i in config.inputs if not is_video_file(i)]
+    framing = Framing.from_config(config)
+    warn_if_framing_differs(predictor.meta, framing if images else dataclasses.replace(framing, mode="face"), config.run)
     for summary in analyse_videos(predictor, videos, config):
         print(f"{summary['video']}: {summary['frames']} frames, {summary['faces']} face(s), {summary['frames_per_second']} frames/s; "
               f"timeline.csv and timeline.png in {summary['out']}" + (f"; annotated video {summary['annotated']}" if summary["annotated"] else ""))
-    images = [i for i in config.inputs if not is_video_file(i)]
     if not images:
         return 0
-    predictions, skipped = predictor.predict_files(collect_inputs(images), strict=config.strict)
+    predictions, skipped = predictor.predict_files(collect_inputs(images), strict=config.strict, framing=framing)
     text = format_predictions(predictions, predictor.classes, config.format)
     if config.output:
         write_text(config.output, text)
@@ -398,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_data_commands(sub) -> None:
     from .data.duplicates import DEFAULT_THRESHOLD
+    from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECTORS
 
     data = sub.add_parser("data", help="audit, split and crop datasets", description="audit, split and crop datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
@@ -431,10 +447,10 @@ def add_data_commands(sub) -> None:
     p = command("crop", cmd_data_crop, "cut square face crops out of photos, keeping the class layout")
     p.add_argument("src", help="SRC/<class>/ or a BabyFace layout of whole-scene photos")
     p.add_argument("out", help="new or empty output folder")
-    p.add_argument("--margin", type=float, default=0.2, help="added on each side, as a share of the face size (default: 0.2)")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help=f"added on each side, as a share of the face size (default: {DEFAULT_MARGIN})")
     p.add_argument("--all-faces", action="store_true", help="one crop per face instead of the largest only")
-    p.add_argument("--min-score", type=float, default=0.9, help="detector confidence to accept a face (default: 0.9)")
-    p.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn", help="(default: mtcnn)")
+    p.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE, help=f"detector confidence to accept a face (default: {DEFAULT_MIN_SCORE})")
+    p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help=f"(default: {DEFAULT_DETECTOR})")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty OUT")
 
 

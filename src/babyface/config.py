@@ -13,8 +13,22 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
+from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, DETECTORS
 from .errors import BabyfaceError
 from .io import write_text
+
+
+def helped(default: Any, text: str) -> Any:
+    """A config field whose command-line flag shows ``text`` as its help."""
+    return field(default=default, metadata={"help": text})
+
+
+FRAMING_HELP = ("face: classify the square around each image's largest detected face, cut as 'babyface data crop' cuts "
+                "it (the whole image when no face is found); whole: classify images as given, for images that are "
+                "already tight face crops")
+DETECTOR_HELP = "face detector for --framing face"
+MARGIN_HELP = "added around a detected face on every side before it is classified, as a share of the face's size"
+MIN_SCORE_HELP = "detector confidence (0-1) needed to accept a face"
 
 
 @dataclass
@@ -50,6 +64,9 @@ class DataConfig:
     cache: bool = True  # keep decoded images in a cache file reused across runs (--no-cache: decode every run)
     cache_dir: str = ""  # default $BABYFACE_CACHE_DIR, else $XDG_CACHE_HOME/babyface or ~/.cache/babyface
     cache_mem: float = 4096.0  # MB of decoded images held in memory; a larger dataset streams from the cache file
+    framing: str = helped("auto", "how the training images are framed, recorded in model.json for evaluate and predict: "
+                                  "auto (face crops when every DATA folder was written by 'babyface data crop', else whole "
+                                  "images), face (tight face crops) or whole (images as given)")
 
 
 @dataclass
@@ -112,6 +129,10 @@ class EvalConfig:
     progress: bool = True
     leakage_check: bool = True
     tta: str = "none"  # test-time augmentation: "flip" averages the calibrated probabilities of each image and its mirror
+    framing: str = helped("face", FRAMING_HELP)
+    detector: str = helped(DEFAULT_DETECTOR, DETECTOR_HELP)
+    margin: float = helped(DEFAULT_MARGIN, MARGIN_HELP)
+    min_score: float = helped(DEFAULT_MIN_SCORE, MIN_SCORE_HELP)
 
 
 @dataclass
@@ -127,6 +148,7 @@ class PredictConfig:
     backend: str = "auto"  # torch | onnx | auto (onnx when RUN/model.onnx exists and onnxruntime is installed)
     onnx: str = ""  # ONNX file for the onnx backend (default RUN/model.onnx; e.g. RUN/model.int8.onnx)
     tta: str = "none"  # test-time augmentation: "flip" averages the calibrated probabilities of each image and its mirror
+    framing: str = helped("face", FRAMING_HELP + " (photos; in videos faces are always detected)")
 
     # videos (.mp4, .avi, .mov, .mkv, ...): faces found, tracked and classified frame by frame
     out: str = ""  # folder for timeline.csv and timeline.png (default RUN/videos/<video name>)
@@ -136,9 +158,9 @@ class PredictConfig:
     detect_size: int = 320  # frames are shrunk to this longest side for detection only
     min_face: float = 0.0  # look only for faces at least this share of the shorter side (0: any size; faster when > 0)
     smooth: int = 5  # moving average of each face's probabilities over this many used frames
-    detector: str = "mtcnn"
-    min_score: float = 0.9
-    margin: float = 0.2
+    detector: str = helped(DEFAULT_DETECTOR, "face detector (photos with --framing face, and videos)")
+    min_score: float = helped(DEFAULT_MIN_SCORE, MIN_SCORE_HELP)
+    margin: float = helped(DEFAULT_MARGIN, MARGIN_HELP)
     overwrite: bool = False
 
 
@@ -180,10 +202,10 @@ class ServeConfig:
     host: str = "127.0.0.1"  # loopback only by default; 0.0.0.0 exposes the page to the network
     port: int = 8000
     max_upload_mb: float = 10.0
-    detector: str = "mtcnn"
-    min_score: float = 0.9  # detector confidence to accept a face
-    margin: float = 0.2  # added around each face before it is classified, as a share of its size
-    detect_size: int = 640  # at most this longest side for detection (faces are cut from the full image)
+    detector: str = DEFAULT_DETECTOR
+    min_score: float = DEFAULT_MIN_SCORE  # detector confidence to accept a face
+    margin: float = DEFAULT_MARGIN  # added around each face before it is classified, as a share of its size
+    detect_size: int = DETECT_MAX_SIDE  # at most this longest side for detection (faces are cut from the full image)
     min_face: float = 0.1  # look only for faces at least this share of the shorter side; images shrink to match (0: any size, slow)
     min_confidence: float = 0.0
     device: str = "auto"
@@ -207,8 +229,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("auto", "fp32", "bf16"),
     "backend": ("auto", "torch", "onnx"),
     "ExportConfig.format": ("onnx",),  # a class-qualified key overrides the plain field name for that config
-    "detector": ("mtcnn", "haar"),
+    "detector": DETECTORS,
     "tta": ("none", "flip"),
+    "framing": ("face", "whole"),
+    "DataConfig.framing": ("auto", "face", "whole"),
 }
 
 

@@ -43,7 +43,9 @@ def run_demo(config: DemoConfig) -> list[dict]:
         run = fit(TrainConfig(data=str(data), out=str(out / model), model=model, epochs=n_epochs, seed=config.seed,
                               device=config.device, step_size=max(1, round(n_epochs * 15 / 23)), overwrite=config.overwrite))
         seconds = time.perf_counter() - start
-        metrics = evaluate_run(EvalConfig(run=str(run), data=str(data), device=config.device, overwrite=config.overwrite))
+        # synthetic images are already tight face crops, framed like the training images: no face detection
+        metrics = evaluate_run(EvalConfig(run=str(run), data=str(data), device=config.device, overwrite=config.overwrite,
+                                          framing="whole"))
         rows.append({"model": model, "epochs": n_epochs, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                      "n_test": metrics["n"], "train_seconds": round(seconds, 1), "run": str(run)})
     table = results_table(rows, config)

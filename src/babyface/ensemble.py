@@ -29,6 +29,7 @@ from .config import EnsembleConfig
 from .data.images import display_path
 from .engine import normalise
 from .errors import BabyfaceError, BundleError, OutputExistsError
+from .framing import shared_framing
 from .io import atomic_path, prepare_output_dir, write_csv, write_json
 
 log = logging.getLogger("babyface")
@@ -90,7 +91,8 @@ def create_ensemble(config: EnsembleConfig) -> Path:
     model = EnsembleModel(members)
     meta = bundle_metadata(model, members[0].classes, max(m.image_size for m in members), [0.0] * 3, [1.0] * 3,
                            members=[member_record(name, run, member) for name, run, member in zip(names, runs, members)],
-                           combine="mean of the members' calibrated probabilities", **data)
+                           combine="mean of the members' calibrated probabilities",
+                           framing=shared_framing([member.meta for member in members]), **data)
     write_json(out / META_FILE, meta)  # last: a folder with model.json is a complete ensemble
     return out
 

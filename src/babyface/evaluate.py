@@ -13,14 +13,15 @@ import torch
 from .bundle import Bundle, load_bundle
 from .calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
 from .config import EvalConfig, data_sources, save_yaml
-from .data.decoded import DecodedImages, decode_images
 from .data.duplicates import signatures
-from .data.images import display_path, load_resized
+from .data.images import display_path
 from .data.leakage import check_leakage, file_signatures
 from .data.scan import scan_class_folders, scan_dataset
 from .data.sources import load_label_map, scan_sources
 from .engine import logits_with_tta, predict_logits, resolve_device
 from .errors import DataError
+from .framing import (FramedImages, Framing, bundle_framing, decode_framed, found_text, load_framed,
+                      warn_if_framing_differs)
 from .io import prepare_output_dir, write_csv, write_json
 from .metrics import classification_metrics, interval_text
 from .subgroups import analyse_subgroups
@@ -119,11 +120,15 @@ def evaluate_run(config: EvalConfig) -> dict:
         raise DataError(f"--metadata {config.metadata}: say which column(s) to group by with --by COLUMN[,COLUMN]")
     out = prepare_output_dir(config.out or Path(config.run) / "evaluation", overwrite=config.overwrite)
     save_yaml(config, out / "eval_config.yaml")
-    decoded = decode_images(test.paths, test.labels, bundle.image_size, strict=config.strict, progress=config.progress, desc="decode test")
+    framing = Framing.from_config(config)
+    warn_if_framing_differs(bundle.meta, framing, config.run)
+    framed = decode_framed(test.paths, test.labels, bundle.image_size, framing, strict=config.strict, progress=config.progress,
+                           desc="decode test")
+    decoded = framed.decoded
     if len(decoded) == 0:
         raise DataError(f"{test.source}: none of the test images could be decoded")
     if config.leakage_check:
-        _check_leakage_against_training(decoded, bundle, test.root, config)
+        _check_leakage_against_training(framed, bundle, test.root, config)
     # with --tta the logits are V×N×C, one slice per view; the probabilities are the views' mean
     logits = logits_with_tta(lambda images: predict_logits(bundle.model, images, bundle.mean, bundle.std, device, config.batch_size),
                              decoded.images, config.tta)
@@ -133,7 +138,8 @@ def evaluate_run(config: EvalConfig) -> dict:
     name = bundle.meta["arch"]["name"]
     metrics = classification_metrics(true, pred, bundle.classes, n_resamples=config.bootstrap, seed=config.seed)
     metrics.update(model=name, run=display_path(config.run), data=test.source, skipped=len(decoded.skipped),
-                   data_root=display_path(test.root.resolve()), tta=config.tta)
+                   data_root=display_path(test.root.resolve()), tta=config.tta,
+                   framing={**framing.record(), "no_face": framed.no_face, "trained_on": bundle_framing(bundle.meta)})
     metrics["calibration"] = calibration_summary(logits, decoded.labels, bundle.temperature)
     metrics["ece"] = metrics["calibration"]["ece_after"]
     if any(test.sources):
@@ -141,7 +147,7 @@ def evaluate_run(config: EvalConfig) -> dict:
     write_json(out / "metrics.json", metrics)
     write_json(out / "confusion_matrix.json", {"classes": bundle.classes, "matrix": metrics["confusion_matrix"]})
     files = [_shown_path(p, test.root) for p in decoded.paths]
-    _write_predictions(out / "predictions.csv", files, true, pred, probs, bundle.classes)
+    _write_predictions(out / "predictions.csv", files, true, pred, probs, bundle.classes, framed.face_found)
     if config.by:
         metrics["subgroups"] = analyse_subgroups(files, true, pred, bundle.classes, _metadata_path(config), config.by,
                                                  metrics, config.bootstrap, config.seed)
@@ -149,7 +155,7 @@ def evaluate_run(config: EvalConfig) -> dict:
     title = f"{name} on {test.name}: macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'))}"
     plot_confusion_matrix(np.array(metrics["confusion_matrix"]), bundle.classes, out / "confusion_matrix.png", title=title)
     _plot_reliability(out / "reliability_diagram.png", logits, true, bundle.temperature, f"{name} on {test.name}")
-    _plot_grid(out / "predictions_grid.png", decoded, true, pred, probs, bundle.classes, config)
+    _plot_grid(out / "predictions_grid.png", framed, true, pred, probs, bundle.classes, config)
     metrics["out"] = str(out)
     log.info("%s on %s: accuracy %.4f, macro-F1 %.4f; results in %s", name, test.source, metrics["accuracy"], metrics["macro_f1"], out)
     return metrics
@@ -164,13 +170,18 @@ def training_files(bundle: Bundle, data: Path) -> list[Path]:
     return [data / row["file"] for row in _recorded_splits(bundle, data) or [] if row["split"] in ("train", "val")]
 
 
-def _check_leakage_against_training(decoded: DecodedImages, bundle: Bundle, data: Path, config: EvalConfig) -> None:
+def _check_leakage_against_training(framed: FramedImages, bundle: Bundle, data: Path, config: EvalConfig) -> None:
     train_paths = training_files(bundle, data)
     if not train_paths:
         log.info("leakage check skipped: the training images of %s are not known here", display_path(config.run))
         return
     train, kept = file_signatures(train_paths, progress=config.progress)
-    check_leakage(train, kept, signatures(decoded.images.numpy()), decoded.paths, data, strict=config.strict)
+    decoded = framed.decoded
+    if any(box is not None for box in framed.boxes):  # training files are compared as files, not as face crops
+        test, test_paths = file_signatures(decoded.paths, progress=config.progress)
+    else:
+        test, test_paths = signatures(decoded.images.numpy()), decoded.paths
+    check_leakage(train, kept, test, test_paths, data, strict=config.strict)
 
 
 def _plot_reliability(path: Path, logits: torch.Tensor, true: np.ndarray, temperature: float, title: str) -> None:
@@ -205,16 +216,17 @@ def _metadata_path(config: EvalConfig) -> Path:
     return default
 
 
-def _write_predictions(path: Path, files: list[str], true, pred, probs, classes: list[str]) -> None:
-    rows = [[file, classes[t], classes[p], *(f"{v:.6f}" for v in prob)] for file, t, p, prob in zip(files, true, pred, probs)]
-    write_csv(path, ["file", "true", "predicted", *(f"p_{c}" for c in classes)], rows)
+def _write_predictions(path: Path, files: list[str], true, pred, probs, classes: list[str], face_found: list[bool | None]) -> None:
+    rows = [[file, classes[t], classes[p], *(f"{v:.6f}" for v in prob), found_text(found)]
+            for file, t, p, prob, found in zip(files, true, pred, probs, face_found)]
+    write_csv(path, ["file", "true", "predicted", *(f"p_{c}" for c in classes), "face_found"], rows)
 
 
-def _plot_grid(path: Path, decoded: DecodedImages, true, pred, probs, classes: list[str], config: EvalConfig) -> None:
+def _plot_grid(path: Path, framed: FramedImages, true, pred, probs, classes: list[str], config: EvalConfig) -> None:
     confidence = probs.max(1)
     chosen = select_grid_samples(true.tolist(), pred.tolist(), confidence.tolist(), n=config.grid_size, seed=config.seed)
-    # decoded again at a size a person can see; the model itself saw the small version
-    images = [load_resized(decoded.paths[i], GRID_TILE_SIZE) for i in chosen]
+    # what the model saw (the face square, or the whole image), decoded again at a size a person can see
+    images = [load_framed(framed.decoded.paths[i], framed.boxes[i], GRID_TILE_SIZE) for i in chosen]
     plot_prediction_grid(
         images, [classes[true[i]] for i in chosen], [classes[pred[i]] for i in chosen],
         [float(confidence[i]) for i in chosen], path, title="Test images: truth vs prediction (mistakes in red)",

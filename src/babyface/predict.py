@@ -16,17 +16,15 @@ from PIL import Image
 from .backends import Backend, open_backend
 from .bundle import meta_temperature
 from .calibration import calibrated_probabilities
-from .data.decoded import decode_images
-from .data.faces import DEFAULT_MIN_SCORE, detect_faces
-from .data.images import display_path, is_image_file
+from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, detect_faces
+from .data.images import display_path, is_image_file, resize_square
 from .engine import logits_with_tta, resolve_device
 from .errors import DataError
+from .framing import Framing, decode_framed, found_text
 from .io import csv_text
 
 log = logging.getLogger("babyface")
 UNCERTAIN = "uncertain"
-DEFAULT_MARGIN = 0.2  # added around a detected face on every side, as a share of its size (as in `data crop`)
-DETECT_MAX_SIDE = 640  # photos are shrunk to this for detection only; faces are cut from the full image
 
 
 @dataclass
@@ -35,6 +33,7 @@ class Prediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
+    face_found: bool | None = None  # None: not looked for (--framing whole); False: the whole image was classified
 
 
 @dataclass
@@ -52,10 +51,10 @@ class FacePrediction:
 def square_crop(rgb: np.ndarray, box: Sequence[int], size: int) -> np.ndarray:
     """The box of an H×W×3 uint8 image resized to ``size``×``size`` (what the model sees)."""
     left, top, right, bottom = box
-    return np.asarray(Image.fromarray(rgb[top:bottom, left:right]).resize((size, size), Image.Resampling.BILINEAR))
+    return resize_square(Image.fromarray(rgb[top:bottom, left:right]), size)
 
 
-def face_boxes(rgb: np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE, margin: float = DEFAULT_MARGIN,
+def face_boxes(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE, margin: float = DEFAULT_MARGIN,
                detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> tuple[list[tuple[int, int, int, int]], list[float | None]]:
     """Squares to classify in an H×W×3 image, largest face first, and their detector scores; without a face,
     the whole image with score None."""
@@ -103,12 +102,17 @@ class Predictor:
         """uint8 N×3×S×S at the bundle's size → calibrated probabilities N×C (averaged over the TTA views)."""
         return calibrated_probabilities(logits_with_tta(self.logits, images, self.tta), meta_temperature(self.meta))
 
-    def predict_files(self, paths: Sequence[Path], strict: bool = False, progress: bool = False) -> tuple[list[Prediction], list[str]]:
-        decoded = decode_images(paths, None, self.image_size, strict=strict, progress=progress, desc="predict")
+    def predict_files(self, paths: Sequence[Path], strict: bool = False, progress: bool = False,
+                      framing: Framing = Framing()) -> tuple[list[Prediction], list[str]]:
+        """One prediction per decodable file, each image framed as ``framing`` says (by default the square around its
+        largest face, as ``data crop`` cuts it); the names of the files skipped."""
+        framed = decode_framed(paths, None, self.image_size, framing, strict=strict, progress=progress, desc="predict")
+        decoded = framed.decoded
         if len(decoded) == 0:
             return [], decoded.skipped
         probs = self.probabilities(decoded.images)
-        return [self._prediction(display_path(p), row) for p, row in zip(decoded.paths, probs)], decoded.skipped
+        return [Prediction(display_path(p), *self.label(row), face_found=found)
+                for p, row, found in zip(decoded.paths, probs, framed.face_found)], decoded.skipped
 
     def classify_boxes(self, rgb: np.ndarray, boxes: Sequence[Sequence[int]]) -> torch.Tensor:
         """Probabilities N×C for square boxes of an H×W×3 uint8 image."""
@@ -118,7 +122,7 @@ class Predictor:
         """Probabilities N×C for S×S×3 uint8 crops at the bundle's size."""
         return self.probabilities(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2))
 
-    def predict_faces(self, image: Image.Image | np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE,
+    def predict_faces(self, image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE,
                       margin: float = DEFAULT_MARGIN, detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> list[FacePrediction]:
         """Every face found in an RGB image, largest first; without one, the whole image as one (``face_detected`` False)."""
         rgb = np.asarray(image, dtype=np.uint8)
@@ -135,9 +139,6 @@ class Predictor:
         best = int(probs.argmax())
         label = self.classes[best] if values[best] >= self.min_confidence else UNCERTAIN
         return label, values[best], dict(zip(self.classes, values))
-
-    def _prediction(self, name: str, probs: torch.Tensor) -> Prediction:
-        return Prediction(name, *self.label(probs))
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -160,15 +161,17 @@ def format_predictions(predictions: Sequence[Prediction], classes: Sequence[str]
     if fmt == "json":
         return json.dumps([p.__dict__ for p in predictions], indent=2) + "\n"
     if fmt == "csv":
-        rows = [[p.file, p.label, f"{p.confidence:.6f}", *(f"{p.probabilities[c]:.6f}" for c in classes)] for p in predictions]
-        return csv_text(["file", "label", "confidence", *(f"p_{c}" for c in classes)], rows)
+        rows = [[p.file, p.label, f"{p.confidence:.6f}", *(f"{p.probabilities[c]:.6f}" for c in classes), found_text(p.face_found)]
+                for p in predictions]
+        return csv_text(["file", "label", "confidence", *(f"p_{c}" for c in classes), "face_found"], rows)
     return _table(predictions, classes)
 
 
 def _table(predictions: Sequence[Prediction], classes: Sequence[str]) -> str:
     width = max([len("file")] + [len(p.file) for p in predictions])
-    header = f"{'file':<{width}}  {'label':<10} " + " ".join(f"{c:>9}" for c in classes)
+    header = f"{'file':<{width}}  {'label':<10} " + " ".join(f"{c:>9}" for c in classes) + "  face_found"
     lines = [header, "-" * len(header)]
     for p in predictions:
-        lines.append(f"{p.file:<{width}}  {p.label:<10} " + " ".join(f"{p.probabilities[c]:>9.3f}" for c in classes))
+        lines.append(f"{p.file:<{width}}  {p.label:<10} " + " ".join(f"{p.probabilities[c]:>9.3f}" for c in classes)
+                     + f"  {found_text(p.face_found) or '-'}")
     return "\n".join(lines) + "\n"

@@ -44,6 +44,7 @@ from .ensemble import create_ensemble
 from .engine import index_batches, normalise, predict_logits
 from .errors import BabyfaceError, DataError
 from .finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
+from .framing import training_framing
 from .io import atomic_path, prepare_output_dir, write_csv, write_json, write_text
 from .metrics import macro_f1
 from .models import create_model
@@ -516,7 +517,7 @@ def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn
               "skipped": len(data.skipped), "sources": [display_path(Path(p).resolve()) for p in data_sources(config)],
               "label_map": load_label_map(config.data_options.label_map) if config.data_options.label_map else {},
               **objective.summary()},
-        calibration=calibration,
+        calibration=calibration, framing=training_framing(config.data_options.framing, data_sources(config)),
     )
     meta["temperature"] = calibration["temperature"]
     save_bundle(out, model, meta)

@@ -70,7 +70,8 @@ def test_evaluate_writes_metrics_plots_and_predictions(tiny_run, tiny_data, tmp_
     assert metrics["n"] == 12 and 0 <= metrics["accuracy"] <= 1
     assert sum(sum(row) for row in metrics["confusion_matrix"]) == 12
     preds = read_csv(out / "predictions.csv")
-    assert len(preds) == 12 and set(preds[0]) == {"file", "true", "predicted", "p_happy", "p_neutral", "p_sad"}
+    assert len(preds) == 12 and set(preds[0]) == {"file", "true", "predicted", "p_happy", "p_neutral", "p_sad", "face_found"}
+    assert {r["face_found"] for r in preds} <= {"true", "false"}  # the default framing looks for faces
     assert all(r["file"].startswith("test/") for r in preds)
     assert abs(sum(float(preds[0][f"p_{c}"]) for c in ("happy", "neutral", "sad")) - 1) < 1e-4
     for png in ("confusion_matrix.png", "predictions_grid.png"):
@@ -88,16 +89,18 @@ def test_evaluate_accepts_the_test_folder_itself(tiny_run, tiny_data, tmp_path):
 @pytest.mark.parametrize("fmt", ["json", "csv", "table"])
 def test_predict_formats(tiny_run, tiny_data, fmt):
     one_sad = sorted((tiny_data / "test" / "sad").iterdir())[0]
-    proc = run_cli("predict", tiny_run, tiny_data / "test" / "happy", one_sad, "--format", fmt)
+    # tight synthetic crops, as the run was trained on: no face detection (saves its start-up in each process)
+    proc = run_cli("predict", tiny_run, tiny_data / "test" / "happy", one_sad, "--format", fmt, "--framing", "whole")
     n_happy = len(list((tiny_data / "test" / "happy").iterdir()))
     if fmt == "json":
         result = json.loads(proc.stdout)
         assert len(result) == n_happy + 1
         assert set(result[0]["probabilities"]) == {"happy", "neutral", "sad"}
         assert result[0]["label"] == max(result[0]["probabilities"], key=result[0]["probabilities"].get)
+        assert result[0]["face_found"] is None  # --framing whole: no face looked for
     elif fmt == "csv":
         rows = list(csv.DictReader(proc.stdout.splitlines()))
-        assert len(rows) == n_happy + 1 and "p_neutral" in rows[0]
+        assert len(rows) == n_happy + 1 and "p_neutral" in rows[0] and rows[0]["face_found"] == ""
     else:
         assert len(proc.stdout.strip().splitlines()) == n_happy + 3  # header, rule, rows
         assert one_sad.name in proc.stdout

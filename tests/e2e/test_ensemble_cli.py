@@ -43,6 +43,7 @@ def test_predict_on_an_ensemble_gives_the_members_mean(ensemble: Path, tiny_run:
     predictions = json.loads(run_cli("predict", ensemble, tiny_data / "test", "--format", "json", "--backend", "torch").stdout)
     actual = torch.tensor([list(p["probabilities"].values()) for p in predictions])
     assert torch.allclose(actual, mean_member_probabilities([tiny_run, second_run], files), atol=1e-5)
+    assert json.loads((ensemble / "model.json").read_text())["framing"] == {"mode": "whole"}  # as both members'
 
 
 @pytest.mark.parametrize("which", ["single", "ensemble"])

@@ -1,4 +1,5 @@
-"""`babyface data crop`: cut square face crops out of whole-scene photos, keeping the class layout."""
+"""`babyface data crop`: cut square face crops out of whole-scene photos, keeping the class layout; OUT/framing.json
+records how, so that training can record it in the bundle and evaluate and predict can frame test images the same way."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ImageDecodeError
+from ..framing import Framing, write_framing_file
 from ..io import atomic_path, prepare_output_dir, write_csv, write_text
 from ..progress import progress_bar
 from .audit import list_dataset_files
-from .faces import DEFAULT_MIN_SCORE, detect_faces
+from .faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, detect_faces
 from .images import DEFAULT_MAX_PIXELS, load_rgb
 
 log = logging.getLogger("babyface")
@@ -20,16 +22,17 @@ log = logging.getLogger("babyface")
 class CropConfig:
     src: str = ""
     out: str = ""
-    margin: float = 0.2
+    margin: float = DEFAULT_MARGIN
     all_faces: bool = False
     min_score: float = DEFAULT_MIN_SCORE
-    detector: str = "mtcnn"
+    detector: str = DEFAULT_DETECTOR
     overwrite: bool = False
     progress: bool = True
 
 
 def crop_faces(config: CropConfig) -> dict:
-    """OUT/<same relative path> per crop (``_faceN`` suffix for extra faces), crops.csv, no_face.txt, unreadable.txt."""
+    """OUT/<same relative path> per crop (``_faceN`` suffix for extra faces), crops.csv, no_face.txt, unreadable.txt,
+    framing.json."""
     root, listed, paths = list_dataset_files(config.src)
     out = prepare_output_dir(config.out, overwrite=config.overwrite)
     rows, no_face, unreadable = [], [], []
@@ -50,6 +53,7 @@ def crop_faces(config: CropConfig) -> dict:
             rows.append((item.file, target.as_posix(), *box, f"{face.score:.4f}"))
     write_csv(out / "crops.csv", ["source", "file", "left", "top", "right", "bottom", "score"], rows)
     write_text(out / "no_face.txt", "".join(f"{f}\n" for f in no_face))
+    write_framing_file(out, Framing("face", config.detector, config.margin, config.min_score))
     if unreadable:
         write_text(out / "unreadable.txt", "".join(f"{e}\n" for e in unreadable))
     return {"out": str(out), "images": len(listed), "crops": len(rows), "no_face": len(no_face), "unreadable": len(unreadable)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,14 +108,16 @@ def decode_images(
     strict: bool = False,
     progress: bool = True,
     desc: str = "decode",
+    loader: Callable[[Path], np.ndarray] | None = None,
 ) -> DecodedImages:
     """Decode ``paths`` into one in-memory uint8 tensor (its own bytes plus any skipped files' rows, no more).
 
     An undecodable file is logged with its path and skipped, or raises ImageDecodeError when ``strict``.
+    ``loader`` (path → size×size×3 uint8) replaces plain decoding and resizing, e.g. to cut out a face first.
     """
     labels = list(labels) if labels is not None else [-1] * len(paths)
     out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
-    kept, skipped = decode_into(out, paths, size, max_pixels=max_pixels, strict=strict, progress=progress, desc=desc)
+    kept, skipped = decode_into(out, paths, size, max_pixels=max_pixels, strict=strict, progress=progress, desc=desc, loader=loader)
     for error in skipped:
         log.warning("skipped %s", error)
     for position, i in enumerate(kept):  # close the gaps of skipped files in place
@@ -135,6 +137,7 @@ def decode_into(
     strict: bool = False,
     progress: bool = True,
     desc: str = "decode",
+    loader: Callable[[Path], np.ndarray] | None = None,
 ) -> tuple[list[int], list[ImageDecodeError]]:
     """Decode ``paths[i]`` into ``out[i]`` (3×S×S, channels first) in threads (Pillow releases the GIL).
 
@@ -145,7 +148,7 @@ def decode_into(
 
     def load(path: Path) -> np.ndarray | ImageDecodeError:
         try:
-            return load_resized(path, size, max_pixels=max_pixels)
+            return loader(path) if loader else load_resized(path, size, max_pixels=max_pixels)
         except ImageDecodeError as exc:
             return exc
 

@@ -16,7 +16,10 @@ from PIL import Image
 from ..errors import BabyfaceError
 
 DETECTORS = ("mtcnn", "haar")
-DEFAULT_MIN_SCORE = 0.9
+DEFAULT_DETECTOR = "mtcnn"
+DEFAULT_MIN_SCORE = 0.9  # detector confidence to accept a face
+DEFAULT_MARGIN = 0.2  # added around a detected face on every side, as a share of its size, before it is cut out
+DETECT_MAX_SIDE = 640  # photos are shrunk to this for detection only; faces are cut from the full image
 MTCNN_MIN_SIDE = 20  # facenet-pytorch's default min_face_size: no smaller image can hold a detectable face
 MIN_FACE_PIXELS = 24  # with ``min_face``, images are shrunk until the smallest wanted face is this many pixels
 
@@ -55,7 +58,7 @@ class FaceBox:
         return inter.area / union if union > 0 else 0.0
 
 
-def detect_faces(image: Image.Image | np.ndarray, detector: str = "mtcnn", min_score: float = DEFAULT_MIN_SCORE,
+def detect_faces(image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE,
                  max_side: int = 0, min_face: float = 0.0) -> list[FaceBox]:
     """Faces in an RGB image (PIL or H×W×3 uint8), largest first, those scoring under ``min_score`` dropped.
 

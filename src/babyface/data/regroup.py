@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import BabyfaceError, DataError
+from ..framing import copy_framing_file
 from ..io import prepare_output_dir, write_csv
 from .audit import list_dataset_files
 from .duplicates import cluster_ids, describe_files, duplicate_clusters
@@ -63,7 +64,8 @@ def resolve_groups(root: Path, files: Sequence[str], paths: Sequence[Path], grou
 
 
 def split_dataset(config: SplitConfig) -> dict:
-    """Write OUT/train, OUT/test (and OUT/val) as links (or copies) of DATA's images, plus OUT/splits.csv."""
+    """Write OUT/train, OUT/test (and OUT/val) as links (or copies) of DATA's images, plus OUT/splits.csv (and DATA's
+    framing.json, when ``data crop`` wrote DATA)."""
     if not (0 < config.test < 1 and 0 <= config.val < 1 and config.test + config.val < 1):
         raise BabyfaceError(f"--test {config.test} and --val {config.val}: each between 0 and 1, together under 1")
     root, listed, paths = list_dataset_files(config.data)
@@ -79,6 +81,7 @@ def split_dataset(config: SplitConfig) -> dict:
         _link_or_copy(source, target, config.copy)
         rows.append((target.relative_to(out).as_posix(), split, item.label, group, item.file))
     write_csv(out / "splits.csv", ["file", "split", "label", "group", "source"], rows)
+    copy_framing_file(root, out)  # a split of `data crop` output is still face crops
     counts = Counter((split, item.label) for split, item in zip(assigned, listed))
     return {"out": str(out), "groups": len(set(groups)), "counts": {f"{s}/{c}": n for (s, c), n in sorted(counts.items())}}
 

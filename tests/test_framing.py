@@ -1,0 +1,187 @@
+"""Framing: evaluate and predict classify the face square that `data crop` and `serve` cut (or, with --framing whole,
+the whole image); the bundle records how its training images were framed, and a mismatch is warned about."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from babyface import evaluate as evaluate_module
+from babyface import framing
+from babyface.cli import main
+from babyface.config import EvalConfig
+from babyface.data.faces import DEFAULT_MARGIN, FaceBox
+from babyface.data.images import load_resized, resize_square
+from babyface.evaluate import evaluate_run
+from babyface.framing import (FRAMING_FILE, Framing, decode_framed, framing_mismatch, load_framed, shared_framing,
+                              training_framing, write_framing_file)
+from babyface.predict import Predictor
+from tests.conftest import face_scene
+
+RED_SQUARE = (200, 80, 280, 160)  # where ``scene`` pastes the stand-in "face"
+
+
+def scene(face: bool = True) -> Image.Image:
+    """A 400×300 striped canvas with (``face``) a red 80×80 square: the stand-in face that ``red_detector`` finds."""
+    rgb = np.zeros((300, 400, 3), np.uint8)
+    rgb[:, :, 2] = 160
+    rgb[::8, :, 1] = 255  # stripes: the whole image and the face square look nothing alike at 64×64
+    if face:
+        left, top, right, bottom = RED_SQUARE
+        rgb[top:bottom, left:right] = (230, 30, 30)
+        rgb[top + 20:top + 40, left + 10:left + 70] = (250, 250, 250)
+    return Image.fromarray(rgb)
+
+
+class RedDetector:
+    """Stands in for ``detect_faces``: the red square as a face; records the settings it was called with."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, float]] = []
+
+    def __call__(self, image, detector="mtcnn", min_score=0.9, max_side=0, min_face=0.0):
+        self.calls.append((detector, min_score))
+        rgb = np.asarray(image)
+        ys, xs = np.nonzero((rgb[..., 0] > 200) & (rgb[..., 1] < 60))
+        return [FaceBox(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1), 0.99)] if len(xs) else []
+
+
+@pytest.fixture
+def red_detector(monkeypatch) -> RedDetector:
+    fake = RedDetector()
+    monkeypatch.setattr(framing, "detect_faces", fake)
+    return fake
+
+
+def expected_square(margin: float = DEFAULT_MARGIN) -> tuple[int, int, int, int]:
+    return FaceBox(*RED_SQUARE, 1.0).square(margin, 400, 300)
+
+
+def test_face_framing_cuts_the_face_square_and_falls_back_to_the_whole_image(tmp_path, red_detector, caplog) -> None:
+    scene().save(tmp_path / "a.png")
+    scene(face=False).save(tmp_path / "b.png")
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    with caplog.at_level(logging.INFO, logger="babyface"):
+        framed = decode_framed(paths, None, 64, Framing(margin=0.3), progress=False)
+    box = expected_square(0.3)
+    assert framed.boxes == [box, None] and framed.face_found == [True, False] and framed.no_face == 1
+    images = framed.decoded.images.permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(images[0], resize_square(scene().crop(box), 64))
+    assert not np.array_equal(images[0], load_resized(paths[0], 64))  # not the whole image
+    assert np.array_equal(images[1], load_resized(paths[1], 64))
+    assert [r.message for r in caplog.records if "no face found" in r.message] == [
+        "no face found in 1 of 2 image(s) (mtcnn, min score 0.9): those were classified whole (face_found false)"]
+    whole = decode_framed(paths, None, 64, Framing("whole"), progress=False)
+    assert whole.face_found == [None, None] and len(red_detector.calls) == 2  # whole: no detection
+    assert np.array_equal(whole.decoded.images.permute(0, 2, 3, 1).numpy()[0], load_resized(paths[0], 64))
+
+
+def test_predict_classifies_the_face_square_and_reports_face_found(tmp_path, untrained_run, red_detector, capsys) -> None:
+    scene().save(tmp_path / "a.png")
+    scene(face=False).save(tmp_path / "b.png")
+    assert main(["predict", str(untrained_run), str(tmp_path), "--format", "json", "--device", "cpu",
+                 "--min-score", "0.5", "--detector", "haar"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["face_found"] for r in rows] == [True, False] and set(red_detector.calls) == {("haar", 0.5)}
+    predictor = Predictor(untrained_run, device="cpu", backend="torch")
+    crop = resize_square(scene().crop(expected_square()), 64)
+    assert rows[0]["probabilities"] == pytest.approx(dict(zip(predictor.classes, predictor.classify_crops([crop])[0].tolist())), abs=1e-6)
+    assert main(["predict", str(untrained_run), str(tmp_path), "--format", "csv", "--framing", "whole", "--device", "cpu"]) == 0
+    table = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [r["face_found"] for r in table] == ["", ""]
+    whole = predictor.classify_crops([load_resized(tmp_path / "a.png", 64)])[0]
+    assert float(table[0]["p_happy"]) == pytest.approx(float(whole[0]), abs=1e-5)
+
+
+def test_evaluate_classifies_and_shows_face_squares(tmp_path, untrained_run, red_detector, monkeypatch) -> None:
+    data = tmp_path / "data"
+    for label, face in (("happy", True), ("sad", True), ("sad", False)):
+        (data / label).mkdir(parents=True, exist_ok=True)
+        scene(face).save(data / label / f"{label}_{face}.png")
+    shown = []
+    monkeypatch.setattr(evaluate_module, "plot_prediction_grid", lambda images, *args, **kwargs: shown.extend(images))
+    metrics = evaluate_run(EvalConfig(run=str(untrained_run), data=str(data), out=str(tmp_path / "e"), device="cpu",
+                                      bootstrap=0, progress=False))
+    assert metrics["framing"] == {**Framing().record(), "no_face": 1, "trained_on": None}
+    with open(tmp_path / "e" / "predictions.csv", newline="") as handle:
+        rows = {r["file"]: r for r in csv.DictReader(handle)}
+    assert {f: r["face_found"] for f, r in rows.items()} == {"happy/happy_True.png": "true", "sad/sad_True.png": "true",
+                                                             "sad/sad_False.png": "false"}
+    expected = Predictor(untrained_run, device="cpu").classify_crops([resize_square(scene().crop(expected_square()), 64)])[0]
+    assert float(rows["happy/happy_True.png"]["p_sad"]) == pytest.approx(float(expected[2]), abs=1e-5)
+    tile = load_framed(data / "happy" / "happy_True.png", expected_square(), evaluate_module.GRID_TILE_SIZE)
+    assert any(np.array_equal(image, tile) for image in shown)  # the grid shows the crop the model saw
+
+
+def test_training_framing_from_data_crop_folders_or_as_declared(tmp_path) -> None:
+    cropped, plain = tmp_path / "cropped", tmp_path / "plain"
+    cropped.mkdir(), plain.mkdir()
+    face = Framing("face", "haar", 0.3, 0.8)
+    write_framing_file(cropped, face)
+    assert training_framing("auto", [cropped]) == {"mode": "face", "detector": "haar", "margin": 0.3, "min_score": 0.8}
+    assert training_framing("auto", [plain]) == training_framing("auto", [cropped, plain]) == {"mode": "whole"}
+    assert training_framing("whole", [cropped]) == {"mode": "whole"}
+    assert training_framing("face", [plain]) == Framing().record()  # declared: data crop's defaults
+    (plain / FRAMING_FILE).write_text("not json")
+    assert training_framing("auto", [plain]) == {"mode": "whole"}
+
+
+def test_data_split_keeps_framing_json(tmp_path, write_tiny_png) -> None:
+    src = tmp_path / "crops"
+    for i in range(4):
+        for label in ("happy", "sad"):
+            write_tiny_png(src / label / f"{i}.png", value=40 * i + (label == "sad"), size=8)
+    write_framing_file(src, Framing(margin=0.25))
+    assert main(["data", "split", str(src), str(tmp_path / "split"), "--test", "0.25", "--val", "0", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "split" / FRAMING_FILE).read_text())["margin"] == 0.25
+
+
+def test_mismatch_messages_say_what_to_do() -> None:
+    face, whole = {"framing": Framing().record()}, {"framing": {"mode": "whole"}}
+    assert framing_mismatch(face, Framing(), "run") is None
+    assert framing_mismatch(whole, Framing("whole"), "run") is None
+    assert framing_mismatch({}, Framing(), "run") is None  # old bundle: unknown, no warning
+    assert "pass --framing whole" in framing_mismatch(whole, Framing(), "run")
+    assert "drop --framing whole" in framing_mismatch(face, Framing("whole"), "run")
+    assert "--margin 0.2" in framing_mismatch(face, Framing(margin=0.4), "run")
+    assert framing_mismatch({"framing": {"mode": "face"}}, Framing(), "run") is None  # missing settings: defaults
+
+
+def test_ensemble_framing_is_its_members_when_they_agree() -> None:
+    face, whole = {"framing": Framing().record()}, {"framing": {"mode": "whole"}}
+    assert shared_framing([face, face]) == Framing().record()
+    assert shared_framing([face, whole]) is None and shared_framing([{}, {}]) is None
+
+
+def test_train_records_framing_and_evaluate_warns_once_on_mismatch(tiny_data, tmp_path, capsys) -> None:
+    data = tmp_path / "crops"
+    shutil.copytree(tiny_data, data)
+    write_framing_file(data, Framing())  # as `babyface data crop` leaves its output
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--epochs", "1", "--image-size", "32", "--no-augment", "--out", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "model.json").read_text())["framing"] == Framing().record()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), str(data), "--framing", "whole", "--bootstrap", "0", "--no-progress"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "drop --framing whole" in warnings[0]
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("facenet_pytorch"), reason="facenet-pytorch not installed")
+def test_real_mtcnn_predict_frames_a_photo_as_serve_does(tmp_path, untrained_run) -> None:
+    """A small face in a large canvas: predict's default classifies the same square as serve's face path."""
+    image = face_scene(size=(640, 480), at=(400, 250))
+    image.save(tmp_path / "scene.png")
+    predictor = Predictor(untrained_run, device="cpu")
+    (prediction,), _ = predictor.predict_files([tmp_path / "scene.png"])
+    (served,) = predictor.predict_faces(image)
+    assert prediction.face_found and served.face_detected
+    assert prediction.probabilities == pytest.approx(served.probabilities, abs=1e-6)
+    (whole,), _ = predictor.predict_files([tmp_path / "scene.png"], framing=Framing("whole"))
+    assert whole.probabilities != pytest.approx(served.probabilities, abs=1e-4)
