@@ -43,7 +43,7 @@ from babyface.data.cache import load_decoded
 from babyface.data.scan import scan_dataset
 from babyface.data.synthetic import SynthConfig, generate_dataset
 from babyface.models import create_model
-from babyface.train import build_optimizer, train_one_epoch
+from babyface.train import Objective, build_optimizer, train_one_epoch
 
 MB = 2**20
 
@@ -81,9 +81,9 @@ def epoch_seconds(data, n_images: int, batches: int, batch_size: int, model_name
     optimizer = build_optimizer(model, config)
     mean, std = [0.5] * 3, [0.25] * 3
     warmup = data.subset(picked[:batch_size * 2])
-    train_one_epoch(model, warmup, mean, std, nn.CrossEntropyLoss(), optimizer, torch.device("cpu"), config, generator)
+    train_one_epoch(model, warmup, mean, std, Objective.plain(warmup), optimizer, torch.device("cpu"), config, generator)
     start = time.perf_counter()
-    train_one_epoch(model, subset, mean, std, nn.CrossEntropyLoss(), optimizer, torch.device("cpu"), config, generator)
+    train_one_epoch(model, subset, mean, std, Objective.plain(subset), optimizer, torch.device("cpu"), config, generator)
     per_batch = (time.perf_counter() - start) / math.ceil(len(picked) / batch_size)
     return per_batch * math.ceil(n_images / batch_size)
 

@@ -34,7 +34,7 @@ from babyface.data.naive import NaiveFolder, naive_epoch
 from babyface.data.scan import scan_dataset
 from babyface.data.synthetic import SynthConfig, generate_dataset
 from babyface.models import create_model
-from babyface.train import build_optimizer, train_one_epoch
+from babyface.train import Objective, build_optimizer, train_one_epoch
 
 SIZE = 64
 
@@ -61,7 +61,7 @@ def pipeline_epochs(data: Path, name: str, epochs: int, batch_size: int) -> dict
     fast = []
     for _ in range(epochs):
         t = time.perf_counter()
-        train_one_epoch(model, decoded, mean, std, nn.CrossEntropyLoss(), optimizer, torch.device("cpu"), config, generator)
+        train_one_epoch(model, decoded, mean, std, Objective.plain(decoded), optimizer, torch.device("cpu"), config, generator)
         fast.append(time.perf_counter() - t)
     return {"images": len(samples), "naive_s": naive, "babyface_s": min(fast), "decode_s": decode_seconds}
 

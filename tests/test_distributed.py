@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from babyface.config import TrainConfig
 from babyface.data.decoded import DecodedImages
 from babyface.distributed import DistInfo
-from babyface.train import train_one_epoch
+from babyface.train import Objective, train_one_epoch
 
 
 def toy_model() -> nn.Module:
@@ -34,7 +34,7 @@ def run_epochs(model: nn.Module, batch_size: int, info: DistInfo) -> nn.Module:
     optimizer = torch.optim.SGD(trained.parameters(), lr=0.1)
     generator = torch.Generator().manual_seed(5)
     for _ in range(2):
-        train_one_epoch(trained, toy_data(), [0.5] * 3, [0.25] * 3, nn.CrossEntropyLoss(), optimizer,
+        train_one_epoch(trained, toy_data(), [0.5] * 3, [0.25] * 3, Objective.plain(toy_data()), optimizer,
                         torch.device("cpu"), config, generator, dist=info)
     return model
 

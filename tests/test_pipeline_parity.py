@@ -17,6 +17,7 @@ from babyface.data.augment import draw_params
 from babyface.data.naive import NaiveFolder, naive_epoch
 from babyface.data.scan import Sample
 from babyface.train import (
+    Objective,
     PreparedData,
     build_optimizer,
     prepare_data,
@@ -78,7 +79,7 @@ def train_fast(data: PreparedData, config: TrainConfig, seed: int) -> nn.Module:
     optimizer = build_optimizer(model, config)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(EPOCHS):
-        train_one_epoch(model, data.train, data.mean, data.std, nn.CrossEntropyLoss(), optimizer, torch.device("cpu"), config, generator)
+        train_one_epoch(model, data.train, data.mean, data.std, Objective.plain(data.train), optimizer, torch.device("cpu"), config, generator)
     return model
 
 

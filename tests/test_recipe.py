@@ -15,8 +15,7 @@ from babyface.data.splits import limit_per_class
 from babyface.errors import BabyfaceError
 from babyface.finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
 from babyface.models import create_model
-from babyface.train import ema_with_warmup, epoch_order, sampling_strata
-from babyface.data.decoded import DecodedImages
+from babyface.train import ema_with_warmup
 from pathlib import Path
 
 
@@ -109,20 +108,6 @@ def test_ema_warms_up_then_uses_the_configured_decay():
     assert update(averaged, current, torch.tensor(10_000)).item() == pytest.approx(0.01)
     counts = torch.tensor([3])
     assert torch.equal(update(torch.tensor([1]), counts, torch.tensor(5)), counts)  # integer buffers are copied
-
-
-def test_source_balancing_draws_every_source_class_pair_equally():
-    labels = torch.tensor([0] * 80 + [1] * 10 + [0] * 5 + [1] * 5)
-    paths = [Path(f"{i}.png") for i in range(100)]
-    sources = {p: ("adult" if i < 90 else "infant") for i, p in enumerate(paths)}
-    data = DecodedImages(torch.zeros(100, 3, 1, 1, dtype=torch.uint8), labels, paths)
-    config = TrainConfig(class_balance="source")
-    strata = sampling_strata(data, sources, config)
-    assert len(set(strata.tolist())) == 4
-    order = epoch_order(strata, config, generator())
-    infant_share = torch.tensor([i >= 90 for i in order.tolist()]).float().mean().item()
-    assert 0.4 < infant_share < 0.6  # 10% of the images, half of the draws
-    assert torch.equal(sampling_strata(data, sources, TrainConfig(class_balance="sampler")), labels)
 
 
 def test_limit_per_class_keeps_at_most_n_of_each_key_reproducibly():

@@ -12,6 +12,7 @@ from babyface.engine import index_batches, normalise, resolve_device
 from babyface.errors import BabyfaceError
 from babyface.metrics import classification_metrics, macro_f1
 from babyface.models import create_model
+from babyface.coverage import sampling_weights, source_coverage
 from babyface.train import build_optimizer, build_scheduler, class_weights, epoch_order
 
 
@@ -59,10 +60,11 @@ def test_class_weights_are_inverse_frequency():
 
 def test_balanced_sampler_draws_classes_equally():
     labels = torch.tensor([0] * 90 + [1] * 10)
-    order = epoch_order(labels, TrainConfig(class_balance="sampler"), torch.Generator().manual_seed(0))
+    coverage = source_coverage(labels, [""] * 100, ["a", "b"])
+    order = epoch_order(100, sampling_weights(coverage, "sampler"), torch.Generator().manual_seed(0))
     share = (labels[order] == 1).float().mean().item()
     assert len(order) == 100 and 0.35 < share < 0.65
-    plain = epoch_order(labels, TrainConfig(), torch.Generator().manual_seed(0))
+    plain = epoch_order(100, sampling_weights(coverage, "none"), torch.Generator().manual_seed(0))
     assert sorted(plain.tolist()) == list(range(100))
 
 

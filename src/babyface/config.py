@@ -70,7 +70,9 @@ class TrainConfig:
     gamma: float = 0.3
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
-    class_balance: str = "none"  # loss: weighted by class; sampler: batches balanced by class; source: by class within each source
+    class_balance: str = "auto"  # auto: 'source' when sources cover different classes, else none; loss; sampler; source
+    missing_classes: str = "auto"  # auto: 'restrict' when sources cover different classes; restrict; prior; off
+    source_adversary: float = 0.0  # weight of a gradient-reversal head that hides which source an image came from (0 = off)
     mixup: float = 0.0  # MixUp Beta(α, α) coefficient; 0 = off (0.2 is typical)
     cutmix: float = 0.0  # CutMix Beta(α, α) coefficient; 0 = off (1.0 is typical); with both, each batch picks one
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0 = off; e.g. 0.999)
@@ -199,7 +201,8 @@ class EnsembleConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "adamw", "sgd"),
     "scheduler": ("step", "cosine", "none"),
-    "class_balance": ("none", "loss", "sampler", "source"),
+    "class_balance": ("auto", "none", "loss", "sampler", "source"),
+    "missing_classes": ("auto", "restrict", "prior", "off"),
     "format": ("table", "json", "csv"),
     "precision": ("auto", "fp32", "bf16"),
     "backend": ("auto", "torch", "onnx"),
@@ -355,6 +358,7 @@ def validate(config: Any) -> None:
         "mixup": lambda v: v >= 0,
         "cutmix": lambda v: v >= 0,
         "ema": lambda v: 0 <= v < 1,
+        "source_adversary": lambda v: v >= 0,
         "freeze_stages": lambda v: v >= 0,
         "max_per_class": lambda v: v >= 0,
         "init_lr_scale": lambda v: 0 < v <= 1,

@@ -22,9 +22,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
+from .adversary import SourceAdversary, adversary_strength
 from .bundle import bundle_metadata, save_bundle
 from .calibration import calibration_summary, fit_temperature
 from .config import EnsembleConfig, TrainConfig, data_sources, parse_seeds, save_yaml, to_dict
+from .coverage import (MissingClassLoss, SourceCoverage, coverage_report, missing_class_log_prior, resolve_balance,
+                       resolve_rule, sampling_weights, source_coverage)
 from .data.augment import apply_params, draw_params
 from .data.cache import fit_memory_budget, load_decoded
 from .data.decoded import DecodedImages, channel_stats
@@ -170,23 +173,66 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return weights.float()
 
 
-def epoch_order(strata: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Shuffled indices for one epoch; with a balancing sampler drawn with replacement so that every
-    stratum (a class, or a class within a source: see ``sampling_strata``) is drawn equally often."""
-    n = len(strata)
-    if config.class_balance in ("sampler", "source"):
-        weights = class_weights(strata, int(strata.max()) + 1)[strata]
+def epoch_order(n: int, weights: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    """Shuffled indices for one epoch; with draw ``weights`` (a balancing sampler) drawn with replacement."""
+    if weights is not None:
         return torch.multinomial(weights.double(), n, replacement=True, generator=generator)
     return torch.randperm(n, generator=generator)
 
 
-def sampling_strata(data: DecodedImages, sources: dict[Path, str], config: TrainConfig) -> torch.Tensor:
-    """What the sampler balances: the class, or with ``class_balance='source'`` each (source, class) pair."""
-    if config.class_balance != "source":
-        return data.labels
-    names = sorted(set(sources.values()) | {""})
-    source_ids = torch.tensor([names.index(sources.get(p, "")) for p in data.paths], dtype=torch.long)
-    return source_ids * (int(data.labels.max()) + 1) + data.labels
+@dataclass
+class Objective:
+    """How training images are drawn and what a step minimises: the class loss (missing-class-aware when
+    sources cover different classes) and, with --source-adversary, the reversed source guess."""
+
+    loss_fn: nn.Module
+    coverage: SourceCoverage
+    weights: torch.Tensor | None = None  # sampler draw weights per training image; None: plain shuffle
+    source_aware: bool = False  # loss_fn takes each image's source after its label
+    adversary: SourceAdversary | None = None
+    adversary_weight: float = 0.0
+    rule: str = "off"  # the missing-class rule in force (see coverage.resolve_rule)
+    balance: str = "none"  # the sampler in force (see coverage.resolve_balance)
+
+    def summary(self) -> dict:
+        """What the bundle records about how sources and their missing classes were handled."""
+        return {"coverage": self.coverage.to_dict(), "missing_classes": self.rule, "class_balance": self.balance,
+                "source_adversary": self.adversary_weight if self.adversary is not None else 0.0}
+
+    @classmethod
+    def plain(cls, data: DecodedImages, loss_fn: nn.Module | None = None) -> "Objective":
+        """One source, a plain shuffle, ``loss_fn`` (default cross-entropy): the reference's training step."""
+        classes = [str(c) for c in range(int(data.labels.max()) + 1)]
+        return cls(loss_fn or nn.CrossEntropyLoss(), source_coverage(data.labels, [""] * len(data), classes))
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, sources: torch.Tensor, lam: float, progress: float) -> torch.Tensor:
+        loss = mixed_loss(self.loss_fn, logits, labels, lam, *([sources] if self.source_aware else []))
+        if self.adversary is not None:
+            loss = loss + self.adversary.loss(sources, adversary_strength(self.adversary_weight, progress))
+        return loss
+
+
+def build_objective(config: TrainConfig, data: PreparedData, model: nn.Module, device: torch.device) -> Objective:
+    """The loss, sampler weights and optional source adversary for ``data``; logs the coverage table."""
+    coverage = source_coverage(data.train.labels, [data.sources.get(p, "") for p in data.train.paths], data.classes)
+    rule = resolve_rule(config.missing_classes, coverage)
+    balance = resolve_balance(config.class_balance, coverage)
+    weights = sampling_weights(coverage, balance)
+    class_weight = class_weights(data.train.labels, len(data.classes)).to(device) if balance == "loss" else None
+    if rule == "off":
+        loss_fn: nn.Module = nn.CrossEntropyLoss(weight=class_weight, label_smoothing=config.label_smoothing)
+    else:
+        loss_fn = MissingClassLoss(missing_class_log_prior(coverage, rule, weights), class_weight, config.label_smoothing)
+    if coverage.uneven or len(coverage.sources) > 1:
+        for line in coverage_report(coverage, rule, balance):
+            log.info(line)
+    adversary = None
+    if config.source_adversary > 0:
+        if len(coverage.sources) < 2:
+            log.warning("--source-adversary ignored: it needs at least two sources (--data) to tell apart")
+        else:
+            adversary = SourceAdversary(model, len(coverage.sources)).to(device)
+    return Objective(loss_fn.to(device), coverage, weights, rule != "off", adversary, config.source_adversary, rule, balance)
 
 
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
@@ -199,25 +245,26 @@ def train_one_epoch(
     data: DecodedImages,
     mean: list[float],
     std: list[float],
-    loss_fn: nn.Module,
+    objective: Objective,
     optimizer: torch.optim.Optimizer,
     device: torch.device,
     config: TrainConfig,
     generator: torch.Generator,
     desc: str = "train",
     dist: DistInfo = DistInfo(),
-    strata: torch.Tensor | None = None,
     ema: AveragedModel | None = None,
+    epoch: int = 1,
 ) -> dict[str, float]:
     """One pass over ``data``; under DDP each process trains on its slice of every global batch.
-
-    ``strata`` (default: the labels) is what a balancing sampler balances; ``ema`` is updated after every step."""
+    ``ema`` is updated after every step."""
     train_mode(model)
-    order = epoch_order(data.labels if strata is None else strata, config, generator)
+    if objective.adversary is not None:
+        objective.adversary.train()
+    order = epoch_order(len(data), objective.weights, generator)
     total_loss, correct, seen = 0.0, 0, 0
     batches = list(index_batches(len(order), config.batch_size * dist.world_size, order))
     bar = progress_bar(batches, config.progress and dist.is_main, desc=desc, unit="batch", leave=False)
-    for index in bar:
+    for step, index in enumerate(bar):
         params = draw_params(len(index), config.augment, generator) if config.augment.enabled else None
         mine = dist.local_slice(len(index))
         index = index[mine]
@@ -225,13 +272,15 @@ def train_one_epoch(
         if params is not None:
             images = apply_params(images, params[mine])
         labels = data.labels[index].to(device, non_blocking=True)
+        sources = objective.coverage.source_ids[index].to(device, non_blocking=True)
         images, lam = mix_batch(images, config.mixup, config.cutmix, generator)
         inputs = normalise(images, mean, std)
         if config.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(config, device)):
             logits = model(inputs)
-            loss = mixed_loss(loss_fn, logits.float(), labels, lam)
+            progress = (epoch - 1 + step / len(batches)) / config.epochs
+            loss = objective.loss(logits.float(), labels, sources, lam, progress)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -310,15 +359,18 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:
             log.warning("--sync-bn ignored: PyTorch's SyncBatchNorm works on CUDA only; BatchNorm statistics stay per process")
-    weights = class_weights(data.train.labels, len(data.classes)).to(device) if config.class_balance == "loss" else None
-    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
+    objective = build_objective(config, data, model, device)
     optimizer = build_optimizer(model, config)
+    if objective.adversary is not None:
+        optimizer.add_param_group({"params": list(objective.adversary.parameters()), "lr": config.lr})
+        if dist.enabled:
+            objective.adversary.head = DistributedDataParallel(objective.adversary.head)
     scheduler = build_scheduler(optimizer, config)
     generator = torch.Generator().manual_seed(config.seed)
     ema = AveragedModel(model, avg_fn=ema_with_warmup(config.ema), use_buffers=True) if config.ema else None
     state = TrainingState()
     if resume:
-        state = restore_checkpoint(out / CHECKPOINT_FILE, model, optimizer, scheduler, generator, ema)
+        state = restore_checkpoint(out / CHECKPOINT_FILE, model, optimizer, scheduler, generator, ema, objective.adversary)
         log.info("resuming %s after epoch %d of %d", out, state.epoch, config.epochs)
     if dist.is_main:
         save_yaml(config, out / "config.yaml")
@@ -328,7 +380,7 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
              f", {dist.world_size} processes (global batch {config.batch_size * dist.world_size})" if dist.enabled else "")
     trained = DistributedDataParallel(model) if dist.enabled else model
     try:
-        run_epochs(config, out, data, trained, loss_fn, optimizer, scheduler, generator, device, dist, state, ema)
+        run_epochs(config, out, data, trained, objective, optimizer, scheduler, generator, device, dist, state, ema)
     except KeyboardInterrupt:
         if state.saved_epoch:
             log.warning("interrupted; the checkpoint of epoch %d is kept: continue with 'babyface train --resume %s'",
@@ -337,7 +389,7 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
             log.warning("interrupted before the first epoch ended; nothing to resume, train again")
         raise
     if dist.is_main:
-        _write_outputs(config, out, data, model, state, device)
+        _write_outputs(config, out, data, model, state, device, objective)
     return out
 
 
@@ -367,17 +419,16 @@ def build_model(config: TrainConfig, data: PreparedData) -> nn.Module:
     return model
 
 
-def run_epochs(config, out, data, model, loss_fn, optimizer, scheduler, generator, device, dist, state: TrainingState,
-               ema: AveragedModel | None = None) -> None:
-    strata = sampling_strata(data.train, data.sources, config)
+def run_epochs(config, out, data, model, objective: Objective, optimizer, scheduler, generator, device, dist,
+               state: TrainingState, ema: AveragedModel | None = None) -> None:
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if config.early_stopping and state.epoch - state.best["epoch"] >= config.early_stopping:
             log.info("early stopping: no validation macro-F1 gain for %d epochs", config.early_stopping)
             break
         start = time.perf_counter()
         row = {"epoch": epoch, "lr": optimizer.param_groups[-1]["lr"]}  # the classifier's: --init-lr-scale lowers the others
-        row.update(train_one_epoch(model, data.train, data.mean, data.std, loss_fn, optimizer, device, config, generator,
-                                   desc=f"epoch {epoch}/{config.epochs}", dist=dist, strata=strata, ema=ema))
+        row.update(train_one_epoch(model, data.train, data.mean, data.std, objective, optimizer, device, config, generator,
+                                   desc=f"epoch {epoch}/{config.epochs}", dist=dist, ema=ema, epoch=epoch))
         evaluated = ema.module if ema is not None else unwrap(model)  # with --ema the average is what gets kept
         row.update(validate(evaluated, data.val, data.mean, data.std, device, config.batch_size))
         scheduler.step()
@@ -390,7 +441,7 @@ def run_epochs(config, out, data, model, loss_fn, optimizer, scheduler, generato
             state.best = {"val_macro_f1": score, "epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
             state.best_state = copy.deepcopy(evaluated.state_dict())
         if dist.is_main:
-            save_checkpoint(out / CHECKPOINT_FILE, unwrap(model), optimizer, scheduler, generator, state, ema)
+            save_checkpoint(out / CHECKPOINT_FILE, unwrap(model), optimizer, scheduler, generator, state, ema, objective.adversary)
             state.saved_epoch = epoch
             _write_history(out / "history.csv", state.history)
 
@@ -400,7 +451,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Generator, state: TrainingState,
-                    ema: AveragedModel | None = None) -> None:
+                    ema: AveragedModel | None = None, adversary: SourceAdversary | None = None) -> None:
     """One dict of tensors and plain values (torchvision-reference style), written atomically."""
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
@@ -414,13 +465,14 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Ge
         "best": state.best,
         "best_state": state.best_state,
         "ema": ema.state_dict() if ema is not None else None,
+        "adversary": adversary.state_dict() if adversary is not None else None,
     }
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
 
 def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Generator,
-                       ema: AveragedModel | None = None) -> TrainingState:
+                       ema: AveragedModel | None = None, adversary: SourceAdversary | None = None) -> TrainingState:
     if not path.is_file():
         raise BabyfaceError(f"{path}: no checkpoint to resume from; was this folder written by 'babyface train'?")
     try:
@@ -435,6 +487,8 @@ def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch
         optimizer.load_state_dict(checkpoint["optimizer"])
         if ema is not None:
             ema.load_state_dict(checkpoint["ema"])
+        if adversary is not None:
+            adversary.load_state_dict(checkpoint["adversary"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise BabyfaceError(f"{path}: checkpoint does not fit this run's model ({str(exc).splitlines()[0][:120]}); "
                             "resume with the config.yaml it was written with") from None
@@ -446,7 +500,7 @@ def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch
 
 
 def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn.Module, state: TrainingState,
-                   device: torch.device) -> None:
+                   device: torch.device, objective: Objective) -> None:
     history, best = state.history, state.best
     plot_learning_curves(history, out / "learning_curves.png", title=f"{config.model} on {' + '.join(Path(p).name for p in data_sources(config))}")
     if state.best_state is not None:
@@ -460,7 +514,8 @@ def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn
                  "seconds_per_epoch": round(sum(r["seconds"] for r in history) / max(len(history), 1), 3)},
         data={"root": display_path(Path(data_sources(config)[0]).resolve()), "train": len(data.train), "val": len(data.val),
               "skipped": len(data.skipped), "sources": [display_path(Path(p).resolve()) for p in data_sources(config)],
-              "label_map": load_label_map(config.data_options.label_map) if config.data_options.label_map else {}},
+              "label_map": load_label_map(config.data_options.label_map) if config.data_options.label_map else {},
+              **objective.summary()},
         calibration=calibration,
     )
     meta["temperature"] = calibration["temperature"]

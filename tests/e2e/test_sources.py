@@ -83,6 +83,11 @@ def test_train_and_evaluate_on_two_sources_report_each(tiny_data, second_source,
     meta = json.loads((run / "model.json").read_text())
     assert meta["classes"] == ["happy", "neutral", "sad"]
     assert len(meta["data"]["sources"]) == 2 and meta["data"]["label_map"]["sleeping"] is None
+    # thumbs has no neutral once 'sleeping' is dropped: the missing-class rule and class-first sampling switch on
+    assert meta["data"]["coverage"]["thumbs"]["neutral"] == 0 and meta["data"]["coverage"]["data"]["neutral"] > 0
+    assert meta["data"]["missing_classes"] == "restrict" and meta["data"]["class_balance"] == "source"
+    log = (run / "train.log").read_text()
+    assert "lacks neutral: softmax over happy, sad only" in log and "neutral comes from data only" in log
     with open(run / "splits.csv", newline="") as handle:
         files = [row["file"] for row in csv.DictReader(handle)]
     assert any("thumbs/" in f for f in files) and not any("sleeping" in f for f in files)
@@ -102,3 +107,20 @@ def test_evaluating_other_data_with_a_label_map_uses_all_its_images(tiny_run, se
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 32  # every laughing and crying image; sleeping dropped
     assert metrics["per_class"]["neutral"]["support"] == 0
+
+
+def test_rules_can_be_switched_off_and_the_source_adversary_resumes(tiny_data, second_source, label_map, tmp_path):
+    run = tmp_path / "adv"
+    base = ["train", str(tiny_data), "--data", str(second_source), "--label-map", str(label_map), "--model", "resnet18",
+            "--image-size", "32", "--no-progress", "--no-leakage-check"]
+    assert main([*base, "--epochs", "1", "--out", str(run), "--missing-classes", "off", "--class-balance", "none",
+                 "--source-adversary", "0.3"]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["data"]["missing_classes"] == "off" and meta["data"]["source_adversary"] == 0.3
+    assert "NOT handled" in (run / "train.log").read_text()
+    import torch
+
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["adversary"] and any(k.startswith("head.") for k in checkpoint["adversary"])
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert len(json.loads((run / "model.json").read_text())["metrics"] and (run / "history.csv").read_text().splitlines()) == 3

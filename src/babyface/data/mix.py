@@ -28,11 +28,14 @@ def mix_batch(images: torch.Tensor, mixup: float, cutmix: float, generator: torc
     return lam * images + (1 - lam) * partner, lam
 
 
-def mixed_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
-               labels: torch.Tensor, lam: float) -> torch.Tensor:
-    """The loss matching ``mix_batch``: λ·loss(own label) + (1 − λ)·loss(partner's label); plain loss when unmixed."""
-    loss = loss_fn(logits, labels)
-    return loss if lam == 1.0 else lam * loss + (1 - lam) * loss_fn(logits, labels.flip(0))
+def mixed_loss(loss_fn: Callable[..., torch.Tensor], logits: torch.Tensor, labels: torch.Tensor, lam: float,
+               *per_image: torch.Tensor) -> torch.Tensor:
+    """The loss matching ``mix_batch``: λ·loss(own label) + (1 − λ)·loss(partner's label); plain loss when unmixed.
+    ``per_image`` tensors (e.g. each image's source) are passed on after the labels and follow them to the partner."""
+    loss = loss_fn(logits, labels, *per_image)
+    if lam == 1.0:
+        return loss
+    return lam * loss + (1 - lam) * loss_fn(logits, labels.flip(0), *(t.flip(0) for t in per_image))
 
 
 def _beta(alpha: float, generator: torch.Generator) -> float:
