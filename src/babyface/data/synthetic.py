@@ -7,11 +7,13 @@ overlapping class-conditional distributions; pose, lighting, background clutter,
 noise, JPEG quality and grayscale are drawn independently of the class, so the task is
 learnable but not trivially separable.
 
-Two rendering styles draw the same faces: ``photo`` (the default: cluttered gradient
-backgrounds, natural skin tones, lighting and sensor noise) and ``sketch`` (blue ink on plain
-cream paper, posterised to a few tones, inked outlines). A sketch is recognisable at a glance
-while its expression cues stay as learnable, so two styles stand in for two data sources that
-differ in look: the basis of the source–class confound benchmark (benchmarks/confound.py).
+Three rendering styles draw the same faces: ``photo`` (the default: cluttered gradient
+backgrounds, natural skin tones, lighting and sensor noise), ``studio`` (the same faces and photo
+effects on a plain teal backdrop under a strong amber cast) and ``sketch`` (blue ink on plain cream
+paper, posterised to a few tones, inked outlines). Studio and sketch are recognisable at a glance
+while their expression cues stay learnable, so two styles stand in for two data sources that differ
+in look: the basis of the source–class confound benchmark (benchmarks/confound.py). Studio draws
+expressions exactly as photo does; sketch changes how they look too.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ SKIN_TONES: tuple[RGB, ...] = (  # light to dark
 
 DEFAULT_GRAYSCALE_SHARE = 0.2
 
-STYLES = ("photo", "sketch")
+STYLES = ("photo", "studio", "sketch")
 SKETCH_TONES: tuple[RGB, ...] = (  # sketches shade skin in pale greys, so the inked features stay visible on every face
     (250, 250, 250),
     (238, 238, 240),
@@ -92,6 +94,8 @@ _SPLIT_STREAM = 0x5E1EC7  # entropy tag of the test-split stream (distinct from 
 _IMAGE_NAME = re.compile(r"^[A-Za-z0-9]+_\d{5,}\.jpg$")
 _PAPER: RGB = (246, 238, 214)
 _INK: RGB = (22, 34, 112)
+_BACKDROP: RGB = (28, 128, 140)  # the studio style's plain teal backdrop
+_STUDIO_CAST = (1.15, 0.97, 0.72)  # the studio style's warm (amber) colour cast, as white-balance gains
 
 
 @dataclass
@@ -393,6 +397,17 @@ def _paper(canvas: int, rng: np.random.Generator) -> Image.Image:
     return Image.new("RGBA", (canvas, canvas), (*_jitter(_PAPER, rng, 6), 255))
 
 
+def _backdrop(canvas: int, rng: np.random.Generator) -> Image.Image:
+    """The studio background: one plain teal colour, no gradient, no clutter."""
+    return Image.new("RGBA", (canvas, canvas), (*_jitter(_BACKDROP, rng, 10), 255))
+
+
+def _studio_effects(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image:
+    """The photo effects under a strong amber colour cast."""
+    p["white_balance"] = tuple(w * c for w, c in zip(p["white_balance"], _STUDIO_CAST))
+    return _photo_effects(image, p, rng)
+
+
 def _sketch_effects(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image:
     """Inked outlines over four posterised tones, printed in blue ink on cream paper (grayscale: without the tint)."""
     gray = image.convert("L")
@@ -426,7 +441,11 @@ class _Style:
     finish: Callable[[Image.Image, dict, np.random.Generator], Image.Image]  # effects on the rendered image
 
 
-_STYLES = {"photo": _Style(SKIN_TONES, _background, _photo_effects), "sketch": _Style(SKETCH_TONES, _paper, _sketch_effects)}
+_STYLES = {
+    "photo": _Style(SKIN_TONES, _background, _photo_effects),
+    "studio": _Style(SKIN_TONES, _backdrop, _studio_effects),
+    "sketch": _Style(SKETCH_TONES, _paper, _sketch_effects),
+}
 
 
 def render_face(
