@@ -337,10 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", default="happy,neutral,sad",
                    help="comma-separated classes to generate, a subset of happy,neutral,sad (default: all three); "
                         "images take the classes in turn, e.g. --classes happy,sad for a source without neutral faces")
-    p.add_argument("--style", choices=("photo", "sketch"), default="photo",
-                   help="rendering: photo (default: cluttered backgrounds, natural skin tones, lighting, noise) or "
-                        "sketch (blue ink on plain paper, posterised, outlined): the same expressions in a look "
-                        "that is easy to tell apart, e.g. to simulate a second data source")
+    p.add_argument("--style", choices=("photo", "studio", "sketch"), default="photo",
+                   help="rendering: photo (default: cluttered backgrounds, natural skin tones, lighting, noise), "
+                        "studio (the same faces on a plain teal backdrop under an amber cast) or sketch (blue ink on "
+                        "plain paper, posterised, outlined): a look easy to tell apart, to simulate a second data source")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
