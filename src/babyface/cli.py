@@ -108,7 +108,9 @@ def parse_model_args(pairs: Sequence[str] | None) -> dict[str, Any] | None:
 def cmd_synth(args: argparse.Namespace) -> int:
     from .data.synthetic import SynthConfig, generate_dataset
 
-    config = SynthConfig(n=args.n, seed=args.seed, size=args.size, test_fraction=args.test_fraction, grayscale_share=args.grayscale_share)
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    config = SynthConfig(n=args.n, seed=args.seed, size=args.size, test_fraction=args.test_fraction,
+                         grayscale_share=args.grayscale_share, classes=classes, style=args.style)
     summary = generate_dataset(args.out, config, overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {summary.get('n', config.n)} synthetic faces to {args.out} (train/ test/ metadata.csv)")
     return 0
@@ -343,10 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("synth", cmd_synth, "generate synthetic infant faces in the BabyFace layout")
     p.add_argument("out", help="output folder (must be empty or new)")
     p.add_argument("--n", type=int, default=1800, help="number of images (default: 1800)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives byte-identical images (default: 0)")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (default: 128)")
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--grayscale-share", type=float, default=0.2)
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share of each class written to OUT/test (default: 0.2)")
+    p.add_argument("--grayscale-share", type=float, default=0.2, help="share of images saved in grayscale (default: 0.2)")
+    p.add_argument("--classes", default="happy,neutral,sad",
+                   help="comma-separated classes to generate, a subset of happy,neutral,sad (default: all three); "
+                        "images take the classes in turn, e.g. --classes happy,sad for a source without neutral faces")
+    p.add_argument("--style", choices=("photo", "studio", "sketch"), default="photo",
+                   help="rendering: photo (default: cluttered backgrounds, natural skin tones, lighting, noise), "
+                        "studio (the same faces on a plain teal backdrop under an amber cast) or sketch (blue ink on "
+                        "plain paper, posterised, outlined): a look easy to tell apart, to simulate a second data source")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

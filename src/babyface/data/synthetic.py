@@ -6,6 +6,14 @@ images could be rendered in any order or in parallel. Expression parameters come
 overlapping class-conditional distributions; pose, lighting, background clutter, blur,
 noise, JPEG quality and grayscale are drawn independently of the class, so the task is
 learnable but not trivially separable.
+
+Three rendering styles draw the same faces: ``photo`` (the default: cluttered gradient
+backgrounds, natural skin tones, lighting and sensor noise), ``studio`` (the same faces and photo
+effects on a plain teal backdrop under a strong amber cast) and ``sketch`` (blue ink on plain cream
+paper, posterised to a few tones, inked outlines). Studio and sketch are recognisable at a glance
+while their expression cues stay learnable, so two styles stand in for two data sources that differ
+in look: the basis of the source–class confound benchmark (benchmarks/confound.py). Studio draws
+expressions exactly as photo does; sketch changes how they look too.
 """
 
 from __future__ import annotations
@@ -15,13 +23,13 @@ import io
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from babyface.errors import BabyfaceError
 from babyface.io import atomic_path, prepare_output_dir, write_text
@@ -42,6 +50,16 @@ SKIN_TONES: tuple[RGB, ...] = (  # light to dark
 )
 
 DEFAULT_GRAYSCALE_SHARE = 0.2
+
+STYLES = ("photo", "studio", "sketch")
+SKETCH_TONES: tuple[RGB, ...] = (  # sketches shade skin in pale greys, so the inked features stay visible on every face
+    (250, 250, 250),
+    (238, 238, 240),
+    (226, 226, 230),
+    (214, 214, 220),
+    (202, 202, 210),
+    (190, 190, 200),
+)
 
 # Class-conditional expression priors: (mean, sd) of a normal, clipped to EXPRESSION_RANGES.
 # mouth_curve > 0 is a smile (corners up); brow_angle > 0 (degrees) raises the inner ends (sadness).
@@ -74,6 +92,10 @@ _TEAR: RGB = (190, 228, 252)
 _TEAR_EDGE: RGB = (105, 160, 215)
 _SPLIT_STREAM = 0x5E1EC7  # entropy tag of the test-split stream (distinct from every image stream)
 _IMAGE_NAME = re.compile(r"^[A-Za-z0-9]+_\d{5,}\.jpg$")
+_PAPER: RGB = (246, 238, 214)
+_INK: RGB = (22, 34, 112)
+_BACKDROP: RGB = (28, 128, 140)  # the studio style's plain teal backdrop
+_STUDIO_CAST = (1.15, 0.97, 0.72)  # the studio style's warm (amber) colour cast, as white-balance gains
 
 
 @dataclass
@@ -84,6 +106,7 @@ class SynthConfig:
     test_fraction: float = 0.2
     grayscale_share: float = 0.2
     classes: tuple[str, ...] = CLASSES
+    style: str = "photo"  # one of STYLES
 
 
 # --------------------------------------------------------------------------- parameters
@@ -110,11 +133,11 @@ def _jitter(colour: RGB, rng: np.random.Generator, amount: int) -> RGB:
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)  # type: ignore[return-value]
 
 
-def _sample_appearance(rng: np.random.Generator) -> dict[str, Any]:
-    skin_tone = int(rng.integers(len(SKIN_TONES)))
+def _sample_appearance(rng: np.random.Generator, palette: Sequence[RGB] = SKIN_TONES) -> dict[str, Any]:
+    skin_tone = int(rng.integers(len(palette)))
     return {
         "skin_tone": skin_tone,
-        "skin_rgb": _jitter(SKIN_TONES[skin_tone], rng, 8),
+        "skin_rgb": _jitter(palette[skin_tone], rng, 8),
         "head_aspect": float(rng.uniform(0.88, 1.0)),
         "hair_tuft": bool(rng.random() < 0.6),
         "hair_cap": bool(rng.random() < 0.4),
@@ -369,6 +392,31 @@ def _draw_clutter(d: ImageDraw.ImageDraw, canvas: int, rng: np.random.Generator)
             d.polygon([(x0, y0), (x0 + w, y0 + h * rng.uniform(0, 1)), (x0 + w * rng.uniform(0, 1), y0 + h)], fill=colour)
 
 
+def _paper(canvas: int, rng: np.random.Generator) -> Image.Image:
+    """The sketch background: plain paper, no gradient, no clutter."""
+    return Image.new("RGBA", (canvas, canvas), (*_jitter(_PAPER, rng, 6), 255))
+
+
+def _backdrop(canvas: int, rng: np.random.Generator) -> Image.Image:
+    """The studio background: one plain teal colour, no gradient, no clutter."""
+    return Image.new("RGBA", (canvas, canvas), (*_jitter(_BACKDROP, rng, 10), 255))
+
+
+def _studio_effects(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image:
+    """The photo effects under a strong amber colour cast."""
+    p["white_balance"] = tuple(w * c for w, c in zip(p["white_balance"], _STUDIO_CAST))
+    return _photo_effects(image, p, rng)
+
+
+def _sketch_effects(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image:
+    """Inked outlines over four posterised tones, printed in blue ink on cream paper (grayscale: without the tint)."""
+    gray = image.convert("L")
+    outlines = gray.filter(ImageFilter.FIND_EDGES).point(lambda v: 255 if v > 64 else 0)
+    inked = Image.composite(Image.new("L", gray.size, 0), ImageOps.posterize(gray, 2), outlines)
+    inked = ImageOps.autocontrast(inked)
+    return inked if p["grayscale"] else ImageOps.colorize(inked, _INK, _PAPER)
+
+
 def _photo_effects(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image:
     """Blur, lighting gradient, exposure, white balance, sensor noise and (optionally) grayscale."""
     size = image.width
@@ -386,27 +434,45 @@ def _photo_effects(image: Image.Image, p: dict, rng: np.random.Generator) -> Ima
 # --------------------------------------------------------------------------- public rendering
 
 
+@dataclass(frozen=True)
+class _Style:
+    skin_tones: tuple[RGB, ...]
+    background: Callable[[int, np.random.Generator], Image.Image]  # of a canvas side
+    finish: Callable[[Image.Image, dict, np.random.Generator], Image.Image]  # effects on the rendered image
+
+
+_STYLES = {
+    "photo": _Style(SKIN_TONES, _background, _photo_effects),
+    "studio": _Style(SKIN_TONES, _backdrop, _studio_effects),
+    "sketch": _Style(SKETCH_TONES, _paper, _sketch_effects),
+}
+
+
 def render_face(
-    label: str, rng: np.random.Generator, size: int = 128, grayscale: bool | None = None
+    label: str, rng: np.random.Generator, size: int = 128, grayscale: bool | None = None, style: str = "photo"
 ) -> tuple[Image.Image, dict]:
     """Return the image and its parameters (label, skin_tone index, grayscale, mouth_curve, mouth_open, brow_angle, eye_open, tears, ...).
 
     ``grayscale=None`` draws it with probability ``DEFAULT_GRAYSCALE_SHARE`` (one draw from ``rng``).
     The image is "L" mode when grayscale, else "RGB"; save it as JPEG with ``params["jpeg_quality"]``.
+    ``style`` is one of ``STYLES``; the face parameters are drawn the same way in every style.
     """
     if label not in EXPRESSION_PRIORS:
         raise BabyfaceError(f"unknown synthetic class {label!r}; use one of {', '.join(CLASSES)}")
+    if style not in _STYLES:
+        raise BabyfaceError(f"unknown synthetic style {style!r}; use one of {', '.join(STYLES)}")
+    look = _STYLES[style]
     if grayscale is None:
         grayscale = bool(rng.random() < DEFAULT_GRAYSCALE_SHARE)
     params: dict[str, Any] = {"label": label, "grayscale": bool(grayscale)}
     params.update(_sample_expression(label, rng))
-    params.update(_sample_appearance(rng))
+    params.update(_sample_appearance(rng, look.skin_tones))
     params.update(_sample_photo(rng))
     canvas = 2 * size  # render at 2x, then box-downsample: cheap antialiasing
-    image = _background(canvas, rng)
+    image = look.background(canvas, rng)
     image.alpha_composite(_posed_face(canvas, params))
     image = image.convert("RGB").reduce(2)
-    return _photo_effects(image, params, rng), params
+    return look.finish(image, params, rng), params
 
 
 def _image_rng(seed: int, index: int) -> np.random.Generator:
@@ -418,10 +484,10 @@ def _label_of(index: int, classes: Sequence[str]) -> str:
 
 
 def _render_indexed(index: int, config: SynthConfig) -> tuple[Image.Image, dict]:
-    """Image ``index`` of the dataset: depends on (seed, index, size, grayscale_share, classes), never on n."""
+    """Image ``index`` of the dataset: depends on (seed, index, size, grayscale_share, classes, style), never on n."""
     rng = _image_rng(config.seed, index)
     grayscale = bool(rng.random() < config.grayscale_share)
-    return render_face(_label_of(index, config.classes), rng, config.size, grayscale=grayscale)
+    return render_face(_label_of(index, config.classes), rng, config.size, grayscale=grayscale, style=config.style)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -432,6 +498,8 @@ def _validate(config: SynthConfig) -> None:
     unknown = [c for c in classes if c not in EXPRESSION_PRIORS]
     if not classes or unknown or len(set(classes)) != len(classes):
         raise BabyfaceError(f"synthetic classes={classes!r}: use distinct names from {', '.join(CLASSES)}")
+    if config.style not in STYLES:
+        raise BabyfaceError(f"synthetic style={config.style!r}: use one of {', '.join(STYLES)}")
     if not isinstance(config.seed, (int, np.integer)) or config.seed < 0:
         raise BabyfaceError(f"synthetic seed={config.seed!r}: use a non-negative integer")
     if not isinstance(config.n, (int, np.integer)) or config.n < 2 * len(classes):
