@@ -87,9 +87,18 @@ class TrainConfig:
     gamma: float = 0.3
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
-    class_balance: str = "auto"  # auto: 'source' when sources cover different classes, else none; loss; sampler; source
-    missing_classes: str = "auto"  # auto: 'restrict' when sources cover different classes; restrict; prior; off
-    source_adversary: float = 0.0  # weight of a gradient-reversal head that hides which source an image came from (0 = off)
+    class_balance: str = helped("auto", "how training images are drawn: none (plain shuffle, the reference), loss (loss "
+                                "weighted by inverse class frequency), sampler (every class equally often), source (every "
+                                "class equally often, and within a class every source that has it equally often); auto = "
+                                "source when the --data sources cover different classes, else none")
+    missing_classes: str = helped("auto", "what an image teaches about classes its source has no images of: restrict "
+                                  "(nothing: its softmax runs over its source's classes only), prior (restrict, and add "
+                                  "each source's class prior to the logits while training), off (plain softmax over all "
+                                  "classes: a happy/sad-only source teaches 'not neutral'); auto = restrict when sources "
+                                  "cover different classes")
+    source_adversary: float = helped(0.0, "weight of a training-only head that guesses each image's source through a "
+                                     "gradient reversal, so the features learn to hide which dataset an image came from "
+                                     "(0 = off; 0.3-1 to try)")
     mixup: float = 0.0  # MixUp Beta(α, α) coefficient; 0 = off (0.2 is typical)
     cutmix: float = 0.0  # CutMix Beta(α, α) coefficient; 0 = off (1.0 is typical); with both, each batch picks one
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0 = off; e.g. 0.999)
