@@ -124,3 +124,18 @@ def test_rules_can_be_switched_off_and_the_source_adversary_resumes(tiny_data, s
     assert checkpoint["adversary"] and any(k.startswith("head.") for k in checkpoint["adversary"])
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     assert len(json.loads((run / "model.json").read_text())["metrics"] and (run / "history.csv").read_text().splitlines()) == 3
+
+
+def test_a_one_class_source_trains_and_says_so_and_init_from_other_classes_works(tiny_data, tiny_run, tmp_path):
+    crying = tmp_path / "cry"
+    shutil.copytree(tiny_data / "train" / "sad", crying / "crying")
+    label_map = tmp_path / "cry.yaml"
+    label_map.write_text("crying: sad\n")
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_data), "--data", str(crying), "--label-map", str(label_map), "--epochs", "1",
+                 "--init", str(tiny_run), "--out", str(run), "--no-progress", "--no-leakage-check"]) == 0
+    log = (run / "train.log").read_text()
+    assert "covers only sad: adds no loss" in log
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["data"]["coverage"]["cry"] == {"happy": 0, "neutral": 0, "sad": meta["data"]["coverage"]["cry"]["sad"]}
+    assert meta["data"]["missing_classes"] == "restrict" and meta["classes"] == ["happy", "neutral", "sad"]

@@ -53,33 +53,34 @@ class DatasetScan:
         return {name: split for name, split in named.items() if split is not None}
 
 
-def scan_dataset(root: str | os.PathLike) -> DatasetScan:
-    """Scan DATA; raises DataError (one line) for every layout problem the user must fix."""
+def scan_dataset(root: str | os.PathLike, min_classes: int = 2) -> DatasetScan:
+    """Scan DATA; raises DataError (one line) for every layout problem the user must fix. ``min_classes=1``
+    accepts a single class folder (one of several sources: the classes are counted over all of them)."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"{display_path(root)}: folder not found; {LAYOUT_HELP}")
     if not root.is_dir():
         raise DataError(f"{display_path(root)}: not a folder; {LAYOUT_HELP}")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        train = scan_class_folders(root / "train")
-        test = scan_class_folders(root / "test", expected_classes=train.classes)
-        val = scan_class_folders(root / "val", expected_classes=train.classes) if (root / "val").is_dir() else None
+        train = scan_class_folders(root / "train", min_classes=min_classes)
+        test = scan_class_folders(root / "test", expected_classes=train.classes, min_classes=min_classes)
+        val = scan_class_folders(root / "val", expected_classes=train.classes, min_classes=min_classes) if (root / "val").is_dir() else None
         return DatasetScan(root, "babyface", train.classes, train, test, val)
     if (root / "train").is_dir() != (root / "test").is_dir():
         present, missing = ("train", "test") if (root / "train").is_dir() else ("test", "train")
         raise DataError(f"{display_path(root)}: has {present}/ but no {missing}/; add {missing}/<class>/ folders or use DATA/<class>/ directly")
-    split = scan_class_folders(root)
+    split = scan_class_folders(root, min_classes=min_classes)
     return DatasetScan(root, "folders", split.classes, split, None)
 
 
-def scan_class_folders(root: Path, expected_classes: list[str] | None = None) -> SplitScan:
+def scan_class_folders(root: Path, expected_classes: list[str] | None = None, min_classes: int = 2) -> SplitScan:
     """Classes are the sorted sub-folder names; images are found recursively inside each (links to folders are not followed)."""
     class_dirs = sorted(p for p in _list_dir(root) if p.is_dir() and not p.name.startswith("."))
     stray = sorted(display_path(p) for p in _list_dir(root) if not p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{display_path(root)}: no class folders found; {LAYOUT_HELP}")
     classes = [p.name for p in class_dirs]
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise DataError(f"{display_path(root)}: only one class folder ({classes[0]}); at least 2 classes are needed")
     if expected_classes is not None and classes != expected_classes:
         raise DataError(

@@ -37,7 +37,7 @@ def scan_sources(paths: Sequence[str | os.PathLike], label_map: LabelMap | None,
     if len(paths) == 1 and not label_map:
         return scan_dataset(paths[0])
     label_map = dict(label_map or {})
-    scans = [scan_dataset(p) for p in paths]
+    scans = [scan_dataset(p, min_classes=1) for p in paths]  # a one-class source is fine: classes are counted over all
     _check_label_map(label_map, scans)
     classes = sorted({_mapped(c, label_map) for scan in scans for c in scan.classes} - {None})
     if len(classes) < 2:
