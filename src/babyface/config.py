@@ -96,9 +96,10 @@ class TrainConfig:
                                   "each source's class prior to the logits while training), off (plain softmax over all "
                                   "classes: a happy/sad-only source teaches 'not neutral'); auto = restrict when sources "
                                   "cover different classes")
-    source_adversary: float = helped(0.0, "weight of a training-only head that guesses each image's source through a "
-                                     "gradient reversal, so the features learn to hide which dataset an image came from "
-                                     "(0 = off; 0.3-1 to try)")
+    source_adversary: str = helped("auto", "weight of a training-only head that guesses each image's source through a "
+                                   "gradient reversal, so the features learn to hide which dataset an image came from: "
+                                   "a number (0 = off), off, or auto = 0.3 when the --data sources cover different "
+                                   "classes, else off")
     mixup: float = 0.0  # MixUp Beta(α, α) coefficient; 0 = off (0.2 is typical)
     cutmix: float = 0.0  # CutMix Beta(α, α) coefficient; 0 = off (1.0 is typical); with both, each batch picks one
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0 = off; e.g. 0.999)
@@ -391,7 +392,6 @@ def validate(config: Any) -> None:
         "mixup": lambda v: v >= 0,
         "cutmix": lambda v: v >= 0,
         "ema": lambda v: 0 <= v < 1,
-        "source_adversary": lambda v: v >= 0,
         "freeze_stages": lambda v: v >= 0,
         "max_per_class": lambda v: v >= 0,
         "init_lr_scale": lambda v: 0 < v <= 1,
@@ -421,10 +421,31 @@ def validate(config: Any) -> None:
     for name, ok in checks.items():
         if hasattr(config, name) and not ok(getattr(config, name)):
             raise BabyfaceError(f"--{_flag(name)}: value {getattr(config, name)!r} is out of range")
+    if hasattr(config, "source_adversary"):
+        adversary_weight(config.source_adversary, uneven=False)
     if getattr(config, "seeds", ""):
         parse_seeds(config.seeds)
     if isinstance(config, AugmentConfig) and config.scale_max < config.scale_min:
         raise BabyfaceError("--scale-max must be at least --scale-min")
+
+
+AUTO_ADVERSARY = 0.3  # measured on real infants (README, "Sources that lack a class"): 3 seeds, + and - the head
+
+
+def adversary_weight(value: str, uneven: bool) -> float:
+    """--source-adversary as a number: 'auto' is AUTO_ADVERSARY when sources cover different classes, else 0."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return AUTO_ADVERSARY if uneven else 0.0
+    if text == "off":
+        return 0.0
+    try:
+        weight = float(text)
+    except ValueError:
+        weight = -1.0
+    if not weight >= 0:
+        raise BabyfaceError(f"--source-adversary {value!r}: give auto, off or a weight >= 0 (e.g. 0.3)")
+    return weight
 
 
 def parse_seeds(text: str) -> list[int]:

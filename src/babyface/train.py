@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel
 from .adversary import SourceAdversary, adversary_strength
 from .bundle import bundle_metadata, save_bundle
 from .calibration import calibration_summary, fit_temperature
-from .config import EnsembleConfig, TrainConfig, data_sources, parse_seeds, save_yaml, to_dict
+from .config import EnsembleConfig, TrainConfig, adversary_weight, data_sources, parse_seeds, save_yaml, to_dict
 from .coverage import (MissingClassLoss, SourceCoverage, coverage_report, missing_class_log_prior, resolve_balance,
                        resolve_rule, sampling_weights, source_coverage)
 from .data.augment import apply_params, draw_params
@@ -227,13 +227,14 @@ def build_objective(config: TrainConfig, data: PreparedData, model: nn.Module, d
     if coverage.uneven or len(coverage.sources) > 1:
         for line in coverage_report(coverage, rule, balance):
             log.info(line)
-    adversary = None
-    if config.source_adversary > 0:
+    adversary, strength = None, adversary_weight(config.source_adversary, coverage.uneven)
+    if strength > 0:
         if len(coverage.sources) < 2:
             log.warning("--source-adversary ignored: it needs at least two sources (--data) to tell apart")
         else:
             adversary = SourceAdversary(model, len(coverage.sources)).to(device)
-    return Objective(loss_fn.to(device), coverage, weights, rule != "off", adversary, config.source_adversary, rule, balance)
+            log.info("source adversary: weight %g (a gradient-reversal head hides which source an image came from)", strength)
+    return Objective(loss_fn.to(device), coverage, weights, rule != "off", adversary, strength, rule, balance)
 
 
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
