@@ -229,20 +229,17 @@ def prediction_row(file: str, truth: str, probabilities: dict[str, float], face_
 
 
 def babyface_predictions(predictor, images: TestImages, framing: str) -> list[list]:
-    from babyface.data.images import load_rgb
+    """babyface's predictions as ``babyface predict`` makes them: ``faces`` = the default face square (the whole
+    image where no face is found), ``whole`` = ``--framing whole``."""
     from babyface.errors import DataError
+    from babyface.framing import Framing
 
-    if framing == "whole":
-        predictions, skipped = predictor.predict_files(images.files)
-        if skipped:
-            raise DataError(f"{images.spec.name}: could not decode {skipped[:3]}; fix or remove those files")
-        return [prediction_row(str(p), t, pr.probabilities, "") for p, t, pr in zip(images.files, images.truths, predictions)]
-    rows = []
-    for number, (path, truth) in enumerate(zip(images.files, images.truths), 1):
-        face = predictor.predict_faces(load_rgb(path))[0]  # largest face first; the whole image when none
-        rows.append(prediction_row(str(path), truth, face.probabilities, int(face.face_detected)))
-        report_progress(f"babyface {images.spec.name} faces", number, len(images.files))
-    return rows
+    mode = "face" if framing == "faces" else "whole"
+    predictions, skipped = predictor.predict_files(images.files, framing=Framing(mode=mode))
+    if skipped:
+        raise DataError(f"{images.spec.name}: could not decode {skipped[:3]}; fix or remove those files")
+    return [prediction_row(str(p), t, pr.probabilities, "" if mode == "whole" else int(bool(pr.face_found)))
+            for p, t, pr in zip(images.files, images.truths, predictions)]
 
 
 # --------------------------------------------------------------------------- scoring and the table

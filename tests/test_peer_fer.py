@@ -152,3 +152,22 @@ def test_fer_jobs_give_whole_images_with_fer_frame_or_bare(tmp_path: Path, write
     whole, bare = (peer_fer.read_predictions(jobs[f]) for f in ("whole", "bare"))
     assert [r["truth"] for r in whole] == ["happy", "sad"] and all(r["x"] == "" for r in whole + bare)
     assert {r["offset"] for r in whole} == {""} and {r["offset"] for r in bare} == {"0"}  # fer's default frame, or none
+
+
+def test_babyface_rows_use_the_framing_they_are_named_after(tmp_path: Path, write_tiny_png) -> None:
+    data = class_folders(tmp_path / "set", {"happy": 1, "sad": 1}, write_tiny_png)
+    images = peer_fer.load_test_images(peer_fer.parse_set(f"tiny={data}"))
+    seen = []
+
+    class FakePredictor:
+        def predict_files(self, files, framing):
+            from babyface.predict import Prediction
+
+            seen.append(framing.mode)
+            probs = {"happy": 0.6, "neutral": 0.1, "sad": 0.3}
+            return [Prediction(str(f), "happy", 0.6, probs, face_found=framing.mode == "face") for f in files], []
+
+    whole = peer_fer.babyface_predictions(FakePredictor(), images, "whole")
+    faces = peer_fer.babyface_predictions(FakePredictor(), images, "faces")
+    assert seen == ["whole", "face"]
+    assert {row[-2] for row in whole} == {""} and {row[-2] for row in faces} == {1}
