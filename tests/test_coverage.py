@@ -132,6 +132,11 @@ def test_adversary_reverses_the_gradient_reaching_the_backbone():
     forward, reversed_ = backbone_grad(-1.0), backbone_grad(1.0)  # strength −1 is plain backpropagation
     assert torch.allclose(reversed_, -forward, atol=1e-6) and forward.abs().sum() > 0
     assert adversary_strength(0.5, 0.0) == 0 and adversary_strength(0.5, 1.0) == pytest.approx(0.5, abs=1e-3)
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    assert adversary.features is None  # validation passes keep nothing
+    model.train()
     adversary.remove()
     model(x)
     assert adversary.features is None

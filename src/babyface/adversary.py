@@ -37,7 +37,7 @@ class SourceAdversary(nn.Module):
         self._hook = classifier.register_forward_pre_hook(self._capture)
 
     def _capture(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        self.features = inputs[0] if self.training else None
+        self.features = inputs[0] if module.training and torch.is_grad_enabled() else None  # validation keeps nothing
 
     def loss(self, source_ids: torch.Tensor, strength: float) -> torch.Tensor:
         """Cross-entropy of the source guess for the batch just run through the model, gradients reversed."""
