@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from babyface import evaluate as evaluate_module
-from babyface import framing
+from babyface.data import faces as faces_module
 from babyface.cli import main
 from babyface.config import EvalConfig
 from babyface.data.faces import DEFAULT_MARGIN, FaceBox
@@ -56,7 +56,7 @@ class RedDetector:
 @pytest.fixture
 def red_detector(monkeypatch) -> RedDetector:
     fake = RedDetector()
-    monkeypatch.setattr(framing, "detect_faces", fake)
+    monkeypatch.setattr(faces_module, "detect_faces", fake)  # face_squares, used by every framing path, looks it up there
     return fake
 
 

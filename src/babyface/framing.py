@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .data.decoded import DecodedImages, decode_images
-from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, detect_faces
+from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, face_squares
 from .data.images import DEFAULT_MAX_PIXELS, display_path, load_resized, load_rgb, resize_square
 from .io import write_json
 
@@ -96,8 +96,8 @@ class FaceCropper:
 
 def largest_face_square(image: Image.Image, framing: Framing) -> Box | None:
     """The square that ``data crop`` cuts around the largest face of an RGB image, or None without a face."""
-    faces = detect_faces(image, framing.detector, framing.min_score, max_side=DETECT_MAX_SIDE)
-    return faces[0].square(framing.margin, *image.size) if faces else None
+    squares = face_squares(image, framing.detector, framing.min_score, framing.margin)
+    return squares[0][0] if squares else None
 
 
 def decode_framed(paths: Sequence[Path], labels: Sequence[int] | None, size: int, framing: Framing, *,

@@ -16,7 +16,7 @@ from PIL import Image
 from .backends import Backend, open_backend
 from .bundle import meta_temperature
 from .calibration import calibrated_probabilities
-from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, detect_faces
+from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, face_squares
 from .data.images import display_path, is_image_file, resize_square
 from .engine import logits_with_tta, resolve_device
 from .errors import DataError
@@ -58,11 +58,11 @@ def face_boxes(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: flo
                detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> tuple[list[tuple[int, int, int, int]], list[float | None]]:
     """Squares to classify in an H×W×3 image, largest face first, and their detector scores; without a face,
     the whole image with score None."""
-    height, width = rgb.shape[:2]
-    faces = detect_faces(rgb, detector, min_score, max_side=detect_size, min_face=min_face)
-    if not faces:
+    squares = face_squares(rgb, detector, min_score, margin, max_side=detect_size, min_face=min_face)
+    if not squares:
+        height, width = rgb.shape[:2]
         return [(0, 0, width, height)], [None]
-    return [face.square(margin, width, height) for face in faces], [face.score for face in faces]
+    return [box for box, _ in squares], [score for _, score in squares]
 
 
 class Predictor:

@@ -12,7 +12,7 @@ from ..framing import Framing, write_framing_file
 from ..io import atomic_path, prepare_output_dir, write_csv, write_text
 from ..progress import progress_bar
 from .audit import list_dataset_files
-from .faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, detect_faces
+from .faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, face_squares
 from .images import DEFAULT_MAX_PIXELS, load_rgb
 
 log = logging.getLogger("babyface")
@@ -43,14 +43,13 @@ def crop_faces(config: CropConfig) -> dict:
             log.warning("skipped %s", exc)
             unreadable.append(str(exc))
             continue
-        faces = detect_faces(image, detector=config.detector, min_score=config.min_score)
-        if not faces:
+        squares = face_squares(image, config.detector, config.min_score, config.margin, max_side=0)  # full resolution
+        if not squares:
             no_face.append(item.file)
-        for number, face in enumerate(faces if config.all_faces else faces[:1]):
-            box = face.square(config.margin, *image.size)
+        for number, (box, score) in enumerate(squares if config.all_faces else squares[:1]):
             target = _crop_name(Path(item.file), number)
             _save(image.crop(box), out / target)
-            rows.append((item.file, target.as_posix(), *box, f"{face.score:.4f}"))
+            rows.append((item.file, target.as_posix(), *box, f"{score:.4f}"))
     write_csv(out / "crops.csv", ["source", "file", "left", "top", "right", "bottom", "score"], rows)
     write_text(out / "no_face.txt", "".join(f"{f}\n" for f in no_face))
     write_framing_file(out, Framing("face", config.detector, config.margin, config.min_score))

@@ -80,6 +80,16 @@ def detect_faces(image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECT
     return sorted((b.scaled(factor) for b in boxes if b.score >= min_score), key=lambda b: -b.area)
 
 
+def face_squares(image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE,
+                 margin: float = DEFAULT_MARGIN, max_side: int = DETECT_MAX_SIDE,
+                 min_face: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
+    """(square, detector score) per face, largest first: the squares that ``data crop`` cuts and evaluate, predict
+    and serve classify (``margin`` of the face's size added on every side, kept inside the image)."""
+    width, height = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
+    faces = detect_faces(image, detector, min_score, max_side=max_side, min_face=min_face)
+    return [(face.square(margin, width, height), face.score) for face in faces]
+
+
 def detection_side(shape: tuple[int, int], max_side: int, min_face: float) -> int:
     """The longest side of the copy the detector sees (0: the image as it is), from ``max_side`` and ``min_face``."""
     if min_face <= 0:
