@@ -206,11 +206,14 @@ class Objective:
         classes = [str(c) for c in range(int(data.labels.max()) + 1)]
         return cls(loss_fn or nn.CrossEntropyLoss(), source_coverage(data.labels, [""] * len(data), classes))
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, sources: torch.Tensor, lam: float, progress: float) -> torch.Tensor:
-        loss = mixed_loss(self.loss_fn, logits, labels, lam, *([sources] if self.source_aware else []))
-        if self.adversary is not None:
-            loss = loss + self.adversary.loss(sources, adversary_strength(self.adversary_weight, progress))
-        return loss
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, sources: torch.Tensor, lam: float,
+             progress: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what to minimise, the class loss alone): history.csv reports the class loss, comparable with or without
+        the adversary's source term."""
+        class_loss = mixed_loss(self.loss_fn, logits, labels, lam, *([sources] if self.source_aware else []))
+        if self.adversary is None:
+            return class_loss, class_loss
+        return class_loss + self.adversary.loss(sources, adversary_strength(self.adversary_weight, progress)), class_loss
 
 
 def build_objective(config: TrainConfig, data: PreparedData, model: nn.Module, device: torch.device) -> Objective:
@@ -282,13 +285,13 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(config, device)):
             logits = model(inputs)
             progress = (epoch - 1 + step / len(batches)) / config.epochs
-            loss = objective.loss(logits.float(), labels, sources, lam, progress)
+            loss, class_loss = objective.loss(logits.float(), labels, sources, lam, progress)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if ema is not None:
             ema.update_parameters(unwrap(model))
-        total_loss += loss.item() * len(index)
+        total_loss += class_loss.item() * len(index)
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(index)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
