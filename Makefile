@@ -17,6 +17,8 @@ demo: $(STAMP)
 	$(BIN)/babyface demo --overwrite
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -6,7 +6,7 @@ amber cast: recognisable at a glance; ``--style sketch`` for a look that also ch
 are drawn), happy and sad only. The only neutral faces in training are A's, so "studio ⇒ not neutral"
 is a shortcut a plain softmax can take. The probe: B-style faces of all three classes never trained on
 (the neutral ones are the point). Each configuration is trained through the
-library (``babyface.train.fit`` with ``data=A``, ``sources=[B]``) and scored on A's test set and on the
+library (``babyface.training.fit.fit`` with ``data=A``, ``sources=[B]``) and scored on A's test set and on the
 probe: neutral recall on each, their ratio B/A, and overall accuracy. Collapse = B/A far below 1.
 
 Configurations are named TrainConfig overrides (``CONFIGS``): adding one is one line.
@@ -35,7 +35,7 @@ from babyface.data.scan import scan_dataset
 from babyface.data.synthetic import STYLES, SynthConfig, generate_dataset
 from babyface.engine import predict_logits
 from babyface.io import prepare_output_dir, write_json, write_text
-from babyface.train import fit
+from babyface.training.fit import fit
 
 MISSING = "neutral"  # the class source B lacks in training
 CONFIGS: list[dict] = [

@@ -10,11 +10,10 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from babyface.data.faces import DETECTORS, detect_faces
-from babyface.data.images import load_rgb, is_image_file
+from babyface.data.images import is_image_file, load_rgb
 
 
 def main() -> None:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from babyface.backends import OnnxBackend, TorchBackend
-from babyface.bundle import META_FILE, WEIGHTS_FILE, bundle_metadata, save_bundle
+from babyface.bundle.single import META_FILE, WEIGHTS_FILE, bundle_metadata, save_bundle
 from babyface.config import ExportConfig
 from babyface.data.decoded import decode_images
 from babyface.data.scan import scan_dataset
 from babyface.data.synthetic import SynthConfig, generate_dataset
-from babyface.export import export_run
+from babyface.inference.backends import OnnxBackend, TorchBackend
+from babyface.inference.export import export_run
 from babyface.models import create_model
 
 CLASSES = ["happy", "neutral", "sad"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -180,7 +179,7 @@ def run_fer(venv: Path, pairs: list[tuple[Path, Path]], threads: int, fer_model:
 def largest_face_box(rgb: np.ndarray):
     """The largest face babyface's default detector finds (as ``Predictor.predict_faces`` looks), or None."""
     from babyface.data.faces import DEFAULT_MIN_SCORE, detect_faces
-    from babyface.predict import DETECT_MAX_SIDE
+    from babyface.inference.classifier import DETECT_MAX_SIDE
 
     return next(iter(detect_faces(rgb, "mtcnn", DEFAULT_MIN_SCORE, max_side=DETECT_MAX_SIDE)), None)
 
@@ -231,8 +230,8 @@ def prediction_row(file: str, truth: str, probabilities: dict[str, float], face_
 def babyface_predictions(predictor, images: TestImages, framing: str) -> list[list]:
     """babyface's predictions as ``babyface predict`` makes them: ``faces`` = the default face square (the whole
     image where no face is found), ``whole`` = ``--framing whole``."""
+    from babyface.data.framing import Framing
     from babyface.errors import DataError
-    from babyface.framing import Framing
 
     mode = "face" if framing == "faces" else "whole"
     predictions, skipped = predictor.predict_files(images.files, framing=Framing(mode=mode))
@@ -252,7 +251,7 @@ def read_predictions(path: Path) -> list[dict]:
 
 def score_predictions(rows: list[dict], n_resamples: int = 1000, seed: int = 0) -> dict:
     """babyface's metrics (as `babyface evaluate` computes them) over happy/neutral/sad, plus faces found."""
-    from babyface.metrics import classification_metrics
+    from babyface.evaluation.metrics import classification_metrics
 
     index = {name: i for i, name in enumerate(CLASSES)}
     metrics = classification_metrics([index[r["truth"]] for r in rows], [index[r["pred"]] for r in rows], CLASSES,
@@ -273,7 +272,7 @@ def recall_text(metrics: dict) -> str:
 
 def table_markdown(results: list[dict], set_names: list[str]) -> str:
     """One row per (model, framing); per test set: accuracy [95% CI], macro-F1 [95% CI], recall per class."""
-    from babyface.metrics import interval_text
+    from babyface.evaluation.metrics import interval_text
 
     header = ["model", "framing"] + [f"{name} {what}" for name in set_names for what in ("acc [95% CI]", "macro-F1 [95% CI]", "recall")]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -363,8 +362,8 @@ def fer_predictions(args, sets: list[TestImages], framings: list[str], out: Path
 
 
 def babyface_runs(args, sets: list[TestImages], framings: list[str], out: Path) -> list[str]:
+    from babyface.inference.classifier import Predictor
     from babyface.io import write_csv
-    from babyface.predict import Predictor
 
     names = []
     for run in args.babyface:

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from babyface.config import ServeConfig  # noqa: E402
 from babyface.data import faces  # noqa: E402
 from babyface.data.images import decode_rgb_bytes  # noqa: E402
-from babyface.predict import Predictor  # noqa: E402
+from babyface.inference.classifier import Predictor  # noqa: E402
 from detector_settings import scene_files  # noqa: E402
 from serve_load import load_frames  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402

@@ -2,7 +2,7 @@
 bare training step, side by side in one run.
 
 naive     PIL open + torchvision transforms at full resolution in ``__getitem__``, DataLoader with
-          num_workers=0, batch 20: what the reference project does (``babyface.data.naive``).
+          num_workers=0, batch 20: what the reference project does (``naive_pipeline``).
 babyface  every image decoded once (JPEG draft mode) to 64×64 uint8, whole batches augmented as tensors
           with the same family and ranges (``train_one_epoch``).
 bare      the training step alone on random tensors already in memory: the ceiling for any pipeline;
@@ -30,11 +30,11 @@ from torch.utils.data import DataLoader
 
 from babyface.config import TrainConfig
 from babyface.data.decoded import channel_stats, decode_images
-from babyface.data.naive import NaiveFolder, naive_epoch
 from babyface.data.scan import scan_dataset
 from babyface.data.synthetic import SynthConfig, generate_dataset
 from babyface.models import create_model
-from babyface.train import Objective, build_optimizer, train_one_epoch
+from babyface.training.fit import Objective, build_optimizer, train_one_epoch
+from naive_pipeline import NaiveFolder, naive_epoch
 
 SIZE = 64
 

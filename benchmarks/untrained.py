@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from babyface.bundle import bundle_metadata, save_bundle
+from babyface.bundle.single import bundle_metadata, save_bundle
 from babyface.models import create_model
 
 

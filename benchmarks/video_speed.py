@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from babyface.config import PredictConfig  # noqa: E402
 from babyface.data.faces import detect_faces  # noqa: E402
 from babyface.data.synthetic import write_moving_faces_video  # noqa: E402
-from babyface.predict import Predictor  # noqa: E402
+from babyface.inference.classifier import Predictor  # noqa: E402
 from babyface.video import analyse_video  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 

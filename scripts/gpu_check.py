@@ -17,7 +17,7 @@ import torch
 
 from babyface.config import TrainConfig
 from babyface.data.synthetic import SynthConfig, generate_dataset
-from babyface.train import fit
+from babyface.training.fit import fit
 
 
 def images_per_second(run: Path, train_images: int) -> float:

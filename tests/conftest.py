@@ -43,7 +43,7 @@ def untrained_run(tmp_path_factory) -> Path:
     """A run folder holding an untrained (seeded) 64×64 CNN bundle: enough for serving and video tests."""
     import torch
 
-    from babyface.bundle import bundle_metadata, save_bundle
+    from babyface.bundle.single import bundle_metadata, save_bundle
     from babyface.models import create_model
 
     torch.manual_seed(0)

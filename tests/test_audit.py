@@ -14,7 +14,16 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from babyface.cli import main
 from babyface.data.audit import AuditConfig, audit_dataset
-from babyface.data.duplicates import DEFAULT_THRESHOLD, Pair, clusters, cross_pairs, exact_pairs, near_pairs, pair_scores, signatures
+from babyface.data.duplicates import (
+    DEFAULT_THRESHOLD,
+    Pair,
+    clusters,
+    cross_pairs,
+    exact_pairs,
+    near_pairs,
+    pair_scores,
+    signatures,
+)
 from babyface.data.synthetic import SynthConfig, generate_dataset, render_face
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

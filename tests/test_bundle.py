@@ -1,4 +1,4 @@
-"""babyface.bundle: save/load round trip, no pickle, atomic save, and a BundleError for every bad bundle."""
+"""babyface.bundle.single: save/load round trip, no pickle, atomic save, and a BundleError for every bad bundle."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from babyface import bundle as bundle_module
-from babyface.bundle import (
+from babyface.bundle import load_bundle
+from babyface.bundle import single as bundle_module
+from babyface.bundle.single import (
     BUNDLE_FORMAT,
     FORMAT_VERSION,
     META_FILE,
     REQUIRED_KEYS,
     WEIGHTS_FILE,
     bundle_metadata,
-    load_bundle,
     read_metadata,
     save_bundle,
 )

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from babyface.compare import mcnemar
+from babyface.evaluation.compare import mcnemar
 
 
 def outcomes(both: int, only_a: int, only_b: int, neither: int) -> tuple[list[bool], list[bool]]:

@@ -8,11 +8,19 @@ import pytest
 import torch
 from torch import nn
 
-from babyface.adversary import SourceAdversary, adversary_strength
-from babyface.coverage import (MissingClassLoss, coverage_report, missing_class_log_prior, resolve_balance, resolve_rule,
-                               sampled_log_prior, sampling_weights, source_coverage)
 from babyface.models import create_model
-from babyface.train import epoch_order
+from babyface.training.adversary import SourceAdversary, adversary_strength
+from babyface.training.coverage import (
+    MissingClassLoss,
+    coverage_report,
+    missing_class_log_prior,
+    resolve_balance,
+    resolve_rule,
+    sampled_log_prior,
+    sampling_weights,
+    source_coverage,
+)
+from babyface.training.fit import epoch_order
 
 CLASSES = ["happy", "neutral", "sad"]
 

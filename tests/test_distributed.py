@@ -11,8 +11,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from babyface.config import TrainConfig
 from babyface.data.decoded import DecodedImages
-from babyface.distributed import DistInfo
-from babyface.train import Objective, train_one_epoch
+from babyface.training.distributed import DistInfo
+from babyface.training.fit import Objective, train_one_epoch
 
 
 def toy_model() -> nn.Module:

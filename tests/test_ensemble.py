@@ -13,14 +13,15 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from babyface.backends import TorchBackend
-from babyface.bundle import META_FILE, WEIGHTS_FILE, bundle_metadata, load_bundle, save_bundle
+from babyface.bundle import load_bundle
+from babyface.bundle.ensemble import MEMBERS_DIR, create_ensemble, write_shared_splits
+from babyface.bundle.single import META_FILE, WEIGHTS_FILE, bundle_metadata, save_bundle
 from babyface.cli import main
 from babyface.config import EnsembleConfig
-from babyface.ensemble import MEMBERS_DIR, create_ensemble, write_shared_splits
 from babyface.errors import BundleError
+from babyface.inference.backends import TorchBackend
+from babyface.inference.classifier import Predictor
 from babyface.models import create_model
-from babyface.predict import Predictor
 
 CLASSES = ["happy", "neutral", "sad"]
 CPU = torch.device("cpu")

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from babyface.explain import grad_cam, overlay_heatmap
+from babyface.evaluation.explain import grad_cam, overlay_heatmap
 
 
 class RedGreenModel(nn.Module):

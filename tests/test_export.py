@@ -14,15 +14,15 @@ pytest.importorskip("onnxruntime")
 
 import onnx  # noqa: E402
 
-from babyface.backends import INT8_FILE, KEY_FORMAT, ONNX_FILE, OnnxBackend, TorchBackend, open_backend  # noqa: E402
-from babyface.bundle import bundle_metadata, save_bundle  # noqa: E402
+from babyface.bundle.single import bundle_metadata, save_bundle  # noqa: E402
 from babyface.cli import main  # noqa: E402
 from babyface.config import ExportConfig, TrainConfig  # noqa: E402
 from babyface.errors import BabyfaceError, BundleError  # noqa: E402
-from babyface.export import export_run  # noqa: E402
+from babyface.inference.backends import INT8_FILE, KEY_FORMAT, ONNX_FILE, OnnxBackend, TorchBackend, open_backend  # noqa: E402
+from babyface.inference.classifier import Predictor, collect_inputs  # noqa: E402
+from babyface.inference.export import export_run  # noqa: E402
 from babyface.models import create_model  # noqa: E402
-from babyface.predict import Predictor, collect_inputs  # noqa: E402
-from babyface.train import fit  # noqa: E402
+from babyface.training.fit import fit  # noqa: E402
 
 CLASSES = ["happy", "neutral", "sad"]
 CPU = torch.device("cpu")

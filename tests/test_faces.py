@@ -74,7 +74,7 @@ def test_crop_command_keeps_layout_and_lists_images_without_faces(tmp_path: Path
     assert crop.size[0] == crop.size[1] > 80
     assert (out / "no_face.txt").read_text() == "sad/empty.jpg\n"
     assert "broken.jpg" in (out / "unreadable.txt").read_text()
-    # how the crops were cut, for `train` to record in the bundle (babyface.framing)
+    # how the crops were cut, for `train` to record in the bundle (babyface.data.framing)
     assert json.loads((out / "framing.json").read_text()) == {"mode": "face", "detector": "mtcnn", "margin": 0.1, "min_score": 0.9}
 
 

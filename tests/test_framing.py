@@ -7,22 +7,29 @@ import csv
 import json
 import logging
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from babyface import evaluate as evaluate_module
-from babyface.data import faces as faces_module
 from babyface.cli import main
 from babyface.config import EvalConfig
+from babyface.data import faces as faces_module
 from babyface.data.faces import DEFAULT_MARGIN, FaceBox
+from babyface.data.framing import (
+    FRAMING_FILE,
+    Framing,
+    decode_framed,
+    framing_mismatch,
+    load_framed,
+    shared_framing,
+    training_framing,
+    write_framing_file,
+)
 from babyface.data.images import load_resized, resize_square
-from babyface.evaluate import evaluate_run
-from babyface.framing import (FRAMING_FILE, Framing, decode_framed, framing_mismatch, load_framed, shared_framing,
-                              training_framing, write_framing_file)
-from babyface.predict import Predictor
+from babyface.evaluation import evaluate as evaluate_module
+from babyface.evaluation.evaluate import evaluate_run
+from babyface.inference.classifier import Predictor
 from tests.conftest import face_scene
 
 RED_SQUARE = (200, 80, 280, 160)  # where ``scene`` pastes the stand-in "face"

@@ -14,7 +14,6 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import peer_fer  # noqa: E402
 import peer_fer_worker  # noqa: E402
-
 from babyface.errors import DataError, OutputExistsError  # noqa: E402
 
 
@@ -161,7 +160,7 @@ def test_babyface_rows_use_the_framing_they_are_named_after(tmp_path: Path, writ
 
     class FakePredictor:
         def predict_files(self, files, framing):
-            from babyface.predict import Prediction
+            from babyface.inference.classifier import Prediction
 
             seen.append(framing.mode)
             probs = {"happy": 0.6, "neutral": 0.1, "sad": 0.3}

@@ -3,6 +3,7 @@ and its augmentation draws exactly the configured ranges."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,8 @@ from torch.utils.data import DataLoader
 
 from babyface.config import AugmentConfig, DataConfig, TrainConfig
 from babyface.data.augment import draw_params
-from babyface.data.naive import NaiveFolder, naive_epoch
 from babyface.data.scan import Sample
-from babyface.train import (
+from babyface.training.fit import (
     Objective,
     PreparedData,
     build_optimizer,
@@ -26,6 +26,9 @@ from babyface.train import (
 )
 
 CLASSES = ("disc", "horizontal", "vertical")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from naive_pipeline import NaiveFolder, naive_epoch  # noqa: E402
 
 
 def draw_shape(label: int, rng: np.random.Generator, size: int = 48) -> Image.Image:

@@ -3,20 +3,22 @@ frozen stages, source balancing, per-class limits and the recipe files themselve
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
-from babyface.bundle import bundle_metadata, load_bundle, save_bundle
+from babyface.bundle import load_bundle
+from babyface.bundle.single import bundle_metadata, save_bundle
 from babyface.config import AugmentConfig, TrainConfig, from_dict, load_recipe, parse_seeds, recipe_names, with_recipe
 from babyface.data.augment import affine_matrices, apply_params, draw_params, erase, erase_boxes
 from babyface.data.mix import mix_batch, mixed_loss
 from babyface.data.splits import limit_per_class
 from babyface.errors import BabyfaceError
-from babyface.finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
 from babyface.models import create_model
-from babyface.train import ema_with_warmup
-from pathlib import Path
+from babyface.training.finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
+from babyface.training.fit import ema_with_warmup
 
 
 def generator(seed: int = 0) -> torch.Generator:

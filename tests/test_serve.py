@@ -14,7 +14,7 @@ pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx: pip insta
 from fastapi.testclient import TestClient  # noqa: E402
 
 from babyface.config import ServeConfig  # noqa: E402
-from babyface.predict import Predictor  # noqa: E402
+from babyface.inference.classifier import Predictor  # noqa: E402
 from babyface.serve.app import create_app  # noqa: E402
 
 

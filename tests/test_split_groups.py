@@ -27,7 +27,7 @@ def test_group_split_keeps_groups_whole_and_close_to_targets() -> None:
         splits_of[group].add(split)
     assert all(len(s) == 1 for s in splits_of.values())
     for label in range(3):
-        counts = Counter(s for s, l in zip(assigned, labels) if l == label)
+        counts = Counter(s for s, y in zip(assigned, labels) if y == label)
         total = sum(counts.values())
         assert abs(counts["test"] / total - 0.15) < 0.03 and abs(counts["val"] / total - 0.15) < 0.03, counts
     assert group_stratified_split(labels, groups, {"test": 0.15, "val": 0.15}, seed=1) == assigned

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from babyface.errors import DataError
-from babyface.subgroups import MISSING, analyse_subgroups, format_subgroups, match_rows
+from babyface.evaluation.subgroups import MISSING, analyse_subgroups, format_subgroups, match_rows
 
 CLASSES = ["happy", "neutral", "sad"]
 

@@ -10,10 +10,10 @@ from babyface.config import TrainConfig
 from babyface.data.decoded import channel_stats
 from babyface.engine import index_batches, normalise, resolve_device
 from babyface.errors import BabyfaceError
-from babyface.metrics import classification_metrics, macro_f1
+from babyface.evaluation.metrics import classification_metrics, macro_f1
 from babyface.models import create_model
-from babyface.coverage import sampling_weights, source_coverage
-from babyface.train import build_optimizer, build_scheduler, class_weights, epoch_order
+from babyface.training.coverage import sampling_weights, source_coverage
+from babyface.training.fit import build_optimizer, build_scheduler, class_weights, epoch_order
 
 
 def lrs(config: TrainConfig, epochs: int) -> list[float]:
@@ -128,6 +128,6 @@ def test_training_steps_fit_a_fixed_batch():
 
 @pytest.mark.parametrize("precision, device, expected", [("auto", "cpu", False), ("auto", "cuda", True), ("bf16", "cpu", True), ("fp32", "cuda", False)])
 def test_bf16_autocast_choice(precision, device, expected):
-    from babyface.train import use_bf16
+    from babyface.training.fit import use_bf16
 
     assert use_bf16(TrainConfig(precision=precision), torch.device(device)) is expected

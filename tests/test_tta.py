@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from babyface.calibration import calibrated_probabilities, negative_log_likelihood
 from babyface.config import PredictConfig, from_dict
 from babyface.engine import logits_with_tta
 from babyface.errors import BabyfaceError
-from babyface.predict import Predictor
+from babyface.inference.calibration import calibrated_probabilities, negative_log_likelihood
+from babyface.inference.classifier import Predictor
 
 TEMPERATURE = 1.7
 
@@ -68,7 +68,7 @@ def exported_untrained_run(untrained_run: Path, tmp_path_factory) -> Path:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from babyface.config import ExportConfig
-    from babyface.export import export_run
+    from babyface.inference.export import export_run
 
     run = Path(shutil.copytree(untrained_run, tmp_path_factory.mktemp("tta") / "run"))
     export_run(ExportConfig(run=str(run)))

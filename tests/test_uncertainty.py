@@ -7,13 +7,23 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from babyface.calibration import (calibrated_probabilities, expected_calibration_error, fit_temperature,
-                                  negative_log_likelihood, reliability_bins)
 from babyface.config import parse_seeds
 from babyface.errors import BabyfaceError
-from babyface.metrics import (bootstrap_scores, classification_metrics, confusion_matrices, scores_from_confusion,
-                              stratified_resamples)
-from babyface.train import summarise_seeds
+from babyface.evaluation.metrics import (
+    bootstrap_scores,
+    classification_metrics,
+    confusion_matrices,
+    scores_from_confusion,
+    stratified_resamples,
+)
+from babyface.inference.calibration import (
+    calibrated_probabilities,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    reliability_bins,
+)
+from babyface.training.fit import summarise_seeds
 
 CLASSES = ["happy", "neutral", "sad"]
 

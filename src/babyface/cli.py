@@ -16,10 +16,22 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from . import __version__
-from .config import (EnsembleConfig, EvalConfig, ExportConfig, ExplainConfig, PredictConfig, ReportConfig, ServeConfig,
-                     TrainConfig, choices_for, from_dict, load_yaml, with_recipe)
-from .errors import BabyfaceError
+from babyface import __version__
+from babyface.config import (
+    EnsembleConfig,
+    EvalConfig,
+    ExplainConfig,
+    ExportConfig,
+    PredictConfig,
+    ReportConfig,
+    ServeConfig,
+    TrainConfig,
+    choices_for,
+    from_dict,
+    load_yaml,
+    with_recipe,
+)
+from babyface.errors import BabyfaceError
 
 log = logging.getLogger("babyface")
 
@@ -106,7 +118,7 @@ def parse_model_args(pairs: Sequence[str] | None) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- commands
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .data.synthetic import SynthConfig, generate_dataset
+    from babyface.data.synthetic import SynthConfig, generate_dataset
 
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
     config = SynthConfig(n=args.n, seed=args.seed, size=args.size, test_fraction=args.test_fraction,
@@ -117,7 +129,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import fit, fit_seeds
+    from babyface.training.fit import fit, fit_seeds
 
     if args.resume:
         out = fit(resume_config(args), resume=True)
@@ -148,13 +160,13 @@ def resume_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_run
+    from babyface.evaluation.evaluate import evaluate_run
 
     config = build_config(EvalConfig, args, run=args.run, data=args.data, sources=args.sources)
     metrics = evaluate_run(config)
     print(format_metrics(metrics))
     if "subgroups" in metrics:
-        from .subgroups import format_subgroups
+        from babyface.evaluation.subgroups import format_subgroups
 
         print("\n" + format_subgroups(metrics["subgroups"]))
         print(f"subgroup results: {Path(metrics['out']) / 'subgroups.json'}")
@@ -162,7 +174,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def format_metrics(metrics: dict) -> str:
-    from .metrics import interval_text
+    from babyface.evaluation.metrics import interval_text
 
     calibration = metrics["calibration"]
     tta = f" (TTA: {metrics['tta']})" if metrics.get("tta", "none") != "none" else ""
@@ -185,11 +197,10 @@ def format_metrics(metrics: dict) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .framing import Framing, warn_if_framing_differs
-    from .io import write_text
-    from .predict import Predictor, collect_inputs, format_predictions
-
-    from .video import analyse_videos, is_video_file
+    from babyface.data.framing import Framing, warn_if_framing_differs
+    from babyface.inference.classifier import Predictor, collect_inputs, format_predictions
+    from babyface.io import write_text
+    from babyface.video import analyse_videos, is_video_file
 
     config = build_config(PredictConfig, args, run=args.run, inputs=args.inputs)
     predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence,
@@ -216,7 +227,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_run
+    from babyface.inference.export import export_run
 
     result = export_run(build_config(ExportConfig, args, run=args.run))
     parity = result["parity"]
@@ -227,7 +238,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from .ensemble import create_ensemble
+    from babyface.bundle.ensemble import create_ensemble
 
     out = create_ensemble(build_config(EnsembleConfig, args, runs=args.runs))
     print(f"ensemble of {len(args.runs)} runs: {out}  (use it wherever a RUN is accepted)")
@@ -235,8 +246,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain_files
-    from .predict import collect_inputs
+    from babyface.evaluation.explain import explain_files
+    from babyface.inference.classifier import collect_inputs
 
     config = build_config(ExplainConfig, args, run=args.run, inputs=args.inputs)
     records = explain_files(config, collect_inputs(config.inputs))
@@ -248,7 +259,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from babyface.evaluation.report import build_report
 
     report, model_card = build_report(build_config(ReportConfig, args, run=args.run))
     print(f"report: {report}\nmodel card: {model_card}")
@@ -256,8 +267,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs, format_comparison
-    from .io import write_json
+    from babyface.evaluation.compare import compare_runs, format_comparison
+    from babyface.io import write_json
 
     result = compare_runs(args.runs)
     print(format_comparison(result))
@@ -268,14 +279,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve.app import serve
+    from babyface.serve.app import serve
 
     serve(build_config(ServeConfig, args, run=args.run))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import list_models, model_info
+    from babyface.models import list_models, model_info
 
     print(f"{'model':<10}{'params':>13}{'GFLOPs':>10}  description   (at {args.image_size}×{args.image_size}, {args.num_classes} classes)")
     for name in list_models():
@@ -285,7 +296,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_data_audit(args: argparse.Namespace) -> int:
-    from .data.audit import AuditConfig, audit_dataset, write_audit
+    from babyface.data.audit import AuditConfig, audit_dataset, write_audit
 
     config = AuditConfig(data=args.data, out=args.out or str(Path(args.data) / "audit"), manifest=args.manifest or "",
                          group_by=args.group_by or "", threshold=args.threshold, max_sheets=args.max_sheets,
@@ -300,7 +311,7 @@ def cmd_data_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_data_split(args: argparse.Namespace) -> int:
-    from .data.regroup import SplitConfig, split_dataset
+    from babyface.data.regroup import SplitConfig, split_dataset
 
     config = SplitConfig(data=args.data, out=args.out, test=args.test, val=args.val, group_by=args.group_by or "",
                          manifest=args.manifest or "", copy=args.copy, seed=args.seed, progress=args.progress)
@@ -311,7 +322,7 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 
 
 def cmd_data_crop(args: argparse.Namespace) -> int:
-    from .data.crop import CropConfig, crop_faces
+    from babyface.data.crop import CropConfig, crop_faces
 
     config = CropConfig(src=args.src, out=args.out, margin=args.margin, all_faces=args.all_faces, min_score=args.min_score,
                         detector=args.detector, overwrite=args.overwrite, progress=args.progress)
@@ -322,7 +333,7 @@ def cmd_data_crop(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DemoConfig, run_demo
+    from babyface.demo import DemoConfig, run_demo
 
     config = DemoConfig(out=args.out, n=args.n, seed=args.seed, cnn_epochs=args.cnn_epochs, resnet_epochs=args.resnet_epochs,
                         overwrite=args.overwrite, device=args.device)
@@ -421,8 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_data_commands(sub) -> None:
-    from .data.duplicates import DEFAULT_THRESHOLD
-    from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECTORS
+    from babyface.data.duplicates import DEFAULT_THRESHOLD
+    from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECTORS
 
     data = sub.add_parser("data", help="audit, split and crop datasets", description="audit, split and crop datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

@@ -13,9 +13,15 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
-from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, DETECTORS
-from .errors import BabyfaceError
-from .io import write_text
+from babyface.errors import BabyfaceError
+from babyface.io import write_text
+
+# The face pipeline's defaults (babyface.data.faces), shared by data crop, evaluate, predict, serve and video.
+DETECTORS = ("mtcnn", "haar")
+DEFAULT_DETECTOR = "mtcnn"
+DEFAULT_MIN_SCORE = 0.9  # detector confidence to accept a face
+DEFAULT_MARGIN = 0.2  # added around a detected face on every side, as a share of its size, before it is cut out
+DETECT_MAX_SIDE = 640  # photos are shrunk to this for detection only; faces are cut from the full image
 
 
 def helped(default: Any, text: str) -> Any:

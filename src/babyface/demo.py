@@ -6,11 +6,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from .config import EvalConfig, TrainConfig
-from .data.synthetic import SynthConfig, generate_dataset
-from .evaluate import evaluate_run
-from .io import prepare_output_dir, write_text
-from .train import fit
+from babyface.config import EvalConfig, TrainConfig
+from babyface.data.synthetic import SynthConfig, generate_dataset
+from babyface.evaluation.evaluate import evaluate_run
+from babyface.io import prepare_output_dir, write_text
+from babyface.training.fit import fit
 
 log = logging.getLogger("babyface")
 

@@ -7,8 +7,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .config import CHOICES
-from .errors import BabyfaceError
+from babyface.config import CHOICES
+from babyface.errors import BabyfaceError
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import BabyfaceError, OutputExistsError
+from babyface.errors import BabyfaceError, OutputExistsError
 
 
 def _default_file_mode() -> int:

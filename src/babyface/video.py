@@ -18,12 +18,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .config import PredictConfig
-from .data.faces import FaceBox, detect_faces
-from .errors import BabyfaceError
-from .io import atomic_path, prepare_output_dir, write_csv
-from .predict import Predictor, square_crop
-from .progress import progress_bar
+from babyface.config import PredictConfig
+from babyface.data.faces import FaceBox, detect_faces
+from babyface.errors import BabyfaceError
+from babyface.inference.classifier import Predictor, square_crop
+from babyface.io import atomic_path, prepare_output_dir, write_csv
+from babyface.progress import progress_bar
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv"})
 IOU_MATCH = 0.3  # a detection continues a track when their boxes overlap at least this much
@@ -237,7 +237,7 @@ def analyse_video(predictor: Predictor, path: str | os.PathLike, config: Predict
                 write_annotated(writer, chunk, chunk_rows)
     seconds = time.perf_counter() - started
     write_timeline(out / "timeline.csv", rows, predictor.classes)
-    from .plots import plot_timeline
+    from babyface.evaluation.plots import plot_timeline
 
     plot_timeline([row.__dict__ for row in rows], predictor.classes, out / "timeline.png", title=path.name)
     return {"video": str(path), "out": str(out), "frames": used, "faces": len({r.face_id for r in rows}), "rows": len(rows),

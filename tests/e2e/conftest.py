@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 

@@ -13,8 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from babyface.cli import main
-
-from .conftest import run_cli
+from tests.e2e.conftest import run_cli
 
 
 def read_csv(path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from babyface.cli import main
-from babyface.predict import Predictor, collect_inputs
+from babyface.inference.classifier import Predictor, collect_inputs
 from tests.e2e.conftest import run_cli
 
 

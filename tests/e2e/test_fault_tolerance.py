@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from .conftest import run_cli
+from tests.e2e.conftest import run_cli
 
 TRAIN_ARGS = ["--model", "cnn", "--epochs", "6", "--seed", "4", "--no-progress"]
 

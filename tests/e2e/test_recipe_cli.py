@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from .conftest import run_cli
+from tests.e2e.conftest import run_cli
 
 RECIPE_ARGS = ["--recipe", "infant-v1", "--model", "cnn", "--image-size", "32", "--seed", "2", "--cutmix", "1.0", "--no-progress"]
 

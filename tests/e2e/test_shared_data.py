@@ -11,8 +11,7 @@ from collections import defaultdict
 import pytest
 
 from babyface.cli import main
-
-from .conftest import SHARED_DATA
+from tests.e2e.conftest import SHARED_DATA
 
 INFANT_WEB = SHARED_DATA / "infant-web"
 pytestmark = pytest.mark.skipif(not (INFANT_WEB / "manifest.csv").is_file(), reason="../shared/data/infant-web is not present")

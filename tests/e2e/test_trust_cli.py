@@ -18,7 +18,6 @@ from PIL import Image
 from babyface.cli import main
 
 
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Path of a chromium binary; installed with apt-get when missing (as root), else the test is skipped."""

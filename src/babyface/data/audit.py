@@ -13,12 +13,12 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import BabyfaceError
-from ..io import atomic_path, prepare_output_dir, write_json, write_text
-from .duplicates import DEFAULT_THRESHOLD, DescribedFiles, Pair, describe_files, duplicate_clusters
-from .images import DEFAULT_MAX_PIXELS, display_path, load_resized
-from .manifest import read_manifest_column
-from .scan import scan_dataset
+from babyface.data.duplicates import DEFAULT_THRESHOLD, DescribedFiles, Pair, describe_files, duplicate_clusters
+from babyface.data.images import DEFAULT_MAX_PIXELS, display_path, load_resized
+from babyface.data.manifest import read_manifest_column
+from babyface.data.scan import scan_dataset
+from babyface.errors import BabyfaceError
+from babyface.io import atomic_path, prepare_output_dir, write_json, write_text
 
 log = logging.getLogger("babyface")
 KINDS = ("leakage", "conflict", "duplicate")

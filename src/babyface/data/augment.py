@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from ..config import AugmentConfig
+from babyface.config import AugmentConfig
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 

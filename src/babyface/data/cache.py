@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DataConfig
-from ..errors import BabyfaceError, ImageDecodeError
-from ..io import atomic_path, write_json
-from ..progress import progress_bar
-from .decoded import DecodedImages, MappedImages, decode_images, decode_into
-from .images import DEFAULT_MAX_PIXELS, display_path
+from babyface.config import DataConfig
+from babyface.data.decoded import DecodedImages, MappedImages, decode_images, decode_into
+from babyface.data.images import DEFAULT_MAX_PIXELS, display_path
+from babyface.errors import BabyfaceError, ImageDecodeError
+from babyface.io import atomic_path, write_json
+from babyface.progress import progress_bar
 
 log = logging.getLogger("babyface")
 

@@ -7,13 +7,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ImageDecodeError
-from ..framing import Framing, write_framing_file
-from ..io import atomic_path, prepare_output_dir, write_csv, write_text
-from ..progress import progress_bar
-from .audit import list_dataset_files
-from .faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, face_squares
-from .images import DEFAULT_MAX_PIXELS, load_rgb
+from babyface.data.audit import list_dataset_files
+from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, face_squares
+from babyface.data.framing import Framing, write_framing_file
+from babyface.data.images import DEFAULT_MAX_PIXELS, load_rgb
+from babyface.errors import ImageDecodeError
+from babyface.io import atomic_path, prepare_output_dir, write_csv, write_text
+from babyface.progress import progress_bar
 
 log = logging.getLogger("babyface")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ImageDecodeError
-from ..progress import progress_bar
-from .images import DEFAULT_MAX_PIXELS, load_resized
+from babyface.data.images import DEFAULT_MAX_PIXELS, load_resized
+from babyface.errors import ImageDecodeError
+from babyface.progress import progress_bar
 
 log = logging.getLogger("babyface")
 

@@ -29,9 +29,9 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from ..errors import ImageDecodeError
-from ..progress import progress_bar
-from .images import DEFAULT_MAX_PIXELS, ImageHeader, display_path, load_resized_with_header
+from babyface.data.images import DEFAULT_MAX_PIXELS, ImageHeader, display_path, load_resized_with_header
+from babyface.errors import ImageDecodeError
+from babyface.progress import progress_bar
 
 SIZE = 64  # images are squashed to SIZE×SIZE grayscale first
 BLUR_SIGMA = 1.5  # pixels at SIZE: hides noise, JPEG artefacts and sub-pixel misalignment

@@ -13,13 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..errors import BabyfaceError
+from babyface.config import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, DETECTORS
+from babyface.errors import BabyfaceError
 
-DETECTORS = ("mtcnn", "haar")
-DEFAULT_DETECTOR = "mtcnn"
-DEFAULT_MIN_SCORE = 0.9  # detector confidence to accept a face
-DEFAULT_MARGIN = 0.2  # added around a detected face on every side, as a share of its size, before it is cut out
-DETECT_MAX_SIDE = 640  # photos are shrunk to this for detection only; faces are cut from the full image
 MTCNN_MIN_SIDE = 20  # facenet-pytorch's default min_face_size: no smaller image can hold a detectable face
 MIN_FACE_PIXELS = 24  # with ``min_face``, images are shrunk until the smallest wanted face is this many pixels
 

@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import DataError
-from .duplicates import Signatures, cross_pairs, describe_files
-from .images import display_path
+from babyface.data.duplicates import Signatures, cross_pairs, describe_files
+from babyface.data.images import display_path
+from babyface.errors import DataError
 
 log = logging.getLogger("babyface")
 

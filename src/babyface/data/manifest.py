@@ -8,8 +8,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
-from .images import display_path
+from babyface.data.images import display_path
+from babyface.errors import DataError
 
 log = logging.getLogger("babyface")
 

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import BabyfaceError, DataError
-from ..framing import copy_framing_file
-from ..io import prepare_output_dir, write_csv
-from .audit import list_dataset_files
-from .duplicates import cluster_ids, describe_files, duplicate_clusters
-from .images import display_path
-from .manifest import read_manifest_column
-from .splits import group_stratified_split
+from babyface.data.audit import list_dataset_files
+from babyface.data.duplicates import cluster_ids, describe_files, duplicate_clusters
+from babyface.data.framing import copy_framing_file
+from babyface.data.images import display_path
+from babyface.data.manifest import read_manifest_column
+from babyface.data.splits import group_stratified_split
+from babyface.errors import BabyfaceError, DataError
+from babyface.io import prepare_output_dir, write_csv
 
 log = logging.getLogger("babyface")
 NEAR_DUPLICATES = "near-duplicates"

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
-from .images import display_path, is_image_file
+from babyface.data.images import display_path, is_image_file
+from babyface.errors import DataError
 
 LAYOUT_HELP = (
     "expected DATA/train/<class>/*.jpg and DATA/test/<class>/*.jpg (the BabyFace layout) "

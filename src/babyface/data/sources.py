@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..config import load_yaml
-from ..errors import DataError
-from .images import display_path
-from .scan import DatasetScan, Sample, SplitScan, scan_dataset
-from .splits import stratified_split
+from babyface.config import load_yaml
+from babyface.data.images import display_path
+from babyface.data.scan import DatasetScan, Sample, SplitScan, scan_dataset
+from babyface.data.splits import stratified_split
+from babyface.errors import DataError
 
 LabelMap = Mapping[str, "str | None"]
 

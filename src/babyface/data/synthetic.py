@@ -33,8 +33,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from babyface.errors import BabyfaceError
 from babyface.io import atomic_path, prepare_output_dir, write_text
-
-from ..progress import progress_bar
+from babyface.progress import progress_bar
 
 RGB = tuple[int, int, int]
 

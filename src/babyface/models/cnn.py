@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import register_model, validate_drop_rate, validate_image_size
+from babyface.models.registry import register_model, validate_drop_rate, validate_image_size
 
 WIDTHS = (32, 64, 128, 256)
 HIDDEN = (1024, 512, 128)

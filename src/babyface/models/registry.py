@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..errors import BabyfaceError
+from babyface.errors import BabyfaceError
 
 ModelFactory = Callable[..., nn.Module]
 

@@ -7,8 +7,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..errors import BabyfaceError
-from .registry import register_model, validate_drop_rate, validate_image_size
+from babyface.errors import BabyfaceError
+from babyface.models.registry import register_model, validate_drop_rate, validate_image_size
 
 WIDTHS = (64, 128, 256, 512)
 STEMS = ("imagenet", "small")

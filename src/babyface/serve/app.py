@@ -23,13 +23,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from .. import __version__
-from ..config import ServeConfig
-from ..data.images import decode_rgb_bytes
-from ..errors import BabyfaceError, ImageDecodeError
-from ..explain import Explainer
-from ..predict import FacePrediction, Predictor, face_boxes, square_crop
-from .batching import MicroBatcher
+from babyface import __version__
+from babyface.config import ServeConfig
+from babyface.data.images import decode_rgb_bytes
+from babyface.errors import BabyfaceError, ImageDecodeError
+from babyface.evaluation.explain import Explainer
+from babyface.inference.classifier import FacePrediction, Predictor, face_boxes, square_crop
+from babyface.serve.batching import MicroBatcher
 
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
 FIELD = "image"

@@ -15,9 +15,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .bundle import load_bundle, read_checked_metadata, weights_sha256
-from .engine import index_batches, predict_logits
-from .errors import BabyfaceError, BundleError
+from babyface.bundle import bundle_sha256, load_bundle
+from babyface.bundle.single import read_checked_metadata
+from babyface.engine import index_batches, predict_logits
+from babyface.errors import BabyfaceError, BundleError
 
 log = logging.getLogger("babyface")
 
@@ -114,7 +115,7 @@ def check_exported_from(session, path: Path, run: str | os.PathLike) -> None:
     props = session.get_modelmeta().custom_metadata_map
     if props.get(KEY_FORMAT) != ONNX_FORMAT:
         raise BundleError(f"{path}: not exported by babyface (no {KEY_FORMAT} metadata); export it with 'babyface export {run}'")
-    if props.get(KEY_WEIGHTS) != weights_sha256(run):
+    if props.get(KEY_WEIGHTS) != bundle_sha256(run):
         raise BundleError(f"{path}: exported from other weights than {Path(run)}/model.safetensors (retrained?); "
                           f"re-export with 'babyface export {run} --overwrite'")
 

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .backends import Backend, open_backend
-from .bundle import meta_temperature
-from .calibration import calibrated_probabilities
-from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, face_squares
-from .data.images import display_path, is_image_file, resize_square
-from .engine import logits_with_tta, resolve_device
-from .errors import DataError
-from .framing import Framing, decode_framed, found_text
-from .io import csv_text
+from babyface.bundle.single import meta_temperature
+from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, face_squares
+from babyface.data.framing import Framing, decode_framed, found_text
+from babyface.data.images import display_path, is_image_file, resize_square
+from babyface.engine import logits_with_tta, resolve_device
+from babyface.errors import DataError
+from babyface.inference.backends import Backend, open_backend
+from babyface.inference.calibration import calibrated_probabilities
+from babyface.io import csv_text
 
 log = logging.getLogger("babyface")
 UNCERTAIN = "uncertain"
@@ -69,7 +69,7 @@ class Predictor:
     """Loads a bundle once; ``predict_files`` and ``predict_images`` can then be called many times.
 
     ``backend``: 'torch', 'onnx' (``onnx_file``, default RUN/model.onnx) or 'auto' (onnx when an exported model
-    of this run exists and onnxruntime is installed, else torch); see ``babyface.backends``. ``tta='flip'`` averages
+    of this run exists and onnxruntime is installed, else torch); see ``babyface.inference.backends``. ``tta='flip'`` averages
     the calibrated probabilities of each image and its mirror (the backend runs the mirrored batch too).
     """
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from .bundle import Bundle, load_bundle
-from .errors import BabyfaceError
+from babyface.bundle import load_bundle
+from babyface.bundle.single import Bundle
+from babyface.errors import BabyfaceError
 
 log = logging.getLogger("babyface")
 

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .finetune import head_layer_names
+from babyface.training.finetune import head_layer_names
 
 
 class _ReverseGradient(torch.autograd.Function):

@@ -16,11 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .bundle import is_ensemble, read_metadata
-from .errors import BabyfaceError
-from .metrics import interval_text
-from .models import create_model
-from .models.registry import count_params
+from babyface.bundle.single import is_ensemble, read_metadata
+from babyface.errors import BabyfaceError
+from babyface.evaluation.metrics import interval_text
+from babyface.models import create_model
+from babyface.models.registry import count_params
 
 EXACT_BELOW = 25
 

@@ -22,34 +22,42 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
-from .adversary import SourceAdversary, adversary_strength
-from .bundle import bundle_metadata, save_bundle
-from .calibration import calibration_summary, fit_temperature
-from .config import EnsembleConfig, TrainConfig, adversary_weight, data_sources, parse_seeds, save_yaml, to_dict
-from .coverage import (MissingClassLoss, SourceCoverage, coverage_report, missing_class_log_prior, resolve_balance,
-                       resolve_rule, sampling_weights, source_coverage)
-from .data.augment import apply_params, draw_params
-from .data.cache import fit_memory_budget, load_decoded
-from .data.decoded import DecodedImages, channel_stats
-from .data.duplicates import Signatures, signatures
-from .data.images import display_path
-from .data.leakage import check_leakage, file_signatures
-from .data.mix import mix_batch, mixed_loss
-from .data.regroup import resolve_groups
-from .data.scan import DatasetScan
-from .data.sources import load_label_map, scan_sources
-from .data.splits import group_stratified_split, limit_per_class, stratified_split
-from .distributed import DistInfo, barrier, init_distributed, shutdown, sum_across
-from .ensemble import create_ensemble
-from .engine import index_batches, normalise, predict_logits
-from .errors import BabyfaceError, DataError
-from .finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
-from .framing import training_framing
-from .io import atomic_path, prepare_output_dir, write_csv, write_json, write_text
-from .metrics import macro_f1
-from .models import create_model
-from .plots import plot_learning_curves
-from .progress import progress_bar
+from babyface.bundle.ensemble import create_ensemble
+from babyface.bundle.single import bundle_metadata, save_bundle
+from babyface.config import EnsembleConfig, TrainConfig, adversary_weight, data_sources, parse_seeds, save_yaml, to_dict
+from babyface.data.augment import apply_params, draw_params
+from babyface.data.cache import fit_memory_budget, load_decoded
+from babyface.data.decoded import DecodedImages, channel_stats
+from babyface.data.duplicates import Signatures, signatures
+from babyface.data.framing import training_framing
+from babyface.data.images import display_path
+from babyface.data.leakage import check_leakage, file_signatures
+from babyface.data.mix import mix_batch, mixed_loss
+from babyface.data.regroup import resolve_groups
+from babyface.data.scan import DatasetScan
+from babyface.data.sources import load_label_map, scan_sources
+from babyface.data.splits import group_stratified_split, limit_per_class, stratified_split
+from babyface.engine import index_batches, normalise, predict_logits
+from babyface.errors import BabyfaceError, DataError
+from babyface.evaluation.metrics import macro_f1
+from babyface.evaluation.plots import plot_learning_curves
+from babyface.inference.calibration import calibration_summary, fit_temperature
+from babyface.io import atomic_path, prepare_output_dir, write_csv, write_json, write_text
+from babyface.models import create_model
+from babyface.progress import progress_bar
+from babyface.training.adversary import SourceAdversary, adversary_strength
+from babyface.training.coverage import (
+    MissingClassLoss,
+    SourceCoverage,
+    coverage_report,
+    missing_class_log_prior,
+    resolve_balance,
+    resolve_rule,
+    sampling_weights,
+    source_coverage,
+)
+from babyface.training.distributed import DistInfo, barrier, init_distributed, shutdown, sum_across
+from babyface.training.finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
 
 log = logging.getLogger("babyface")
 

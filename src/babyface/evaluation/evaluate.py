@@ -10,22 +10,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bundle import Bundle, load_bundle
-from .calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
-from .config import EvalConfig, data_sources, save_yaml
-from .data.duplicates import signatures
-from .data.images import display_path
-from .data.leakage import check_leakage, file_signatures
-from .data.scan import scan_class_folders, scan_dataset
-from .data.sources import load_label_map, scan_sources
-from .engine import logits_with_tta, predict_logits, resolve_device
-from .errors import DataError
-from .framing import (FramedImages, Framing, bundle_framing, decode_framed, found_text, load_framed,
-                      warn_if_framing_differs)
-from .io import prepare_output_dir, write_csv, write_json
-from .metrics import classification_metrics, interval_text
-from .subgroups import analyse_subgroups
-from .plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
+from babyface.bundle import load_bundle
+from babyface.bundle.single import Bundle
+from babyface.config import EvalConfig, data_sources, save_yaml
+from babyface.data.duplicates import signatures
+from babyface.data.framing import (
+    FramedImages,
+    Framing,
+    bundle_framing,
+    decode_framed,
+    found_text,
+    load_framed,
+    warn_if_framing_differs,
+)
+from babyface.data.images import display_path
+from babyface.data.leakage import check_leakage, file_signatures
+from babyface.data.scan import scan_class_folders, scan_dataset
+from babyface.data.sources import load_label_map, scan_sources
+from babyface.engine import logits_with_tta, predict_logits, resolve_device
+from babyface.errors import DataError
+from babyface.evaluation.metrics import classification_metrics, interval_text
+from babyface.evaluation.plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
+from babyface.evaluation.subgroups import analyse_subgroups
+from babyface.inference.calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
+from babyface.io import prepare_output_dir, write_csv, write_json
 
 log = logging.getLogger("babyface")
 GRID_TILE_SIZE = 160

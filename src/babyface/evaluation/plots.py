@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
-from .io import save_figure  # noqa: E402
+from babyface.io import save_figure  # noqa: E402
 
 PathLike = str | os.PathLike
 
@@ -302,7 +302,7 @@ def _draw_reliability(ax: Axes, bins: dict, label: str, ece: float) -> None:
 def plot_reliability_diagram(panels: Sequence[tuple[str, dict, float]], path: PathLike, title: str = "") -> Path:
     """One reliability diagram per (label, bins, ECE) panel side by side, e.g. before and after temperature scaling.
 
-    ``bins`` is :func:`babyface.calibration.reliability_bins` output; a histogram of confidences sits under each.
+    ``bins`` is :func:`babyface.inference.calibration.reliability_bins` output; a histogram of confidences sits under each.
     """
     if not panels:
         raise ValueError("plot_reliability_diagram: no panels to draw")

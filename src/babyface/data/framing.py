@@ -18,10 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .data.decoded import DecodedImages, decode_images
-from .data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, face_squares
-from .data.images import DEFAULT_MAX_PIXELS, display_path, load_resized, load_rgb, resize_square
-from .io import write_json
+from babyface.data.decoded import DecodedImages, decode_images
+from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, face_squares
+from babyface.data.images import DEFAULT_MAX_PIXELS, display_path, load_resized, load_rgb, resize_square
+from babyface.io import write_json
 
 log = logging.getLogger("babyface")
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .bundle import META_FILE, is_ensemble
-from .config import ReportConfig
-from .data.images import load_rgb
-from .errors import BabyfaceError, ImageDecodeError, OutputExistsError
-from .io import write_text
-from .metrics import interval_text
+from babyface.bundle.single import META_FILE, is_ensemble
+from babyface.config import ReportConfig
+from babyface.data.images import load_rgb
+from babyface.errors import BabyfaceError, ImageDecodeError, OutputExistsError
+from babyface.evaluation.metrics import interval_text
+from babyface.io import write_text
 
 log = logging.getLogger("babyface")
 
@@ -88,7 +88,7 @@ def confident_mistakes(predictions: list[dict[str, str]], n: int) -> list[dict[s
 
 def gallery_items(facts: dict, n: int, device: str) -> list[dict]:
     """Original and Grad-CAM (of the predicted class) for each confident mistake whose file can be found."""
-    from .explain import Explainer
+    from babyface.evaluation.explain import Explainer
 
     mistakes = confident_mistakes(facts["predictions"], n)
     if not mistakes or is_ensemble(facts["meta"]):  # Grad-CAM explains one model, not an ensemble

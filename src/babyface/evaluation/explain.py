@@ -20,13 +20,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .bundle import is_ensemble, load_bundle
-from .calibration import calibrated_probabilities
-from .config import ExplainConfig
-from .data.images import display_path, load_rgb, resize_square
-from .engine import normalise, resolve_device
-from .errors import BabyfaceError, BundleError, ImageDecodeError
-from .io import atomic_path, prepare_output_dir, write_json
+from babyface.bundle import load_bundle
+from babyface.bundle.single import is_ensemble
+from babyface.config import ExplainConfig
+from babyface.data.images import display_path, load_rgb, resize_square
+from babyface.engine import normalise, resolve_device
+from babyface.errors import BabyfaceError, BundleError, ImageDecodeError
+from babyface.inference.calibration import calibrated_probabilities
+from babyface.io import atomic_path, prepare_output_dir, write_json
 
 log = logging.getLogger("babyface")
 OVERLAY_ALPHA = 0.45

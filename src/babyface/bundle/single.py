@@ -20,17 +20,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
-from .errors import BabyfaceError, BundleError
-from .io import atomic_path, write_json
-from .models import create_model
+from babyface import __version__
+from babyface.errors import BabyfaceError, BundleError
+from babyface.io import atomic_path, write_json
+from babyface.models import create_model
 
 BUNDLE_FORMAT = "babyface-bundle"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 REQUIRED_KEYS = ("format", "format_version", "arch", "classes", "image_size", "mean", "std")
-ENSEMBLE = "ensemble"  # the arch name of an ensemble bundle, whose weights are its members' (see babyface.ensemble)
+ENSEMBLE = "ensemble"  # the arch name of an ensemble bundle, whose weights are its members' (see babyface.bundle.ensemble)
 
 
 @dataclass
@@ -138,28 +138,17 @@ def read_checked_metadata(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def weights_sha256(folder: str | os.PathLike) -> str:
-    """SHA-256 of ``model.safetensors`` (of an ensemble: of its members' hashes): ties an exported model to the exact
-    weights it came from."""
-    folder = Path(folder)
-    if not (folder / WEIGHTS_FILE).is_file() and is_ensemble(read_metadata(folder)):
-        from .ensemble import ensemble_sha256
-
-        return ensemble_sha256(folder)
+    """SHA-256 of a single model's ``model.safetensors``: ties an exported model to the exact weights it came from."""
     digest = hashlib.sha256()
-    with open(folder / WEIGHTS_FILE, "rb") as f:
+    with open(Path(folder) / WEIGHTS_FILE, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def load_bundle(folder: str | os.PathLike, device: torch.device | str = "cpu") -> Bundle:
-    """Rebuild the model from ``model.json`` and load ``model.safetensors``; BundleError on anything inconsistent."""
+def load_single(folder: str | os.PathLike, meta: dict[str, Any], device: torch.device | str = "cpu") -> Bundle:
+    """Rebuild one model from its checked ``model.json`` and load ``model.safetensors``; BundleError on anything inconsistent."""
     folder = Path(folder)
-    meta = read_checked_metadata(folder)
-    if is_ensemble(meta):
-        from .ensemble import load_ensemble
-
-        return load_ensemble(folder, meta, device)
     classes = meta["classes"]
     try:
         model = create_model(meta["arch"]["name"], num_classes=len(classes), image_size=int(meta["image_size"]), **meta["arch"].get("kwargs", {}))

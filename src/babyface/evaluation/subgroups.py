@@ -14,9 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.images import display_path
-from .errors import DataError
-from .metrics import classification_metrics, interval_text
+from babyface.data.images import display_path
+from babyface.errors import DataError
+from babyface.evaluation.metrics import classification_metrics, interval_text
 
 SMALL_GROUP = 30
 MISSING = "(no metadata)"

@@ -23,14 +23,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .bundle import (ENSEMBLE, META_FILE, WEIGHTS_FILE, Bundle, bundle_metadata, is_ensemble, load_bundle, read_metadata,
-                     weights_sha256)
-from .config import EnsembleConfig
-from .data.images import display_path
-from .engine import normalise
-from .errors import BabyfaceError, BundleError, OutputExistsError
-from .framing import shared_framing
-from .io import atomic_path, prepare_output_dir, write_csv, write_json
+from babyface.bundle.single import (
+    ENSEMBLE,
+    META_FILE,
+    WEIGHTS_FILE,
+    Bundle,
+    bundle_metadata,
+    is_ensemble,
+    load_single,
+    read_checked_metadata,
+    read_metadata,
+    weights_sha256,
+)
+from babyface.config import EnsembleConfig
+from babyface.data.framing import shared_framing
+from babyface.data.images import display_path
+from babyface.engine import normalise
+from babyface.errors import BabyfaceError, BundleError, OutputExistsError
+from babyface.io import atomic_path, prepare_output_dir, write_csv, write_json
 
 log = logging.getLogger("babyface")
 MEMBERS_DIR = "members"
@@ -100,7 +110,7 @@ def create_ensemble(config: EnsembleConfig) -> Path:
 def load_member_run(run: Path) -> Bundle:
     if is_ensemble(read_metadata(run)):
         raise BundleError(f"{run}: is an ensemble itself; list the runs of its members instead")
-    return load_bundle(run, "cpu")
+    return load_single(run, read_checked_metadata(run), "cpu")
 
 
 def check_same_classes(members: Sequence[Bundle]) -> None:
@@ -218,7 +228,7 @@ def load_ensemble_member(folder: Path, entry: dict[str, Any], device: torch.devi
     try:
         if is_ensemble(read_metadata(path)):
             raise BundleError(f"{path}: an ensemble inside an ensemble is not supported")
-        member = load_bundle(path, device)
+        member = load_single(path, read_checked_metadata(path), device)
     except BundleError as exc:
         raise BundleError(f"{folder}: member {entry['name']!r} cannot be loaded ({exc}); recreate the ensemble with 'babyface ensemble'") from None
     if entry.get("weights_sha256") != weights_sha256(path):

@@ -16,14 +16,25 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .backends import (INPUT_NAME, INT8_FILE, KEY_FORMAT, KEY_PRECISION, KEY_WEIGHTS, ONNX_FILE, ONNX_FORMAT, OUTPUT_NAME,
-                       OnnxBackend, onnxruntime_available)
-from .bundle import Bundle, load_bundle, weights_sha256
-from .config import ExportConfig
-from .data.decoded import decode_images
-from .engine import index_batches, normalise, predict_logits
-from .errors import BabyfaceError, DataError, OutputExistsError
-from .io import atomic_path, write_json
+from babyface.bundle import bundle_sha256, load_bundle
+from babyface.bundle.single import Bundle
+from babyface.config import ExportConfig
+from babyface.data.decoded import decode_images
+from babyface.engine import index_batches, normalise, predict_logits
+from babyface.errors import BabyfaceError, DataError, OutputExistsError
+from babyface.inference.backends import (
+    INPUT_NAME,
+    INT8_FILE,
+    KEY_FORMAT,
+    KEY_PRECISION,
+    KEY_WEIGHTS,
+    ONNX_FILE,
+    ONNX_FORMAT,
+    OUTPUT_NAME,
+    OnnxBackend,
+    onnxruntime_available,
+)
+from babyface.io import atomic_path, write_json
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |logit difference| allowed between the fp32 ONNX model and PyTorch
@@ -54,7 +65,7 @@ def export_run(config: ExportConfig) -> dict:
     images, source = parity_images(calibration, bundle.image_size, config.parity_images)
     precision = "int8" if config.int8 else "fp32"
     with atomic_path(out) as tmp:
-        write_onnx(bundle, tmp, weights_sha256(config.run))
+        write_onnx(bundle, tmp, bundle_sha256(config.run))
         if config.int8:
             quantize_int8(tmp, tmp, calibration)
             tag_precision(tmp, "int8")
@@ -134,7 +145,7 @@ class _ImageReader:
 
 def calibration_images(data: str, size: int, limit: int) -> torch.Tensor:
     """Up to ``limit`` images evenly spread over DATA/train (or over every image under DATA), decoded at ``size``."""
-    from .predict import collect_inputs
+    from babyface.inference.classifier import collect_inputs
 
     root = Path(data)
     paths = collect_inputs([root / "train" if (root / "train").is_dir() else root])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .engine import resolve_device
+from babyface.engine import resolve_device
 
 
 @dataclass(frozen=True)

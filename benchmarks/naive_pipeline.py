@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from .scan import Sample
+from babyface.data.scan import Sample
 
 
 def reference_transform(size: int, mean: Sequence[float], std: Sequence[float], augment: bool = True) -> transforms.Compose:

@@ -1,0 +1,32 @@
+"""Model bundles: one trained model (``single``) or several averaged (``ensemble``), loaded through one door.
+
+``load_bundle`` and ``bundle_sha256`` decide here, and only here, whether a folder holds a single model or an
+ensemble; ``single`` never imports ``ensemble``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from babyface.bundle.ensemble import ensemble_sha256, load_ensemble
+from babyface.bundle.single import Bundle, is_ensemble, load_single, read_checked_metadata, read_metadata, weights_sha256
+
+__all__ = ["Bundle", "bundle_sha256", "load_bundle"]
+
+
+def load_bundle(folder: str | os.PathLike, device: torch.device | str = "cpu") -> Bundle:
+    """The model in a run folder, single or ensemble, checked and ready for inference (eval mode on ``device``)."""
+    meta = read_checked_metadata(folder)
+    if is_ensemble(meta):
+        return load_ensemble(Path(folder), meta, device)
+    return load_single(folder, meta, device)
+
+
+def bundle_sha256(folder: str | os.PathLike) -> str:
+    """SHA-256 of the weights (of an ensemble: of its members' names and hashes): what an export is tied to."""
+    if not (Path(folder) / "model.safetensors").is_file() and is_ensemble(read_metadata(folder)):
+        return ensemble_sha256(folder)
+    return weights_sha256(folder)

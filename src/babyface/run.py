@@ -1,0 +1,211 @@
+"""The run folder contract: every artifact name of a run, the typed model metadata and the split manifest.
+
+A run folder is what ``babyface train`` writes and every other command reads. Nothing else in babyface spells
+an artifact's file name or reads ``model.json`` as a loose mapping: they ask ``RunFolder`` and ``ModelMeta``.
+
+```
+RUN/
+  model.json            ModelMeta: architecture, classes, image size, normalisation, temperature, framing, data, ...
+  model.safetensors     the weights (an ensemble has members/NAME/ bundles instead)
+  config.yaml           the resolved training config
+  splits.csv            the split manifest: every image's split, label and source, written once by train
+  history.csv, learning_curves.png, train.log, checkpoint.pt (while training)
+  evaluation/           metrics.json, predictions.csv, confusion_matrix.png, ... (babyface evaluate)
+  model.onnx            babyface export;  explanations/  babyface explain;  videos/NAME/  babyface predict VIDEO
+  report.html, model_card.md  babyface report
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from babyface.errors import BundleError
+from babyface.io import write_csv
+
+# ---------------------------------------------------------------- artifact names
+
+META_FILE = "model.json"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.yaml"
+SPLITS_FILE = "splits.csv"
+HISTORY_FILE = "history.csv"
+LEARNING_CURVES_FILE = "learning_curves.png"
+TRAIN_LOG_FILE = "train.log"
+CHECKPOINT_FILE = "checkpoint.pt"
+ONNX_FILE = "model.onnx"
+MEMBERS_DIR = "members"
+EVALUATION_DIR = "evaluation"
+EXPLANATIONS_DIR = "explanations"
+VIDEOS_DIR = "videos"
+REPORT_FILE = "report.html"
+MODEL_CARD_FILE = "model_card.md"
+SEEDS_SUMMARY_JSON = "summary.json"
+SEEDS_SUMMARY_MD = "summary.md"
+
+
+class EvaluationFiles:
+    """Names inside an evaluation folder (RUN/evaluation by default)."""
+
+    METRICS = "metrics.json"
+    PREDICTIONS = "predictions.csv"
+    CONFUSION_JSON = "confusion_matrix.json"
+    CONFUSION_PNG = "confusion_matrix.png"
+    RELIABILITY_PNG = "reliability_diagram.png"
+    GRID_PNG = "predictions_grid.png"
+    SUBGROUPS = "subgroups.json"
+    CONFIG = "eval_config.yaml"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The paths of one run's artifacts."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    meta = property(lambda self: self.path / META_FILE)
+    weights = property(lambda self: self.path / WEIGHTS_FILE)
+    config = property(lambda self: self.path / CONFIG_FILE)
+    splits = property(lambda self: self.path / SPLITS_FILE)
+    history = property(lambda self: self.path / HISTORY_FILE)
+    learning_curves = property(lambda self: self.path / LEARNING_CURVES_FILE)
+    train_log = property(lambda self: self.path / TRAIN_LOG_FILE)
+    checkpoint = property(lambda self: self.path / CHECKPOINT_FILE)
+    onnx = property(lambda self: self.path / ONNX_FILE)
+    members = property(lambda self: self.path / MEMBERS_DIR)
+    evaluation = property(lambda self: self.path / EVALUATION_DIR)
+    explanations = property(lambda self: self.path / EXPLANATIONS_DIR)
+    report = property(lambda self: self.path / REPORT_FILE)
+    model_card = property(lambda self: self.path / MODEL_CARD_FILE)
+
+    def video(self, stem: str) -> Path:
+        return self.path / VIDEOS_DIR / stem
+
+    def member(self, name: str) -> RunFolder:
+        return RunFolder(self.path / MEMBERS_DIR / name)
+
+    def split_manifest(self) -> SplitManifest | None:
+        return read_split_manifest(self.splits)
+
+
+# ---------------------------------------------------------------- model metadata
+
+BUNDLE_FORMAT = "babyface-bundle"
+FORMAT_VERSION = 1
+ENSEMBLE = "ensemble"  # the arch name of an ensemble bundle, whose weights are its members'
+
+
+class Arch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class ModelMeta(BaseModel):
+    """``model.json``, validated once when read: what inference needs (checked) and what training recorded."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    format: str
+    format_version: int
+    arch: Arch
+    classes: list[str] = Field(min_length=2)
+    image_size: int = Field(ge=8)
+    mean: list[FiniteFloat] = Field(min_length=3, max_length=3)
+    std: list[PositiveFloat] = Field(min_length=3, max_length=3)
+    temperature: PositiveFloat = 1.0
+    babyface_version: str = ""
+    created: str = ""
+    framing: dict[str, Any] | None = None
+    data: dict[str, Any] = Field(default_factory=dict)  # where the images came from: root, sources, counts, coverage
+    training: dict[str, Any] = Field(default_factory=dict)  # the resolved TrainConfig
+    metrics: dict[str, Any] = Field(default_factory=dict)  # validation metrics of the kept epoch
+    calibration: dict[str, Any] = Field(default_factory=dict)
+    members: list[dict[str, Any]] = Field(default_factory=list)  # an ensemble's members
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.arch.name == ENSEMBLE
+
+    @property
+    def arch_name(self) -> str:
+        return self.arch.name
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def parse_model_meta(values: Any, where: Path) -> ModelMeta:
+    """``values`` read from ``where`` as ModelMeta, or a one-line BundleError naming the first bad field."""
+    try:
+        return ModelMeta.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"][:1]) or "model.json"
+        raise BundleError(f"{where}: '{field}' {error['msg'].lower()} (got {error.get('input')!r}); "
+                          "the bundle is damaged, retrain or restore it") from None
+
+
+# ---------------------------------------------------------------- split manifest
+
+SPLIT_COLUMNS = ["file", "split", "label", "source"]
+
+
+@dataclass(frozen=True)
+class SplitRow:
+    file: str  # relative to the manifest's root, POSIX separators
+    split: str  # train | val | test
+    label: str  # class name in the model's label space
+    source: str = ""  # the dataset it came from, when several were combined
+
+
+@dataclass(frozen=True)
+class SplitManifest:
+    """Every image a run used and its split, written once by train; evaluate, ensemble, report only read it."""
+
+    root: Path
+    rows: list[SplitRow]
+
+    def files(self, *splits: str) -> list[SplitRow]:
+        return [row for row in self.rows if row.split in splits]
+
+    def paths(self, *splits: str) -> list[Path]:
+        return [self.root / row.file for row in self.files(*splits)]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for row in self.rows:
+            counts[row.split, row.label] = counts.get((row.split, row.label), 0) + 1
+        return counts
+
+
+def write_split_manifest(path: Path, rows: list[SplitRow]) -> Path:
+    return write_csv(path, SPLIT_COLUMNS, ([row.file, row.split, row.label, row.source] for row in sorted(rows, key=_row_key)))
+
+
+def _row_key(row: SplitRow) -> tuple[str, str, str, str]:
+    return row.file, row.split, row.label, row.source
+
+
+def read_split_manifest(path: Path, root: Path | None = None) -> SplitManifest | None:
+    """The manifest at ``path`` (None when there is none); ``root`` defaults to the folder its files are relative to,
+    which the run's model.json records as ``data.root``."""
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        rows = [SplitRow(r["file"], r["split"], r["label"], r.get("source") or "") for r in csv.DictReader(handle)]
+    return SplitManifest(root or path.parent, rows)
