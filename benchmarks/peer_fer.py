@@ -8,7 +8,7 @@ intervals, per-class recall; 3-way decisions over happy, neutral and sad).
 fer is never a babyface dependency: it lives in its own virtual environment (--venv, created on first use with
 the steps in PEER_INSTALL) and runs in a subprocess (benchmarks/peer_fer_worker.py). Framings:
 ``faces``: babyface's MTCNN (facenet-pytorch, on RGB, minimum score 0.9) finds the largest face; fer classifies
-its raw box with its own 10-pixel offsets and padding, babyface with ``Predictor.predict_faces`` (same detector,
+its raw box with its own 10-pixel offsets and padding, babyface with ``Classifier.predict_faces`` (same detector,
 its 20% margin); no face found → the whole image (counted). ``whole``: the whole image is the face box (fer still
 adds its 10-pixel frame). ``bare`` (fer only): the whole image straight into fer's model, offsets 0, i.e. grey
 and resized to 64×64 as its FER2013 training images were; babyface's ``whole`` is already that.
@@ -177,7 +177,7 @@ def run_fer(venv: Path, pairs: list[tuple[Path, Path]], threads: int, fer_model:
 
 
 def largest_face_box(rgb: np.ndarray):
-    """The largest face babyface's default detector finds (as ``Predictor.predict_faces`` looks), or None."""
+    """The largest face babyface's default detector finds (as ``Classifier.predict_faces`` looks), or None."""
     from babyface.data.faces import DEFAULT_MIN_SCORE, detect_faces
     from babyface.inference.classifier import DETECT_MAX_SIDE
 
@@ -227,14 +227,14 @@ def prediction_row(file: str, truth: str, probabilities: dict[str, float], face_
     return [file, truth, pred, *(f"{scores[c]:.6f}" if c in scores else "" for c in CLASSES), face_found, pred]
 
 
-def babyface_predictions(predictor, images: TestImages, framing: str) -> list[list]:
+def babyface_predictions(classifier, images: TestImages, framing: str) -> list[list]:
     """babyface's predictions as ``babyface predict`` makes them: ``faces`` = the default face square (the whole
     image where no face is found), ``whole`` = ``--framing whole``."""
     from babyface.data.framing import Framing
     from babyface.errors import DataError
 
     mode = "face" if framing == "faces" else "whole"
-    predictions, skipped = predictor.predict_files(images.files, framing=Framing(mode=mode))
+    predictions, skipped = classifier.predict_files(images.files, framing=Framing(mode=mode))
     if skipped:
         raise DataError(f"{images.spec.name}: could not decode {skipped[:3]}; fix or remove those files")
     return [prediction_row(str(p), t, pr.probabilities, "" if mode == "whole" else int(bool(pr.face_found)))
@@ -362,16 +362,16 @@ def fer_predictions(args, sets: list[TestImages], framings: list[str], out: Path
 
 
 def babyface_runs(args, sets: list[TestImages], framings: list[str], out: Path) -> list[str]:
-    from babyface.inference.classifier import Predictor
+    from babyface.inference.classifier import Classifier
     from babyface.io import write_csv
 
     names = []
     for run in args.babyface:
         name = run_name(Path(run), names)
-        predictor = Predictor(run, device="cpu", backend="torch")
+        classifier = Classifier(run, device="cpu", backend="torch")
         for images in sets:
             for framing in [f for f in framings if f not in FER_ONLY]:
-                write_csv(predictions_path(out, name, framing, images.spec.name), HEADER, babyface_predictions(predictor, images, framing))
+                write_csv(predictions_path(out, name, framing, images.spec.name), HEADER, babyface_predictions(classifier, images, framing))
         names.append(name)
     return names
 

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from babyface.config import ServeConfig  # noqa: E402
 from babyface.data import faces  # noqa: E402
 from babyface.data.images import decode_rgb_bytes  # noqa: E402
-from babyface.inference.classifier import Predictor  # noqa: E402
+from babyface.inference.classifier import Classifier  # noqa: E402
 from detector_settings import scene_files  # noqa: E402
 from serve_load import load_frames  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
@@ -50,14 +50,14 @@ def stage_timer(times: dict[str, list[float]]) -> Callable:
     return timed
 
 
-def one_request(predictor: Predictor, data: bytes, setting: dict, timed: Callable) -> None:
+def one_request(classifier: Classifier, data: bytes, setting: dict, timed: Callable) -> None:
     """The stages of FaceService.predict, each timed: decode, detection, crops + classifier, JSON."""
     use_memory_format(setting["memory_format"])
     rgb = np.asarray(timed("decode", decode_rgb_bytes, data))
     found = timed("detect", faces.detect_faces, rgb, "mtcnn", 0.9, setting["detect_size"], setting["min_face"])
     boxes = [face.square(0.2, rgb.shape[1], rgb.shape[0]) for face in found] or [(0, 0, rgb.shape[1], rgb.shape[0])]
-    probs = timed("classify", predictor.classify_boxes, rgb, boxes)
-    timed("json", json.dumps, {"faces": [predictor.label(row) for row in probs]})
+    probs = timed("classify", classifier.classify_boxes, rgb, boxes)
+    timed("json", json.dumps, {"faces": [classifier.label(row) for row in probs]})
 
 
 def main() -> None:
@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        predictor = Predictor(args.run or untrained_bundle(Path(tmp) / "run"), device="cpu")
+        classifier = Classifier(args.run or untrained_bundle(Path(tmp) / "run"), device="cpu")
     images = {"frame 640x480": load_frames(1)[0]}
     for path in scene_files(args.scenes, 4) if args.scenes else []:
         images[path.name[:16]] = path.read_bytes()
@@ -78,13 +78,13 @@ def main() -> None:
         times = {"old": {}, "new": {}}
         for _ in range(args.repeats):
             for label, setting in (("old", OLD), ("new", NEW)):
-                one_request(predictor, data, setting, stage_timer(times[label]))
+                one_request(classifier, data, setting, stage_timer(times[label]))
         for label, stages in times.items():
             medians = {stage: statistics.median(values) for stage, values in stages.items()}
             print(f"{name:<17} {label}: " + "  ".join(f"{stage} {ms:5.1f}" for stage, ms in medians.items()) + f"  total {sum(medians.values()):5.1f}")
-    crops = [np.zeros((predictor.image_size,) * 2 + (3,), np.uint8)] * 8
-    single = min(timeit(lambda: [predictor.classify_crops([crop]) for crop in crops]) for _ in range(args.repeats)) / 8
-    batched = min(timeit(lambda: predictor.classify_crops(crops)) for _ in range(args.repeats)) / 8
+    crops = [np.zeros((classifier.image_size,) * 2 + (3,), np.uint8)] * 8
+    single = min(timeit(lambda: [classifier.classify_crops([crop]) for crop in crops]) for _ in range(args.repeats)) / 8
+    batched = min(timeit(lambda: classifier.classify_crops(crops)) for _ in range(args.repeats)) / 8
     print(f"classifier: {single:.1f} ms per crop one at a time, {batched:.1f} ms per crop in a batch of 8 (micro-batching)")
 
 

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from babyface.config import PredictConfig  # noqa: E402
 from babyface.data.faces import detect_faces  # noqa: E402
 from babyface.data.synthetic import write_moving_faces_video  # noqa: E402
-from babyface.inference.classifier import Predictor  # noqa: E402
+from babyface.inference.classifier import Classifier  # noqa: E402
 from babyface.video import analyse_video  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 
@@ -40,7 +40,7 @@ def main() -> None:
         detect_faces(np.zeros((240, 320, 3), np.uint8))  # load MTCNN before timing
         config = PredictConfig(run=str(run), out=str(tmp / "out"), detect_every=args.detect_every, detect_size=args.detect_size,
                                annotate=str(tmp / "annotated.mp4") if args.annotate else "", device="cpu")
-        summary = analyse_video(Predictor(run, device="cpu"), clip, config, progress=False)
+        summary = analyse_video(Classifier(run, device="cpu"), clip, config, progress=False)
     print(f"{summary['frames']} frames of 640×480, {summary['faces']} face id(s), {summary['rows']} face rows: "
           f"{summary['seconds']:.2f} s = {summary['frames_per_second']:.1f} frames/s "
           f"(detect every {args.detect_every} frames at {args.detect_size} px{', annotated' if args.annotate else ''})")

@@ -83,7 +83,7 @@ def test_round_trip_gives_identical_outputs(saved_cnn_bundle) -> None:
     assert loaded.path == folder
     assert loaded.classes == CLASSES and loaded.image_size == SIZE
     assert loaded.mean == MEAN and loaded.std == STD
-    assert loaded.temperature == 1.5 and loaded.meta["note"] == "unit test"
+    assert loaded.temperature == 1.5 and loaded.meta.note == "unit test"
     assert loaded.model.arch_name == "cnn" and loaded.model.arch_kwargs == model.arch_kwargs
     assert not loaded.model.training
     x = torch.rand(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
@@ -96,9 +96,9 @@ def test_round_trip_gives_identical_outputs(saved_cnn_bundle) -> None:
 def test_metadata_content(saved_cnn_bundle) -> None:
     folder, _ = saved_cnn_bundle
     meta = read_metadata(folder)
-    assert meta["format"] == BUNDLE_FORMAT and meta["format_version"] == FORMAT_VERSION
-    assert meta["arch"] == {"name": "cnn", "kwargs": {"drop_rate": 0.5}}
-    assert all(key in meta for key in REQUIRED_KEYS)
+    assert meta.format == BUNDLE_FORMAT and meta.format_version == FORMAT_VERSION
+    assert meta.arch.model_dump() == {"name": "cnn", "kwargs": {"drop_rate": 0.5}}
+    assert all(getattr(meta, key) is not None for key in REQUIRED_KEYS)
 
 
 def test_save_with_explicit_state_dict(tmp_path: Path) -> None:

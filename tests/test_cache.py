@@ -27,7 +27,8 @@ from babyface.data.cache import (
 )
 from babyface.data.decoded import DecodedImages, MappedImages, decode_images
 from babyface.errors import ImageDecodeError
-from babyface.training.fit import fit, prepare_data
+from babyface.training.fit import fit
+from babyface.training.prepare import prepare_data
 
 SIZE = 16
 

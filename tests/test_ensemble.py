@@ -20,7 +20,7 @@ from babyface.cli import main
 from babyface.config import EnsembleConfig
 from babyface.errors import BundleError
 from babyface.inference.backends import TorchBackend
-from babyface.inference.classifier import Predictor
+from babyface.inference.classifier import Classifier
 from babyface.models import create_model
 
 CLASSES = ["happy", "neutral", "sad"]
@@ -65,7 +65,7 @@ def test_ensemble_probabilities_are_the_mean_of_its_members(sizes, tmp_path: Pat
         assert (out / MEMBERS_DIR / run.name / WEIGHTS_FILE).read_bytes() == (run / WEIGHTS_FILE).read_bytes()
     x = torch.randint(0, 256, (5, 3, max(sizes), max(sizes)), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     expected = sum(member_probabilities(run, x.float() / 255) for run in runs) / len(runs)
-    actual = Predictor(out, device="cpu", backend="torch").probabilities(x)
+    actual = Classifier(out, device="cpu", backend="torch").probabilities(x)
     assert torch.allclose(actual, expected, atol=1e-5)
     assert not torch.allclose(actual, member_probabilities(runs[0], x.float() / 255), atol=1e-3)
 
@@ -164,7 +164,8 @@ def test_shared_splits_hold_out_only_what_every_member_held_out(tmp_path: Path):
     a = Member(tmp_path / "a", "x.png,test,happy\ny.png,train,sad\nz.png,test,sad\nw.png,val,happy\n")
     b = Member(tmp_path / "b", "x.png,test,happy\ny.png,test,sad\nz.png,train,sad\nw.png,test,happy\n")
     write_shared_splits([a, b], tmp_path / "splits.csv")
-    assert (tmp_path / "splits.csv").read_text() == "file,split,label\nx.png,test,happy\ny.png,train,sad\nz.png,train,sad\nw.png,val,happy\n"
+    assert (tmp_path / "splits.csv").read_text() == ("file,split,label,source\nw.png,val,happy,\nx.png,test,happy,\n"
+                                                     "y.png,train,sad,\nz.png,train,sad,\n")
 
 
 def test_serving_an_ensemble(two_runs, tmp_path: Path):
@@ -197,9 +198,9 @@ def test_export_of_an_ensemble_is_one_graph_with_parity(tmp_path: Path, capsys):
     assert parity["passed"] and parity["max_abs_logit_diff"] < 1e-4
     x = torch.randint(0, 256, (6, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     for tta in ("none", "flip"):
-        onnx = Predictor(out, backend="onnx", tta=tta)
+        onnx = Classifier(out, backend="onnx", tta=tta)
         assert onnx.backend.name == "onnx"
-        assert torch.allclose(onnx.probabilities(x), Predictor(out, device="cpu", backend="torch", tta=tta).probabilities(x), atol=1e-5)
+        assert torch.allclose(onnx.probabilities(x), Classifier(out, device="cpu", backend="torch", tta=tta).probabilities(x), atol=1e-5)
     # the ONNX file is tied to the members' weights: a member changed under the ensemble is noticed
     make_run(out / MEMBERS_DIR / "a", "cnn", 32, 1.5, seed=5)
     assert main(["predict", str(out), str(write_png(tmp_path / "x.png")), "--backend", "onnx"]) == 2

@@ -18,10 +18,11 @@ from babyface.bundle.single import bundle_metadata, save_bundle  # noqa: E402
 from babyface.cli import main  # noqa: E402
 from babyface.config import ExportConfig, TrainConfig  # noqa: E402
 from babyface.errors import BabyfaceError, BundleError  # noqa: E402
-from babyface.inference.backends import INT8_FILE, KEY_FORMAT, ONNX_FILE, OnnxBackend, TorchBackend, open_backend  # noqa: E402
-from babyface.inference.classifier import Predictor, collect_inputs  # noqa: E402
+from babyface.inference.backends import INT8_FILE, KEY_FORMAT, OnnxBackend, TorchBackend, open_backend  # noqa: E402
+from babyface.inference.classifier import Classifier, collect_inputs  # noqa: E402
 from babyface.inference.export import export_run  # noqa: E402
 from babyface.models import create_model  # noqa: E402
+from babyface.run import ONNX_FILE  # noqa: E402
 from babyface.training.fit import fit  # noqa: E402
 
 CLASSES = ["happy", "neutral", "sad"]
@@ -79,8 +80,8 @@ def test_cli_export_prints_and_stores_parity(trained_run: Path, capsys):
 
 def test_predict_onnx_backend_matches_torch(trained_run: Path, tiny_data: Path, capsys):
     files = collect_inputs([tiny_data / "test"])
-    torch_preds, _ = Predictor(trained_run, backend="torch").predict_files(files)
-    onnx_predictor = Predictor(trained_run, backend="onnx")
+    torch_preds, _ = Classifier(trained_run, backend="torch").predict_files(files)
+    onnx_predictor = Classifier(trained_run, backend="onnx")
     onnx_preds, _ = onnx_predictor.predict_files(files)
     assert onnx_predictor.backend.name == "onnx"
     assert [p.label for p in onnx_preds] == [p.label for p in torch_preds]
@@ -94,10 +95,10 @@ def test_predict_onnx_backend_matches_torch(trained_run: Path, tiny_data: Path, 
 def test_int8_export_mostly_agrees_with_fp32(trained_run: Path, tiny_data: Path, capsys):
     assert main(["export", str(trained_run), "--int8", "--calibration", str(tiny_data), "--calibration-images", "40"]) == 0
     assert "int8 ONNX model" in capsys.readouterr().out
-    int8 = Predictor(trained_run, backend="onnx", onnx_file=str(trained_run / INT8_FILE))
+    int8 = Classifier(trained_run, backend="onnx", onnx_file=str(trained_run / INT8_FILE))
     assert int8.backend.precision == "int8"
     images = torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    agreement = (int8.logits(images).argmax(1) == Predictor(trained_run, backend="onnx").logits(images).argmax(1)).float().mean()
+    agreement = (int8.logits(images).argmax(1) == Classifier(trained_run, backend="onnx").logits(images).argmax(1)).float().mean()
     assert agreement >= 0.7
 
 

@@ -29,7 +29,8 @@ from babyface.data.framing import (
 from babyface.data.images import load_resized, resize_square
 from babyface.evaluation import evaluate as evaluate_module
 from babyface.evaluation.evaluate import evaluate_run
-from babyface.inference.classifier import Predictor
+from babyface.inference.classifier import Classifier
+from babyface.run import ModelMeta
 from tests.conftest import face_scene
 
 RED_SQUARE = (200, 80, 280, 160)  # where ``scene`` pastes the stand-in "face"
@@ -97,13 +98,13 @@ def test_predict_classifies_the_face_square_and_reports_face_found(tmp_path, unt
                  "--min-score", "0.5", "--detector", "haar"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["face_found"] for r in rows] == [True, False] and set(red_detector.calls) == {("haar", 0.5)}
-    predictor = Predictor(untrained_run, device="cpu", backend="torch")
+    classifier = Classifier(untrained_run, device="cpu", backend="torch")
     crop = resize_square(scene().crop(expected_square()), 64)
-    assert rows[0]["probabilities"] == pytest.approx(dict(zip(predictor.classes, predictor.classify_crops([crop])[0].tolist())), abs=1e-6)
+    assert rows[0]["probabilities"] == pytest.approx(dict(zip(classifier.classes, classifier.classify_crops([crop])[0].tolist())), abs=1e-6)
     assert main(["predict", str(untrained_run), str(tmp_path), "--format", "csv", "--framing", "whole", "--device", "cpu"]) == 0
     table = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     assert [r["face_found"] for r in table] == ["", ""]
-    whole = predictor.classify_crops([load_resized(tmp_path / "a.png", 64)])[0]
+    whole = classifier.classify_crops([load_resized(tmp_path / "a.png", 64)])[0]
     assert float(table[0]["p_happy"]) == pytest.approx(float(whole[0]), abs=1e-5)
 
 
@@ -121,7 +122,7 @@ def test_evaluate_classifies_and_shows_face_squares(tmp_path, untrained_run, red
         rows = {r["file"]: r for r in csv.DictReader(handle)}
     assert {f: r["face_found"] for f, r in rows.items()} == {"happy/happy_True.png": "true", "sad/sad_True.png": "true",
                                                              "sad/sad_False.png": "false"}
-    expected = Predictor(untrained_run, device="cpu").classify_crops([resize_square(scene().crop(expected_square()), 64)])[0]
+    expected = Classifier(untrained_run, device="cpu").classify_crops([resize_square(scene().crop(expected_square()), 64)])[0]
     assert float(rows["happy/happy_True.png"]["p_sad"]) == pytest.approx(float(expected[2]), abs=1e-5)
     tile = load_framed(data / "happy" / "happy_True.png", expected_square(), evaluate_module.GRID_TILE_SIZE)
     assert any(np.array_equal(image, tile) for image in shown)  # the grid shows the crop the model saw
@@ -150,21 +151,27 @@ def test_data_split_keeps_framing_json(tmp_path, write_tiny_png) -> None:
     assert json.loads((tmp_path / "split" / FRAMING_FILE).read_text())["margin"] == 0.25
 
 
+def recorded(framing: dict | None) -> ModelMeta:
+    """A bundle's metadata that records ``framing`` (None: a bundle from before framing was recorded)."""
+    return ModelMeta(format="babyface-bundle", format_version=1, arch={"name": "cnn"}, classes=["a", "b"], image_size=32,
+                     mean=[0.5] * 3, std=[0.25] * 3, framing=framing)
+
+
 def test_mismatch_messages_say_what_to_do() -> None:
-    face, whole = {"framing": Framing().record()}, {"framing": {"mode": "whole"}}
+    face, whole = recorded(Framing().record()), recorded({"mode": "whole"})
     assert framing_mismatch(face, Framing(), "run") is None
     assert framing_mismatch(whole, Framing("whole"), "run") is None
-    assert framing_mismatch({}, Framing(), "run") is None  # old bundle: unknown, no warning
+    assert framing_mismatch(recorded(None), Framing(), "run") is None  # old bundle: unknown, no warning
     assert "pass --framing whole" in framing_mismatch(whole, Framing(), "run")
     assert "drop --framing whole" in framing_mismatch(face, Framing("whole"), "run")
     assert "--margin 0.2" in framing_mismatch(face, Framing(margin=0.4), "run")
-    assert framing_mismatch({"framing": {"mode": "face"}}, Framing(), "run") is None  # missing settings: defaults
+    assert framing_mismatch(recorded({"mode": "face"}), Framing(), "run") is None  # missing settings: defaults
 
 
 def test_ensemble_framing_is_its_members_when_they_agree() -> None:
-    face, whole = {"framing": Framing().record()}, {"framing": {"mode": "whole"}}
+    face, whole = recorded(Framing().record()), recorded({"mode": "whole"})
     assert shared_framing([face, face]) == Framing().record()
-    assert shared_framing([face, whole]) is None and shared_framing([{}, {}]) is None
+    assert shared_framing([face, whole]) is None and shared_framing([recorded(None), recorded(None)]) is None
 
 
 def test_train_records_framing_and_evaluate_warns_once_on_mismatch(tiny_data, tmp_path, capsys) -> None:
@@ -185,10 +192,10 @@ def test_real_mtcnn_predict_frames_a_photo_as_serve_does(tmp_path, untrained_run
     """A small face in a large canvas: predict's default classifies the same square as serve's face path."""
     image = face_scene(size=(640, 480), at=(400, 250))
     image.save(tmp_path / "scene.png")
-    predictor = Predictor(untrained_run, device="cpu")
-    (prediction,), _ = predictor.predict_files([tmp_path / "scene.png"])
-    (served,) = predictor.predict_faces(image)
+    classifier = Classifier(untrained_run, device="cpu")
+    (prediction,), _ = classifier.predict_files([tmp_path / "scene.png"])
+    (served,) = classifier.predict_faces(image)
     assert prediction.face_found and served.face_detected
     assert prediction.probabilities == pytest.approx(served.probabilities, abs=1e-6)
-    (whole,), _ = predictor.predict_files([tmp_path / "scene.png"], framing=Framing("whole"))
+    (whole,), _ = classifier.predict_files([tmp_path / "scene.png"], framing=Framing("whole"))
     assert whole.probabilities != pytest.approx(served.probabilities, abs=1e-4)

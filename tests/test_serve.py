@@ -14,7 +14,7 @@ pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx: pip insta
 from fastapi.testclient import TestClient  # noqa: E402
 
 from babyface.config import ServeConfig  # noqa: E402
-from babyface.inference.classifier import Predictor  # noqa: E402
+from babyface.inference.classifier import Classifier  # noqa: E402
 from babyface.serve.app import create_app  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def test_predict_finds_the_face_and_matches_the_predictor(client, untrained_run)
     assert box["right"] - box["left"] == box["bottom"] - box["top"]
     assert abs(sum(face["probabilities"].values()) - 1) < 1e-5
     assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
-    expected = Predictor(untrained_run, device="cpu").predict_faces(image, min_face=ServeConfig.min_face)[0]
+    expected = Classifier(untrained_run, device="cpu").predict_faces(image, min_face=ServeConfig.min_face)[0]
     assert face["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
 
 

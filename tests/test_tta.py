@@ -13,7 +13,7 @@ from babyface.config import PredictConfig, from_dict
 from babyface.engine import logits_with_tta
 from babyface.errors import BabyfaceError
 from babyface.inference.calibration import calibrated_probabilities, negative_log_likelihood
-from babyface.inference.classifier import Predictor
+from babyface.inference.classifier import Classifier
 
 TEMPERATURE = 1.7
 
@@ -78,8 +78,8 @@ def exported_untrained_run(untrained_run: Path, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_predictor_tta_on_a_real_bundle(backend: str, exported_untrained_run: Path):
     x = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
-    plain = Predictor(exported_untrained_run, device="cpu", backend=backend)
-    flip = Predictor(exported_untrained_run, device="cpu", backend=backend, tta="flip")
+    plain = Classifier(exported_untrained_run, device="cpu", backend=backend)
+    flip = Classifier(exported_untrained_run, device="cpu", backend=backend, tta="flip")
     assert flip.backend.name == backend
     expected = (plain.probabilities(x) + plain.probabilities(x.flip(-1))) / 2
     assert torch.allclose(flip.probabilities(x), expected, atol=1e-6)

@@ -23,7 +23,7 @@ from babyface.inference.calibration import (
     negative_log_likelihood,
     reliability_bins,
 )
-from babyface.training.fit import summarise_seeds
+from babyface.training.seeds import summarise_seeds
 
 CLASSES = ["happy", "neutral", "sad"]
 

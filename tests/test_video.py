@@ -12,9 +12,9 @@ cv2 = pytest.importorskip("cv2", reason="video needs OpenCV: pip install 'opencv
 
 from babyface import video  # noqa: E402
 from babyface.cli import main  # noqa: E402
-from babyface.data.faces import FaceBox  # noqa: E402
+from babyface.data.faces import FaceBox, square_crop  # noqa: E402
 from babyface.data.synthetic import write_moving_faces_video  # noqa: E402
-from babyface.inference.classifier import Predictor, square_crop  # noqa: E402
+from babyface.inference.classifier import Classifier  # noqa: E402
 from babyface.video import MAX_MISSED, FaceTracker, interpolate  # noqa: E402
 
 FIXED_FACE = FaceBox(120, 80, 200, 160, 0.99)  # its square with margin 0.2: (104, 64, 216, 176)
@@ -101,16 +101,16 @@ def test_timeline_is_the_moving_average_of_per_frame_probabilities(clip, untrain
     rows = read_rows(out / "timeline.csv")
     assert [int(r["frame"]) for r in rows] == list(range(24)) and {r["face_id"] for r in rows} == {"1"}
     assert len(fixed_detector) == 6 and set(fixed_detector) == {240}  # every 4th frame, given the full frame
-    predictor = Predictor(untrained_run, device="cpu")
+    classifier = Classifier(untrained_run, device="cpu")
     capture = cv2.VideoCapture(str(clip))
     frames = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(24)]
     square = FIXED_FACE.square(0.2, 320, 240)
-    raw = predictor.classify_crops([square_crop(f, square, 64) for f in frames]).numpy()
+    raw = classifier.classify_crops([square_crop(f, square, 64) for f in frames]).numpy()
     for i in (0, 1, 10, 23):
         expected = raw[max(0, i - 2):i + 1].mean(axis=0)
-        got = [float(rows[i][f"p_{c}"]) for c in predictor.classes]
+        got = [float(rows[i][f"p_{c}"]) for c in classifier.classes]
         assert got == pytest.approx(expected, abs=1e-4)
-        assert rows[i]["label"] == predictor.classes[int(np.argmax(expected))]
+        assert rows[i]["label"] == classifier.classes[int(np.argmax(expected))]
         assert (int(rows[i]["left"]), int(rows[i]["bottom"])) == (square[0], square[3])
     assert (out / "timeline.png").stat().st_size > 0
 
@@ -131,7 +131,7 @@ def test_every_samples_frames_and_annotate_writes_a_video(clip, untrained_run, f
 
 def test_mtcnn_follows_the_synthetic_face_with_one_id(clip, untrained_run, tmp_path) -> None:
     pytest.importorskip("facenet_pytorch")
-    summary = video.analyse_video(Predictor(untrained_run, device="cpu"), clip, video.PredictConfig(run=str(untrained_run),
+    summary = video.analyse_video(Classifier(untrained_run, device="cpu"), clip, video.PredictConfig(run=str(untrained_run),
                                   out=str(tmp_path / "out")), progress=False)
     rows = read_rows(tmp_path / "out" / "timeline.csv")
     assert summary["faces"] == 1 and summary["frames"] == 24 and len(rows) >= 20

@@ -1,3 +1,33 @@
-"""babyface: infant facial emotion recognition (happy / sad / neutral), trained from scratch."""
+"""babyface: infant facial emotion recognition (happy / sad / neutral), trained from scratch.
+
+    import babyface
+    model = babyface.load("runs/r18")
+    model.predict("baby.jpg")
+
+``load``, ``train`` and ``evaluate`` (see ``babyface.api``) and the configs are imported on first use, so that
+``import babyface`` and ``babyface --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load": "babyface.api", "train": "babyface.api", "evaluate": "babyface.api",
+    "Classifier": "babyface.inference.classifier", "Prediction": "babyface.inference.classifier",
+    "TrainConfig": "babyface.config", "EvalConfig": "babyface.config",
+}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'babyface' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -32,6 +31,7 @@ from babyface.config import (
     with_recipe,
 )
 from babyface.errors import BabyfaceError
+from babyface.run import RunFolder
 
 log = logging.getLogger("babyface")
 
@@ -129,7 +129,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from babyface.training.fit import fit, fit_seeds
+    from babyface.run import default_run_folder
+    from babyface.training.fit import fit
+    from babyface.training.seeds import fit_seeds
 
     if args.resume:
         out = fit(resume_config(args), resume=True)
@@ -138,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise BabyfaceError("train needs DATA (or --resume RUN to continue an interrupted run)")
         config = build_config(TrainConfig, args, data=args.data, sources=args.sources, model_args=parse_model_args(args.model_arg))
         if not config.out:
-            config.out = str(Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+            config.out = str(default_run_folder(config.model))
         if config.seeds:
             out = fit_seeds(config)
             print((out / "summary.md").read_text(encoding="utf-8"))
@@ -152,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def resume_config(args: argparse.Namespace) -> TrainConfig:
     """The interrupted run's own config.yaml; flags given now (e.g. more --epochs) override it."""
     run = Path(args.resume)
-    saved = run / "config.yaml"
+    saved = RunFolder(run).config
     if not saved.is_file():
         raise BabyfaceError(f"{run}: no config.yaml here; --resume takes the folder of an interrupted 'babyface train' run")
     args.config = str(saved)
@@ -198,24 +200,24 @@ def format_metrics(metrics: dict) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from babyface.data.framing import Framing, warn_if_framing_differs
-    from babyface.inference.classifier import Predictor, collect_inputs, format_predictions
+    from babyface.inference.classifier import Classifier, collect_inputs, format_predictions
     from babyface.io import write_text
     from babyface.video import analyse_videos, is_video_file
 
     config = build_config(PredictConfig, args, run=args.run, inputs=args.inputs)
-    predictor = Predictor(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence,
+    classifier = Classifier(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence,
                           backend=config.backend, onnx_file=config.onnx, tta=config.tta)
     videos = [i for i in config.inputs if is_video_file(i)]
     images = [i for i in config.inputs if not is_video_file(i)]
     framing = Framing.from_config(config)
-    warn_if_framing_differs(predictor.meta, framing if images else dataclasses.replace(framing, mode="face"), config.run)
-    for summary in analyse_videos(predictor, videos, config):
+    warn_if_framing_differs(classifier.meta, framing if images else dataclasses.replace(framing, mode="face"), config.run)
+    for summary in analyse_videos(classifier, videos, config):
         print(f"{summary['video']}: {summary['frames']} frames, {summary['faces']} face(s), {summary['frames_per_second']} frames/s; "
               f"timeline.csv and timeline.png in {summary['out']}" + (f"; annotated video {summary['annotated']}" if summary["annotated"] else ""))
     if not images:
         return 0
-    predictions, skipped = predictor.predict_files(collect_inputs(images), strict=config.strict, framing=framing)
-    text = format_predictions(predictions, predictor.classes, config.format)
+    predictions, skipped = classifier.predict_files(collect_inputs(images), strict=config.strict, framing=framing)
+    text = format_predictions(predictions, classifier.classes, config.format)
     if config.output:
         write_text(config.output, text)
         print(f"{len(predictions)} prediction(s) written to {config.output}")
@@ -253,7 +255,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     records = explain_files(config, collect_inputs(config.inputs))
     for r in records:
         print(f"{r['file']}: predicted {r['predicted']} ({r['confidence']:.2f}), Grad-CAM of {r['explained_class']} -> {r['overlay']}")
-    out = config.out or Path(config.run) / "explanations"
+    out = config.out or RunFolder(config.run).explanations
     print(f"{len(records)} Grad-CAM overlay(s) in {out}")
     return 0 if records else 1
 

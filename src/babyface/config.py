@@ -145,6 +145,9 @@ class EvalConfig:
     progress: bool = True
     leakage_check: bool = True
     tta: str = "none"  # test-time augmentation: "flip" averages the calibrated probabilities of each image and its mirror
+    backend: str = helped("torch", "run the model with torch, or with onnx (RUN/model.onnx, or --onnx FILE, e.g. the int8 "
+                                   "export) to measure the exported model itself; auto = onnx when RUN/model.onnx exists")
+    onnx: str = helped("", "ONNX file for --backend onnx (default RUN/model.onnx)")
     framing: str = helped("face", FRAMING_HELP)
     detector: str = helped(DEFAULT_DETECTOR, DETECTOR_HELP)
     margin: float = helped(DEFAULT_MARGIN, MARGIN_HELP)

@@ -19,7 +19,7 @@ RUN/
 from __future__ import annotations
 
 import csv
-import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -97,6 +97,11 @@ class RunFolder:
         return read_split_manifest(self.splits)
 
 
+def default_run_folder(model: str) -> Path:
+    """Where a run goes when no --out is given: runs/MODEL-YYYYmmdd-HHMMSS."""
+    return Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 # ---------------------------------------------------------------- model metadata
 
 BUNDLE_FORMAT = "babyface-bundle"
@@ -135,7 +140,7 @@ class ModelMeta(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)  # the resolved TrainConfig
     metrics: dict[str, Any] = Field(default_factory=dict)  # validation metrics of the kept epoch
     calibration: dict[str, Any] = Field(default_factory=dict)
-    members: list[dict[str, Any]] = Field(default_factory=list)  # an ensemble's members
+    members: Any = Field(default_factory=list)  # an ensemble's members (checked by babyface.bundle.ensemble)
 
     @property
     def is_ensemble(self) -> bool:
@@ -156,8 +161,10 @@ def parse_model_meta(values: Any, where: Path) -> ModelMeta:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"][:1]) or "model.json"
-        raise BundleError(f"{where}: '{field}' {error['msg'].lower()} (got {error.get('input')!r}); "
-                          "the bundle is damaged, retrain or restore it") from None
+        problem = f"'{field}' {error['msg'].lower()} (got {error.get('input')!r})"
+        if field == "arch":
+            problem = f"cannot rebuild the architecture ({problem})"
+        raise BundleError(f"{where}: {problem}; the bundle is damaged, retrain or restore it") from None
 
 
 # ---------------------------------------------------------------- split manifest

@@ -3,7 +3,7 @@
 The detector (the slow part) runs on every ``detect_every``-th used frame, on a copy shrunk to ``detect_size``;
 detections are linked to tracks by IoU, so each face keeps its id, and in the frames between two detections a
 face's box is interpolated linearly between them. Each face is cut out as a square (``FaceBox.square``),
-classified by the Predictor, and its probabilities are averaged over the last ``smooth`` used frames.
+classified by the Classifier, and its probabilities are averaged over the last ``smooth`` used frames.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from babyface.config import PredictConfig
-from babyface.data.faces import FaceBox, detect_faces
+from babyface.data.faces import FaceBox, detect_faces, square_crop
 from babyface.errors import BabyfaceError
-from babyface.inference.classifier import Predictor, square_crop
+from babyface.inference.classifier import Classifier
 from babyface.io import atomic_path, prepare_output_dir, write_csv
 from babyface.progress import progress_bar
+from babyface.run import RunFolder
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv"})
 IOU_MATCH = 0.3  # a detection continues a track when their boxes overlap at least this much
@@ -165,8 +166,8 @@ class FaceRow:
 class VideoAnalyser:
     """Runs detection rounds, tracking, interpolation, classification and smoothing over a stream of frames."""
 
-    def __init__(self, predictor: Predictor, config: PredictConfig, fps: float):
-        self.predictor, self.config, self.fps = predictor, config, fps
+    def __init__(self, classifier: Classifier, config: PredictConfig, fps: float):
+        self.classifier, self.config, self.fps = classifier, config, fps
         self.tracker = FaceTracker()
         self.history: dict[int, deque] = defaultdict(lambda: deque(maxlen=config.smooth))
 
@@ -183,17 +184,17 @@ class VideoAnalyser:
             for face_id, box in interpolate(before, after, step / len(frames)).items():
                 square = box.square(self.config.margin, width, height)
                 jobs.append((index, face_id, square))
-                crops.append(square_crop(rgb, square, self.predictor.image_size))
+                crops.append(square_crop(rgb, square, self.classifier.image_size))
         if not jobs:
             return []
-        probs = self.predictor.classify_crops(crops)  # one batch per chunk
+        probs = self.classifier.classify_crops(crops)  # one batch per chunk
         return [self._smoothed_row(index, face_id, box, row) for (index, face_id, box), row in zip(jobs, probs)]
 
     def _smoothed_row(self, index: int, face_id: int, box: tuple[int, int, int, int], probs) -> FaceRow:
         history = self.history[face_id]
         history.append(probs)
         mean = sum(history) / len(history)
-        label, _, probabilities = self.predictor.label(mean)
+        label, _, probabilities = self.classifier.label(mean)
         return FaceRow(round(index / self.fps, 4), index, face_id, box, probabilities, label)
 
 
@@ -216,12 +217,12 @@ def detection_chunks(analyser: VideoAnalyser, frames: Iterator[tuple[int, np.nda
 
 # ---------------------------------------------------------------- outputs
 
-def analyse_video(predictor: Predictor, path: str | os.PathLike, config: PredictConfig, progress: bool = True) -> dict:
+def analyse_video(classifier: Classifier, path: str | os.PathLike, config: PredictConfig, progress: bool = True) -> dict:
     """Write timeline.csv and timeline.png (and the annotated video with ``config.annotate``); returns a summary."""
     path = Path(path)
     capture, info = open_video(path)
-    out = prepare_output_dir(config.out or Path(config.run) / "videos" / path.stem, overwrite=config.overwrite)
-    analyser = VideoAnalyser(predictor, config, info.fps)
+    out = prepare_output_dir(config.out or RunFolder(config.run).video(path.stem), overwrite=config.overwrite)
+    analyser = VideoAnalyser(classifier, config, info.fps)
     rows: list[FaceRow] = []
     started, used = time.perf_counter(), 0
     with contextlib.ExitStack() as stack:
@@ -236,10 +237,10 @@ def analyse_video(predictor: Predictor, path: str | os.PathLike, config: Predict
             if writer is not None:
                 write_annotated(writer, chunk, chunk_rows)
     seconds = time.perf_counter() - started
-    write_timeline(out / "timeline.csv", rows, predictor.classes)
+    write_timeline(out / "timeline.csv", rows, classifier.classes)
     from babyface.evaluation.plots import plot_timeline
 
-    plot_timeline([row.__dict__ for row in rows], predictor.classes, out / "timeline.png", title=path.name)
+    plot_timeline([row.__dict__ for row in rows], classifier.classes, out / "timeline.png", title=path.name)
     return {"video": str(path), "out": str(out), "frames": used, "faces": len({r.face_id for r in rows}), "rows": len(rows),
             "seconds": round(seconds, 3), "frames_per_second": round(used / seconds, 1) if seconds > 0 else None,
             "annotated": config.annotate or None}
@@ -293,14 +294,14 @@ def draw_face(cv2, bgr: np.ndarray, row: FaceRow) -> None:
     cv2.putText(bgr, text, (left + 3, y - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def analyse_videos(predictor: Predictor, paths: Sequence[str | os.PathLike], config: PredictConfig, progress: bool = True) -> list[dict]:
+def analyse_videos(classifier: Classifier, paths: Sequence[str | os.PathLike], config: PredictConfig, progress: bool = True) -> list[dict]:
     """``analyse_video`` for each video; with several, ``--out`` holds one folder per video."""
     if config.annotate and len(paths) > 1:
         raise BabyfaceError(f"--annotate {config.annotate} takes one input video, got {len(paths)}; run predict once per video")
     summaries = []
     for path in paths:
         out = str(Path(config.out) / Path(path).stem) if config.out and len(paths) > 1 else config.out
-        summaries.append(analyse_video(predictor, path, _with_out(config, out), progress))
+        summaries.append(analyse_video(classifier, path, _with_out(config, out), progress))
     return summaries
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from babyface.cli import main
-from babyface.inference.classifier import Predictor, collect_inputs
+from babyface.inference.classifier import Classifier, collect_inputs
 from tests.e2e.conftest import run_cli
 
 
@@ -33,7 +33,7 @@ def mean_member_probabilities(runs: list[Path], files: list[Path], tta: str = "n
     """Each member run's own calibrated probabilities (with ``tta``) for ``files``, averaged."""
     probs = []
     for run in runs:
-        predictions, _ = Predictor(run, device="cpu", backend="torch", tta=tta).predict_files(files)
+        predictions, _ = Classifier(run, device="cpu", backend="torch", tta=tta).predict_files(files)
         probs.append(torch.tensor([list(p.probabilities.values()) for p in predictions]))
     return torch.stack(probs).mean(0)
 

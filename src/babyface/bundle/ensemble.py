@@ -10,7 +10,6 @@ mean again, so predict, evaluate, serve and export (one ONNX graph) treat an ens
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import math
@@ -23,28 +22,26 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from babyface.bundle.single import (
-    ENSEMBLE,
-    META_FILE,
-    WEIGHTS_FILE,
-    Bundle,
-    bundle_metadata,
-    is_ensemble,
-    load_single,
-    read_checked_metadata,
-    read_metadata,
-    weights_sha256,
-)
+from babyface.bundle.single import Bundle, bundle_metadata, load_single, read_metadata, weights_sha256
 from babyface.config import EnsembleConfig
 from babyface.data.framing import shared_framing
 from babyface.data.images import display_path
 from babyface.engine import normalise
 from babyface.errors import BabyfaceError, BundleError, OutputExistsError
-from babyface.io import atomic_path, prepare_output_dir, write_csv, write_json
+from babyface.io import atomic_path, prepare_output_dir, write_json
+from babyface.run import (
+    ENSEMBLE,
+    MEMBERS_DIR,
+    META_FILE,
+    SPLITS_FILE,
+    WEIGHTS_FILE,
+    ModelMeta,
+    RunFolder,
+    SplitRow,
+    write_split_manifest,
+)
 
 log = logging.getLogger("babyface")
-MEMBERS_DIR = "members"
-SPLITS_FILE = "splits.csv"
 
 
 class EnsembleModel(nn.Module):
@@ -103,14 +100,14 @@ def create_ensemble(config: EnsembleConfig) -> Path:
                            members=[member_record(name, run, member) for name, run, member in zip(names, runs, members)],
                            combine="mean of the members' calibrated probabilities",
                            framing=shared_framing([member.meta for member in members]), **data)
-    write_json(out / META_FILE, meta)  # last: a folder with model.json is a complete ensemble
+    write_json(out / META_FILE, meta.to_json())  # last: a folder with model.json is a complete ensemble
     return out
 
 
 def load_member_run(run: Path) -> Bundle:
-    if is_ensemble(read_metadata(run)):
+    if read_metadata(run).is_ensemble:
         raise BundleError(f"{run}: is an ensemble itself; list the runs of its members instead")
-    return load_single(run, read_checked_metadata(run), "cpu")
+    return load_single(run, read_metadata(run), "cpu")
 
 
 def check_same_classes(members: Sequence[Bundle]) -> None:
@@ -135,7 +132,7 @@ def member_names(runs: Sequence[Path]) -> list[str]:
 
 
 def member_record(name: str, run: Path, member: Bundle) -> dict[str, Any]:
-    return {"name": name, "run": display_path(run), "arch": member.meta["arch"], "image_size": member.image_size,
+    return {"name": name, "run": display_path(run), "arch": member.meta.arch.model_dump(), "image_size": member.image_size,
             "temperature": member.temperature, "weights_sha256": weights_sha256(member.path)}
 
 
@@ -145,60 +142,42 @@ def copy_file(source: Path, target: Path) -> None:
 
 
 def shared_data_records(members: Sequence[Bundle]) -> dict[str, Any]:
-    """The first member's ``data`` and the ``training`` options that re-create its test split, when every member was
-    trained on the same data in a way that evaluate can re-create for the ensemble; else {} (evaluate then needs DATA)."""
+    """The members' shared ``data`` record when every member was trained on the same data, else {} (evaluate then
+    needs DATA for the ensemble)."""
     def key(member: Bundle) -> tuple:
-        data = member.meta.get("data", {})
-        return data.get("root"), data.get("sources"), data.get("label_map")
+        return member.meta.data.get("root"), member.meta.data.get("sources"), member.meta.data.get("label_map")
 
-    first = members[0].meta
-    if not first.get("data"):
+    if not members[0].meta.data:
         return {}
     if any(key(m) != key(members[0]) for m in members):
         log.warning("WARNING: the members were trained on different data; give DATA to 'babyface evaluate' for the ensemble")
         return {}
-    training = {k: first.get("training", {})[k] for k in ("seed", "data_options") if k in first.get("training", {})}
-    split_options = {(m.meta.get("training", {}).get("seed"), str(m.meta.get("training", {}).get("data_options"))) for m in members}
-    several = len(first["data"].get("sources") or []) > 1 or bool(first["data"].get("label_map"))
-    if several and len(split_options) > 1:
-        log.warning("WARNING: the members split several sources with different seeds; give DATA to 'babyface evaluate' "
-                    "for the ensemble (and make sure no member trained on it)")
-        return {}
-    return {"data": first["data"], "training": training}
+    return {"data": members[0].meta.data}
 
 
 def write_shared_splits(members: Sequence[Bundle], path: Path) -> None:
-    """splits.csv in which an image is test only when every member held it out (different seeds hold out different
-    images); otherwise the split of the first member that trained or validated on it."""
-    tables = [read_splits(member.path / SPLITS_FILE) for member in members]
-    if any(table is None for table in tables):
+    """The ensemble's split manifest, from its members' manifests: an image is test only when every member held it
+    out (different seeds hold out different images); otherwise the split of the first member that trained or
+    validated on it."""
+    manifests = [RunFolder(member.path).split_manifest() for member in members]
+    if any(manifest is None for manifest in manifests):
         return
-    header, rows = tables[0]
-    splits = [{row["file"]: row["split"] for row in table[1]} for table in tables]
-    for row in rows:
-        seen = [s.get(row["file"], "train") for s in splits]
-        row["split"] = next((split for split in seen if split != "test"), "test")
+    splits = [{row.file: row.split for row in manifest.rows} for manifest in manifests]
+    rows = [SplitRow(row.file, next((s for s in (m.get(row.file, "train") for m in splits) if s != "test"), "test"), row.label, row.source)
+            for row in manifests[0].rows]
     held_out = [sum(split == "test" for split in s.values()) for s in splits]
-    shared = sum(row["split"] == "test" for row in rows)
+    shared = sum(row.split == "test" for row in rows)
     if shared < max(held_out):
         log.info("the members held out different test images; the ensemble's test split is the %d that every member held out", shared)
-    write_csv(path, header, ([row[column] for column in header] for row in rows))
-
-
-def read_splits(path: Path) -> tuple[list[str], list[dict[str, str]]] | None:
-    if not path.is_file():
-        return None
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        reader = csv.DictReader(handle)
-        return list(reader.fieldnames or []), list(reader)
+    write_split_manifest(path, rows)
 
 
 # ---------------------------------------------------------------- loading
 
 
-def member_entries(folder: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
+def member_entries(folder: Path, meta: ModelMeta) -> list[dict[str, Any]]:
     """The members listed in an ensemble's model.json, each named by a plain folder name under ``members/``."""
-    entries = meta.get("members")
+    entries = meta.members
     if (not isinstance(entries, list) or len(entries) < 2
             or not all(isinstance(entry, dict) and _plain_name(entry.get("name")) for entry in entries)):
         raise BundleError(f"{folder / META_FILE}: 'members' must name at least two member folders; the ensemble is damaged, "
@@ -210,15 +189,15 @@ def _plain_name(name: Any) -> bool:
     return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
 
 
-def load_ensemble(folder: Path, meta: dict[str, Any], device: torch.device | str = "cpu") -> Bundle:
+def load_ensemble(folder: Path, meta: ModelMeta, device: torch.device | str = "cpu") -> Bundle:
     """Each member as a bundle (checked like any bundle, and against the hash recorded for it), then one model."""
     members = [load_ensemble_member(folder, entry, device) for entry in member_entries(folder, meta)]
     for member in members:
-        if member.classes != list(meta["classes"]):
-            raise BundleError(f"{member.path}: classes {member.classes} differ from the ensemble's {meta['classes']}; "
+        if member.classes != meta.classes:
+            raise BundleError(f"{member.path}: classes {member.classes} differ from the ensemble's {meta.classes}; "
                               "the ensemble is inconsistent, recreate it with 'babyface ensemble'")
-    if int(meta["image_size"]) != max(member.image_size for member in members):
-        raise BundleError(f"{folder / META_FILE}: image_size {meta['image_size']} is not the largest member's; "
+    if meta.image_size != max(member.image_size for member in members):
+        raise BundleError(f"{folder / META_FILE}: image_size {meta.image_size} is not the largest member's; "
                           "the ensemble is inconsistent, recreate it with 'babyface ensemble'")
     return Bundle(EnsembleModel(members).to(device).eval(), meta, folder)
 
@@ -226,9 +205,9 @@ def load_ensemble(folder: Path, meta: dict[str, Any], device: torch.device | str
 def load_ensemble_member(folder: Path, entry: dict[str, Any], device: torch.device | str) -> Bundle:
     path = folder / MEMBERS_DIR / entry["name"]
     try:
-        if is_ensemble(read_metadata(path)):
+        if read_metadata(path).is_ensemble:
             raise BundleError(f"{path}: an ensemble inside an ensemble is not supported")
-        member = load_single(path, read_checked_metadata(path), device)
+        member = load_single(path, read_metadata(path), device)
     except BundleError as exc:
         raise BundleError(f"{folder}: member {entry['name']!r} cannot be loaded ({exc}); recreate the ensemble with 'babyface ensemble'") from None
     if entry.get("weights_sha256") != weights_sha256(path):

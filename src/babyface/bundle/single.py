@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,53 +23,41 @@ from babyface import __version__
 from babyface.errors import BabyfaceError, BundleError
 from babyface.io import atomic_path, write_json
 from babyface.models import create_model
+from babyface.run import BUNDLE_FORMAT, FORMAT_VERSION, META_FILE, WEIGHTS_FILE, ModelMeta, RunFolder, parse_model_meta
 
-BUNDLE_FORMAT = "babyface-bundle"
-FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "model.json"
 REQUIRED_KEYS = ("format", "format_version", "arch", "classes", "image_size", "mean", "std")
-ENSEMBLE = "ensemble"  # the arch name of an ensemble bundle, whose weights are its members' (see babyface.bundle.ensemble)
 
 
 @dataclass
 class Bundle:
     model: nn.Module
-    meta: dict[str, Any]
+    meta: ModelMeta
     path: Path
 
     @property
     def classes(self) -> list[str]:
-        return list(self.meta["classes"])
+        return list(self.meta.classes)
 
     @property
     def image_size(self) -> int:
-        return int(self.meta["image_size"])
+        return self.meta.image_size
 
     @property
     def mean(self) -> list[float]:
-        return list(self.meta["mean"])
+        return list(self.meta.mean)
 
     @property
     def std(self) -> list[float]:
-        return list(self.meta["std"])
+        return list(self.meta.std)
 
     @property
     def temperature(self) -> float:
-        return meta_temperature(self.meta)
+        return self.meta.temperature
 
 
-def is_ensemble(meta: dict[str, Any]) -> bool:
-    return isinstance(meta.get("arch"), dict) and meta["arch"].get("name") == ENSEMBLE
-
-
-def meta_temperature(meta: dict[str, Any]) -> float:
-    """The calibration temperature stored in ``model.json`` (1.0 in bundles from before calibration)."""
-    return float(meta.get("temperature", 1.0))
-
-
-def bundle_metadata(model: nn.Module, classes: list[str], image_size: int, mean: list[float], std: list[float], **extra: Any) -> dict:
-    meta = {
+def bundle_metadata(model: nn.Module, classes: list[str], image_size: int, mean: list[float], std: list[float], **extra: Any) -> ModelMeta:
+    """The ModelMeta of a freshly trained ``model``; ``extra`` adds recorded facts (data, training, metrics, ...)."""
+    return ModelMeta.model_validate({
         "format": BUNDLE_FORMAT,
         "format_version": FORMAT_VERSION,
         "babyface_version": __version__,
@@ -81,60 +68,50 @@ def bundle_metadata(model: nn.Module, classes: list[str], image_size: int, mean:
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
         "temperature": 1.0,
-    }
-    meta.update(extra)
-    return meta
+        **extra,
+    })
 
 
-def save_bundle(folder: str | os.PathLike, model: nn.Module, meta: dict[str, Any], state_dict: dict | None = None) -> Path:
+def save_bundle(folder: str | os.PathLike, model: nn.Module, meta: ModelMeta, state_dict: dict | None = None) -> Path:
     """Write weights then metadata, each atomically (metadata last: a bundle with JSON is complete)."""
-    folder = Path(folder)
+    folder = RunFolder(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in (state_dict or model.state_dict()).items()}
-    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+    with atomic_path(folder.weights) as tmp:
         save_file(state, str(tmp), metadata={"format": BUNDLE_FORMAT, "format_version": str(FORMAT_VERSION)})
-    write_json(folder / META_FILE, meta)
-    return folder
+    write_json(folder.meta, meta.to_json())
+    return folder.path
 
 
-def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+def read_metadata(folder: str | os.PathLike) -> ModelMeta:
+    """``model.json`` of a bundle, validated: a one-line BundleError for a missing, foreign, old or damaged bundle."""
     folder = Path(folder)
-    meta_path = folder / META_FILE
+    meta_path = RunFolder(folder).meta
     if not folder.is_dir():
         raise BundleError(f"{folder}: model folder not found; pass the --out folder of a 'babyface train' run")
     if not meta_path.is_file():
         _missing_files(folder)
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        values = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{meta_path}: corrupt model metadata ({exc.__class__.__name__}); retrain or restore the bundle") from None
-    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+    if not isinstance(values, dict) or values.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{meta_path}: not a babyface model bundle (format is not {BUNDLE_FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if values.get("format_version") != FORMAT_VERSION:
         raise BundleError(
-            f"{meta_path}: bundle format version {meta.get('format_version')!r} is not supported by babyface {__version__} "
+            f"{meta_path}: bundle format version {values.get('format_version')!r} is not supported by babyface {__version__} "
             f"(reads version {FORMAT_VERSION}); use a matching babyface version"
         )
-    missing = [key for key in REQUIRED_KEYS if key not in meta]
+    missing = [key for key in REQUIRED_KEYS if key not in values]
     if missing:
         raise BundleError(f"{meta_path}: model metadata lacks {', '.join(missing)}; the bundle is incomplete")
-    if not is_ensemble(meta) and not (folder / WEIGHTS_FILE).is_file():
+    meta = parse_model_meta(values, meta_path)
+    if not meta.is_ensemble and not (folder / WEIGHTS_FILE).is_file():
         _missing_files(folder)
     return meta
 
 
 def _missing_files(folder: Path) -> None:
     raise BundleError(f"{folder}: no {META_FILE} + {WEIGHTS_FILE} here; not a babyface model (did training finish?)")
-
-
-def read_checked_metadata(folder: str | os.PathLike) -> dict[str, Any]:
-    """``model.json`` with the values used at predict time (classes, mean/std, temperature) checked."""
-    folder = Path(folder)
-    meta = read_metadata(folder)
-    classes = meta["classes"]
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        raise BundleError(f"{folder / META_FILE}: 'classes' must be a list of at least 2 names")
-    _check_normalisation(meta, folder / META_FILE)
-    return meta
 
 
 def weights_sha256(folder: str | os.PathLike) -> str:
@@ -146,12 +123,11 @@ def weights_sha256(folder: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def load_single(folder: str | os.PathLike, meta: dict[str, Any], device: torch.device | str = "cpu") -> Bundle:
+def load_single(folder: str | os.PathLike, meta: ModelMeta, device: torch.device | str = "cpu") -> Bundle:
     """Rebuild one model from its checked ``model.json`` and load ``model.safetensors``; BundleError on anything inconsistent."""
     folder = Path(folder)
-    classes = meta["classes"]
     try:
-        model = create_model(meta["arch"]["name"], num_classes=len(classes), image_size=int(meta["image_size"]), **meta["arch"].get("kwargs", {}))
+        model = create_model(meta.arch.name, num_classes=len(meta.classes), image_size=meta.image_size, **meta.arch.kwargs)
     except (BabyfaceError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{folder / META_FILE}: cannot rebuild the architecture ({exc})") from None
     state = _read_weights(folder / WEIGHTS_FILE)
@@ -159,21 +135,6 @@ def load_single(folder: str | os.PathLike, meta: dict[str, Any], device: torch.d
     model.load_state_dict(state)
     model.to(device).eval()
     return Bundle(model, meta, folder)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_normalisation(meta: dict[str, Any], meta_path: Path) -> None:
-    """mean/std (3 numbers, std > 0) and temperature (> 0) are used at predict time: check them at load time."""
-    for key in ("mean", "std"):
-        values = meta[key]
-        if not isinstance(values, list) or len(values) != 3 or not all(_is_number(v) for v in values) or (key == "std" and min(values) <= 0):
-            raise BundleError(f"{meta_path}: '{key}' must be a list of 3 numbers{' > 0' if key == 'std' else ''}, got {values!r}")
-    temperature = meta.get("temperature", 1.0)
-    if not _is_number(temperature) or temperature <= 0:
-        raise BundleError(f"{meta_path}: 'temperature' must be a number > 0, got {temperature!r}")
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

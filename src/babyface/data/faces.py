@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from babyface.config import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, DETECTORS
+from babyface.data.images import resize_square
 from babyface.errors import BabyfaceError
 
 MTCNN_MIN_SIDE = 20  # facenet-pytorch's default min_face_size: no smaller image can hold a detectable face
@@ -84,6 +86,23 @@ def face_squares(image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECT
     width, height = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
     faces = detect_faces(image, detector, min_score, max_side=max_side, min_face=min_face)
     return [(face.square(margin, width, height), face.score) for face in faces]
+
+
+def square_crop(rgb: np.ndarray, box: Sequence[int], size: int) -> np.ndarray:
+    """The box of an H×W×3 uint8 image resized to ``size``×``size`` (what the model sees)."""
+    left, top, right, bottom = box
+    return resize_square(Image.fromarray(rgb[top:bottom, left:right]), size)
+
+
+def face_boxes(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE, margin: float = DEFAULT_MARGIN,
+               detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> tuple[list[tuple[int, int, int, int]], list[float | None]]:
+    """Squares to classify in an H×W×3 image, largest face first, and their detector scores; without a face,
+    the whole image with score None."""
+    squares = face_squares(rgb, detector, min_score, margin, max_side=detect_size, min_face=min_face)
+    if not squares:
+        height, width = rgb.shape[:2]
+        return [(0, 0, width, height)], [None]
+    return [box for box, _ in squares], [score for _, score in squares]
 
 
 def detection_side(shape: tuple[int, int], max_side: int, min_face: float) -> int:

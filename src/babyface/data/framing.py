@@ -22,6 +22,7 @@ from babyface.data.decoded import DecodedImages, decode_images
 from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, face_squares
 from babyface.data.images import DEFAULT_MAX_PIXELS, display_path, load_resized, load_rgb, resize_square
 from babyface.io import write_json
+from babyface.run import ModelMeta
 
 log = logging.getLogger("babyface")
 
@@ -88,10 +89,15 @@ class FaceCropper:
         self.boxes: dict[Path, Box | None] = {}
 
     def __call__(self, path: Path) -> np.ndarray:
-        image = load_rgb(path, max_pixels=self.max_pixels)
-        box = largest_face_square(image, self.framing)
-        self.boxes[path] = box
-        return resize_square(image.crop(box) if box else image, self.size)
+        pixels, self.boxes[path] = framed_view(load_rgb(path, max_pixels=self.max_pixels), self.framing, self.size)
+        return pixels
+
+
+def framed_view(image: Image.Image, framing: Framing, size: int) -> tuple[np.ndarray, Box | None]:
+    """An RGB image as the model sees it under ``framing`` (size×size×3 uint8), and the square cut out of it (None:
+    the whole image, because of --framing whole or because no face was found)."""
+    box = largest_face_square(image, framing) if framing.mode == "face" else None
+    return resize_square(image.crop(box) if box else image, size), box
 
 
 def largest_face_square(image: Image.Image, framing: Framing) -> Box | None:
@@ -180,12 +186,12 @@ def training_framing(declared: str, sources: Sequence[str | os.PathLike]) -> dic
     return faces[0]
 
 
-def bundle_framing(meta: dict[str, Any]) -> dict[str, Any] | None:
+def bundle_framing(meta: ModelMeta) -> dict[str, Any] | None:
     """The framing a bundle's model.json records, or None when unknown (bundles from before it was recorded)."""
-    return parse_record(meta.get("framing"))
+    return parse_record(meta.framing)
 
 
-def shared_framing(metas: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def shared_framing(metas: Sequence[ModelMeta]) -> dict[str, Any] | None:
     """The framing of an ensemble: its members' when they all record the same one, else None (unknown)."""
     records = [bundle_framing(meta) for meta in metas]
     if records[0] is not None and all(r == records[0] for r in records[1:]):
@@ -199,7 +205,7 @@ def shared_framing(metas: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- test time against training time
 
 
-def framing_mismatch(meta: dict[str, Any], used: Framing, run: str | os.PathLike) -> str | None:
+def framing_mismatch(meta: ModelMeta, used: Framing, run: str | os.PathLike) -> str | None:
     """One line saying how the framing at test time differs from the training images' and what to do; None when it
     does not (or the bundle does not record its framing)."""
     trained = bundle_framing(meta)
@@ -218,7 +224,7 @@ def framing_mismatch(meta: dict[str, Any], used: Framing, run: str | os.PathLike
             "to frame them as in training")
 
 
-def warn_if_framing_differs(meta: dict[str, Any], used: Framing, run: str | os.PathLike) -> None:
+def warn_if_framing_differs(meta: ModelMeta, used: Framing, run: str | os.PathLike) -> None:
     message = framing_mismatch(meta, used, run)
     if message:
         log.warning("WARNING: %s", message)

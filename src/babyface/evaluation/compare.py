@@ -16,11 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
-from babyface.bundle.single import is_ensemble, read_metadata
+from babyface.bundle.single import read_metadata
 from babyface.errors import BabyfaceError
 from babyface.evaluation.metrics import interval_text
 from babyface.models import create_model
 from babyface.models.registry import count_params
+from babyface.run import Arch, EvaluationFiles, ModelMeta, RunFolder
 
 EXACT_BELOW = 25
 
@@ -41,7 +42,7 @@ def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
 
 def read_predictions(run: Path) -> dict[str, tuple[str, str]]:
     """file → (true, predicted) from RUN/evaluation/predictions.csv."""
-    path = run / "evaluation" / "predictions.csv"
+    path = RunFolder(run).evaluation / EvaluationFiles.PREDICTIONS
     if not path.is_file():
         raise BabyfaceError(f"{path}: not found; run 'babyface evaluate {run} DATA' first")
     with open(path, newline="", encoding="utf-8") as handle:
@@ -51,22 +52,22 @@ def read_predictions(run: Path) -> dict[str, tuple[str, str]]:
 def run_summary(run: Path) -> dict:
     """Model, parameters, test accuracy/macro-F1 with intervals, ECE and seconds per epoch of one run."""
     meta = read_metadata(run)
-    path = run / "evaluation" / "metrics.json"
+    path = RunFolder(run).evaluation / EvaluationFiles.METRICS
     if not path.is_file():
         raise BabyfaceError(f"{path}: not found; run 'babyface evaluate {run} DATA' first")
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    return {"run": str(run), "model": meta["arch"]["name"], "params": parameter_count(meta), "n": metrics["n"],
+    return {"run": str(run), "model": meta.arch.name, "params": parameter_count(meta), "n": metrics["n"],
             "accuracy": metrics["accuracy"], "accuracy_ci": metrics.get("accuracy_ci"),
             "macro_f1": metrics["macro_f1"], "macro_f1_ci": metrics.get("macro_f1_ci"), "ece": metrics.get("ece"),
-            "seconds_per_epoch": meta.get("metrics", {}).get("seconds_per_epoch")}
+            "seconds_per_epoch": meta.metrics.get("seconds_per_epoch")}
 
 
-def parameter_count(meta: dict) -> int:
+def parameter_count(meta: ModelMeta) -> int:
     """Parameters of the model in ``model.json`` (of an ensemble: of all its members), from its architecture alone."""
-    if is_ensemble(meta):
-        return sum(parameter_count({**meta, "arch": m["arch"], "image_size": m["image_size"]}) for m in meta.get("members", []))
-    model = create_model(meta["arch"]["name"], len(meta["classes"]), int(meta["image_size"]), **meta["arch"].get("kwargs", {}))
-    return count_params(model)
+    if meta.is_ensemble:
+        return sum(parameter_count(meta.model_copy(update={"arch": Arch(**m["arch"]), "image_size": m["image_size"]}))
+                   for m in meta.members)
+    return count_params(create_model(meta.arch.name, len(meta.classes), meta.image_size, **meta.arch.kwargs))
 
 
 def paired_outcomes(run_a: Path, run_b: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from babyface.bundle import load_bundle
-from babyface.bundle.single import Bundle
 from babyface.config import EvalConfig, data_sources, save_yaml
 from babyface.data.duplicates import signatures
 from babyface.data.framing import (
@@ -27,13 +24,14 @@ from babyface.data.images import display_path
 from babyface.data.leakage import check_leakage, file_signatures
 from babyface.data.scan import scan_class_folders, scan_dataset
 from babyface.data.sources import load_label_map, scan_sources
-from babyface.engine import logits_with_tta, predict_logits, resolve_device
 from babyface.errors import DataError
 from babyface.evaluation.metrics import classification_metrics, interval_text
 from babyface.evaluation.plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
 from babyface.evaluation.subgroups import analyse_subgroups
 from babyface.inference.calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
+from babyface.inference.classifier import Classifier
 from babyface.io import prepare_output_dir, write_csv, write_json
+from babyface.run import SPLITS_FILE, EvaluationFiles, ModelMeta, RunFolder, read_split_manifest
 
 log = logging.getLogger("babyface")
 GRID_TILE_SIZE = 160
@@ -54,132 +52,132 @@ class TestSet:
         return " + ".join(dict.fromkeys(self.sources)) if any(self.sources) else self.root.name
 
 
-def resolve_test_set(config: EvalConfig, bundle: Bundle) -> TestSet:
-    """The test images of DATA (and every --data), with the label map the run was trained with unless
-    --label-map is given; several sources are combined as training combined them."""
-    recorded = bundle.meta.get("data", {})
-    paths = data_sources(config) or recorded.get("sources", [])
+def resolve_test_set(config: EvalConfig, meta: ModelMeta, run: Path) -> TestSet:
+    """The run's own test split, read from its split manifest, when DATA is not given or is what the run was trained
+    on; otherwise every test image of the other data (DATA/test of a BabyFace layout, else every image), combined
+    with the label map the run was trained with unless --label-map is given."""
+    recorded = meta.data.get("sources", [])
+    paths = data_sources(config) or recorded
     if not paths:
         raise DataError("evaluate needs DATA (or --data A --data B); this run records no data sources")
-    label_map = load_label_map(config.label_map) if config.label_map else recorded.get("label_map") or None
+    if not config.label_map and _resolved(paths) == _resolved(recorded):
+        return manifest_test_set(run, meta)
+    label_map = load_label_map(config.label_map) if config.label_map else meta.data.get("label_map") or None
     if len(paths) == 1 and not label_map:
-        return resolve_single_test_set(paths[0], bundle)
-    training = bundle.meta.get("training", {})
-    trained_on = {str(Path(p).resolve()) for p in recorded.get("sources", [])}
-    # the sources the run was trained on are split as training split them; other data is all test data
-    same_sources = {str(Path(p).resolve()) for p in paths} == trained_on
-    test_fraction = training.get("data_options", {}).get("test_fraction", 0.15) if same_sources else None
-    scan = scan_sources(paths, label_map, test_fraction, training.get("seed", 0))
-    test = _to_bundle_labels(scan.classes, scan.test.samples, bundle, f"test images of {', '.join(map(str, paths))}", scan.root)
+        return other_test_set(Path(paths[0]), meta)
+    scan = scan_sources(paths, label_map, None, 0)
+    test = _to_model_labels(scan.classes, scan.test.samples, meta, f"test images of {', '.join(map(str, paths))}", scan.root)
     test.sources = [s.source for s in scan.test.samples]
     return test
 
 
-def resolve_single_test_set(data: str | Path, bundle: Bundle) -> TestSet:
-    """DATA/test for the BabyFace layout; for one folder of classes, the held-out split recorded by training
-    when DATA is the training folder, else every image in it. Classes are matched to the model's by name."""
-    root = Path(data)
+def _resolved(paths) -> set[str]:
+    return {str(Path(p).resolve()) for p in paths}
+
+
+def manifest_test_set(run: Path, meta: ModelMeta) -> TestSet:
+    """The test rows of the split manifest that training wrote (RUN/splits.csv)."""
+    root = Path(meta.data.get("root", run))
+    manifest = read_split_manifest(RunFolder(run).splits, root)
+    if manifest is None:
+        raise DataError(f"{display_path(run)}: no {SPLITS_FILE}, so its test split is unknown; give the test DATA to evaluate on")
+    rows = manifest.files("test")
+    source = f"{display_path(root)} (test split held out at training)"
+    unknown = sorted({row.label for row in rows} - set(meta.classes))
+    if unknown:
+        raise DataError(f"{RunFolder(run).splits}: labels {unknown} are not among the model's classes {meta.classes}; the manifest is damaged")
+    if not rows:
+        raise DataError(f"{source}: no test images in {RunFolder(run).splits}")
+    index = {name: i for i, name in enumerate(meta.classes)}
+    several = len(meta.data.get("sources", [])) > 1
+    return TestSet([root / row.file for row in rows], [index[row.label] for row in rows], source, root,
+                   [row.source for row in rows] if several else [])
+
+
+def other_test_set(root: Path, meta: ModelMeta) -> TestSet:
+    """DATA/test of a BabyFace layout, else every image of a folder of class folders; classes matched by name."""
     if root.is_dir() and (root / "train").is_dir() and (root / "test").is_dir():
         split = scan_dataset(root).test
-        return _to_bundle_labels(split.classes, split.samples, bundle, f"{display_path(root)}/test", root)
+        return _to_model_labels(split.classes, split.samples, meta, f"{display_path(root)}/test", root)
     split = scan_class_folders(root) if root.is_dir() else scan_dataset(root).train
-    recorded = _recorded_test_files(bundle, root)
-    samples = split.samples
-    source = display_path(root)
-    if recorded is not None:
-        samples = [s for s in samples if s.path.relative_to(root).as_posix() in recorded]
-        source += " (test split held out at training)"
-    return _to_bundle_labels(split.classes, samples, bundle, source, root)
+    return _to_model_labels(split.classes, split.samples, meta, display_path(root), root)
 
 
-def _recorded_test_files(bundle: Bundle, root: Path) -> set[str] | None:
-    rows = _recorded_splits(bundle, root)
-    return None if rows is None else {row["file"] for row in rows if row["split"] == "test"}
-
-
-def _recorded_splits(bundle: Bundle, root: Path) -> list[dict] | None:
-    """The rows of the run's splits.csv when ``root`` is the folder it was trained on, else None."""
-    trained_on = bundle.meta.get("data", {}).get("root")
-    splits = bundle.path / "splits.csv"
-    if not trained_on or Path(trained_on) != root.resolve() or not splits.is_file():
-        return None
-    with open(splits, newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _to_bundle_labels(classes: list[str], samples, bundle: Bundle, source: str, root: Path) -> TestSet:
-    unknown = [c for c in classes if c not in bundle.classes]
+def _to_model_labels(classes: list[str], samples, meta: ModelMeta, source: str, root: Path) -> TestSet:
+    unknown = [c for c in classes if c not in meta.classes]
     if unknown:
-        raise DataError(f"{source}: classes {unknown} are not among the model's classes {bundle.classes}; rename or remove those folders")
+        raise DataError(f"{source}: classes {unknown} are not among the model's classes {meta.classes}; rename or remove those folders")
     if not samples:
         raise DataError(f"{source}: no test images found")
-    index = {name: i for i, name in enumerate(bundle.classes)}
+    index = {name: i for i, name in enumerate(meta.classes)}
     return TestSet([s.path for s in samples], [index[classes[s.label]] for s in samples], source, root)
 
 
 def evaluate_run(config: EvalConfig) -> dict:
     """Evaluate the bundle in ``config.run`` on ``config.data``; writes metrics, plots and predictions to ``config.out``."""
-    device = resolve_device(config.device)
-    bundle = load_bundle(config.run, device)
-    test = resolve_test_set(config, bundle)
+    classifier = Classifier(config.run, device=config.device, batch_size=config.batch_size, tta=config.tta,
+                            backend=config.backend, onnx_file=config.onnx, framing=Framing.from_config(config))
+    meta, run = classifier.meta, Path(config.run)
+    test = resolve_test_set(config, meta, run)
     if config.by:
         _metadata_path(config)  # fail before the slow part when the CSV is missing
     elif config.metadata:
         raise DataError(f"--metadata {config.metadata}: say which column(s) to group by with --by COLUMN[,COLUMN]")
-    out = prepare_output_dir(config.out or Path(config.run) / "evaluation", overwrite=config.overwrite)
-    save_yaml(config, out / "eval_config.yaml")
-    framing = Framing.from_config(config)
-    warn_if_framing_differs(bundle.meta, framing, config.run)
-    framed = decode_framed(test.paths, test.labels, bundle.image_size, framing, strict=config.strict, progress=config.progress,
+    out = prepare_output_dir(config.out or RunFolder(run).evaluation, overwrite=config.overwrite)
+    save_yaml(config, out / EvaluationFiles.CONFIG)
+    framing = classifier.framing
+    warn_if_framing_differs(meta, framing, config.run)
+    framed = decode_framed(test.paths, test.labels, classifier.image_size, framing, strict=config.strict, progress=config.progress,
                            desc="decode test")
     decoded = framed.decoded
     if len(decoded) == 0:
         raise DataError(f"{test.source}: none of the test images could be decoded")
     if config.leakage_check:
-        _check_leakage_against_training(framed, bundle, test.root, config)
-    # with --tta the logits are V×N×C, one slice per view; the probabilities are the views' mean
-    logits = logits_with_tta(lambda images: predict_logits(bundle.model, images, bundle.mean, bundle.std, device, config.batch_size),
-                             decoded.images, config.tta)
-    probs = calibrated_probabilities(logits, bundle.temperature).numpy()
+        _check_leakage_against_training(framed, run, meta, test.root, config)
+    logits = classifier.view_logits(decoded.images)  # V×N×C with --tta: one slice per view
+    probs = classifier.calibrate(logits).numpy()
     pred = probs.argmax(1)
     true = decoded.labels.numpy()
-    name = bundle.meta["arch"]["name"]
-    metrics = classification_metrics(true, pred, bundle.classes, n_resamples=config.bootstrap, seed=config.seed)
+    classes, name, temperature = classifier.classes, meta.arch.name, classifier.temperature
+    metrics = classification_metrics(true, pred, classes, n_resamples=config.bootstrap, seed=config.seed)
     metrics.update(model=name, run=display_path(config.run), data=test.source, skipped=len(decoded.skipped),
-                   data_root=display_path(test.root.resolve()), tta=config.tta,
-                   framing={**framing.record(), "no_face": framed.no_face, "trained_on": bundle_framing(bundle.meta)})
-    metrics["calibration"] = calibration_summary(logits, decoded.labels, bundle.temperature)
+                   data_root=display_path(test.root.resolve()), tta=config.tta, backend=classifier.backend.name,
+                   framing={**framing.record(), "no_face": framed.no_face, "trained_on": bundle_framing(meta)})
+    metrics["calibration"] = calibration_summary(logits, decoded.labels, temperature)
     metrics["ece"] = metrics["calibration"]["ece_after"]
     if any(test.sources):
-        metrics["per_source"] = per_source_metrics(decoded.paths, test, true, pred, bundle.classes, config)
-    write_json(out / "metrics.json", metrics)
-    write_json(out / "confusion_matrix.json", {"classes": bundle.classes, "matrix": metrics["confusion_matrix"]})
+        metrics["per_source"] = per_source_metrics(decoded.paths, test, true, pred, classes, config)
+    write_json(out / EvaluationFiles.METRICS, metrics)
+    write_json(out / EvaluationFiles.CONFUSION_JSON, {"classes": classes, "matrix": metrics["confusion_matrix"]})
     files = [_shown_path(p, test.root) for p in decoded.paths]
-    _write_predictions(out / "predictions.csv", files, true, pred, probs, bundle.classes, framed.face_found)
+    _write_predictions(out / EvaluationFiles.PREDICTIONS, files, true, pred, probs, classes, framed.face_found)
     if config.by:
-        metrics["subgroups"] = analyse_subgroups(files, true, pred, bundle.classes, _metadata_path(config), config.by,
+        metrics["subgroups"] = analyse_subgroups(files, true, pred, classes, _metadata_path(config), config.by,
                                                  metrics, config.bootstrap, config.seed)
-        write_json(out / "subgroups.json", metrics["subgroups"])
+        write_json(out / EvaluationFiles.SUBGROUPS, metrics["subgroups"])
     title = f"{name} on {test.name}: macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'))}"
-    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), bundle.classes, out / "confusion_matrix.png", title=title)
-    _plot_reliability(out / "reliability_diagram.png", logits, true, bundle.temperature, f"{name} on {test.name}")
-    _plot_grid(out / "predictions_grid.png", framed, true, pred, probs, bundle.classes, config)
+    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes, out / EvaluationFiles.CONFUSION_PNG, title=title)
+    _plot_reliability(out / EvaluationFiles.RELIABILITY_PNG, logits, true, temperature, f"{name} on {test.name}")
+    _plot_grid(out / EvaluationFiles.GRID_PNG, framed, true, pred, probs, classes, config)
     metrics["out"] = str(out)
     log.info("%s on %s: accuracy %.4f, macro-F1 %.4f; results in %s", name, test.source, metrics["accuracy"], metrics["macro_f1"], out)
     return metrics
 
 
-def training_files(bundle: Bundle, data: Path) -> list[Path]:
-    """The images the bundle was trained (and validated) on, where they can be known: DATA/train and DATA/val of
-    a BabyFace layout, else the train/val rows of the run's splits.csv when DATA is the folder it was trained on."""
+def training_files(run: Path, meta: ModelMeta, data: Path) -> list[Path]:
+    """The images the run was trained (and validated) on, where they can be known: the train/val rows of its split
+    manifest when ``data`` is what it was trained on, else DATA/train and DATA/val of a BabyFace layout."""
+    manifest = read_split_manifest(RunFolder(run).splits, Path(meta.data.get("root", run)))
+    if manifest is not None and data.resolve() == manifest.root.resolve():
+        return manifest.paths("train", "val")
     if (data / "train").is_dir() and (data / "test").is_dir():
         scan = scan_dataset(data)
         return [s.path for split in (scan.train, scan.val) if split is not None for s in split.samples]
-    return [data / row["file"] for row in _recorded_splits(bundle, data) or [] if row["split"] in ("train", "val")]
+    return []
 
 
-def _check_leakage_against_training(framed: FramedImages, bundle: Bundle, data: Path, config: EvalConfig) -> None:
-    train_paths = training_files(bundle, data)
+def _check_leakage_against_training(framed: FramedImages, run: Path, meta: ModelMeta, data: Path, config: EvalConfig) -> None:
+    train_paths = training_files(run, meta, data)
     if not train_paths:
         log.info("leakage check skipped: the training images of %s are not known here", display_path(config.run))
         return

@@ -20,14 +20,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from babyface.bundle import load_bundle
-from babyface.bundle.single import is_ensemble
 from babyface.config import ExplainConfig
 from babyface.data.images import display_path, load_rgb, resize_square
-from babyface.engine import normalise, resolve_device
+from babyface.engine import normalise
 from babyface.errors import BabyfaceError, BundleError, ImageDecodeError
-from babyface.inference.calibration import calibrated_probabilities
+from babyface.inference.classifier import Classifier
 from babyface.io import atomic_path, prepare_output_dir, write_json
+from babyface.run import RunFolder
 
 log = logging.getLogger("babyface")
 OVERLAY_ALPHA = 0.45
@@ -82,11 +81,12 @@ class Explainer:
     """Loads a bundle once; ``explain`` gives a Grad-CAM overlay for one image file."""
 
     def __init__(self, run: str | os.PathLike, device: str = "auto"):
-        self.device = resolve_device(device)
-        self.bundle = load_bundle(run, self.device)
-        if is_ensemble(self.bundle.meta):
+        self.classifier = Classifier(run, device=device, backend="torch")
+        if self.classifier.meta.is_ensemble:
             raise BundleError(f"{run}: Grad-CAM explains one model and this is an ensemble; explain one of its members "
-                              f"({Path(run) / 'members'}/NAME)")
+                              f"({RunFolder(run).members}/NAME)")
+        self.bundle = self.classifier.bundle
+        self.device = self.classifier.device
 
     def class_index(self, name: str | None) -> int | None:
         if name is None or name == "":
@@ -104,7 +104,7 @@ class Explainer:
         pixels = torch.from_numpy(resize_square(original, b.image_size).copy()).permute(2, 0, 1)[None]
         target = self.class_index(target_class)
         cam, logits = grad_cam(b.model, normalise(pixels.to(self.device), b.mean, b.std), target)
-        probs = calibrated_probabilities(logits, b.temperature)[0].tolist()
+        probs = self.classifier.calibrate(logits)[0].tolist()
         best = int(np.argmax(probs))
         explained = b.classes[best if target is None else target]
         return Explanation(name, explained, b.classes[best], probs[best], dict(zip(b.classes, probs)),
@@ -115,7 +115,7 @@ def explain_files(config: ExplainConfig, paths: Sequence[Path]) -> list[dict]:
     """Write OUT/<name>_<class>_gradcam.png per image and OUT/explanations.json; returns the records."""
     explainer = Explainer(config.run, config.device)
     explainer.class_index(config.target_class)  # a wrong --class fails before any work
-    out = prepare_output_dir(config.out or Path(config.run) / "explanations", overwrite=config.overwrite)
+    out = prepare_output_dir(config.out or RunFolder(config.run).explanations, overwrite=config.overwrite)
     records, used = [], set()
     for path in paths:
         try:

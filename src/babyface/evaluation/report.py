@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from babyface.bundle.single import META_FILE, is_ensemble
+from babyface.bundle.single import read_metadata
 from babyface.config import ReportConfig
 from babyface.data.images import load_rgb
 from babyface.errors import BabyfaceError, ImageDecodeError, OutputExistsError
 from babyface.evaluation.metrics import interval_text
 from babyface.io import write_text
+from babyface.run import MODEL_CARD_FILE, REPORT_FILE, EvaluationFiles, RunFolder
 
 log = logging.getLogger("babyface")
 
@@ -68,16 +69,16 @@ def read_json(path: Path) -> dict | None:
 
 def collect_facts(run: Path, eval_dir: Path) -> dict:
     """Everything the report and the model card show, read from the run and evaluation folders."""
-    meta = read_json(run / META_FILE)
-    metrics = read_json(eval_dir / "metrics.json")
-    if meta is None:
-        raise BabyfaceError(f"{run}: no {META_FILE}; pass the folder of a finished 'babyface train' run")
+    folder = RunFolder(run)
+    meta = read_metadata(run)
+    metrics = read_json(eval_dir / EvaluationFiles.METRICS)
     if metrics is None:
-        raise BabyfaceError(f"{eval_dir}: no metrics.json; run 'babyface evaluate {run} DATA' first (or pass --eval DIR)")
-    splits = Counter((r["split"], r["label"]) for r in read_csv_rows(run / "splits.csv"))
+        raise BabyfaceError(f"{eval_dir}: no {EvaluationFiles.METRICS}; run 'babyface evaluate {run} DATA' first (or pass --eval DIR)")
+    manifest = folder.split_manifest()
+    splits = Counter((row.split, row.label) for row in manifest.rows) if manifest else Counter()
     return {"run": run, "eval": eval_dir, "meta": meta, "metrics": metrics, "splits": splits,
-            "history": read_csv_rows(run / "history.csv"), "subgroups": read_json(eval_dir / "subgroups.json"),
-            "predictions": read_csv_rows(eval_dir / "predictions.csv")}
+            "history": read_csv_rows(folder.history), "subgroups": read_json(eval_dir / EvaluationFiles.SUBGROUPS),
+            "predictions": read_csv_rows(eval_dir / EvaluationFiles.PREDICTIONS)}
 
 
 def confident_mistakes(predictions: list[dict[str, str]], n: int) -> list[dict[str, str]]:
@@ -91,7 +92,7 @@ def gallery_items(facts: dict, n: int, device: str) -> list[dict]:
     from babyface.evaluation.explain import Explainer
 
     mistakes = confident_mistakes(facts["predictions"], n)
-    if not mistakes or is_ensemble(facts["meta"]):  # Grad-CAM explains one model, not an ensemble
+    if not mistakes or facts["meta"].is_ensemble:  # Grad-CAM explains one model, not an ensemble
         return []
     explainer = Explainer(facts["run"], device)
     root = Path(facts["metrics"].get("data_root", ""))
@@ -164,28 +165,28 @@ def ci_text(metrics: dict, key: str, percent: bool = False) -> str:
 
 
 def section_config(facts: dict) -> str:
-    meta, training = facts["meta"], facts["meta"].get("training", {})
+    meta, training = facts["meta"], facts["meta"].training
     keys = ["model", "model_args", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "scheduler",
             "label_smoothing", "class_balance", "seed"]
     rows = [[html.escape(k), html.escape(str(training.get(k, "")))] for k in keys if k in training]
-    rows.append(["best epoch", html.escape(str(meta.get("metrics", {}).get("best_epoch", "")))])
-    rows.append(["temperature", f"{meta.get('temperature', 1.0):.3f}"])
-    if is_ensemble(meta):
+    rows.append(["best epoch", html.escape(str(meta.metrics.get("best_epoch", "")))])
+    rows.append(["temperature", f"{meta.temperature:.3f}"])
+    if meta.is_ensemble:
         rows.append(["ensemble of", html.escape(", ".join(f"{m['name']} ({m['arch']['name']}, T = {m['temperature']:.3f})"
-                                                          for m in meta.get("members", [])))])
+                                                          for m in meta.members))])
     full = html.escape(json.dumps(training, indent=2))
     return (table(["option", "value"], rows) +
             f"<details><summary>full training configuration</summary><pre>{full}</pre></details>")
 
 
 def section_data(facts: dict) -> str:
-    classes = facts["meta"]["classes"]
+    classes = facts["meta"].classes
     splits = [s for s in ("train", "val", "test") if any(facts["splits"][(s, c)] for c in classes)]
     rows = [[html.escape(c), *(str(facts["splits"][(s, c)]) for s in splits), str(sum(facts["splits"][(s, c)] for s in splits))]
             for c in classes]
     rows.append(["<b>all</b>", *(f"<b>{sum(facts['splits'][(s, c)] for c in classes)}</b>" for s in splits),
                  f"<b>{sum(facts['splits'].values())}</b>"])
-    data = facts["meta"].get("data", {})
+    data = facts["meta"].data
     note = (f'<p class="note">Data: {html.escape(str(data.get("root", "?")))}; {data.get("skipped", 0)} undecodable '
             f'file(s) skipped in training. Evaluated on {html.escape(facts["metrics"].get("data", "?"))}.</p>')
     return table(["class", *splits, "total"], rows) + note
@@ -198,7 +199,7 @@ def section_per_class(facts: dict) -> str:
 
 
 def section_calibration(facts: dict) -> str:
-    cal, val = facts["metrics"].get("calibration", {}), facts["meta"].get("calibration", {})
+    cal, val = facts["metrics"].get("calibration", {}), facts["meta"].calibration
     rows = [["test ECE (15 bins)", f"{cal.get('ece_before', float('nan')):.4f}", f"{cal.get('ece_after', float('nan')):.4f}"],
             ["test NLL", f"{cal.get('nll_before', float('nan')):.4f}", f"{cal.get('nll_after', float('nan')):.4f}"]]
     if "nll_before" in val:
@@ -247,11 +248,11 @@ def render_row(sections: list[tuple[str, str]]) -> str:
 
 def render_html(facts: dict, gallery: list[dict]) -> str:
     meta, m = facts["meta"], facts["metrics"]
-    title = f"babyface report: {meta['arch']['name']} ({facts['run'].name})"
+    title = f"babyface report: {meta.arch.name} ({facts['run'].name})"
     sections = [
         [("Summary", section_summary(facts))],
         [("Configuration", section_config(facts)), ("Dataset", section_data(facts))],
-        [("Learning curves", figure(facts["run"] / "learning_curves.png", "learning curves"))],
+        [("Learning curves", figure(RunFolder(facts["run"]).learning_curves, "learning curves"))],
         [("Confusion matrix", figure(facts["eval"] / "confusion_matrix.png", "confusion matrix", "figure narrow")),
          ("Per-class results", section_per_class(facts))],
         [("Calibration", section_calibration(facts))],
@@ -259,8 +260,8 @@ def render_html(facts: dict, gallery: list[dict]) -> str:
         [("Most confident mistakes", section_gallery(gallery))],
     ]
     body = "".join(render_row(row) for row in sections)
-    lede = (f"Classes {', '.join(meta['classes'])}; {m['n']} test images; 95% intervals: stratified bootstrap, "
-            f"{m.get('ci', {}).get('resamples', 0)} resamples. babyface {html.escape(str(meta.get('babyface_version', '')))}.")
+    lede = (f"Classes {', '.join(meta.classes)}; {m['n']} test images; 95% intervals: stratified bootstrap, "
+            f"{m.get('ci', {}).get('resamples', 0)} resamples. babyface {html.escape(str(meta.babyface_version))}.")
     warning = ('<p class="warning">Research software, <b>not a clinical tool</b>: a facial expression is not an emotion, '
                "and these numbers hold only for data like the test set.</p>")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -273,17 +274,17 @@ def render_html(facts: dict, gallery: list[dict]) -> str:
 
 def render_model_card(facts: dict) -> str:
     meta, m = facts["meta"], facts["metrics"]
-    cal, data = m.get("calibration", {}), meta.get("data", {})
+    cal, data = m.get("calibration", {}), meta.data
     lines = [
-        f"# Model card: {meta['arch']['name']} ({facts['run'].name})", "",
+        f"# Model card: {meta.arch.name} ({facts['run'].name})", "",
         "## Intended use",
-        f"Research on infant facial expression: classifies a face photo as {', '.join(meta['classes'])}. For "
+        f"Research on infant facial expression: classifies a face photo as {', '.join(meta.classes)}. For "
         "developmental-psychology and affective-computing research and for prototyping baby-monitor features.", "",
         "**Not a clinical tool**: a facial expression is not an emotion, and predictions must not drive care "
         "decisions or any judgement about an individual child.", "",
         "## Training data",
         f"{data.get('train', '?')} training and {data.get('val', '?')} validation images from `{data.get('root', '?')}` "
-        f"({data.get('skipped', 0)} skipped), resized to {meta['image_size']}×{meta['image_size']}; test set: {m.get('data', '?')} "
+        f"({data.get('skipped', 0)} skipped), resized to {meta.image_size}×{meta.image_size}; test set: {m.get('data', '?')} "
         f"({m['n']} images).", "",
         "## Metrics (test set, 95% stratified bootstrap intervals)",
         f"- accuracy {interval_text(m['accuracy'], m.get('accuracy_ci'))}",
@@ -300,7 +301,7 @@ def render_model_card(facts: dict) -> str:
         "- The reference BabyFace data is about 70% White infants and mostly frames of a few videos; adjacent frames "
         "on both sides of a random split inflate test accuracy.",
         "- Subgroups with fewer than 30 test images give intervals too wide to conclude anything.",
-        f"- Input is {meta['image_size']}×{meta['image_size']} pixels: fine detail of eyes and brows is lost.",
+        f"- Input is {meta.image_size}×{meta.image_size} pixels: fine detail of eyes and brows is lost.",
         "- Confidence is calibrated on the validation split only; recalibrate on data from a new setting.",
     ]
     return "\n".join(lines) + "\n"
@@ -321,9 +322,9 @@ def model_card_subgroups(result: dict | None) -> list[str]:
 def build_report(config: ReportConfig) -> tuple[Path, Path]:
     """Write report.html and model_card.md into ``config.out`` (default: the run folder)."""
     run = Path(config.run)
-    facts = collect_facts(run, Path(config.eval) if config.eval else run / "evaluation")
+    facts = collect_facts(run, Path(config.eval) if config.eval else RunFolder(run).evaluation)
     out = Path(config.out) if config.out else run
-    report, model_card = out / "report.html", out / "model_card.md"
+    report, model_card = out / REPORT_FILE, out / MODEL_CARD_FILE
     if report.exists() and not config.overwrite:
         raise OutputExistsError(f"{report}: exists; pass --overwrite to replace it or choose another --out")
     gallery = gallery_items(facts, config.gallery, config.device)

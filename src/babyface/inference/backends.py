@@ -1,4 +1,4 @@
-"""Inference backends behind ``Predictor``: PyTorch eager, or onnxruntime on a model exported by ``babyface export``.
+"""Inference backends behind ``Classifier``: PyTorch eager, or onnxruntime on a model exported by ``babyface export``.
 
 Both take uint8 images N×3×S×S and return float32 logits N×C; temperature and class names always come from the
 bundle's ``model.json``. An ONNX file is only run after checking, through its metadata, that it was exported from
@@ -10,19 +10,18 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from babyface.bundle import bundle_sha256, load_bundle
-from babyface.bundle.single import read_checked_metadata
+from babyface.bundle import bundle_sha256, load_bundle, read_metadata
 from babyface.engine import index_batches, predict_logits
 from babyface.errors import BabyfaceError, BundleError
+from babyface.run import ModelMeta, RunFolder
 
 log = logging.getLogger("babyface")
 
-ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 ONNX_FORMAT = "babyface-onnx"
 INPUT_NAME = "images"
@@ -35,7 +34,7 @@ KEY_PRECISION = "babyface_precision"
 
 class Backend(Protocol):
     name: str
-    meta: dict[str, Any]
+    meta: ModelMeta
 
     def logits(self, images: torch.Tensor, batch_size: int) -> torch.Tensor: ...
 
@@ -59,8 +58,8 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, run: str | os.PathLike, onnx_file: str | os.PathLike | None = None):
-        self.meta = read_checked_metadata(run)
-        self.path = Path(onnx_file) if onnx_file else Path(run) / ONNX_FILE
+        self.meta = read_metadata(run)
+        self.path = Path(onnx_file) if onnx_file else RunFolder(run).onnx
         self.session = open_session(self.path)
         check_exported_from(self.session, self.path, run)
 
@@ -127,7 +126,7 @@ def open_backend(run: str | os.PathLike, backend: str, device: torch.device, onn
         return TorchBackend(run, device)
     if backend == "onnx":
         return OnnxBackend(run, onnx_file or None)
-    path = Path(onnx_file) if onnx_file else Path(run) / ONNX_FILE
+    path = Path(onnx_file) if onnx_file else RunFolder(run).onnx
     if device.type == "cpu" and path.is_file() and onnxruntime_available():
         try:
             return OnnxBackend(run, path)

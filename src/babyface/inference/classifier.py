@@ -1,4 +1,4 @@
-"""Prediction on image files and folders with a trained bundle: probabilities for every class."""
+"""The Classifier: a trained run turned into calibrated probabilities for files, images, faces and crops."""
 
 from __future__ import annotations
 
@@ -7,21 +7,22 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
-from babyface.bundle.single import meta_temperature
-from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, face_squares
-from babyface.data.framing import Framing, decode_framed, found_text
-from babyface.data.images import display_path, is_image_file, resize_square
-from babyface.engine import logits_with_tta, resolve_device
-from babyface.errors import DataError
-from babyface.inference.backends import Backend, open_backend
+from babyface.bundle.single import Bundle
+from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, face_boxes, square_crop
+from babyface.data.framing import Framing, decode_framed, found_text, framed_view
+from babyface.data.images import display_path, is_image_file, load_rgb, to_rgb
+from babyface.engine import logits_with_tta, resolve_device, tta_views
+from babyface.errors import BabyfaceError, DataError
+from babyface.inference.backends import Backend, TorchBackend, open_backend
 from babyface.inference.calibration import calibrated_probabilities
 from babyface.io import csv_text
+from babyface.run import ModelMeta
 
 log = logging.getLogger("babyface")
 UNCERTAIN = "uncertain"
@@ -48,65 +49,97 @@ class FacePrediction:
     probabilities: dict[str, float]
 
 
-def square_crop(rgb: np.ndarray, box: Sequence[int], size: int) -> np.ndarray:
-    """The box of an H×W×3 uint8 image resized to ``size``×``size`` (what the model sees)."""
-    left, top, right, bottom = box
-    return resize_square(Image.fromarray(rgb[top:bottom, left:right]), size)
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
-def face_boxes(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE, margin: float = DEFAULT_MARGIN,
-               detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> tuple[list[tuple[int, int, int, int]], list[float | None]]:
-    """Squares to classify in an H×W×3 image, largest face first, and their detector scores; without a face,
-    the whole image with score None."""
-    squares = face_squares(rgb, detector, min_score, margin, max_side=detect_size, min_face=min_face)
-    if not squares:
-        height, width = rgb.shape[:2]
-        return [(0, 0, width, height)], [None]
-    return [box for box, _ in squares], [score for _, score in squares]
+class Classifier:
+    """A trained run ready to classify, and the one path from a bundle to probabilities that evaluate, predict, serve,
+    video, explain, export and the Python API share: framing, normalisation, test-time augmentation, temperature,
+    abstention and the torch or ONNX back end.
 
-
-class Predictor:
-    """Loads a bundle once; ``predict_files`` and ``predict_images`` can then be called many times.
-
-    ``backend``: 'torch', 'onnx' (``onnx_file``, default RUN/model.onnx) or 'auto' (onnx when an exported model
-    of this run exists and onnxruntime is installed, else torch); see ``babyface.inference.backends``. ``tta='flip'`` averages
-    the calibrated probabilities of each image and its mirror (the backend runs the mirrored batch too).
+    ``backend``: 'torch', 'onnx' (``onnx_file``, default RUN/model.onnx) or 'auto' (onnx when an exported model of this
+    run exists and onnxruntime is installed, else torch); see ``babyface.inference.backends``. ``tta='flip'`` averages
+    the calibrated probabilities of each image and its mirror. Below ``min_confidence`` the label is ``uncertain``.
+    ``framing`` is how ``predict`` frames photos (default: the square around the largest face, as ``data crop`` cuts it).
     """
 
     def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64, min_confidence: float = 0.0,
-                 backend: str = "auto", onnx_file: str = "", tta: str = "none"):
+                 backend: str = "auto", onnx_file: str = "", tta: str = "none", framing: Framing = Framing()):
+        self.run = Path(run)
         self.device = resolve_device(device)
         self.backend: Backend = open_backend(run, backend, self.device, onnx_file)
         self.batch_size = batch_size
         self.min_confidence = min_confidence
         self.tta = tta
+        self.framing = framing
+        tta_views(torch.zeros(0, 3, 1, 1), tta)  # an unknown --tta fails here, not at the first image
+
+    def __repr__(self) -> str:
+        return (f"Classifier({display_path(self.run)!r}: {self.meta.arch.name}, classes {self.classes}, "
+                f"{self.image_size}px, backend {self.backend.name}, tta {self.tta})")
 
     @property
-    def meta(self) -> dict:
+    def meta(self) -> ModelMeta:
         """The bundle's model.json (whichever backend runs the model)."""
         return self.backend.meta
 
     @property
     def classes(self) -> list[str]:
-        return list(self.meta["classes"])
+        return list(self.meta.classes)
 
     @property
     def image_size(self) -> int:
-        return int(self.meta["image_size"])
+        return self.meta.image_size
+
+    @property
+    def temperature(self) -> float:
+        return self.meta.temperature
+
+    @property
+    def bundle(self) -> Bundle:
+        """The PyTorch bundle (model, normalisation): for Grad-CAM and export, which need the torch model itself."""
+        if not isinstance(self.backend, TorchBackend):
+            raise BabyfaceError(f"{display_path(self.run)}: this needs the PyTorch model; use backend='torch'")
+        return self.backend.bundle
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 N×3×S×S at the bundle's size → logits N×C (float32, CPU), without test-time augmentation."""
         return self.backend.logits(images, self.batch_size)
 
+    def view_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits N×C, or V×N×C with test-time augmentation (one slice per view); ``calibrate`` turns either into
+        probabilities."""
+        return logits_with_tta(self.logits, images, self.tta)
+
+    def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (N×C or V×N×C) → calibrated probabilities N×C, averaged over the views."""
+        return calibrated_probabilities(logits, self.temperature)
+
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 N×3×S×S at the bundle's size → calibrated probabilities N×C (averaged over the TTA views)."""
-        return calibrated_probabilities(logits_with_tta(self.logits, images, self.tta), meta_temperature(self.meta))
+        return self.calibrate(self.view_logits(images))
+
+    def predict(self, inputs: ImageInput | Sequence[ImageInput]) -> Prediction | list[Prediction]:
+        """Classify one image (a file path, a PIL image or an H×W×3 / H×W uint8 array) or a list of them; each is framed
+        as ``self.framing`` says. One input gives one Prediction, a list gives a list."""
+        if isinstance(inputs, (list, tuple)):
+            return [self._predict_one(item) for item in inputs]
+        return self._predict_one(inputs)
+
+    def _predict_one(self, item: ImageInput) -> Prediction:
+        if isinstance(item, (str, os.PathLike)):
+            name, image = display_path(item), load_rgb(item)
+        else:
+            name, image = "<image>", as_rgb_image(item)
+        pixels, box = framed_view(image, self.framing, self.image_size)
+        probs = self.probabilities(torch.from_numpy(pixels).permute(2, 0, 1)[None])[0]
+        return Prediction(name, *self.label(probs), face_found=None if self.framing.mode == "whole" else box is not None)
 
     def predict_files(self, paths: Sequence[Path], strict: bool = False, progress: bool = False,
-                      framing: Framing = Framing()) -> tuple[list[Prediction], list[str]]:
-        """One prediction per decodable file, each image framed as ``framing`` says (by default the square around its
-        largest face, as ``data crop`` cuts it); the names of the files skipped."""
-        framed = decode_framed(paths, None, self.image_size, framing, strict=strict, progress=progress, desc="predict")
+                      framing: Framing | None = None) -> tuple[list[Prediction], list[str]]:
+        """One prediction per decodable file, each image framed as ``framing`` (default ``self.framing``) says;
+        the names of the files skipped."""
+        framed = decode_framed(paths, None, self.image_size, framing or self.framing, strict=strict, progress=progress, desc="predict")
         decoded = framed.decoded
         if len(decoded) == 0:
             return [], decoded.skipped
@@ -122,9 +155,10 @@ class Predictor:
         """Probabilities N×C for S×S×3 uint8 crops at the bundle's size."""
         return self.probabilities(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2))
 
-    def predict_faces(self, image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE,
+    def predict_faces(self, image: ImageInput, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE,
                       margin: float = DEFAULT_MARGIN, detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> list[FacePrediction]:
-        """Every face found in an RGB image, largest first; without one, the whole image as one (``face_detected`` False)."""
+        """Every face found in an image, largest first; without one, the whole image as one (``face_detected`` False)."""
+        image = load_rgb(image) if isinstance(image, (str, os.PathLike)) else as_rgb_image(image)
         rgb = np.asarray(image, dtype=np.uint8)
         boxes, scores = face_boxes(rgb, detector, min_score, margin, detect_size, min_face)
         return self.face_predictions(boxes, scores, self.classify_boxes(rgb, boxes))
@@ -139,6 +173,16 @@ class Predictor:
         best = int(probs.argmax())
         label = self.classes[best] if values[best] >= self.min_confidence else UNCERTAIN
         return label, values[best], dict(zip(self.classes, values))
+
+
+def as_rgb_image(image: Image.Image | np.ndarray) -> Image.Image:
+    """A PIL image (any mode) or a uint8 array (H×W gray, H×W×3 RGB, H×W×4 RGBA) as an RGB PIL image."""
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise DataError(f"image array of shape {array.shape} and dtype {array.dtype}: give uint8 H×W, H×W×3 (RGB) or H×W×4")
+    return to_rgb(Image.fromarray(array))
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:

@@ -16,11 +16,11 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from babyface.bundle import bundle_sha256, load_bundle
+from babyface.bundle import bundle_sha256
 from babyface.bundle.single import Bundle
 from babyface.config import ExportConfig
 from babyface.data.decoded import decode_images
-from babyface.engine import index_batches, normalise, predict_logits
+from babyface.engine import index_batches, normalise
 from babyface.errors import BabyfaceError, DataError, OutputExistsError
 from babyface.inference.backends import (
     INPUT_NAME,
@@ -28,13 +28,14 @@ from babyface.inference.backends import (
     KEY_FORMAT,
     KEY_PRECISION,
     KEY_WEIGHTS,
-    ONNX_FILE,
     ONNX_FORMAT,
     OUTPUT_NAME,
     OnnxBackend,
     onnxruntime_available,
 )
+from babyface.inference.classifier import Classifier
 from babyface.io import atomic_path, write_json
+from babyface.run import RunFolder
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |logit difference| allowed between the fp32 ONNX model and PyTorch
@@ -55,12 +56,13 @@ class _UInt8Model(nn.Module):
 def export_run(config: ExportConfig) -> dict:
     """Export (and with ``int8`` quantise) the bundle in ``config.run``; the parity record is also written as JSON."""
     _check_export_tools()
-    out = Path(config.out) if config.out else Path(config.run) / (INT8_FILE if config.int8 else ONNX_FILE)
+    out = Path(config.out) if config.out else (Path(config.run) / INT8_FILE if config.int8 else RunFolder(config.run).onnx)
     if out.exists() and not config.overwrite:
         raise OutputExistsError(f"{out}: already exists; pass --overwrite to replace it or choose another --out")
     if config.int8 and not config.calibration:
         raise BabyfaceError("--int8 needs --calibration DATA (training images to calibrate the int8 ranges on)")
-    bundle = load_bundle(config.run, "cpu")
+    classifier = Classifier(config.run, device="cpu", backend="torch")
+    bundle = classifier.bundle
     calibration = calibration_images(config.calibration, bundle.image_size, config.calibration_images) if config.calibration else None
     images, source = parity_images(calibration, bundle.image_size, config.parity_images)
     precision = "int8" if config.int8 else "fp32"
@@ -69,7 +71,7 @@ def export_run(config: ExportConfig) -> dict:
         if config.int8:
             quantize_int8(tmp, tmp, calibration)
             tag_precision(tmp, "int8")
-        parity = compare_with_torch(bundle, OnnxBackend(config.run, tmp), images)
+        parity = compare_with_torch(classifier, OnnxBackend(config.run, tmp), images)
         parity.update(precision=precision, source=source, onnx=str(out))
         if precision == "fp32":
             parity.update(tolerance=PARITY_TOLERANCE, passed=parity["max_abs_logit_diff"] < PARITY_TOLERANCE)
@@ -163,8 +165,9 @@ def parity_images(calibration: torch.Tensor | None, size: int, n: int) -> tuple[
     return torch.randint(0, 256, (n, 3, size, size), generator=generator, dtype=torch.uint8), "random"
 
 
-def compare_with_torch(bundle: Bundle, onnx: OnnxBackend, images: torch.Tensor) -> dict:
-    expected = predict_logits(bundle.model, images, bundle.mean, bundle.std, torch.device("cpu"), batch_size=64)
+def compare_with_torch(classifier: Classifier, onnx: OnnxBackend, images: torch.Tensor) -> dict:
+    """The ONNX model's logits against the PyTorch classifier's on the same uint8 images."""
+    expected = classifier.logits(images)
     actual = onnx.logits(images, batch_size=64)
     diff = float((expected - actual).abs().max())
     return {"images": len(images), "max_abs_logit_diff": diff, "top1_agreement": float((expected.argmax(1) == actual.argmax(1)).float().mean())}

@@ -25,10 +25,11 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from babyface import __version__
 from babyface.config import ServeConfig
+from babyface.data.faces import face_boxes, square_crop
 from babyface.data.images import decode_rgb_bytes
 from babyface.errors import BabyfaceError, ImageDecodeError
 from babyface.evaluation.explain import Explainer
-from babyface.inference.classifier import FacePrediction, Predictor, face_boxes, square_crop
+from babyface.inference.classifier import Classifier, FacePrediction
 from babyface.serve.batching import MicroBatcher
 
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
@@ -51,10 +52,10 @@ class FaceService:
 
     def __init__(self, config: ServeConfig):
         self.config = config
-        self.predictor = Predictor(config.run, device=config.device, min_confidence=config.min_confidence, tta=config.tta)
+        self.classifier = Classifier(config.run, device=config.device, min_confidence=config.min_confidence, tta=config.tta)
         self.detecting = threading.BoundedSemaphore(config.workers)
         self.explaining = threading.Lock()
-        self.batcher = MicroBatcher(self.predictor.classify_crops)
+        self.batcher = MicroBatcher(self.classifier.classify_crops)
         self.warm_up()
 
     def warm_up(self) -> None:
@@ -67,7 +68,7 @@ class FaceService:
         return Explainer(self.config.run, device=self.config.device)
 
     def model_info(self) -> dict[str, Any]:
-        meta = self.predictor.meta
+        meta = self.classifier.meta.to_json()
         return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, **{key: getattr(self.config, key) for key in SETTING_KEYS}}
 
     def predict(self, data: bytes, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
@@ -78,8 +79,8 @@ class FaceService:
         c = self.config
         with self.detecting:
             boxes, scores = face_boxes(rgb, c.detector, c.min_score, c.margin, c.detect_size, c.min_face)
-        probs = self.batcher.classify([square_crop(rgb, box, self.predictor.image_size) for box in boxes])
-        faces = self.predictor.face_predictions(boxes, scores, probs)
+        probs = self.batcher.classify([square_crop(rgb, box, self.classifier.image_size) for box in boxes])
+        faces = self.classifier.face_predictions(boxes, scores, probs)
         records = [self._record(face, image, gradcam, target_class) for face in faces]
         return {"width": image.width, "height": image.height, "face_detected": faces[0].face_detected, "faces": records}
 

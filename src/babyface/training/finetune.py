@@ -21,7 +21,7 @@ FROZEN_FLAG = "babyface_frozen"
 def load_init_run(run: str | Path, model_name: str) -> Bundle:
     """The bundle of ``run``, checked to be the architecture being trained."""
     bundle = load_bundle(run)
-    name = bundle.meta["arch"]["name"]
+    name = bundle.meta.arch.name
     if name != model_name:
         raise BabyfaceError(f"--init {run}: that run is a {name}, this one a {model_name}; pass --model {name}")
     return bundle

@@ -7,8 +7,6 @@ Plain functions in the style of torchvision's classification references: ``prepa
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
 import logging
 import math
 import random
@@ -22,29 +20,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
-from babyface.bundle.ensemble import create_ensemble
 from babyface.bundle.single import bundle_metadata, save_bundle
-from babyface.config import EnsembleConfig, TrainConfig, adversary_weight, data_sources, parse_seeds, save_yaml, to_dict
+from babyface.config import TrainConfig, adversary_weight, data_sources, save_yaml, to_dict
 from babyface.data.augment import apply_params, draw_params
-from babyface.data.cache import fit_memory_budget, load_decoded
-from babyface.data.decoded import DecodedImages, channel_stats
-from babyface.data.duplicates import Signatures, signatures
+from babyface.data.decoded import DecodedImages
 from babyface.data.framing import training_framing
 from babyface.data.images import display_path
-from babyface.data.leakage import check_leakage, file_signatures
 from babyface.data.mix import mix_batch, mixed_loss
-from babyface.data.regroup import resolve_groups
-from babyface.data.scan import DatasetScan
-from babyface.data.sources import load_label_map, scan_sources
-from babyface.data.splits import group_stratified_split, limit_per_class, stratified_split
+from babyface.data.sources import load_label_map
 from babyface.engine import index_batches, normalise, predict_logits
-from babyface.errors import BabyfaceError, DataError
+from babyface.errors import BabyfaceError
 from babyface.evaluation.metrics import macro_f1
 from babyface.evaluation.plots import plot_learning_curves
 from babyface.inference.calibration import calibration_summary, fit_temperature
-from babyface.io import atomic_path, prepare_output_dir, write_csv, write_json, write_text
+from babyface.io import atomic_path, prepare_output_dir, write_csv
 from babyface.models import create_model
 from babyface.progress import progress_bar
+from babyface.run import RunFolder, write_split_manifest
 from babyface.training.adversary import SourceAdversary, adversary_strength
 from babyface.training.coverage import (
     MissingClassLoss,
@@ -58,95 +50,17 @@ from babyface.training.coverage import (
 )
 from babyface.training.distributed import DistInfo, barrier, init_distributed, shutdown, sum_across
 from babyface.training.finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
+from babyface.training.prepare import PreparedData, prepare_data
 
 log = logging.getLogger("babyface")
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds"]
 
 
-@dataclass
-class PreparedData:
-    classes: list[str]
-    train: DecodedImages
-    val: DecodedImages
-    split_rows: list[tuple[str, str, str]]  # (file, split, label) for splits.csv
-    skipped: list[str]
-    mean: list[float]
-    std: list[float]
-    sources: dict[Path, str] = field(default_factory=dict)  # image path -> source name (several --data)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def prepare_data(config: TrainConfig) -> PreparedData:
-    """Scan, decode once (through the decode cache), split off validation (and test for a one-folder dataset),
-    hold the images in memory or stream them (--cache-mem), compute normalisation."""
-    opts = config.data_options
-    label_map = load_label_map(opts.label_map) if opts.label_map else None
-    scan = scan_sources(data_sources(config), label_map, opts.test_fraction, config.seed)
-    samples = scan.train.samples
-    split_rows: list[tuple[str, str, str]] = []
-    if scan.layout == "folders":
-        kept, held = stratified_split([s.label for s in samples], opts.test_fraction, config.seed)
-        split_rows += [(_relative(samples[i].path, scan.root), "test", scan.classes[samples[i].label]) for i in held]
-        samples = [samples[i] for i in kept]
-    samples = [samples[i] for i in limit_per_class([(s.source, s.label) for s in samples], opts.max_per_class, config.seed)]
-    decoded = load_decoded([s.path for s in samples], [s.label for s in samples], opts, config.progress, "decode train")
-    _check_decoded(decoded, scan)
-    if opts.leakage_check:
-        test_paths = [s.path for s in scan.test.samples] if scan.test is not None else [scan.root / row[0] for row in split_rows]
-        _check_train_test_leakage(decoded, test_paths, scan.root, config)
-    train, val = fit_memory_budget(_validation_split(decoded, scan, config), opts.cache_mem)
-    split_rows += _rows(train, "train", scan) + _rows(val, "val", scan)
-    if scan.test is not None:
-        split_rows += [(_relative(s.path, scan.root), "test", scan.classes[s.label]) for s in scan.test.samples]
-    mean, std = channel_stats(train.images)
-    sources = {s.path: s.source for s in scan.train.samples if s.source}
-    return PreparedData(scan.classes, train, val, sorted(split_rows), decoded.skipped, mean, std, sources)
-
-
-def _validation_split(decoded: DecodedImages, scan: DatasetScan, config: TrainConfig) -> tuple[DecodedImages, DecodedImages]:
-    """DATA/val when it exists; else a stratified share of train, keeping --group-by groups whole."""
-    opts = config.data_options
-    if scan.val is not None:
-        val = load_decoded([s.path for s in scan.val.samples], [s.label for s in scan.val.samples], opts, config.progress, "decode val")
-        return decoded, val
-    labels = decoded.labels.tolist()
-    if opts.group_by:
-        files = [_relative(p, scan.root) for p in decoded.paths]
-        groups = resolve_groups(scan.root, files, decoded.paths, opts.group_by, opts.manifest, config.progress)
-        assigned = group_stratified_split(labels, groups, {"val": opts.val_fraction}, config.seed + 1)
-        return (decoded.subset([i for i, s in enumerate(assigned) if s == "train"]),
-                decoded.subset([i for i, s in enumerate(assigned) if s == "val"]))
-    train_idx, val_idx = stratified_split(labels, opts.val_fraction, config.seed + 1)
-    return decoded.subset(train_idx), decoded.subset(val_idx)
-
-
-def _check_train_test_leakage(decoded: DecodedImages, test_paths: list[Path], root: Path, config: TrainConfig) -> None:
-    if not test_paths:
-        return
-    test, kept = file_signatures(test_paths, progress=config.progress)
-    train = Signatures.concat([signatures(chunk.numpy()) for chunk in decoded.images.split(2048)])
-    check_leakage(train, decoded.paths, test, kept, root, strict=config.data_options.strict)
-
-
-def _relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
-def _rows(images: DecodedImages, split: str, scan: DatasetScan) -> list[tuple[str, str, str]]:
-    return [(_relative(p, scan.root), split, scan.classes[int(label)]) for p, label in zip(images.paths, images.labels)]
-
-
-def _check_decoded(decoded: DecodedImages, scan: DatasetScan) -> None:
-    present = set(decoded.labels.tolist())
-    for label, name in enumerate(scan.classes):
-        if label not in present:
-            raise DataError(f"{display_path(scan.train.root / name)}: no image in this class could be decoded; fix or replace its files")
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -320,7 +234,6 @@ def validate(model: nn.Module, data: DecodedImages, mean: list[float], std: list
     }
 
 
-CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = "babyface-checkpoint"
 
 
@@ -349,7 +262,7 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
         if dist.is_main:
             if not resume:
                 prepare_output_dir(out, overwrite=config.overwrite)
-            handler = _attach_log_file(out / "train.log")
+            handler = _attach_log_file(RunFolder(out).train_log)
         else:
             log.setLevel(logging.ERROR)  # one voice: rank 0 reports progress and warnings (e.g. leakage) once
         barrier(dist)
@@ -383,11 +296,11 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
     ema = AveragedModel(model, avg_fn=ema_with_warmup(config.ema), use_buffers=True) if config.ema else None
     state = TrainingState()
     if resume:
-        state = restore_checkpoint(out / CHECKPOINT_FILE, model, optimizer, scheduler, generator, ema, objective.adversary)
+        state = restore_checkpoint(RunFolder(out).checkpoint, model, optimizer, scheduler, generator, ema, objective.adversary)
         log.info("resuming %s after epoch %d of %d", out, state.epoch, config.epochs)
     if dist.is_main:
-        save_yaml(config, out / "config.yaml")
-        _write_splits(out / "splits.csv", data.split_rows)
+        save_yaml(config, RunFolder(out).config)
+        write_split_manifest(RunFolder(out).splits, data.split_rows)
     log.info("data %s: classes %s, %d train, %d val, %d skipped; device %s%s",
              " + ".join(data_sources(config)), data.classes, len(data.train), len(data.val), len(data.skipped), device,
              f", {dist.world_size} processes (global batch {config.batch_size * dist.world_size})" if dist.enabled else "")
@@ -424,7 +337,7 @@ def build_model(config: TrainConfig, data: PreparedData) -> nn.Module:
     if not config.init:
         return create_model(config.model, len(data.classes), config.data_options.image_size, **config.model_args)
     bundle = load_init_run(config.init, config.model)
-    options = {**bundle.meta["arch"].get("kwargs", {}), **config.model_args}
+    options = {**bundle.meta.arch.kwargs, **config.model_args}
     model = create_model(config.model, len(data.classes), config.data_options.image_size, **options)
     init_from(model, bundle, data.classes)
     data.mean, data.std = bundle.mean, bundle.std  # the pretrained first layer expects its own input scale
@@ -454,9 +367,9 @@ def run_epochs(config, out, data, model, objective: Objective, optimizer, schedu
             state.best = {"val_macro_f1": score, "epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
             state.best_state = copy.deepcopy(evaluated.state_dict())
         if dist.is_main:
-            save_checkpoint(out / CHECKPOINT_FILE, unwrap(model), optimizer, scheduler, generator, state, ema, objective.adversary)
+            save_checkpoint(RunFolder(out).checkpoint, unwrap(model), optimizer, scheduler, generator, state, ema, objective.adversary)
             state.saved_epoch = epoch
-            _write_history(out / "history.csv", state.history)
+            _write_history(RunFolder(out).history, state.history)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -515,7 +428,7 @@ def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch
 def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn.Module, state: TrainingState,
                    device: torch.device, objective: Objective) -> None:
     history, best = state.history, state.best
-    plot_learning_curves(history, out / "learning_curves.png", title=f"{config.model} on {' + '.join(Path(p).name for p in data_sources(config))}")
+    plot_learning_curves(history, RunFolder(out).learning_curves, title=f"{config.model} on {' + '.join(Path(p).name for p in data_sources(config))}")
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     calibration = calibrate_on_validation(model, data, device, config.batch_size)
@@ -525,13 +438,13 @@ def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn
         metrics={"best_epoch": best["epoch"], "val_macro_f1": best.get("val_macro_f1"), "val_acc": best.get("val_acc"),
                  "val_loss": best.get("val_loss"), "epochs_run": len(history),
                  "seconds_per_epoch": round(sum(r["seconds"] for r in history) / max(len(history), 1), 3)},
-        data={"root": display_path(Path(data_sources(config)[0]).resolve()), "train": len(data.train), "val": len(data.val),
+        data={"root": display_path(data.root.resolve()), "train": len(data.train), "val": len(data.val),
               "skipped": len(data.skipped), "sources": [display_path(Path(p).resolve()) for p in data_sources(config)],
               "label_map": load_label_map(config.data_options.label_map) if config.data_options.label_map else {},
               **objective.summary()},
         calibration=calibration, framing=training_framing(config.data_options.framing, data_sources(config)),
     )
-    meta["temperature"] = calibration["temperature"]
+    meta.temperature = calibration["temperature"]
     save_bundle(out, model, meta)
     log.info("best epoch %d (validation macro-F1 %.4f); bundle written to %s", best["epoch"], best.get("val_macro_f1", 0), out)
 
@@ -548,45 +461,6 @@ def calibrate_on_validation(model: nn.Module, data: PreparedData, device: torch.
     return {**summary, "split": "validation"}
 
 
-SUMMARY_METRICS = ("val_macro_f1", "val_acc", "val_loss", "best_epoch", "seconds_per_epoch")
-
-
-def fit_seeds(config: TrainConfig) -> Path:
-    """One run per seed in ``config.seeds`` (OUT/seed0, OUT/seed1, …), OUT/summary.json + summary.md (mean ± std
-    across seeds of each run's best validation metrics) and OUT/ensemble, a bundle averaging the seeds' models."""
-    out = prepare_output_dir(config.out, overwrite=config.overwrite)
-    runs = []
-    for seed in parse_seeds(config.seeds):
-        log.info("seed %d: training into %s", seed, out / f"seed{seed}")
-        run = fit(dataclasses.replace(config, seed=seed, seeds="", out=str(out / f"seed{seed}"), overwrite=True))
-        runs.append({"seed": seed, "run": run.name, **json.loads((run / "model.json").read_text())["metrics"]})
-    summary = summarise_seeds(runs)
-    write_json(out / "summary.json", summary)
-    write_text(out / "summary.md", format_seed_summary(summary))
-    if len(runs) > 1:  # averaging the seeds' models was the most reliable gain measured (README: the infant recipe)
-        create_ensemble(EnsembleConfig(runs=[str(out / r["run"]) for r in runs], out=str(out / "ensemble")))
-    return out
-
-
-def summarise_seeds(runs: list[dict]) -> dict:
-    """Mean and sample standard deviation (0 for one seed) of each metric in SUMMARY_METRICS across runs."""
-    metrics = {}
-    for key in SUMMARY_METRICS:
-        values = np.array([r[key] for r in runs if r.get(key) is not None], dtype=float)
-        if len(values):
-            std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-            metrics[key] = {"mean": round(float(values.mean()), 6), "std": round(std, 6), "values": values.tolist()}
-    return {"seeds": [r["seed"] for r in runs], "runs": runs, "metrics": metrics}
-
-
-def format_seed_summary(summary: dict) -> str:
-    lines = [f"Best validation metrics across seeds {', '.join(map(str, summary['seeds']))} (mean ± sample std)", "",
-             "| metric | mean ± std | per seed |", "|---|---|---|"]
-    for key, m in summary["metrics"].items():
-        lines.append(f"| {key} | {m['mean']:.4f} ± {m['std']:.4f} | {', '.join(f'{v:.4g}' for v in m['values'])} |")
-    return "\n".join(lines) + "\n"
-
-
 def _format_epoch(row: dict, epochs: int) -> str:
     return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} macro-F1 {row['val_macro_f1']:.4f}  "
@@ -595,10 +469,6 @@ def _format_epoch(row: dict, epochs: int) -> str:
 
 def _write_history(path: Path, history: list[dict]) -> None:
     write_csv(path, HISTORY_FIELDS, [[_fmt(row[k]) for k in HISTORY_FIELDS] for row in history])
-
-
-def _write_splits(path: Path, rows: list[tuple[str, str, str]]) -> None:
-    write_csv(path, ["file", "split", "label"], rows)
 
 
 def _fmt(value) -> str:

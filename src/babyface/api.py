@@ -1,0 +1,55 @@
+"""The Python API, for notebooks and scripts: the same library and typed configs as the command line.
+
+    import babyface
+
+    model = babyface.load("runs/r18")                   # a Classifier
+    model.predict("baby.jpg")                           # Prediction(file='baby.jpg', label='happy', confidence=0.93, ...)
+    model.predict([pil_image, numpy_array])             # a list in, a list out; faces found and framed as everywhere
+
+    run = babyface.train(data="babyface_data", model="resnet18", out="runs/r18", epochs=23)
+    metrics = babyface.evaluate("runs/r18")             # the run's own held-out test split
+    metrics["accuracy"], metrics["macro_f1"]
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from babyface.config import EvalConfig, TrainConfig, from_dict, merge, with_recipe
+from babyface.data.framing import Framing
+from babyface.evaluation.evaluate import evaluate_run
+from babyface.inference.classifier import Classifier
+from babyface.run import default_run_folder
+from babyface.training.fit import fit
+from babyface.training.seeds import fit_seeds
+
+
+def load(run: str | os.PathLike, *, device: str = "auto", backend: str = "auto", tta: str = "none",
+         min_confidence: float = 0.0, framing: str = "face", batch_size: int = 64) -> Classifier:
+    """The model in a run folder (single or ensemble), ready to ``predict`` paths, PIL images and numpy arrays.
+
+    ``framing='face'`` classifies the square around each image's largest face, as ``babyface predict`` does;
+    ``'whole'`` classifies images as given (already tight face crops). ``backend``, ``tta`` and ``min_confidence``
+    mean what the ``predict`` command's options of the same names mean."""
+    return Classifier(run, device=device, batch_size=batch_size, min_confidence=min_confidence, backend=backend, tta=tta,
+                      framing=Framing(framing))
+
+
+def train(config: TrainConfig | None = None, /, **options: Any) -> Path:
+    """Train as ``babyface train`` does and return the run folder. Give a TrainConfig, options by their config names
+    (``data=``, ``model=``, ``epochs=``, ``recipe=``, nested ones as dicts: ``data_options={"image_size": 48}``), or
+    both (options override the config). With ``seeds="0,1,2"`` it trains one run per seed and returns their folder."""
+    config = merge(config, options) if config is not None else from_dict(TrainConfig, with_recipe(options), where="babyface.train")
+    if not config.out:
+        config.out = str(default_run_folder(config.model))
+    return fit_seeds(config) if config.seeds else fit(config)
+
+
+def evaluate(config: EvalConfig | str | os.PathLike, /, **options: Any) -> dict:
+    """Evaluate a run as ``babyface evaluate`` does and return its metrics (also written to RUN/evaluation/).
+    ``babyface.evaluate("runs/r18")`` uses the run's own held-out test split; ``data=`` evaluates on other data."""
+    if isinstance(config, EvalConfig):
+        return evaluate_run(merge(config, options))
+    return evaluate_run(from_dict(EvalConfig, {"run": str(config), **options}, where="babyface.evaluate"))

@@ -1,0 +1,112 @@
+"""Training data, prepared once: scanned, decoded (through the cache), split, checked for leakage, normalised.
+
+``prepare_data(config)`` returns everything the loop needs and the rows of the run's split manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from babyface.config import TrainConfig, data_sources
+from babyface.data.cache import fit_memory_budget, load_decoded
+from babyface.data.decoded import DecodedImages, channel_stats
+from babyface.data.duplicates import Signatures, signatures
+from babyface.data.images import display_path
+from babyface.data.leakage import check_leakage, file_signatures
+from babyface.data.regroup import resolve_groups
+from babyface.data.scan import DatasetScan, Sample
+from babyface.data.sources import load_label_map, scan_sources
+from babyface.data.splits import group_stratified_split, limit_per_class, stratified_split
+from babyface.errors import DataError
+from babyface.run import SplitRow
+
+log = logging.getLogger("babyface")
+
+
+@dataclass
+class PreparedData:
+    classes: list[str]
+    train: DecodedImages
+    val: DecodedImages
+    split_rows: list[SplitRow]  # every image's split, for the run's split manifest (splits.csv)
+    skipped: list[str]
+    mean: list[float]
+    std: list[float]
+    sources: dict[Path, str] = field(default_factory=dict)  # image path -> source name (several --data)
+    root: Path = Path(".")  # the split manifest's files are relative to it
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """Scan, decode once (through the decode cache), split off validation (and test for a one-folder dataset),
+    hold the images in memory or stream them (--cache-mem), compute normalisation."""
+    opts = config.data_options
+    label_map = load_label_map(opts.label_map) if opts.label_map else None
+    scan = scan_sources(data_sources(config), label_map, opts.test_fraction, config.seed)
+    samples = scan.train.samples
+    split_rows: list[SplitRow] = []
+    if scan.layout == "folders":
+        kept, held = stratified_split([s.label for s in samples], opts.test_fraction, config.seed)
+        split_rows += [_row(samples[i], "test", scan) for i in held]
+        samples = [samples[i] for i in kept]
+    samples = [samples[i] for i in limit_per_class([(s.source, s.label) for s in samples], opts.max_per_class, config.seed)]
+    decoded = load_decoded([s.path for s in samples], [s.label for s in samples], opts, config.progress, "decode train")
+    _check_decoded(decoded, scan)
+    if opts.leakage_check:
+        test_paths = [s.path for s in scan.test.samples] if scan.test is not None else [scan.root / row.file for row in split_rows]
+        _check_train_test_leakage(decoded, test_paths, scan.root, config)
+    train, val = fit_memory_budget(_validation_split(decoded, scan, config), opts.cache_mem)
+    sources = {s.path: s.source for split in (scan.train, scan.val, scan.test) if split is not None for s in split.samples if s.source}
+    split_rows += _rows(train, "train", scan, sources) + _rows(val, "val", scan, sources)
+    if scan.test is not None:
+        split_rows += [_row(s, "test", scan) for s in scan.test.samples]
+    mean, std = channel_stats(train.images)
+    return PreparedData(scan.classes, train, val, split_rows, decoded.skipped, mean, std, sources, scan.root)
+
+
+def _validation_split(decoded: DecodedImages, scan: DatasetScan, config: TrainConfig) -> tuple[DecodedImages, DecodedImages]:
+    """DATA/val when it exists; else a stratified share of train, keeping --group-by groups whole."""
+    opts = config.data_options
+    if scan.val is not None:
+        val = load_decoded([s.path for s in scan.val.samples], [s.label for s in scan.val.samples], opts, config.progress, "decode val")
+        return decoded, val
+    labels = decoded.labels.tolist()
+    if opts.group_by:
+        files = [_relative(p, scan.root) for p in decoded.paths]
+        groups = resolve_groups(scan.root, files, decoded.paths, opts.group_by, opts.manifest, config.progress)
+        assigned = group_stratified_split(labels, groups, {"val": opts.val_fraction}, config.seed + 1)
+        return (decoded.subset([i for i, s in enumerate(assigned) if s == "train"]),
+                decoded.subset([i for i, s in enumerate(assigned) if s == "val"]))
+    train_idx, val_idx = stratified_split(labels, opts.val_fraction, config.seed + 1)
+    return decoded.subset(train_idx), decoded.subset(val_idx)
+
+
+def _check_train_test_leakage(decoded: DecodedImages, test_paths: list[Path], root: Path, config: TrainConfig) -> None:
+    if not test_paths:
+        return
+    test, kept = file_signatures(test_paths, progress=config.progress)
+    train = Signatures.concat([signatures(chunk.numpy()) for chunk in decoded.images.split(2048)])
+    check_leakage(train, decoded.paths, test, kept, root, strict=config.data_options.strict)
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _row(sample: Sample, split: str, scan: DatasetScan) -> SplitRow:
+    return SplitRow(_relative(sample.path, scan.root), split, scan.classes[sample.label], sample.source or "")
+
+
+def _rows(images: DecodedImages, split: str, scan: DatasetScan, sources: dict[Path, str]) -> list[SplitRow]:
+    return [SplitRow(_relative(p, scan.root), split, scan.classes[int(label)], sources.get(p, ""))
+            for p, label in zip(images.paths, images.labels)]
+
+
+def _check_decoded(decoded: DecodedImages, scan: DatasetScan) -> None:
+    present = set(decoded.labels.tolist())
+    for label, name in enumerate(scan.classes):
+        if label not in present:
+            raise DataError(f"{display_path(scan.train.root / name)}: no image in this class could be decoded; fix or replace its files")
+
+
