@@ -32,7 +32,7 @@ from serve_load import load_frames  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 
 OLD = {"detect_size": 640, "min_face": 0.0, "memory_format": torch.contiguous_format}  # before the serve speed-up
-NEW = {"detect_size": ServeConfig.detect_size, "min_face": ServeConfig.min_face, "memory_format": torch.channels_last}
+NEW = {"detect_size": ServeConfig().detect_size, "min_face": ServeConfig().min_face, "memory_format": torch.channels_last}
 
 
 def use_memory_format(memory_format: torch.memory_format) -> None:

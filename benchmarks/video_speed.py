@@ -29,8 +29,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=250)
     parser.add_argument("--run", type=Path)
-    parser.add_argument("--detect-every", type=int, default=PredictConfig.detect_every)
-    parser.add_argument("--detect-size", type=int, default=PredictConfig.detect_size)
+    parser.add_argument("--detect-every", type=int, default=PredictConfig().detect_every)
+    parser.add_argument("--detect-size", type=int, default=PredictConfig().detect_size)
     parser.add_argument("--annotate", action="store_true", help="also write the annotated video")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -25,7 +23,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def only(**changes) -> AugmentConfig:
-    return dataclasses.replace(OFF, **changes)
+    return OFF.replace(**changes)
 
 
 @pytest.mark.parametrize("config", [AugmentConfig(), only(rotation=45.0, shear=30.0, scale_min=0.5, scale_max=1.5, hflip=0.5,
@@ -71,7 +69,7 @@ def test_input_not_modified_in_place() -> None:
 
 def test_disabled_returns_batch_unchanged() -> None:
     x = images()
-    config = dataclasses.replace(AugmentConfig(), enabled=False)
+    config = AugmentConfig(enabled=False)
     assert torch.equal(augment_batch(x, config, gen()), x)
 
 

@@ -3,7 +3,6 @@ detected and rebuilt, memory budget (--cache-mem) streaming from the cache file 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -206,13 +205,13 @@ def test_decode_images_holds_no_more_than_the_raw_bytes(faces) -> None:
 def test_training_streamed_from_the_cache_file_equals_training_in_memory(tiny_data, tmp_path, caplog) -> None:
     config = TrainConfig(data=str(tiny_data), model="cnn", epochs=2, progress=False, seed=4,
                          data_options=DataConfig(cache_dir=str(tmp_path / "cache")))
-    tiny = dataclasses.replace(config, data_options=dataclasses.replace(config.data_options, cache_mem=0.01))
+    tiny = config.replace(data_options=config.data_options.replace(cache_mem=0.01))
     assert isinstance(prepare_data(tiny).train.images, MappedImages)
     assert isinstance(prepare_data(config).train.images, torch.Tensor)
     runs = {}
     for name, options in {"memory": config, "streamed": tiny}.items():
         with caplog.at_level(logging.INFO, logger="babyface"):
-            runs[name] = fit(dataclasses.replace(options, out=str(tmp_path / name)))
+            runs[name] = fit(options.replace(out=str(tmp_path / name)))
     assert "batches are read from the cache file" in caplog.text
     memory, streamed = (load_file(runs[n] / "model.safetensors") for n in ("memory", "streamed"))
     assert memory.keys() == streamed.keys() and all(torch.equal(memory[k], streamed[k]) for k in memory)

@@ -38,7 +38,7 @@ def test_health_and_model_metadata(client) -> None:
     model = client.get("/model").json()
     assert model["classes"] == ["happy", "neutral", "sad"] and model["image_size"] == 64
     assert model["arch"]["name"] == "cnn" and model["max_upload_mb"] == 0.5
-    assert model["min_face"] == ServeConfig.min_face and model["workers"] == ServeConfig.workers
+    assert model["min_face"] == ServeConfig().min_face and model["workers"] == ServeConfig().workers
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
@@ -59,7 +59,7 @@ def test_predict_finds_the_face_and_matches_the_predictor(client, untrained_run)
     assert box["right"] - box["left"] == box["bottom"] - box["top"]
     assert abs(sum(face["probabilities"].values()) - 1) < 1e-5
     assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
-    expected = Classifier(untrained_run, device="cpu").predict_faces(image, min_face=ServeConfig.min_face)[0]
+    expected = Classifier(untrained_run, device="cpu").predict_faces(image, min_face=ServeConfig().min_face)[0]
     assert face["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
 
 

@@ -56,7 +56,7 @@ def test_nll_of_views_is_that_of_their_mean_probabilities():
 
 
 def test_unknown_tta_is_a_clear_error():
-    with pytest.raises(BabyfaceError, match="--tta must be one of none, flip"):
+    with pytest.raises(BabyfaceError, match="--tta: must be one of none, flip"):
         from_dict(PredictConfig, {"tta": "rotate"})
     with pytest.raises(BabyfaceError, match="--tta"):
         logits_with_tta(ColumnWeights(True), images(), "rotate")

@@ -1,7 +1,8 @@
 """The ``babyface`` command line: parsing and printing only; the work happens in the library.
 
-Config flags are generated from the typed config dataclasses, so every option has one name,
-one default and one place where it is documented. Precedence: defaults < --config YAML < flags.
+Every command's positionals and flags, their help, defaults and choices are generated from its pydantic config
+model (``babyface.config``), so every option has one name, one default and one place where it is documented.
+Precedence: defaults < recipe < --config YAML < flags < positionals.
 """
 
 from __future__ import annotations
@@ -10,22 +11,33 @@ import argparse
 import dataclasses
 import logging
 import sys
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import yaml
+from pydantic.fields import FieldInfo
 
 from babyface import __version__
 from babyface.config import (
+    AuditConfig,
+    CompareConfig,
+    ConfigModel,
+    CropConfig,
+    DemoConfig,
     EnsembleConfig,
     EvalConfig,
     ExplainConfig,
     ExportConfig,
+    ModelsConfig,
     PredictConfig,
     ReportConfig,
     ServeConfig,
+    SplitConfig,
+    SynthCommand,
     TrainConfig,
-    choices_for,
+    field_flag,
     from_dict,
     load_yaml,
     with_recipe,
@@ -33,62 +45,104 @@ from babyface.config import (
 from babyface.errors import BabyfaceError
 from babyface.run import RunFolder
 
+C = TypeVar("C", bound=ConfigModel)
+
 log = logging.getLogger("babyface")
 
 
-# ---------------------------------------------------------------- config flags
+# ---------------------------------------------------------------- options from the config models
 
-def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, str, Any]]:
-    """(dest, flag, default) for every option of ``cls``, nested dataclasses flattened (``augment.enabled`` → ``--augment``)."""
-    leaves = []
-    for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        dest = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(default):
-            leaves += _leaf_fields(type(default), dest + ".")
+@dataclass(frozen=True)
+class Leaf:
+    """One option of a command: a field of its config model, nested configs flattened (``augment.hflip``)."""
+
+    dest: str
+    name: str
+    field: FieldInfo
+    group: str | None
+
+    @property
+    def cli(self) -> dict[str, Any]:
+        return self.field.json_schema_extra or {}  # type: ignore[return-value]
+
+    @property
+    def shape(self) -> type:
+        """int, float, str, bool, list, tuple or dict: what the option holds, without Optional or Literal."""
+        annotation = self.field.annotation
+        if typing.get_origin(annotation) is typing.Literal:
+            return str
+        return typing.get_origin(annotation) or annotation  # type: ignore[return-value]
+
+    def argument(self) -> tuple[list[str], dict[str, Any]]:
+        """The names and keyword arguments of ``add_argument`` for this option."""
+        text = self.field.description or ""
+        kwargs: dict[str, Any] = {"help": text.replace("%", "%%")}
+        metavar = self.cli.get("metavar")
+        if typing.get_origin(self.field.annotation) is typing.Literal:
+            kwargs["choices"] = typing.get_args(self.field.annotation)
+        elif self.shape in (int, float, str):
+            kwargs["type"] = self.shape
+        if self.cli.get("positional"):
+            nargs = self.cli["positional"]
+            kwargs.update(metavar=metavar or self.name.upper(), **({} if nargs == "1" else {"nargs": nargs}))
+            return [self.dest], kwargs
+        if "type" in kwargs:
+            metavar = metavar or {int: "N", float: "X", str: "TEXT"}[self.shape]
+        kwargs.update(dest=self.dest, default=argparse.SUPPRESS, metavar=metavar)
+        kwargs["help"] += f" (default: {default_text(self.field)})"
+        if self.shape is bool:
+            kwargs.update(action=argparse.BooleanOptionalAction)
+            del kwargs["metavar"]
+        elif self.shape in (list, dict):
+            kwargs.update(action="append", default=None)
+        return [field_flag(self.name, self.field)], kwargs
+
+    def from_command_line(self, value: Any) -> Any:
+        return parse_model_args(value) if self.shape is dict else value
+
+
+def leaves(cls: type[ConfigModel], prefix: str = "", group: str | None = None) -> list[Leaf]:
+    """Every option of config model ``cls``; fields of a nested config inherit its help section unless they name one."""
+    found = []
+    for name, field in cls.model_fields.items():
+        own = (field.json_schema_extra or {}).get("group", group)  # type: ignore[union-attr]
+        if isinstance(field.annotation, type) and issubclass(field.annotation, ConfigModel):
+            found += leaves(field.annotation, f"{prefix}{name}.", own)
         else:
-            name = prefix.rstrip(".").split(".")[-1] if f.name == "enabled" else f.name
-            leaves.append((dest, "--" + name.replace("_", "-"), default))
-    return leaves
+            found.append(Leaf(prefix + name, name, field, own))
+    return found
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, positional: Sequence[str] = ()) -> None:
-    parser.add_argument("--config", metavar="YAML", help="read options from a YAML file (flags override it)")
-    for dest, flag, default in _leaf_fields(cls):
-        if dest in positional or isinstance(default, (list, dict)):
-            continue
-        owner, option = _leaf_field(cls, dest)
-        choices = choices_for(owner, option.name)
-        text = option.metadata.get("help", "")
-        kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
-        if isinstance(default, bool):
-            kwargs.update(action=argparse.BooleanOptionalAction, help=f"{text} (default: {default})".strip())
+def default_text(field: FieldInfo) -> str:
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple, dict)):
+        return ",".join(map(str, value)) or "none"
+    return str(value) if value != "" else "empty"
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type[ConfigModel]) -> None:
+    """Positionals, flags, help, defaults and choices of a command, all from its config model ``cls``."""
+    parser.add_argument("--config", metavar="YAML", help="read options from a YAML file of name: value lines, nested as "
+                        "in the config.yaml a run writes; flags given as well override it (default: empty)")
+    groups = {title: parser.add_argument_group(title) for title in cls.help_groups}
+    for leaf in leaves(cls):
+        names, kwargs = leaf.argument()
+        if leaf.group is None or leaf.cli.get("positional"):
+            parser.add_argument(*names, **kwargs)
         else:
-            kwargs.update(type=type(default), metavar=type(default).__name__.upper(), help=f"{text} (default: {default!r})".strip())
-            if choices:
-                kwargs.update(choices=choices, metavar=None)
-        parser.add_argument(flag, **kwargs)
+            if leaf.group not in groups:
+                groups[leaf.group] = parser.add_argument_group(leaf.group)
+            groups[leaf.group].add_argument(*names, **kwargs)
 
 
-def _leaf_field(cls: type, dest: str) -> tuple[type, dataclasses.Field]:
-    """The dataclass that holds option ``dest`` (``data_options.framing`` → DataConfig) and its field."""
-    *parents, leaf = dest.split(".")
-    for parent in parents:
-        cls = type(getattr(cls(), parent))
-    return cls, {f.name: f for f in dataclasses.fields(cls)}[leaf]
-
-
-def add_sources_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", dest="sources", action="append", metavar="DATA",
-                        help="another dataset to combine (repeatable); classes are matched by name after --label-map")
-
-
-def build_config(cls: type, args: argparse.Namespace, **extra: Any):
-    """Defaults < YAML (--config) < flags given on the command line < ``extra`` (positionals)."""
+def build_config(cls: type[C], args: argparse.Namespace, **extra: Any) -> C:
+    """Defaults < recipe < YAML (--config) < flags given on the command line < positionals < ``extra``."""
     values: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
-    for dest, _, _ in _leaf_fields(cls):
-        if getattr(args, dest, None) is not None:  # flags not given are absent (SUPPRESS); positionals may be None
-            _set_nested(values, dest, getattr(args, dest))
+    for leaf in leaves(cls):
+        if getattr(args, leaf.dest, None) is not None:  # flags not given are absent (SUPPRESS) or None
+            _set_nested(values, leaf.dest, leaf.from_command_line(getattr(args, leaf.dest)))
     values.update({k: v for k, v in extra.items() if v is not None})
     return from_dict(cls, with_recipe(values), where="options")
 
@@ -120,11 +174,9 @@ def parse_model_args(pairs: Sequence[str] | None) -> dict[str, Any] | None:
 def cmd_synth(args: argparse.Namespace) -> int:
     from babyface.data.synthetic import SynthConfig, generate_dataset
 
-    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-    config = SynthConfig(n=args.n, seed=args.seed, size=args.size, test_fraction=args.test_fraction,
-                         grayscale_share=args.grayscale_share, classes=classes, style=args.style)
-    summary = generate_dataset(args.out, config, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"wrote {summary.get('n', config.n)} synthetic faces to {args.out} (train/ test/ metadata.csv)")
+    config: SynthConfig = build_config(SynthCommand, args)
+    summary = generate_dataset(config.out, config, overwrite=config.overwrite, progress=config.progress)
+    print(f"wrote {summary.get('n', config.n)} synthetic faces to {config.out} (train/ test/ metadata.csv)")
     return 0
 
 
@@ -136,9 +188,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         out = fit(resume_config(args), resume=True)
     else:
-        if not args.data and not args.sources:
+        config = build_config(TrainConfig, args)
+        if not config.data and not config.sources:
             raise BabyfaceError("train needs DATA (or --resume RUN to continue an interrupted run)")
-        config = build_config(TrainConfig, args, data=args.data, sources=args.sources, model_args=parse_model_args(args.model_arg))
         if not config.out:
             config.out = str(default_run_folder(config.model))
         if config.seeds:
@@ -164,7 +216,7 @@ def resume_config(args: argparse.Namespace) -> TrainConfig:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from babyface.evaluation.evaluate import evaluate_run
 
-    config = build_config(EvalConfig, args, run=args.run, data=args.data, sources=args.sources)
+    config = build_config(EvalConfig, args)
     metrics = evaluate_run(config)
     print(format_metrics(metrics))
     if "subgroups" in metrics:
@@ -204,7 +256,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from babyface.io import write_text
     from babyface.video import analyse_videos, is_video_file
 
-    config = build_config(PredictConfig, args, run=args.run, inputs=args.inputs)
+    config = build_config(PredictConfig, args)
     classifier = Classifier(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence,
                           backend=config.backend, onnx_file=config.onnx, tta=config.tta)
     videos = [i for i in config.inputs if is_video_file(i)]
@@ -231,7 +283,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from babyface.inference.export import export_run
 
-    result = export_run(build_config(ExportConfig, args, run=args.run))
+    result = export_run(build_config(ExportConfig, args))
     parity = result["parity"]
     print(f"{result['precision']} ONNX model: {result['onnx']}")
     print(f"parity with PyTorch on {parity['images']} {parity['source']} images: max |logit difference| "
@@ -242,8 +294,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from babyface.bundle.ensemble import create_ensemble
 
-    out = create_ensemble(build_config(EnsembleConfig, args, runs=args.runs))
-    print(f"ensemble of {len(args.runs)} runs: {out}  (use it wherever a RUN is accepted)")
+    config = build_config(EnsembleConfig, args)
+    out = create_ensemble(config)
+    print(f"ensemble of {len(config.runs)} runs: {out}  (use it wherever a RUN is accepted)")
     return 0
 
 
@@ -251,7 +304,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from babyface.evaluation.explain import explain_files
     from babyface.inference.classifier import collect_inputs
 
-    config = build_config(ExplainConfig, args, run=args.run, inputs=args.inputs)
+    config = build_config(ExplainConfig, args)
     records = explain_files(config, collect_inputs(config.inputs))
     for r in records:
         print(f"{r['file']}: predicted {r['predicted']} ({r['confidence']:.2f}), Grad-CAM of {r['explained_class']} -> {r['overlay']}")
@@ -263,7 +316,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from babyface.evaluation.report import build_report
 
-    report, model_card = build_report(build_config(ReportConfig, args, run=args.run))
+    report, model_card = build_report(build_config(ReportConfig, args))
     print(f"report: {report}\nmodel card: {model_card}")
     return 0
 
@@ -272,27 +325,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from babyface.evaluation.compare import compare_runs, format_comparison
     from babyface.io import write_json
 
-    result = compare_runs(args.runs)
+    config = build_config(CompareConfig, args)
+    result = compare_runs(config.runs)
     print(format_comparison(result))
-    if args.output:
-        write_json(args.output, result)
-        print(f"comparison written to {args.output}")
+    if config.output:
+        write_json(config.output, result)
+        print(f"comparison written to {config.output}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from babyface.serve.app import serve
 
-    serve(build_config(ServeConfig, args, run=args.run))
+    serve(build_config(ServeConfig, args))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from babyface.models import list_models, model_info
 
-    print(f"{'model':<10}{'params':>13}{'GFLOPs':>10}  description   (at {args.image_size}×{args.image_size}, {args.num_classes} classes)")
+    config = build_config(ModelsConfig, args)
+    print(f"{'model':<10}{'params':>13}{'GFLOPs':>10}  description   (at {config.image_size}×{config.image_size}, {config.num_classes} classes)")
     for name in list_models():
-        info = model_info(name, num_classes=args.num_classes, image_size=args.image_size)
+        info = model_info(name, num_classes=config.num_classes, image_size=config.image_size)
         print(f"{name:<10}{info['params']:>13,}{info['flops'] / 1e9:>10.3f}  {info['description']}")
     return 0
 
@@ -300,23 +355,21 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_data_audit(args: argparse.Namespace) -> int:
     from babyface.data.audit import AuditConfig, audit_dataset, write_audit
 
-    config = AuditConfig(data=args.data, out=args.out or str(Path(args.data) / "audit"), manifest=args.manifest or "",
-                         group_by=args.group_by or "", threshold=args.threshold, max_sheets=args.max_sheets,
-                         overwrite=args.overwrite, progress=args.progress)
+    config = build_config(AuditConfig, args)
+    config.out = config.out or str(Path(config.data) / "audit")
     report = audit_dataset(config)
     out = write_audit(report, config.out, config)
     print(f"{report.stats['images']} images, {report.stats['unreadable']} unreadable; duplicate clusters: "
           f"{report.count('leakage')} leakage, {report.count('conflict')} conflicting labels, {report.count('duplicate')} within a class"
           + (f"; {len(report.group_leakage)} {config.group_by} groups in more than one split" if config.group_by else ""))
     print(f"report: {out / 'audit.md'}  (audit.json, sheets/)")
-    return 1 if args.strict and report.has_leakage_or_conflict else 0
+    return 1 if config.strict and report.has_leakage_or_conflict else 0
 
 
 def cmd_data_split(args: argparse.Namespace) -> int:
     from babyface.data.regroup import SplitConfig, split_dataset
 
-    config = SplitConfig(data=args.data, out=args.out, test=args.test, val=args.val, group_by=args.group_by or "",
-                         manifest=args.manifest or "", copy=args.copy, seed=args.seed, progress=args.progress)
+    config = build_config(SplitConfig, args)
     summary = split_dataset(config)
     counts = ", ".join(f"{key} {n}" for key, n in summary["counts"].items())
     print(f"{summary['groups']} groups kept whole; {counts}; splits.csv in {summary['out']}")
@@ -326,8 +379,7 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 def cmd_data_crop(args: argparse.Namespace) -> int:
     from babyface.data.crop import CropConfig, crop_faces
 
-    config = CropConfig(src=args.src, out=args.out, margin=args.margin, all_faces=args.all_faces, min_score=args.min_score,
-                        detector=args.detector, overwrite=args.overwrite, progress=args.progress)
+    config = build_config(CropConfig, args)
     summary = crop_faces(config)
     print(f"{summary['crops']} face crop(s) from {summary['images']} images; {summary['no_face']} without a face "
           f"(no_face.txt), {summary['unreadable']} unreadable; crops.csv in {summary['out']}")
@@ -337,8 +389,7 @@ def cmd_data_crop(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from babyface.demo import DemoConfig, run_demo
 
-    config = DemoConfig(out=args.out, n=args.n, seed=args.seed, cnn_epochs=args.cnn_epochs, resnet_epochs=args.resnet_epochs,
-                        overwrite=args.overwrite, device=args.device)
+    config = build_config(DemoConfig, args)
     run_demo(config)
     return 0
 
@@ -350,130 +401,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"babyface {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
+    def command(name: str, func: Callable, config: type[ConfigModel], help: str, parent: Any = sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func, config_model=config)
+        add_config_flags(p, config)
         return p
 
-    p = command("synth", cmd_synth, "generate synthetic infant faces in the BabyFace layout")
-    p.add_argument("out", help="output folder (must be empty or new)")
-    p.add_argument("--n", type=int, default=1800, help="number of images (default: 1800)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives byte-identical images (default: 0)")
-    p.add_argument("--size", type=int, default=128, help="image side in pixels (default: 128)")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="share of each class written to OUT/test (default: 0.2)")
-    p.add_argument("--grayscale-share", type=float, default=0.2, help="share of images saved in grayscale (default: 0.2)")
-    p.add_argument("--classes", default="happy,neutral,sad",
-                   help="comma-separated classes to generate, a subset of happy,neutral,sad (default: all three); "
-                        "images take the classes in turn, e.g. --classes happy,sad for a source without neutral faces")
-    p.add_argument("--style", choices=("photo", "studio", "sketch"), default="photo",
-                   help="rendering: photo (default: cluttered backgrounds, natural skin tones, lighting, noise), "
-                        "studio (the same faces on a plain teal backdrop under an amber cast) or sketch (blue ink on "
-                        "plain paper, posterised, outlined): a look easy to tell apart, to simulate a second data source")
-    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    p = command("train", cmd_train, "train a model on DATA and write a run folder with the model bundle")
-    p.add_argument("data", nargs="?", help="DATA/train/<class>/ + DATA/test/<class>/, or DATA/<class>/")
-    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from RUN/checkpoint.pt")
-    add_sources_flag(p)
-    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model option, e.g. stem=small (repeatable)")
-    add_config_flags(p, TrainConfig, positional=("data",))
-
-    p = command("evaluate", cmd_evaluate, "evaluate a trained run on a test set")
-    p.add_argument("run", help="run folder written by 'babyface train'")
-    p.add_argument("data", nargs="?", help="DATA (uses DATA/test) or a folder of class folders (default: the run's own data)")
-    add_sources_flag(p)
-    add_config_flags(p, EvalConfig, positional=("run", "data"))
-
-    p = command("predict", cmd_predict, "predict the emotion in image files or folders, or of every face over time in videos")
-    p.add_argument("run", help="run folder written by 'babyface train'")
-    p.add_argument("inputs", nargs="+", help="image files and/or folders, or video files (.mp4, .avi, .mov, .mkv, ...)")
-    add_config_flags(p, PredictConfig, positional=("run", "inputs"))
-
-    p = command("export", cmd_export, "export a run's model to ONNX (optionally int8), checked against PyTorch")
-    p.add_argument("run", help="run folder written by 'babyface train'")
-    add_config_flags(p, ExportConfig, positional=("run",))
-
-    p = command("ensemble", cmd_ensemble, "combine runs into one model that averages their calibrated probabilities")
-    p.add_argument("runs", nargs="+", help="two or more run folders with the same classes")
-    add_config_flags(p, EnsembleConfig, positional=("runs",))
-
-    p = command("explain", cmd_explain, "Grad-CAM heatmaps over images: which region drove the prediction")
-    p.add_argument("run", help="run folder written by 'babyface train'")
-    p.add_argument("inputs", nargs="+", help="image files and/or folders")
-    p.add_argument("--class", dest="target_class", metavar="NAME", default=argparse.SUPPRESS, help="explain this class (default: the predicted one)")
-    add_config_flags(p, ExplainConfig, positional=("run", "inputs", "target_class"))
-
-    p = command("report", cmd_report, "one self-contained report.html and a model_card.md for an evaluated run")
-    p.add_argument("run", help="run folder written by 'babyface train' and evaluated with 'babyface evaluate'")
-    add_config_flags(p, ReportConfig, positional=("run",))
-
-    p = command("compare", cmd_compare, "compare evaluated runs: results table and McNemar's test on the same test set")
-    p.add_argument("runs", nargs="+", help="two or more run folders, each evaluated with 'babyface evaluate'")
-    p.add_argument("--output", metavar="FILE", help="also write the comparison as JSON")
-
-    p = command("serve", cmd_serve, "a web page and JSON API: drop photos or use the webcam, see each face's emotion")
-    p.add_argument("run", help="run folder written by 'babyface train'")
-    add_config_flags(p, ServeConfig, positional=("run",))
-
-    p = command("models", cmd_models, "list registered models with parameters and FLOPs")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--num-classes", type=int, default=3)
-
-    add_data_commands(sub)
-
-    p = command("demo", cmd_demo, "synthesise a dataset, train the CNN and ResNet-18, evaluate both, print a results table")
-    p.add_argument("--out", default="demo_out")
-    p.add_argument("--n", type=int, default=1800)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cnn-epochs", type=int, default=None)
-    p.add_argument("--resnet-epochs", type=int, default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
-    return parser
-
-
-def add_data_commands(sub) -> None:
-    from babyface.data.duplicates import DEFAULT_THRESHOLD
-    from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECTORS
+    p = command("synth", cmd_synth, SynthCommand, "generate synthetic infant faces in the BabyFace layout")
+    p.add_argument("--quiet", dest="progress", action="store_false", default=argparse.SUPPRESS,
+                   help="no progress bar, the same as --no-progress (default: off)")
+    p = command("train", cmd_train, TrainConfig, "train a model on DATA and write a run folder with the model bundle")
+    p.add_argument("--resume", metavar="RUN", help="continue the interrupted run in RUN from RUN/checkpoint.pt with its "
+                   "own config.yaml; flags given as well override it, e.g. more --epochs (default: empty = a new run)")
+    command("evaluate", cmd_evaluate, EvalConfig, "evaluate a trained run on a test set")
+    command("predict", cmd_predict, PredictConfig,
+            "predict the emotion in image files or folders, or of every face over time in videos")
+    command("export", cmd_export, ExportConfig, "export a run's model to ONNX (optionally int8), checked against PyTorch")
+    command("ensemble", cmd_ensemble, EnsembleConfig, "combine runs into one model that averages their calibrated probabilities")
+    command("explain", cmd_explain, ExplainConfig, "Grad-CAM heatmaps over images: which region drove the prediction")
+    command("report", cmd_report, ReportConfig, "one self-contained report.html and a model_card.md for an evaluated run")
+    command("compare", cmd_compare, CompareConfig, "compare evaluated runs: results table and McNemar's test on the same test set")
+    command("serve", cmd_serve, ServeConfig, "a web page and JSON API: drop photos or use the webcam, see each face's emotion")
+    command("models", cmd_models, ModelsConfig, "list registered models with parameters and FLOPs")
 
     data = sub.add_parser("data", help="audit, split and crop datasets", description="audit, split and crop datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    command("audit", cmd_data_audit, AuditConfig,
+            "report image statistics and duplicates within classes, across classes and across splits", data_sub)
+    command("split", cmd_data_split, SplitConfig,
+            "write a stratified train/val/test layout in which every group stays whole in one split", data_sub)
+    command("crop", cmd_data_crop, CropConfig, "cut square face crops out of photos, keeping the class layout", data_sub)
 
-    def command(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
-        p = data_sub.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
-        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="(default: True)")
-        return p
-
-    p = command("audit", cmd_data_audit, "report image statistics and duplicates within classes, across classes and across splits")
-    p.add_argument("data", help="DATA/train|val|test/<class>/ or DATA/<class>/")
-    p.add_argument("--out", help="report folder (default: DATA/audit)")
-    p.add_argument("--manifest", help="CSV with a 'file' column (relative to DATA) and a group column")
-    p.add_argument("--group-by", help="manifest column of groups that must not span splits, e.g. identity_group")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help=f"near-duplicate score (default: {DEFAULT_THRESHOLD})")
-    p.add_argument("--max-sheets", type=int, default=20, help="contact sheets per kind of finding (default: 20)")
-    p.add_argument("--strict", action="store_true", help="exit 1 when there is leakage or a conflicting label")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
-
-    p = command("split", cmd_data_split, "write a stratified train/val/test layout in which every group stays whole in one split")
-    p.add_argument("data", help="DATA/<class>/ (or a BabyFace layout, whose splits are pooled first)")
-    p.add_argument("out", help="new or empty output folder")
-    p.add_argument("--test", type=float, default=0.15, help="share of each class for test (default: 0.15)")
-    p.add_argument("--val", type=float, default=0.15, help="share of each class for val; 0 = no val/ (default: 0.15)")
-    p.add_argument("--group-by", help="manifest column of groups (e.g. identity_group), or 'near-duplicates'")
-    p.add_argument("--manifest", help="CSV with 'file' (relative to DATA) and the --group-by column")
-    p.add_argument("--copy", action="store_true", help="copy files instead of hard-linking them")
-    p.add_argument("--seed", type=int, default=0)
-
-    p = command("crop", cmd_data_crop, "cut square face crops out of photos, keeping the class layout")
-    p.add_argument("src", help="SRC/<class>/ or a BabyFace layout of whole-scene photos")
-    p.add_argument("out", help="new or empty output folder")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help=f"added on each side, as a share of the face size (default: {DEFAULT_MARGIN})")
-    p.add_argument("--all-faces", action="store_true", help="one crop per face instead of the largest only")
-    p.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE, help=f"detector confidence to accept a face (default: {DEFAULT_MIN_SCORE})")
-    p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help=f"(default: {DEFAULT_DETECTOR})")
-    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty OUT")
+    command("demo", cmd_demo, DemoConfig,
+            "synthesise a dataset, train the CNN and ResNet-18, evaluate both, print a results table")
+    return parser
 
 
 class _CurrentStderr(logging.StreamHandler):

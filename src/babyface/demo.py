@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
-from babyface.config import EvalConfig, TrainConfig
+from babyface.config import DemoConfig, EvalConfig, TrainConfig
 from babyface.data.synthetic import SynthConfig, generate_dataset
 from babyface.evaluation.evaluate import evaluate_run
 from babyface.io import prepare_output_dir, write_text
@@ -14,28 +13,12 @@ from babyface.training.fit import fit
 
 log = logging.getLogger("babyface")
 
-# Few enough epochs that `make demo` (venv included) ends within 10 minutes on 2 CPU cores; the reference
-# CNN gets more because its 4096→1024→512→128 head needs ~10 epochs before it starts to learn here.
-DEMO_EPOCHS = {"cnn": 20, "resnet18": 10}
-
-
-@dataclass
-class DemoConfig:
-    out: str = "demo_out"
-    n: int = 1800
-    seed: int = 0
-    cnn_epochs: int | None = None
-    resnet_epochs: int | None = None
-    overwrite: bool = False
-    device: str = "auto"
-
-
 def run_demo(config: DemoConfig) -> list[dict]:
     out = prepare_output_dir(config.out, overwrite=config.overwrite)
     data = out / "data"
     log.info("1/3 synthesising %d infant faces in %s", config.n, data)
     generate_dataset(data, SynthConfig(n=config.n, seed=config.seed), overwrite=True)
-    epochs = {"cnn": config.cnn_epochs or DEMO_EPOCHS["cnn"], "resnet18": config.resnet_epochs or DEMO_EPOCHS["resnet18"]}
+    epochs = {"cnn": config.cnn_epochs, "resnet18": config.resnet_epochs}
     rows = []
     for step, (model, n_epochs) in enumerate(epochs.items(), start=2):
         log.info("%d/3 training %s for %d epochs", step, model, n_epochs)

@@ -306,6 +306,4 @@ def analyse_videos(classifier: Classifier, paths: Sequence[str | os.PathLike], c
 
 
 def _with_out(config: PredictConfig, out: str) -> PredictConfig:
-    from dataclasses import replace
-
-    return replace(config, out=out)
+    return config.replace(out=out)

@@ -13,8 +13,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from babyface.data.duplicates import DEFAULT_THRESHOLD, DescribedFiles, Pair, describe_files, duplicate_clusters
-from babyface.data.images import DEFAULT_MAX_PIXELS, display_path, load_resized
+from babyface.config import AuditConfig
+from babyface.data.duplicates import DescribedFiles, Pair, describe_files, duplicate_clusters
+from babyface.data.images import display_path, load_resized
 from babyface.data.manifest import read_manifest_column
 from babyface.data.scan import scan_dataset
 from babyface.errors import BabyfaceError
@@ -24,19 +25,6 @@ log = logging.getLogger("babyface")
 KINDS = ("leakage", "conflict", "duplicate")
 SHEET_TILE = 112
 SHEET_MAX_TILES = 24
-
-
-@dataclass
-class AuditConfig:
-    data: str = ""
-    out: str = ""
-    manifest: str = ""
-    group_by: str = ""
-    threshold: float = DEFAULT_THRESHOLD
-    max_sheets: int = 20  # contact sheets per kind of finding, largest clusters first
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    overwrite: bool = False
-    progress: bool = True
 
 
 @dataclass

@@ -4,11 +4,11 @@ records how, so that training can record it in the bundle and evaluate and predi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
+from babyface.config import CropConfig
 from babyface.data.audit import list_dataset_files
-from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, face_squares
+from babyface.data.faces import face_squares
 from babyface.data.framing import Framing, write_framing_file
 from babyface.data.images import DEFAULT_MAX_PIXELS, load_rgb
 from babyface.errors import ImageDecodeError
@@ -16,18 +16,6 @@ from babyface.io import atomic_path, prepare_output_dir, write_csv, write_text
 from babyface.progress import progress_bar
 
 log = logging.getLogger("babyface")
-
-
-@dataclass
-class CropConfig:
-    src: str = ""
-    out: str = ""
-    margin: float = DEFAULT_MARGIN
-    all_faces: bool = False
-    min_score: float = DEFAULT_MIN_SCORE
-    detector: str = DEFAULT_DETECTOR
-    overwrite: bool = False
-    progress: bool = True
 
 
 def crop_faces(config: CropConfig) -> dict:

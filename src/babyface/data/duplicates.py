@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from babyface.config import DEFAULT_THRESHOLD
 from babyface.data.images import DEFAULT_MAX_PIXELS, ImageHeader, display_path, load_resized_with_header
 from babyface.errors import ImageDecodeError
 from babyface.progress import progress_bar
@@ -41,7 +42,6 @@ ANGLES = 144  # 2.5° per step
 MAX_RADIUS = 0.42  # of the side: inside the circle that any rotation of the square keeps
 MAX_ROTATION = 20.0  # degrees searched either way (copies are rotated by up to ±15°)
 KEY_HARMONICS = 10  # angular harmonics kept per ring for the candidate search
-DEFAULT_THRESHOLD = 0.89  # chosen on infant-web: recall of same-photo pairs vs pairs across infants (README)
 DEFAULT_NEIGHBOURS = 12
 GRAY_TOLERANCE = 6  # max channel spread (0..255) of an image that counts as grayscale after JPEG
 KEY_SLACK = 0.1  # truncated keys only approximate the bound; copies of one photo score ≥ 0.80 on them

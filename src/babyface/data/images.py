@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from babyface.config import DEFAULT_MAX_PIXELS
 from babyface.errors import ImageDecodeError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
-DEFAULT_MAX_PIXELS = 100_000_000
 # Pillow's own bomb check would fire at 2 * MAX_IMAGE_PIXELS; ours (checked from the header) comes first.
 Image.MAX_IMAGE_PIXELS = None
 

@@ -8,10 +8,10 @@ import logging
 import os
 import shutil
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from babyface.config import SplitConfig
 from babyface.data.audit import list_dataset_files
 from babyface.data.duplicates import cluster_ids, describe_files, duplicate_clusters
 from babyface.data.framing import copy_framing_file
@@ -23,19 +23,6 @@ from babyface.io import prepare_output_dir, write_csv
 
 log = logging.getLogger("babyface")
 NEAR_DUPLICATES = "near-duplicates"
-
-
-@dataclass
-class SplitConfig:
-    data: str = ""
-    out: str = ""
-    test: float = 0.15
-    val: float = 0.15
-    group_by: str = ""  # a manifest column, or "near-duplicates"
-    manifest: str = ""
-    copy: bool = False
-    seed: int = 0
-    progress: bool = True
 
 
 def resolve_groups(root: Path, files: Sequence[str], paths: Sequence[Path], group_by: str, manifest: str,
@@ -66,8 +53,6 @@ def resolve_groups(root: Path, files: Sequence[str], paths: Sequence[Path], grou
 def split_dataset(config: SplitConfig) -> dict:
     """Write OUT/train, OUT/test (and OUT/val) as links (or copies) of DATA's images, plus OUT/splits.csv (and DATA's
     framing.json, when ``data crop`` wrote DATA)."""
-    if not (0 < config.test < 1 and 0 <= config.val < 1 and config.test + config.val < 1):
-        raise BabyfaceError(f"--test {config.test} and --val {config.val}: each between 0 and 1, together under 1")
     root, listed, paths = list_dataset_files(config.data)
     files = [f.file for f in listed]
     groups = resolve_groups(root, files, paths, config.group_by, config.manifest, config.progress)
@@ -78,7 +63,7 @@ def split_dataset(config: SplitConfig) -> dict:
     rows = []
     for item, source, split, group in zip(listed, paths, assigned, groups):
         target = _target_path(out / split / item.label, source)
-        _link_or_copy(source, target, config.copy)
+        _link_or_copy(source, target, config.copy_files)
         rows.append((target.relative_to(out).as_posix(), split, item.label, group, item.file))
     write_csv(out / "splits.csv", ["file", "split", "label", "group", "source"], rows)
     copy_framing_file(root, out)  # a split of `data crop` output is still face crops

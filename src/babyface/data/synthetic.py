@@ -31,13 +31,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
+from babyface.config.datasets import CLASSES, STYLES, SynthConfig
 from babyface.errors import BabyfaceError
 from babyface.io import atomic_path, prepare_output_dir, write_text
 from babyface.progress import progress_bar
 
 RGB = tuple[int, int, int]
-
-CLASSES = ("happy", "neutral", "sad")
 
 SKIN_TONES: tuple[RGB, ...] = (  # light to dark
     (255, 224, 200),
@@ -50,7 +49,6 @@ SKIN_TONES: tuple[RGB, ...] = (  # light to dark
 
 DEFAULT_GRAYSCALE_SHARE = 0.2
 
-STYLES = ("photo", "studio", "sketch")
 SKETCH_TONES: tuple[RGB, ...] = (  # sketches shade skin in pale greys, so the inked features stay visible on every face
     (250, 250, 250),
     (238, 238, 240),
@@ -95,17 +93,6 @@ _PAPER: RGB = (246, 238, 214)
 _INK: RGB = (22, 34, 112)
 _BACKDROP: RGB = (28, 128, 140)  # the studio style's plain teal backdrop
 _STUDIO_CAST = (1.15, 0.97, 0.72)  # the studio style's warm (amber) colour cast, as white-balance gains
-
-
-@dataclass
-class SynthConfig:
-    n: int = 1800
-    seed: int = 0
-    size: int = 128
-    test_fraction: float = 0.2
-    grayscale_share: float = 0.2
-    classes: tuple[str, ...] = CLASSES
-    style: str = "photo"  # one of STYLES
 
 
 # --------------------------------------------------------------------------- parameters
@@ -492,25 +479,6 @@ def _render_indexed(index: int, config: SynthConfig) -> tuple[Image.Image, dict]
 # --------------------------------------------------------------------------- dataset
 
 
-def _validate(config: SynthConfig) -> None:
-    classes = tuple(config.classes)
-    unknown = [c for c in classes if c not in EXPRESSION_PRIORS]
-    if not classes or unknown or len(set(classes)) != len(classes):
-        raise BabyfaceError(f"synthetic classes={classes!r}: use distinct names from {', '.join(CLASSES)}")
-    if config.style not in STYLES:
-        raise BabyfaceError(f"synthetic style={config.style!r}: use one of {', '.join(STYLES)}")
-    if not isinstance(config.seed, (int, np.integer)) or config.seed < 0:
-        raise BabyfaceError(f"synthetic seed={config.seed!r}: use a non-negative integer")
-    if not isinstance(config.n, (int, np.integer)) or config.n < 2 * len(classes):
-        raise BabyfaceError(f"synthetic n={config.n!r}: use at least {2 * len(classes)} (2 images per class)")
-    if not 0 < config.test_fraction < 1:
-        raise BabyfaceError(f"synthetic test_fraction={config.test_fraction!r}: use a value between 0 and 1, e.g. 0.2")
-    if not 0 <= config.grayscale_share <= 1:
-        raise BabyfaceError(f"synthetic grayscale_share={config.grayscale_share!r}: use a value from 0 to 1, e.g. 0.2")
-    if not isinstance(config.size, (int, np.integer)) or config.size < 32:
-        raise BabyfaceError(f"synthetic size={config.size!r}: use an integer of at least 32 pixels, e.g. 128")
-
-
 def _test_indices(config: SynthConfig) -> set[int]:
     """A stratified, seeded choice of ``test_fraction`` of each class (at least one, never all)."""
     rng = np.random.default_rng(np.random.SeedSequence((config.seed, _SPLIT_STREAM)))
@@ -556,7 +524,6 @@ def generate_dataset(
 ) -> dict:
     """Write OUT/train/<class>/<class>_00012.jpg and OUT/test/<class>/..., plus OUT/metadata.csv; return a summary dict (counts per split and class, seconds, out path)."""
     config = SynthConfig() if config is None else config
-    _validate(config)
     out_dir = prepare_output_dir(out, overwrite=overwrite)
     started = time.perf_counter()
     test = _test_indices(config)

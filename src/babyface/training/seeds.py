@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -28,7 +27,7 @@ def fit_seeds(config: TrainConfig) -> Path:
     runs = []
     for seed in parse_seeds(config.seeds):
         log.info("seed %d: training into %s", seed, out / f"seed{seed}")
-        run = fit(dataclasses.replace(config, seed=seed, seeds="", out=str(out / f"seed{seed}"), overwrite=True))
+        run = fit(config.replace(seed=seed, seeds="", out=str(out / f"seed{seed}"), overwrite=True))
         runs.append({"seed": seed, "run": run.name, **read_metadata(run).metrics})
     summary = summarise_seeds(runs)
     write_json(out / SEEDS_SUMMARY_JSON, summary)

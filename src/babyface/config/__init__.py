@@ -1,0 +1,72 @@
+"""Typed configs, one pydantic model per command, with the reference project's defaults.
+
+Each field holds its default, its constraints and the help text of its command-line flag, so every option
+has one name, one default and one place where it is documented (``babyface.cli`` builds the flags from them).
+Values are resolved in this order: defaults < recipe < YAML file (``--config``) < flags < positionals.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from babyface.config.base import (
+    RECIPES,
+    ConfigModel,
+    config_error,
+    data_sources,
+    deep_update,
+    field_flag,
+    from_dict,
+    load_recipe,
+    load_yaml,
+    merge,
+    option,
+    recipe_names,
+    save_yaml,
+    to_dict,
+    with_recipe,
+    zero_or_at_least,
+)
+from babyface.config.datasets import AuditConfig, CropConfig, DemoConfig, SplitConfig, SynthCommand, SynthConfig
+from babyface.config.defaults import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MARGIN,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SCORE,
+    DEFAULT_THRESHOLD,
+    DETECT_MAX_SIDE,
+    DETECTORS,
+)
+from babyface.config.inference import (
+    CompareConfig,
+    EnsembleConfig,
+    EvalConfig,
+    ExplainConfig,
+    ExportConfig,
+    PredictConfig,
+    ReportConfig,
+    ServeConfig,
+    Tta,
+)
+from babyface.config.training import (
+    AUTO_ADVERSARY,
+    AugmentConfig,
+    DataConfig,
+    ModelsConfig,
+    TrainConfig,
+    adversary_weight,
+    parse_seeds,
+)
+
+CHOICES: dict[str, tuple[str, ...]] = {"tta": typing.get_args(Tta)}  # for code that checks a value outside a config
+
+__all__ = [
+    "DEFAULT_DETECTOR", "DEFAULT_MARGIN", "DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SCORE", "DEFAULT_THRESHOLD", "DETECT_MAX_SIDE",
+    "DETECTORS",
+    "AUTO_ADVERSARY", "CHOICES", "RECIPES", "AuditConfig", "AugmentConfig", "CompareConfig", "ConfigModel", "CropConfig",
+    "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig", "ModelsConfig",
+    "PredictConfig", "ReportConfig", "ServeConfig", "SplitConfig", "SynthCommand", "SynthConfig", "TrainConfig",
+    "adversary_weight", "config_error", "data_sources", "deep_update", "field_flag", "from_dict", "load_recipe",
+    "load_yaml", "merge", "option", "parse_seeds", "recipe_names", "save_yaml", "to_dict", "with_recipe",
+    "zero_or_at_least",
+]

@@ -1,0 +1,208 @@
+"""Commands that use a trained run: evaluate, predict, export, explain, report, serve, ensemble and compare,
+and the face-framing options several of them share."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from babyface.config.base import ConfigModel, option, zero_or_at_least
+from babyface.config.defaults import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, DETECTORS
+from babyface.config.training import DEVICE_HELP, PROGRESS_HELP
+
+FACES, OUTPUT, VIDEO, RUNTIME, DATA, STATISTICS, SERVER = (
+    "faces", "output", "videos", "model and runtime", "data", "statistics", "server")
+
+Detector = Literal[DETECTORS]  # type: ignore[valid-type]
+Tta = Literal["none", "flip"]
+Framing = Literal["face", "whole"]
+Backend = Literal["auto", "torch", "onnx"]
+
+RUN_HELP = "run folder written by 'babyface train' (or by 'babyface ensemble')"
+TTA_HELP = "test-time augmentation: none, or flip (average the calibrated probabilities of each image and its mirror)"
+FRAMING_HELP = ("face: classify the square around each image's largest detected face, cut as 'babyface data crop' cuts "
+                "it (the whole image when no face is found); whole: classify images as given, for images that are "
+                "already tight face crops")
+DETECTOR_HELP = f"face detector: {DEFAULT_DETECTOR} (the more accurate) or haar (OpenCV's, faster, misses more faces)"
+MARGIN_HELP = "added around a detected face on every side, as a share of the face's size (0.2 = 20%)"
+MIN_SCORE_HELP = "detector confidence (0-1) needed to accept a face"
+MIN_CONFIDENCE_HELP = ("below this top probability the label is 'uncertain' (the probabilities are still reported); "
+                       "0 = always name the most likely class")
+MIN_FACE_HELP = ("look only for faces at least this share of the image's shorter side, which lets large images "
+                 "shrink before detection (faster); 0 = any size")
+ONNX_HELP = "ONNX file for --backend onnx, e.g. RUN/model.int8.onnx; empty = RUN/model.onnx"
+BATCH_HELP = "images per forward pass (more is faster but needs more memory)"
+
+
+def margin_option(group: str | None = FACES) -> float:
+    return option(DEFAULT_MARGIN, MARGIN_HELP, ge=0, le=2, group=group)
+
+
+def min_score_option(group: str | None = FACES) -> float:
+    return option(DEFAULT_MIN_SCORE, MIN_SCORE_HELP, ge=0, le=1, group=group)
+
+
+def detector_option(text: str = DETECTOR_HELP, group: str | None = FACES) -> str:
+    return option(DEFAULT_DETECTOR, text, group=group)
+
+
+class EvalConfig(ConfigModel):
+    """``babyface evaluate``: metrics with 95% intervals, calibration, plots and predictions on a test set."""
+
+    run: str = option("", RUN_HELP, positional="1")
+    data: str = option("", "DATA (its test/ split) or a folder of class folders; empty = the data the run was trained "
+                           "on", positional="?")
+    sources: list[str] = option(description="another dataset to evaluate on together with DATA (repeatable), classes "
+                                            "matched by folder name after --label-map; none = the sources the run was "
+                                            "trained on", default_factory=list, flag="--data", metavar="DATA",
+                                group=DATA)
+    label_map: str = option("", "YAML mapping folder class -> model class (null drops the class); empty = the label "
+                                "map the run was trained with", metavar="YAML", group=DATA)
+    out: str = option("", "folder for the results; empty = RUN/evaluation", metavar="DIR", group=OUTPUT)
+    batch_size: int = option(64, BATCH_HELP, ge=1, group=RUNTIME)
+    device: str = option("auto", DEVICE_HELP, metavar="DEVICE", group=RUNTIME)
+    grid_size: int = option(18, "test images shown in predictions_grid.png (a mix of right and wrong)", ge=1,
+                            group=OUTPUT)
+    seed: int = option(0, "random seed of the bootstrap resampling and of the images picked for the grid",
+                       group=STATISTICS)
+    bootstrap: Annotated[int, zero_or_at_least(100)] = option(
+        1000, "bootstrap resamples for the 95% intervals of accuracy and F1 (0 = no intervals; at least 100 otherwise)",
+        ge=0, group=STATISTICS)
+    metadata: str = option("", "CSV with a 'file' column and the --by columns; empty = DATA/metadata.csv", metavar="CSV",
+                           group=STATISTICS)
+    by: str = option("", "metadata column(s) to report metrics for each value of, comma-separated, e.g. "
+                         "skin_tone,grayscale; empty = no subgroups", metavar="COLUMNS", group=STATISTICS)
+    overwrite: bool = option(False, "write into a --out folder that already holds results", group=OUTPUT)
+    strict: bool = option(False, "stop at the first image that cannot be decoded instead of skipping and counting it, and "
+                                 "refuse test images that copy training images", group=DATA)
+    progress: bool = option(True, PROGRESS_HELP, group=OUTPUT)
+    leakage_check: bool = option(True, "warn (refuse with --strict) when test images are copies of the run's training "
+                                       "images", group=DATA)
+    tta: Tta = option("none", TTA_HELP, group=RUNTIME)
+    backend: Backend = option("torch", "run the model with torch, or with onnx (RUN/model.onnx, or --onnx FILE, e.g. the "
+                                       "int8 export) to measure the exported model itself; auto = onnx when "
+                                       "RUN/model.onnx exists", group=RUNTIME)
+    onnx: str = option("", ONNX_HELP, metavar="FILE", group=RUNTIME)
+    framing: Framing = option("face", FRAMING_HELP, group=FACES)
+    detector: Detector = detector_option()
+    margin: float = margin_option()
+    min_score: float = min_score_option()
+
+
+class PredictConfig(ConfigModel):
+    """``babyface predict``: the emotion in images, or of every face over time in videos."""
+
+    run: str = option("", RUN_HELP, positional="1")
+    inputs: list[str] = option(description="image files and/or folders, or video files (.mp4, .avi, .mov, .mkv, ...)",
+                               default_factory=list, positional="+")
+    format: Literal["table", "json", "csv"] = option("table", "how predictions are printed or written", group=OUTPUT)
+    output: str = option("", "write the predictions to this file instead of printing them", metavar="FILE",
+                         group=OUTPUT)
+    min_confidence: float = option(0.0, MIN_CONFIDENCE_HELP, ge=0, le=1, group=OUTPUT)
+    batch_size: int = option(64, BATCH_HELP, ge=1, group=RUNTIME)
+    device: str = option("auto", DEVICE_HELP, metavar="DEVICE", group=RUNTIME)
+    strict: bool = option(False, "stop at the first file that cannot be decoded instead of skipping it with a warning",
+                          group=RUNTIME)
+    backend: Backend = option(
+        "auto", "inference engine: torch, onnx (onnxruntime, faster on CPUs; needs 'babyface export'), or auto = onnx "
+                "when RUN/model.onnx exists and onnxruntime is installed", group=RUNTIME)
+    onnx: str = option("", ONNX_HELP, metavar="FILE", group=RUNTIME)
+    tta: Tta = option("none", TTA_HELP, group=RUNTIME)
+    framing: Framing = option("face", FRAMING_HELP + " (photos; in videos faces are always detected)", group=FACES)
+    out: str = option("", "videos: folder for timeline.csv and timeline.png; empty = RUN/videos/<video name>",
+                      metavar="DIR", group=VIDEO)
+    annotate: str = option("", "videos: also write this video file with boxes and labels drawn in (one input video "
+                               "only); empty = none", metavar="FILE", group=VIDEO)
+    every: int = option(1, "videos: use every N-th frame (1 = all)", ge=1, group=VIDEO)
+    detect_every: int = option(5, "videos: run the face detector on every N-th used frame; boxes in between are "
+                                  "interpolated", ge=1, group=VIDEO)
+    detect_size: Annotated[int, zero_or_at_least(32)] = option(
+        320, "videos: frames are shrunk to this longest side in pixels for detection only (0 = full size)", ge=0,
+        group=VIDEO)
+    min_face: float = option(0.0, "videos: " + MIN_FACE_HELP, ge=0, lt=1, group=VIDEO)
+    smooth: int = option(5, "videos: moving average of each face's probabilities over this many used frames "
+                            "(1 = none)", ge=1, group=VIDEO)
+    detector: Detector = detector_option(DETECTOR_HELP + "; for photos with --framing face, and for videos")
+    min_score: float = min_score_option()
+    margin: float = margin_option()
+    overwrite: bool = option(False, "videos: write into a --out folder, or over an --annotate file, that already exists",
+                             group=VIDEO)
+
+
+class ExportConfig(ConfigModel):
+    """``babyface export``: the run's model as ONNX, checked against PyTorch."""
+
+    run: str = option("", RUN_HELP, positional="1")
+    format: Literal["onnx"] = option("onnx", "export format")
+    out: str = option("", "file to write; empty = RUN/model.onnx, with --int8 RUN/model.int8.onnx", metavar="FILE")
+    int8: bool = option(False, "static int8 quantisation, calibrated on --calibration images (smaller and faster on "
+                               "CPUs, slightly less exact)")
+    calibration: str = option("", "images to calibrate --int8 on (required with it) and to check parity on: DATA (its "
+                                  "training images) or a folder of images; empty = parity on random images",
+                              metavar="DIR")
+    calibration_images: int = option(200, "at most this many --calibration images are used", ge=1)
+    parity_images: int = option(100, "images for the logit comparison with PyTorch (--calibration images, else random "
+                                     "ones)", ge=1)
+    overwrite: bool = option(False, "replace an existing --out file")
+
+
+class ExplainConfig(ConfigModel):
+    """``babyface explain``: Grad-CAM heatmaps of the region that drove each prediction."""
+
+    run: str = option("", RUN_HELP, positional="1")
+    inputs: list[str] = option(description="image files and/or folders", default_factory=list, positional="+")
+    out: str = option("", "folder for the overlays; empty = RUN/explanations", metavar="DIR")
+    target_class: str = option("", "explain this class instead of the predicted one; empty = the predicted class",
+                               flag="--class", metavar="NAME")
+    device: str = option("auto", DEVICE_HELP, metavar="DEVICE")
+    overwrite: bool = option(False, "write into a --out folder that already holds results")
+
+
+class ReportConfig(ConfigModel):
+    """``babyface report``: one self-contained report.html and a model_card.md."""
+
+    run: str = option("", RUN_HELP + ", evaluated with 'babyface evaluate'", positional="1")
+    eval: str = option("", "evaluation folder to report on; empty = RUN/evaluation", metavar="DIR")
+    out: str = option("", "folder for report.html and model_card.md; empty = the run folder", metavar="DIR")
+    gallery: int = option(8, "most confident mistakes shown with their Grad-CAMs (0 = none)", ge=0)
+    device: str = option("auto", DEVICE_HELP + " (for the Grad-CAMs)", metavar="DEVICE")
+    overwrite: bool = option(False, "replace an earlier report.html and model_card.md")
+
+
+class ServeConfig(ConfigModel):
+    """``babyface serve``: a web page and JSON API that find each face in a photo or webcam frame."""
+
+    run: str = option("", RUN_HELP, positional="1")
+    host: str = option("127.0.0.1", "address to listen on: 127.0.0.1 (this machine only) or 0.0.0.0 (every network "
+                                    "interface: the page is then reachable from the network)", metavar="ADDRESS",
+                       group=SERVER)
+    port: int = option(8000, "TCP port to listen on (0 = any free port)", ge=0, le=65535, group=SERVER)
+    max_upload_mb: float = option(10.0, "largest accepted upload, in megabytes", gt=0, metavar="MB", group=SERVER)
+    workers: int = option(2, "requests whose faces are detected at the same time (one thread each; about one per CPU "
+                             "core)", ge=1, group=SERVER)
+    detector: Detector = detector_option()
+    min_score: float = min_score_option()
+    margin: float = margin_option()
+    detect_size: Annotated[int, zero_or_at_least(32)] = option(
+        DETECT_MAX_SIDE, "images are shrunk to at most this longest side in pixels for detection (faces are cut from the "
+                         "full image); 0 = full size", ge=0, group=FACES)
+    min_face: float = option(0.1, MIN_FACE_HELP + " (slow)", ge=0, lt=1, group=FACES)
+    min_confidence: float = option(0.0, MIN_CONFIDENCE_HELP, ge=0, le=1, group=RUNTIME)
+    device: str = option("auto", DEVICE_HELP, metavar="DEVICE", group=RUNTIME)
+    tta: Tta = option("none", TTA_HELP, group=RUNTIME)
+
+
+class EnsembleConfig(ConfigModel):
+    """``babyface ensemble``: runs combined into one model that averages their calibrated probabilities."""
+
+    runs: list[str] = option(description="two or more run folders with the same classes", default_factory=list,
+                             positional="+")
+    out: str = option("", "the ensemble's folder, usable wherever a RUN is (required)", metavar="DIR")
+    overwrite: bool = option(False, "write into a --out folder that already holds an ensemble")
+
+
+class CompareConfig(ConfigModel):
+    """``babyface compare``: evaluated runs side by side, with McNemar's test on the same test set."""
+
+    runs: list[str] = option(description="two or more run folders, each evaluated with 'babyface evaluate'",
+                             default_factory=list, positional="+")
+    output: str = option("", "also write the comparison to this JSON file; empty = print only", metavar="FILE")
