@@ -257,18 +257,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from babyface.video import analyse_videos, is_video_file
 
     config = build_config(PredictConfig, args)
+    framing = Framing.from_config(config)
     classifier = Classifier(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence,
-                          backend=config.backend, onnx_file=config.onnx, tta=config.tta)
+                            backend=config.backend, onnx_file=config.onnx, tta=config.tta, framing=framing)
     videos = [i for i in config.inputs if is_video_file(i)]
     images = [i for i in config.inputs if not is_video_file(i)]
-    framing = Framing.from_config(config)
     warn_if_framing_differs(classifier.meta, framing if images else dataclasses.replace(framing, mode="face"), config.run)
     for summary in analyse_videos(classifier, videos, config):
         print(f"{summary['video']}: {summary['frames']} frames, {summary['faces']} face(s), {summary['frames_per_second']} frames/s; "
               f"timeline.csv and timeline.png in {summary['out']}" + (f"; annotated video {summary['annotated']}" if summary["annotated"] else ""))
     if not images:
         return 0
-    predictions, skipped = classifier.predict_files(collect_inputs(images), strict=config.strict, framing=framing)
+    predictions, skipped = classifier.predict_files(collect_inputs(images), strict=config.strict)
     text = format_predictions(predictions, classifier.classes, config.format)
     if config.output:
         write_text(config.output, text)
