@@ -1,10 +1,16 @@
-"""Classification metrics (scikit-learn) over a fixed list of classes."""
+"""Classification metrics (scikit-learn) over a fixed list of classes, with bootstrap intervals.
+
+Two intervals: the image-level one resamples test images (stratified by true class), which assumes that images are
+independent; the group-level (cluster) one resamples whole groups (an infant, a video, a cluster of near-duplicates),
+which is the honest one when several images share an identity. When groups are known, quote the group-level one.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -26,9 +32,13 @@ def macro_f1(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str],
-                           n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+                           n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                           groups: Sequence[str] | None = None, group_by: str = "") -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (rows = truth),
-    each score with a 95% stratified bootstrap interval (``n_resamples=0``: no intervals)."""
+    each score with a 95% stratified bootstrap interval (``n_resamples=0``: no intervals).
+
+    With ``groups`` (one name per image; ``group_by`` says what they are) accuracy and macro-F1 also get the
+    group-level interval (:func:`add_group_intervals`), and ``quote`` says that it is the one to report."""
     labels = list(range(len(classes)))
     y_true = np.asarray(y_true, dtype=int)
     y_pred = np.asarray(y_pred, dtype=int)
@@ -47,11 +57,12 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes
     }
     if n_resamples and len(y_true):
         add_intervals(metrics, y_true, y_pred, n_resamples, seed)
+        if groups is not None:
+            add_group_intervals(metrics, y_true, y_pred, groups, n_resamples, seed, group_by)
     return metrics
 
 
 # --------------------------------------------------------------------------- bootstrap intervals
-
 
 
 def stratified_resamples(y_true: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -121,6 +132,121 @@ def add_intervals(metrics: dict, y_true: np.ndarray, y_pred: np.ndarray, n_resam
     metrics["ci"] = {"method": "percentile bootstrap, stratified by true class", "resamples": n_resamples,
                      "confidence": CONFIDENCE, "seed": seed}
     return metrics
+
+
+def group_codes(groups: Sequence[str]) -> np.ndarray:
+    """0 … G-1 per image, one code per distinct group name."""
+    return np.unique(np.asarray(groups, dtype=str), return_inverse=True)[1].reshape(-1)
+
+
+def group_resample_weights(n_groups: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """n_resamples × n_groups: how often each group is drawn when ``n_groups`` groups are drawn with replacement."""
+    draws = rng.integers(0, n_groups, size=(n_resamples, n_groups)) + np.arange(n_resamples)[:, None] * n_groups
+    return np.bincount(draws.ravel(), minlength=n_resamples * n_groups).reshape(n_resamples, n_groups)
+
+
+def cluster_bootstrap_scores(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence[str], num_classes: int,
+                             n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, np.ndarray]:
+    """Scores of ``n_resamples`` cluster-bootstrap resamples: each draws as many groups as there are, with replacement,
+    and keeps every image of each drawn group (a group drawn twice counts twice). Vectorised: one confusion matrix
+    per group, and each resample's matrix is their sum weighted by how often each group was drawn."""
+    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    codes = group_codes(groups)
+    n_groups, cells = int(codes.max()) + 1, num_classes * num_classes
+    per_group = np.bincount(codes * cells + y_true * num_classes + y_pred, minlength=n_groups * cells).reshape(n_groups, cells)
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for start in range(0, n_resamples, _CHUNK):
+        weights = group_resample_weights(n_groups, min(_CHUNK, n_resamples - start), rng)
+        blocks.append(scores_from_confusion((weights @ per_group).reshape(-1, num_classes, num_classes)))
+    return {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
+
+
+GROUP_METHOD = ("cluster bootstrap: whole groups drawn with replacement; interval = logit(score) ± t(G-1) × "
+                "sqrt(G/(G-1)) × the bootstrap standard deviation of logit(score), back-transformed")
+
+
+def t_multiplier(n_groups: int, confidence: float = CONFIDENCE) -> float:
+    """What multiplies a cluster-bootstrap standard deviation to give the half-width of a ``confidence`` interval:
+    Student's t with G-1 degrees of freedom (the spread is estimated from only G groups) times sqrt(G/(G-1)) (the
+    bootstrap's variance is (G-1)/G of the true one). 2.27 for 13 groups, 2.08 for 30, 1.97 for 300 (1.96 = normal)."""
+    return float(np.sqrt(n_groups / (n_groups - 1)) * stats.t.ppf((1 + confidence) / 2, n_groups - 1))
+
+
+def group_interval(values: np.ndarray, estimate: float, n_groups: int, n_images: int,
+                   confidence: float = CONFIDENCE) -> list[float] | None:
+    """The group-level interval of a score in [0, 1] from its cluster-bootstrap ``values``: symmetric on the logit
+    scale (empirical logit, clipped at 0.5 / n_images from 0 and 1), so that it stays within [0, 1] and follows the
+    skew of scores near 1; always contains ``estimate``. None for fewer than 2 groups (one group says nothing about
+    others). On simulated test sets of 8 to 100 infants it covered the true accuracy 95% of the time, the plain
+    percentile interval 87-93% (benchmarks/interval_coverage.py)."""
+    if n_groups < 2:
+        return None
+    eps = 0.5 / max(n_images, 1)
+
+    def logit(x):
+        x = np.clip(x, eps, 1 - eps)
+        return np.log(x / (1 - x))
+
+    half = t_multiplier(n_groups, confidence) * float(np.std(logit(np.asarray(values, dtype=float)), ddof=1))
+    if half == 0:  # every resample scored the same
+        return [float(estimate), float(estimate)]
+    centre = float(logit(estimate))
+    low, high = (1 / (1 + np.exp(-(centre + side * half))) for side in (-1, 1))
+    return [float(min(low, estimate)), float(max(high, estimate))]
+
+
+def add_group_intervals(metrics: dict, y_true: np.ndarray, y_pred: np.ndarray, groups: Sequence[str], n_resamples: int,
+                        seed: int, group_by: str = "") -> dict:
+    """Add ``accuracy_group_ci``, ``macro_f1_group_ci`` (None for a single group), ``n_groups``, ``group_ci`` (how)
+    and ``quote: "group"``: the group-level intervals are the ones to report."""
+    if len(groups) != len(y_true):
+        raise ValueError(f"{len(groups)} group names for {len(y_true)} images")
+    scores = cluster_bootstrap_scores(y_true, y_pred, groups, len(metrics["classes"]), n_resamples, seed)
+    n_groups = int(len(set(groups)))
+    for key in ("accuracy", "macro_f1"):
+        metrics[f"{key}_group_ci"] = group_interval(scores[key], metrics[key], n_groups, len(y_true))
+    metrics["n_groups"] = n_groups
+    metrics["group_ci"] = {"method": GROUP_METHOD, "group_by": group_by, "groups": n_groups, "resamples": n_resamples,
+                           "confidence": CONFIDENCE, "seed": seed}
+    metrics["quote"] = "group"
+    return metrics
+
+
+def quoted_interval(metrics: dict, key: str) -> list[float] | None:
+    """The interval of ``key`` (accuracy, macro_f1) to report: the group-level one when groups are known."""
+    return metrics.get(f"{key}_group_ci") if metrics.get("quote") == "group" else metrics.get(f"{key}_ci")
+
+
+def paired_cluster_bootstrap(a_correct: Sequence[bool], b_correct: Sequence[bool], groups: Sequence[str],
+                             n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """Accuracy of A minus accuracy of B on the same images, with a 95% interval and a two-sided p-value, from a
+    paired cluster bootstrap: both models are scored on the same resampled groups, which keeps the correlation of the
+    images within a group and between the two models. The bootstrap standard deviation of the difference, times
+    sqrt(G/(G-1)), is the standard error of a t-test with G-1 degrees of freedom (as :func:`t_multiplier`), so that
+    p < 0.05 exactly when the 95% interval excludes 0. Needs at least 2 groups."""
+    a, b = np.asarray(a_correct, dtype=float), np.asarray(b_correct, dtype=float)
+    codes = group_codes(groups)
+    n_groups = int(codes.max()) + 1
+    if n_groups < 2:
+        raise ValueError("a paired cluster bootstrap needs at least 2 groups")
+    per_group = np.stack([np.bincount(codes, weights=a - b, minlength=n_groups),
+                          np.bincount(codes, minlength=n_groups).astype(float)], axis=1)
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for start in range(0, n_resamples, _CHUNK):
+        sums = group_resample_weights(n_groups, min(_CHUNK, n_resamples - start), rng) @ per_group
+        blocks.append(sums[:, 0] / sums[:, 1])
+    estimate = float(a.mean() - b.mean())
+    error = float(np.std(np.concatenate(blocks), ddof=1)) * np.sqrt(n_groups / (n_groups - 1))
+    if error > 0:
+        p_value = float(2 * stats.t.sf(abs(estimate) / error, n_groups - 1))
+    else:  # every resample gives the same difference
+        p_value = 1.0 if estimate == 0 else 0.0
+    half = float(stats.t.ppf((1 + CONFIDENCE) / 2, n_groups - 1)) * error
+    return {"difference": estimate, "difference_ci": [max(-1.0, estimate - half), min(1.0, estimate + half)],
+            "p_value": p_value, "groups": n_groups, "resamples": n_resamples, "seed": seed,
+            "test": "paired cluster bootstrap of the accuracy difference (t with G-1 degrees of freedom)"}
 
 
 def interval_text(value: float, interval: Sequence[float] | None, digits: int = 3) -> str:
