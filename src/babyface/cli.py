@@ -228,7 +228,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def format_metrics(metrics: dict) -> str:
-    from babyface.evaluation.metrics import interval_text
+    from babyface.evaluation.metrics import interval_text, quoted_interval
 
     calibration = metrics["calibration"]
     tta = f" (TTA: {metrics['tta']})" if metrics.get("tta", "none") != "none" else ""
@@ -236,7 +236,9 @@ def format_metrics(metrics: dict) -> str:
     no_face = f", no face found in {framing['no_face']} (classified whole)" if framing.get("no_face") else ""
     lines = [f"{metrics['model']}{tta} on {metrics['data']}: n={metrics['n']}, framing {framing.get('mode', 'whole')}{no_face}",
              f"accuracy {interval_text(metrics['accuracy'], metrics.get('accuracy_ci'), 4)}  "
-             f"macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'), 4)}  (95% bootstrap intervals)",
+             f"macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'), 4)}  (95% bootstrap intervals"
+             + (", images resampled as if independent)" if metrics.get("quote") == "group" else ")"),
+             *group_interval_lines(metrics),
              f"ECE ({calibration['bins']} bins) {calibration['ece_before']:.4f} at T=1, "
              f"{calibration['ece_after']:.4f} at T={calibration['temperature']:.3f}",
              f"{'class':<12}{'precision':>10}{'recall':>10}{'f1 [95% interval]':>26}{'support':>9}"]
@@ -244,10 +246,25 @@ def format_metrics(metrics: dict) -> str:
         f1 = interval_text(row["f1"], row.get("f1_ci"))
         lines.append(f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{f1:>26}{row['support']:>9d}")
     for source, row in metrics.get("per_source", {}).items():
-        lines.append(f"  source {source}: n={row['n']}  accuracy {interval_text(row['accuracy'], row.get('accuracy_ci'), 4)}  "
-                     f"macro-F1 {interval_text(row['macro_f1'], row.get('macro_f1_ci'), 4)}")
+        groups = f", {row['n_groups']} groups" if row.get("quote") == "group" else ""
+        lines.append(f"  source {source}: n={row['n']}{groups}  accuracy "
+                     f"{interval_text(row['accuracy'], quoted_interval(row, 'accuracy'), 4)}  "
+                     f"macro-F1 {interval_text(row['macro_f1'], quoted_interval(row, 'macro_f1'), 4)}")
     lines.append(f"results: {metrics['out']}")
     return "\n".join(lines)
+
+
+def group_interval_lines(metrics: dict) -> list[str]:
+    """The group-level intervals of ``evaluate``'s metrics, when groups were known, and that they are the ones to quote."""
+    from babyface.evaluation.metrics import interval_text
+
+    if metrics.get("quote") != "group":
+        return []
+    by = metrics["group_ci"].get("group_by") or "group"
+    return [f"accuracy {interval_text(metrics['accuracy'], metrics['accuracy_group_ci'], 4)}  "
+            f"macro-F1 {interval_text(metrics['macro_f1'], metrics['macro_f1_group_ci'], 4)}  (95% intervals over "
+            f"{metrics['n_groups']} {by} groups, whole groups resampled: quote these, images of one group are not "
+            "independent)"]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -326,7 +343,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from babyface.io import write_json
 
     config = build_config(CompareConfig, args)
-    result = compare_runs(config.runs)
+    result = compare_runs(config.runs, config.group_by, config.manifest, config.bootstrap, config.seed)
     print(format_comparison(result))
     if config.output:
         write_json(config.output, result)
@@ -420,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("ensemble", cmd_ensemble, EnsembleConfig, "combine runs into one model that averages their calibrated probabilities")
     command("explain", cmd_explain, ExplainConfig, "Grad-CAM heatmaps over images: which region drove the prediction")
     command("report", cmd_report, ReportConfig, "one self-contained report.html and a model_card.md for an evaluated run")
-    command("compare", cmd_compare, CompareConfig, "compare evaluated runs: results table and McNemar's test on the same test set")
+    command("compare", cmd_compare, CompareConfig, "compare evaluated runs on the same test set: results table, McNemar's test and, with groups, a paired "
+            "group bootstrap")
     command("serve", cmd_serve, ServeConfig, "a web page and JSON API: drop photos or use the webcam, see each face's emotion")
     command("models", cmd_models, ModelsConfig, "list registered models with parameters and FLOPs")
 

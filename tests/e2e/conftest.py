@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -19,6 +20,12 @@ def run_cli(*args: str | os.PathLike, check: bool = True) -> subprocess.Complete
     if check and proc.returncode != 0:
         raise AssertionError(f"babyface {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def read_csv(path: Path) -> list[dict]:
+    """The rows of a CSV file as dicts."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import os
@@ -16,6 +15,7 @@ import pytest
 from PIL import Image
 
 from babyface.cli import main
+from tests.e2e.conftest import read_csv
 
 
 @pytest.fixture(scope="session")
@@ -30,11 +30,6 @@ def chromium() -> str:
     if not found:
         pytest.skip("chromium is not installed and could not be installed with apt-get (needs root and network)")
     return found
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,13 @@ MIN_FACE_HELP = ("look only for faces at least this share of the image's shorter
                  "shrink before detection (faster); 0 = any size")
 ONNX_HELP = "ONNX file for --backend onnx, e.g. RUN/model.int8.onnx; empty = RUN/model.onnx"
 BATCH_HELP = "images per forward pass (more is faster but needs more memory)"
+GROUP_BY_EVAL_HELP = (
+    "which test images belong together (one infant, one video): a --manifest column (e.g. identity_group) or "
+    "'near-duplicates' (copies and near-copies of a photo); accuracy and macro-F1 then also get a 95% interval that "
+    "resamples whole groups, the one to quote, because images of one infant are not independent; empty = the "
+    "--group-by the run was trained with when it is evaluated on its own test split, else none; none = no groups")
+GROUP_MANIFEST_HELP = ("CSV with a 'file' column (paths relative to the data folder, e.g. test/happy/a.jpg) and the "
+                       "--group-by column")
 
 
 def margin_option(group: str | None = FACES) -> float:
@@ -71,6 +78,8 @@ class EvalConfig(ConfigModel):
                            group=STATISTICS)
     by: str = option("", "metadata column(s) to report metrics for each value of, comma-separated, e.g. "
                          "skin_tone,grayscale; empty = no subgroups", metavar="COLUMNS", group=STATISTICS)
+    group_by: str = option("", GROUP_BY_EVAL_HELP, metavar="COLUMN", group=STATISTICS)
+    manifest: str = option("", GROUP_MANIFEST_HELP, metavar="CSV", group=STATISTICS)
     overwrite: bool = option(False, "write into a --out folder that already holds results", group=OUTPUT)
     strict: bool = option(False, "stop at the first image that cannot be decoded instead of skipping and counting it, and "
                                  "refuse test images that copy training images", group=DATA)
@@ -206,3 +215,10 @@ class CompareConfig(ConfigModel):
     runs: list[str] = option(description="two or more run folders, each evaluated with 'babyface evaluate'",
                              default_factory=list, positional="+")
     output: str = option("", "also write the comparison to this JSON file; empty = print only", metavar="FILE")
+    group_by: str = option("", "which test images belong together (one infant, one video), for a paired test that "
+                               "resamples whole groups beside McNemar's: a --manifest column or 'near-duplicates'; "
+                               "empty = the groups 'evaluate --group-by' recorded in the runs' predictions.csv, if any",
+                           metavar="COLUMN", group=STATISTICS)
+    manifest: str = option("", GROUP_MANIFEST_HELP, metavar="CSV", group=STATISTICS)
+    bootstrap: int = option(1000, "resamples of the paired group bootstrap (at least 100)", ge=100, group=STATISTICS)
+    seed: int = option(0, "random seed of the paired group bootstrap", group=STATISTICS)

@@ -22,10 +22,11 @@ from babyface.data.framing import (
 )
 from babyface.data.images import display_path
 from babyface.data.leakage import check_leakage, file_signatures
+from babyface.data.regroup import resolve_groups
 from babyface.data.scan import scan_class_folders, scan_dataset
 from babyface.data.sources import load_label_map, scan_sources
 from babyface.errors import DataError
-from babyface.evaluation.metrics import classification_metrics, interval_text
+from babyface.evaluation.metrics import classification_metrics, interval_text, quoted_interval
 from babyface.evaluation.plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
 from babyface.evaluation.subgroups import analyse_subgroups
 from babyface.inference.calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
@@ -46,6 +47,7 @@ class TestSet:
     source: str
     root: Path  # file names in outputs are relative to it
     sources: list[str] = field(default_factory=list)  # per file, when several datasets are combined
+    own_split: bool = False  # the test split the run held out at training (its split manifest's test rows)
 
     @property
     def name(self) -> str:
@@ -91,7 +93,7 @@ def manifest_test_set(run: Path, meta: ModelMeta) -> TestSet:
     index = {name: i for i, name in enumerate(meta.classes)}
     several = len(meta.data.get("sources", [])) > 1
     return TestSet([root / row.file for row in rows], [index[row.label] for row in rows], source, root,
-                   [row.source for row in rows] if several else [])
+                   [row.source for row in rows] if several else [], own_split=True)
 
 
 def other_test_set(root: Path, meta: ModelMeta) -> TestSet:
@@ -123,6 +125,7 @@ def evaluate_run(config: EvalConfig) -> dict:
         _metadata_path(config)  # fail before the slow part when the CSV is missing
     elif config.metadata:
         raise DataError(f"--metadata {config.metadata}: say which column(s) to group by with --by COLUMN[,COLUMN]")
+    grouping = group_test_images(config, meta, test)  # before the slow part: a bad manifest fails early
     out = prepare_output_dir(config.out or RunFolder(run).evaluation, overwrite=config.overwrite)
     save_yaml(config, out / EvaluationFiles.CONFIG)
     framing = classifier.framing
@@ -139,23 +142,30 @@ def evaluate_run(config: EvalConfig) -> dict:
     pred = probs.argmax(1)
     true = decoded.labels.numpy()
     classes, name, temperature = classifier.classes, meta.arch.name, classifier.temperature
-    metrics = classification_metrics(true, pred, classes, n_resamples=config.bootstrap, seed=config.seed)
+    groups = grouping.of(decoded.paths)
+    metrics = classification_metrics(true, pred, classes, n_resamples=config.bootstrap, seed=config.seed, groups=groups,
+                                     group_by=grouping.by)
+    if groups is not None and config.bootstrap:
+        metrics["group_ci"] = {**metrics["group_ci"], **grouping.record()}
+        if metrics["n_groups"] < 2:
+            log.warning("WARNING: every test image is in one %s group: no group-level interval can be computed; the "
+                        "test set says nothing about other groups", grouping.by)
     metrics.update(model=name, run=display_path(config.run), data=test.source, skipped=len(decoded.skipped),
                    data_root=display_path(test.root.resolve()), tta=config.tta, backend=classifier.backend.name,
                    framing={**framing.record(), "no_face": framed.no_face, "trained_on": bundle_framing(meta)})
     metrics["calibration"] = calibration_summary(logits, decoded.labels, temperature)
     metrics["ece"] = metrics["calibration"]["ece_after"]
     if any(test.sources):
-        metrics["per_source"] = per_source_metrics(decoded.paths, test, true, pred, classes, config)
+        metrics["per_source"] = per_source_metrics(decoded.paths, test, true, pred, classes, config, groups, grouping.by)
     write_json(out / EvaluationFiles.METRICS, metrics)
     write_json(out / EvaluationFiles.CONFUSION_JSON, {"classes": classes, "matrix": metrics["confusion_matrix"]})
     files = [_shown_path(p, test.root) for p in decoded.paths]
-    _write_predictions(out / EvaluationFiles.PREDICTIONS, files, true, pred, probs, classes, framed.face_found)
+    _write_predictions(out / EvaluationFiles.PREDICTIONS, files, true, pred, probs, classes, framed.face_found, groups)
     if config.by:
         metrics["subgroups"] = analyse_subgroups(files, true, pred, classes, _metadata_path(config), config.by,
-                                                 metrics, config.bootstrap, config.seed)
+                                                 metrics, config.bootstrap, config.seed, groups)
         write_json(out / EvaluationFiles.SUBGROUPS, metrics["subgroups"])
-    title = f"{name} on {test.name}: macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'))}"
+    title = f"{name} on {test.name}: macro-F1 {interval_text(metrics['macro_f1'], quoted_interval(metrics, 'macro_f1'))}"
     plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes, out / EvaluationFiles.CONFUSION_PNG, title=title)
     _plot_reliability(out / EvaluationFiles.RELIABILITY_PNG, logits, true, temperature, f"{name} on {test.name}")
     _plot_grid(out / EvaluationFiles.GRID_PNG, framed, true, pred, probs, classes, config)
@@ -198,13 +208,58 @@ def _plot_reliability(path: Path, logits: torch.Tensor, true: np.ndarray, temper
     plot_reliability_diagram(panels, path, title=f"Calibration of {title}")
 
 
-def per_source_metrics(paths: list[Path], test: TestSet, true, pred, classes: list[str], config: EvalConfig) -> dict:
-    """Accuracy, macro-F1 (with intervals) and the rest for each source's share of the test images."""
+def per_source_metrics(paths: list[Path], test: TestSet, true, pred, classes: list[str], config: EvalConfig,
+                       groups: list[str] | None = None, group_by: str = "") -> dict:
+    """Accuracy, macro-F1 (with intervals, group-level ones too when ``groups`` are known) and the rest for each
+    source's share of the test images."""
     source_of = dict(zip(test.paths, test.sources))
     sources = np.array([source_of[p] for p in paths])
+    named = np.asarray(groups) if groups is not None else None
     return {name: classification_metrics(true[sources == name], pred[sources == name], classes,
-                                         n_resamples=config.bootstrap, seed=config.seed)
+                                         n_resamples=config.bootstrap, seed=config.seed, group_by=group_by,
+                                         groups=None if named is None else named[sources == name].tolist())
             for name in dict.fromkeys(sources.tolist())}
+
+
+@dataclass
+class Grouping:
+    """Which group each test image belongs to, for the group-level intervals; ``by`` empty: groups unknown."""
+
+    by: str = ""
+    manifest: str = ""
+    origin: str = ""  # "--group-by", or "training" when the run's own --group-by was reused
+    groups: dict[Path, str] = field(default_factory=dict)
+
+    def of(self, paths: list[Path]) -> list[str] | None:
+        return [self.groups[p] for p in paths] if self.by else None
+
+    def record(self) -> dict:
+        return {"group_by": self.by, "manifest": display_path(self.manifest) if self.manifest else "", "from": self.origin}
+
+
+def group_test_images(config: EvalConfig, meta: ModelMeta, test: TestSet) -> Grouping:
+    """The group of every test image: by --group-by (a --manifest column, or near-duplicate clusters); on the run's own
+    test split without --group-by, by the grouping the run was trained with; ``none``: no groups."""
+    group_by, manifest, origin = config.group_by, config.manifest, "--group-by"
+    if group_by == "none":
+        return Grouping()
+    if not group_by and not manifest and test.own_split:
+        options = meta.training.get("data_options") or {}
+        group_by, manifest, origin = options.get("group_by") or "", options.get("manifest") or "", "training"
+        if manifest and not Path(manifest).is_file():
+            log.warning("WARNING: the run was trained with --group-by %s --manifest %s, which is not found from here; "
+                        "pass --group-by and --manifest to get group-level intervals", group_by, manifest)
+            return Grouping()
+        if group_by:
+            log.info("groups: --group-by %s%s, as at training (--group-by none: no groups)", group_by,
+                     f" --manifest {manifest}" if manifest else "")
+    if not group_by:
+        if manifest:
+            raise DataError(f"--manifest {manifest}: say which of its columns holds each image's group with --group-by COLUMN")
+        return Grouping()
+    files = [_shown_path(p, test.root) for p in test.paths]
+    names = resolve_groups(test.root, files, test.paths, group_by, manifest, config.progress)
+    return Grouping(group_by, manifest, origin, dict(zip(test.paths, names)))
 
 
 def _shown_path(file: Path, root: Path) -> str:
@@ -222,10 +277,15 @@ def _metadata_path(config: EvalConfig) -> Path:
     return default
 
 
-def _write_predictions(path: Path, files: list[str], true, pred, probs, classes: list[str], face_found: list[bool | None]) -> None:
+def _write_predictions(path: Path, files: list[str], true, pred, probs, classes: list[str], face_found: list[bool | None],
+                       groups: list[str] | None = None) -> None:
+    """One row per image; with groups known, a last column ``group`` (which ``compare`` uses for its paired test)."""
     rows = [[file, classes[t], classes[p], *(f"{v:.6f}" for v in prob), found_text(found)]
             for file, t, p, prob, found in zip(files, true, pred, probs, face_found)]
-    write_csv(path, ["file", "true", "predicted", *(f"p_{c}" for c in classes), "face_found"], rows)
+    header = ["file", "true", "predicted", *(f"p_{c}" for c in classes), "face_found"]
+    if groups is not None:
+        rows, header = [[*row, group] for row, group in zip(rows, groups)], [*header, "group"]
+    write_csv(path, header, rows)
 
 
 def _plot_grid(path: Path, framed: FramedImages, true, pred, probs, classes: list[str], config: EvalConfig) -> None:

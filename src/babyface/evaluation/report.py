@@ -22,7 +22,7 @@ from babyface.bundle.single import read_metadata
 from babyface.config import ReportConfig
 from babyface.data.images import load_rgb
 from babyface.errors import BabyfaceError, ImageDecodeError, OutputExistsError
-from babyface.evaluation.metrics import interval_text
+from babyface.evaluation.metrics import interval_text, quoted_interval
 from babyface.io import write_text
 from babyface.run import MODEL_CARD_FILE, REPORT_FILE, EvaluationFiles, RunFolder
 
@@ -153,12 +153,26 @@ def section_summary(facts: dict) -> str:
              card(f"{m['macro_f1']:.3f}", f"test macro-F1, 95% CI {ci_text(m, 'macro_f1')}"),
              card(f"{cal.get('ece_after', float('nan')):.3f}", f"test ECE at T = {cal.get('temperature', 1):.2f} "
                                                                 f"({cal.get('ece_before', float('nan')):.3f} at T = 1)"),
-             card(str(m["n"]), "test images")]
-    return f'<div class="cards">{"".join(cards)}</div>'
+             card(str(m["n"]), "test images" + (f" of {m['n_groups']} groups" if m.get("quote") == "group" else ""))]
+    return f'<div class="cards">{"".join(cards)}</div><p class="note">{html.escape(interval_note(m))}</p>'
 
 
-def ci_text(metrics: dict, key: str, percent: bool = False) -> str:
-    interval = metrics.get(f"{key}_ci")
+def interval_note(metrics: dict) -> str:
+    """Which intervals the numbers carry and which to quote (report and model card)."""
+    if metrics.get("quote") == "group":
+        by = metrics["group_ci"].get("group_by") or "group"
+        return (f"The accuracy and macro-F1 intervals resample whole groups ({metrics['n_groups']} groups by {by}): quote "
+                "these, because images of one infant or one video are not independent. Resampling images instead, as if "
+                f"independent, gives accuracy {ci_text(metrics, 'accuracy', True, 'image')} and macro-F1 "
+                f"{ci_text(metrics, 'macro_f1', level='image')}; per-class intervals resample images.")
+    return ("The intervals resample test images, which treats them as independent: when several images show the same "
+            "infant or come from one video they are too narrow; evaluate with --group-by (a manifest column, or "
+            "near-duplicates) to get intervals over whole groups.")
+
+
+def ci_text(metrics: dict, key: str, percent: bool = False, level: str = "quoted") -> str:
+    """'71.0% – 78.3%': the quoted interval of ``key`` (group-level when groups are known), or the image-level one."""
+    interval = quoted_interval(metrics, key) if level == "quoted" else metrics.get(f"{key}_ci")
     if not interval:
         return "not computed"
     return f"{interval[0]:.1%} – {interval[1]:.1%}" if percent else f"{interval[0]:.3f} – {interval[1]:.3f}"
@@ -260,7 +274,8 @@ def render_html(facts: dict, gallery: list[dict]) -> str:
         [("Most confident mistakes", section_gallery(gallery))],
     ]
     body = "".join(render_row(row) for row in sections)
-    lede = (f"Classes {', '.join(meta.classes)}; {m['n']} test images; 95% intervals: stratified bootstrap, "
+    how = (f"cluster bootstrap over {m['n_groups']} groups" if m.get("quote") == "group" else "stratified bootstrap over images")
+    lede = (f"Classes {', '.join(meta.classes)}; {m['n']} test images; 95% intervals: {how}, "
             f"{m.get('ci', {}).get('resamples', 0)} resamples. babyface {html.escape(str(meta.babyface_version))}.")
     warning = ('<p class="warning">Research software, <b>not a clinical tool</b>: a facial expression is not an emotion, '
                "and these numbers hold only for data like the test set.</p>")
@@ -286,9 +301,10 @@ def render_model_card(facts: dict) -> str:
         f"{data.get('train', '?')} training and {data.get('val', '?')} validation images from `{data.get('root', '?')}` "
         f"({data.get('skipped', 0)} skipped), resized to {meta.image_size}×{meta.image_size}; test set: {m.get('data', '?')} "
         f"({m['n']} images).", "",
-        "## Metrics (test set, 95% stratified bootstrap intervals)",
-        f"- accuracy {interval_text(m['accuracy'], m.get('accuracy_ci'))}",
-        f"- macro-F1 {interval_text(m['macro_f1'], m.get('macro_f1_ci'))}",
+        "## Metrics (test set, 95% bootstrap intervals)",
+        f"- accuracy {interval_text(m['accuracy'], quoted_interval(m, 'accuracy'))}",
+        f"- macro-F1 {interval_text(m['macro_f1'], quoted_interval(m, 'macro_f1'))}",
+        f"- {interval_note(m)}",
         f"- expected calibration error (15 bins) {cal.get('ece_before', float('nan')):.3f} before, "
         f"{cal.get('ece_after', float('nan')):.3f} after temperature scaling (T = {cal.get('temperature', 1.0):.3f})", "",
         "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",

@@ -16,7 +16,7 @@ import numpy as np
 
 from babyface.data.images import display_path
 from babyface.errors import DataError
-from babyface.evaluation.metrics import classification_metrics, interval_text
+from babyface.evaluation.metrics import classification_metrics, interval_text, quoted_interval
 
 SMALL_GROUP = 30
 MISSING = "(no metadata)"
@@ -56,30 +56,38 @@ def match_rows(files: Sequence[str], rows: Sequence[dict[str, str]]) -> list[dic
 
 
 def group_metrics(true: np.ndarray, pred: np.ndarray, classes: Sequence[str], overall: dict,
-                  n_resamples: int, seed: int) -> dict:
-    """One group's scores with intervals, support, confusion matrix and gap to the overall scores."""
-    m = classification_metrics(true, pred, classes, n_resamples=n_resamples, seed=seed)
+                  n_resamples: int, seed: int, identities: Sequence[str] | None = None) -> dict:
+    """One subgroup's scores with intervals, support, confusion matrix and gap to the overall scores; with
+    ``identities`` (the --group-by group of each image) also the group-level intervals, which are then quoted."""
+    m = classification_metrics(true, pred, classes, n_resamples=n_resamples, seed=seed, groups=identities)
     result = {"n": m["n"], "small": m["n"] < SMALL_GROUP}
     for key in ("accuracy", "macro_f1"):
-        result.update({key: m[key], f"{key}_ci": m.get(f"{key}_ci"), f"{key}_gap": m[key] - overall[key]})
+        result.update({key: m[key], f"{key}_ci": quoted_interval(m, key), f"{key}_gap": m[key] - overall[key]})
+    if identities is not None:
+        result.update(n_groups=m["n_groups"], image_level_ci={key: m.get(f"{key}_ci") for key in ("accuracy", "macro_f1")})
     result.update(confusion_matrix=m["confusion_matrix"], support={c: r["support"] for c, r in m["per_class"].items()})
     return result
 
 
 def analyse_subgroups(files: Sequence[str], true: np.ndarray, pred: np.ndarray, classes: Sequence[str],
-                      metadata: str | Path, by: str, overall: dict, n_resamples: int = 1000, seed: int = 0) -> dict:
-    """Per column in ``by``, per value: :func:`group_metrics`. Images without a metadata row form MISSING."""
+                      metadata: str | Path, by: str, overall: dict, n_resamples: int = 1000, seed: int = 0,
+                      identities: Sequence[str] | None = None) -> dict:
+    """Per column in ``by``, per value: :func:`group_metrics`. Images without a metadata row form MISSING. With
+    ``identities`` (evaluate --group-by) each subgroup's intervals resample whole groups, and ``n_groups`` counts them."""
     columns = parse_columns(by)
     matched = match_rows(files, load_metadata(metadata, columns))
     if not any(matched):
         raise DataError(f"{display_path(metadata)}: none of its 'file' entries matches a test image; give paths relative "
                         f"to the dataset root (e.g. {files[0]}) or unique file names")
     result = {"metadata": display_path(metadata), "matched": sum(r is not None for r in matched),
-              "unmatched": sum(r is None for r in matched), "small_group": SMALL_GROUP, "columns": {}}
+              "unmatched": sum(r is None for r in matched), "small_group": SMALL_GROUP, "columns": {},
+              "intervals": "groups resampled" if identities is not None else "images resampled"}
+    named = np.asarray(identities) if identities is not None else None
     for column in columns:
         values = np.array([MISSING if r is None else (r[column] or MISSING) for r in matched])
         result["columns"][column] = {
-            value: group_metrics(true[values == value], pred[values == value], classes, overall, n_resamples, seed)
+            value: group_metrics(true[values == value], pred[values == value], classes, overall, n_resamples, seed,
+                                 None if named is None else named[values == value].tolist())
             for value in sorted(set(values.tolist()))
         }
     return result
@@ -88,7 +96,9 @@ def analyse_subgroups(files: Sequence[str], true: np.ndarray, pred: np.ndarray, 
 def format_subgroups(result: dict) -> str:
     """A plain-text table per column: n, accuracy and macro-F1 with intervals, gaps; small groups marked '*'."""
     lines = [f"subgroups ({result['matched']} test images matched in {result['metadata']}"
-             + (f", {result['unmatched']} without a row" if result["unmatched"] else "") + ")"]
+             + (f", {result['unmatched']} without a row" if result["unmatched"] else "")
+             + ("; 95% intervals resample whole --group-by groups" if result.get("intervals") == "groups resampled" else "")
+             + ")"]
     for column, groups in result["columns"].items():
         width = max(len(column), *(len(g) for g in groups)) + 2
         lines += ["", f"{column:<{width}}{'n':>6}  {'accuracy [95% CI]':<24}{'gap':>7}  {'macro-F1 [95% CI]':<24}{'gap':>7}"]
