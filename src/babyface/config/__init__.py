@@ -51,6 +51,8 @@ from babyface.config.inference import (
 from babyface.config.training import (
     AUTO_ADVERSARY,
     AugmentConfig,
+    CvConfig,
+    CvDataConfig,
     DataConfig,
     ModelsConfig,
     TrainConfig,
@@ -64,7 +66,7 @@ __all__ = [
     "DEFAULT_DETECTOR", "DEFAULT_MARGIN", "DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SCORE", "DEFAULT_THRESHOLD", "DETECT_MAX_SIDE",
     "DETECTORS",
     "AUTO_ADVERSARY", "CHOICES", "RECIPES", "AuditConfig", "AugmentConfig", "CompareConfig", "ConfigModel", "CropConfig",
-    "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig", "ModelsConfig",
+    "CvConfig", "CvDataConfig", "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig", "ModelsConfig",
     "PredictConfig", "ReportConfig", "ServeConfig", "SplitConfig", "SynthCommand", "SynthConfig", "TrainConfig",
     "adversary_weight", "config_error", "data_sources", "deep_update", "field_flag", "from_dict", "load_recipe",
     "load_yaml", "merge", "option", "parse_seeds", "recipe_names", "save_yaml", "to_dict", "with_recipe",

@@ -67,6 +67,10 @@ class DataConfig(ConfigModel):
                                "identity_group) or 'near-duplicates' (copies and near-copies of a photo stay together); "
                                "empty = images are split one by one", metavar="COLUMN")
     manifest: str = option("", "CSV with a 'file' column (relative to DATA) and the --group-by column", metavar="CSV")
+    split_file: str = option("", "CSV with a 'file' column (relative to DATA, or to the folder that holds every --data "
+                                 "source) and a 'split' column (train, val or test) that fixes each image's split instead "
+                                 "of DATA's folders; images it does not list are left out; 'babyface cv' writes one per "
+                                 "fold; empty = DATA's own split", metavar="CSV")
     leakage_check: bool = option(True, "warn (refuse with --strict) when test images are copies of training images")
     label_map: str = option("", "YAML mapping folder class -> model class (null drops the class), to combine sources "
                                 "whose class folders are named differently; empty = folder names as they are",
@@ -182,6 +186,63 @@ class TrainConfig(ConfigModel):
         if value:
             parse_seeds(value)
         return value
+
+
+CV = "cross-validation"
+
+
+class CvDataConfig(DataConfig):
+    """DataConfig as ``babyface cv`` reads it: --group-by also keeps every group in one fold."""
+
+    group_by: str = option("", "keep groups whole: no group is in two folds (nor in a fold's train and validation "
+                               "images), and the 95% intervals resample whole groups; a --manifest column (e.g. "
+                               "identity_group) or 'near-duplicates' (copies and near-copies of a photo stay together); "
+                               "empty = images are assigned one by one", metavar="COLUMN")
+    test_fraction: float = option(0.15, "not used by cv: every image is tested once, by the fold that holds it", gt=0,
+                                  lt=1)
+    split_file: str = option("", "not used by cv, which writes one split file per fold (OUT/splits/foldK.csv); leave "
+                                 "empty", metavar="CSV")
+
+    @field_validator("split_file")
+    @classmethod
+    def _no_split_file(cls, value: str) -> str:
+        if value:
+            raise ValueError("cv makes its own split per fold; drop --split-file (or train on it with 'babyface train')")
+        return value
+
+
+class CvConfig(TrainConfig):
+    """``babyface cv``: one training per fold with every option of ``babyface train``, each fold tested on images (and
+    groups) it never saw, results pooled over every image."""
+
+    help_groups: ClassVar[tuple[str, ...]] = (CV, DATA, SOURCES, MODEL, OPTIMISATION, AUGMENTATION, RUNTIME)
+
+    data: str = option("", "dataset folder: a BabyFace layout (DATA/train/, val/ and test/ are pooled, then cut into "
+                           "folds) or DATA/<class>/", positional="?", group=DATA)
+    folds: str = option("5", "number of folds, at least 2: the images are cut into K parts of whole --group-by groups "
+                             "with the classes spread evenly, and each part is tested by a model trained on the others; "
+                             "loso = one fold per DATA/--data source (leave one source out)", metavar="K|loso", group=CV)
+    bootstrap: int = option(1000, "bootstrap resamples of the 95% intervals (at least 100)", ge=100, group=CV)
+    out: str = option("", "folder for the folds (OUT/fold1, ... each a run folder), the pooled results and report.html; "
+                          "must be new or empty unless --overwrite; empty = runs/cv-MODEL-DATE-TIME", metavar="DIR",
+                      group=RUNTIME)
+    data_options: CvDataConfig = option(description="how images are read, grouped and cached",
+                                        default_factory=CvDataConfig, group=DATA)
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, value: str) -> str:
+        text = str(value).strip().lower()
+        if text != "loso" and not (text.isdigit() and int(text) >= 2):
+            raise ValueError(f"give a number of folds of at least 2 (e.g. 5), or loso (leave one source out), got {value!r}")
+        return text
+
+    def fold_config(self, **changes: Any) -> TrainConfig:
+        """The TrainConfig of one fold's training: these options without the cv ones, ``changes`` applied
+        (nested ``data_options`` changes merged)."""
+        values = self.model_dump(exclude={"folds", "bootstrap"})
+        values["data_options"] = {**values["data_options"], **changes.pop("data_options", {})}
+        return TrainConfig(**{**values, **changes})
 
 
 class ModelsConfig(ConfigModel):

@@ -23,8 +23,10 @@ class ManifestColumn:
     missing_files: list[str] = field(default_factory=list)  # rows naming files that are not in DATA
 
 
-def read_manifest_column(manifest: str | os.PathLike, column: str, data_root: str | os.PathLike) -> ManifestColumn:
-    """Read ``column`` of ``manifest``; rows naming files absent from ``data_root`` are counted and logged, not fatal."""
+def read_manifest_column(manifest: str | os.PathLike, column: str, data_root: str | os.PathLike,
+                         flag: str = "--manifest", needs: str = "the --group-by column") -> ManifestColumn:
+    """Read ``column`` of ``manifest``; rows naming files absent from ``data_root`` are counted and logged, not fatal.
+    ``flag`` and ``needs`` name the option that gave the file and what it must hold, for the error messages."""
     path, root = Path(manifest), Path(data_root)
     where = display_path(path)
     try:
@@ -34,10 +36,10 @@ def read_manifest_column(manifest: str | os.PathLike, column: str, data_root: st
             if "file" not in header or column not in header:
                 wanted = "file" if "file" not in header else column
                 raise DataError(f"{where}: no column '{wanted}' (columns: {', '.join(header) or 'none'}); "
-                                f"give a CSV with 'file' and the --group-by column")
+                                f"give a CSV with 'file' and {needs}")
             values = {row["file"].replace("\\", "/"): (row[column] or "").strip() for row in reader}
     except FileNotFoundError:
-        raise DataError(f"{where}: manifest not found; check the --manifest path") from None
+        raise DataError(f"{where}: not found; check the {flag} path") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{where}: cannot read manifest CSV ({str(exc).splitlines()[0]}); fix or re-export it") from None
     missing = sorted(f for f in values if not (root / f).is_file())

@@ -65,6 +65,40 @@ def group_stratified_split(labels: Sequence[int], groups: Sequence[str], fractio
     return assigned
 
 
+def group_stratified_folds(labels: Sequence[int], groups: Sequence[str], k: int, seed: int) -> list[int]:
+    """The fold (0 … k-1) of each index for k-fold cross-validation: every group whole in one fold, each fold holding
+    close to 1/k of each class, and no fold empty (needs at least k groups).
+
+    Groups are placed largest first (ties in a seeded random order), each into the fold whose per-class quota it
+    fills best without overshooting (as :func:`group_stratified_split`); among equally good folds the one furthest
+    below its share wins, and the last groups go to folds still empty."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, group in enumerate(groups):
+        members[group].append(index)
+    if len(members) < k:
+        raise ValueError(f"{len(members)} groups cannot fill {k} folds")
+    labels = np.asarray(labels, dtype=np.int64)
+    totals = np.bincount(labels, minlength=1).astype(float)
+    scale = np.maximum(totals, 1)
+    deficit = np.tile(totals / k, (k, 1))  # images each fold still wants, per class
+    order = list(members)
+    np.random.default_rng(seed).shuffle(order)
+    order.sort(key=lambda g: -len(members[g]))
+    fold_of = np.zeros(len(labels), dtype=np.int64)
+    empty = np.ones(k, dtype=bool)
+    for position, group in enumerate(order):
+        counts = np.bincount(labels[members[group]], minlength=len(totals)).astype(float)
+        score = (np.minimum(deficit, counts) / scale).sum(1) - (np.maximum(counts - deficit, 0) / scale).sum(1)
+        score += 1e-9 * deficit.sum(1) / max(len(labels), 1)  # ties: the fold furthest below its share
+        if len(order) - position <= empty.sum():  # as many groups left as empty folds: one each
+            score[~empty] = -np.inf
+        fold = int(np.argmax(score))
+        deficit[fold] -= counts
+        empty[fold] = False
+        fold_of[members[group]] = fold
+    return fold_of.tolist()
+
+
 def limit_per_class(keys: Sequence[Hashable], limit: int, seed: int) -> list[int]:
     """Indices keeping at most ``limit`` items of each key (a class, or a (source, class) pair), chosen
     at random with ``seed``; sorted. ``limit`` 0 keeps everything."""

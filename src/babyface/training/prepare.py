@@ -13,6 +13,7 @@ from babyface.config import TrainConfig, data_sources
 from babyface.data.cache import fit_memory_budget, load_decoded
 from babyface.data.decoded import DecodedImages, channel_stats
 from babyface.data.duplicates import Signatures, signatures
+from babyface.data.folds import apply_split_file
 from babyface.data.images import display_path
 from babyface.data.leakage import check_leakage, file_signatures
 from babyface.data.regroup import resolve_groups
@@ -39,11 +40,13 @@ class PreparedData:
 
 
 def prepare_data(config: TrainConfig) -> PreparedData:
-    """Scan, decode once (through the decode cache), split off validation (and test for a one-folder dataset),
-    hold the images in memory or stream them (--cache-mem), compute normalisation."""
+    """Scan, decode once (through the decode cache), split off validation (and test for a one-folder dataset) unless
+    --split-file fixes the splits, hold the images in memory or stream them (--cache-mem), compute normalisation."""
     opts = config.data_options
     label_map = load_label_map(opts.label_map) if opts.label_map else None
     scan = scan_sources(data_sources(config), label_map, opts.test_fraction, config.seed)
+    if opts.split_file:
+        scan = apply_split_file(scan, opts.split_file)
     samples = scan.train.samples
     split_rows: list[SplitRow] = []
     if scan.layout == "folders":
