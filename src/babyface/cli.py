@@ -25,6 +25,7 @@ from babyface.config import (
     CompareConfig,
     ConfigModel,
     CropConfig,
+    CvConfig,
     DemoConfig,
     EnsembleConfig,
     EvalConfig,
@@ -203,14 +204,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def resume_config(args: argparse.Namespace) -> TrainConfig:
-    """The interrupted run's own config.yaml; flags given now (e.g. more --epochs) override it."""
+def resume_config(args: argparse.Namespace, cls: type[C] = TrainConfig, saved_name: str = "config.yaml",  # type: ignore[assignment]
+                  command: str = "train") -> C:
+    """The interrupted run's own saved config; flags given now (e.g. more --epochs) override it."""
     run = Path(args.resume)
-    saved = RunFolder(run).config
+    saved = run / saved_name
     if not saved.is_file():
-        raise BabyfaceError(f"{run}: no config.yaml here; --resume takes the folder of an interrupted 'babyface train' run")
+        raise BabyfaceError(f"{run}: no {saved_name} here; --resume takes the folder of an interrupted 'babyface {command}'")
     args.config = str(saved)
-    return build_config(TrainConfig, args, out=str(run), data=args.data)
+    return build_config(cls, args, out=str(run), data=args.data)
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    from babyface.run import default_run_folder
+    from babyface.training.cv import CV_CONFIG, run_cv
+
+    if args.resume:
+        out = run_cv(resume_config(args, CvConfig, CV_CONFIG, "cv"), resume=True)
+    else:
+        config = build_config(CvConfig, args)
+        if not config.data and not config.sources:
+            raise BabyfaceError("cv needs DATA (or --resume OUT to continue an interrupted cross-validation)")
+        if not config.out:
+            config.out = str(default_run_folder(f"cv-{config.model}"))
+        out = run_cv(config)
+    print((out / "cv_summary.md").read_text(encoding="utf-8"))
+    print(f"folds: {out}/fold*/  summary: {out / 'cv_summary.json'}  plot: {out / 'cv_folds.png'}  report: {out / 'report.html'}")
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -430,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", cmd_train, TrainConfig, "train a model on DATA and write a run folder with the model bundle")
     p.add_argument("--resume", metavar="RUN", help="continue the interrupted run in RUN from RUN/checkpoint.pt with its "
                    "own config.yaml; flags given as well override it, e.g. more --epochs (default: empty = a new run)")
+    p = command("cv", cmd_cv, CvConfig, "cross-validation: one training per fold (any train option), whole --group-by "
+                "groups per fold, pooled out-of-fold results with group-level intervals, a summary, a plot and a report")
+    p.add_argument("--resume", metavar="OUT", help="continue the interrupted cross-validation in OUT with its own "
+                   "cv_config.yaml: finished folds are kept, an interrupted one continues from its checkpoint (default: "
+                   "empty = a new cross-validation)")
     command("evaluate", cmd_evaluate, EvalConfig, "evaluate a trained run on a test set")
     command("predict", cmd_predict, PredictConfig,
             "predict the emotion in image files or folders, or of every face over time in videos")

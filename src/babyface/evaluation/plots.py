@@ -346,3 +346,32 @@ def plot_timeline(rows: Sequence[dict], classes: Sequence[str], path: PathLike, 
         axes[0].legend(loc="upper right", ncols=len(classes), frameon=False)
         axes[-1].set_xlabel("time (s)")
     return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- cross-validation
+
+
+def plot_cv_folds(folds: Sequence[dict], pooled: dict, path: PathLike, title: str = "") -> Path:
+    """Accuracy and macro-F1 of each fold (points with their 95% intervals) beside the pooled out-of-fold value (a line)
+    and its 95% interval (a band). ``folds``: dicts with ``accuracy``, ``accuracy_ci``, ``macro_f1``, ``macro_f1_ci``;
+    ``pooled``: the same keys."""
+    if not folds:
+        raise ValueError("plot_cv_folds: no folds to draw")
+    positions = np.arange(1, len(folds) + 1)
+    fig = _new_figure(max(6.0, 3.0 + 0.9 * len(folds)), 4.4, title or "Cross-validation")
+    with plt.rc_context(STYLE):
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, key, name, colour in ((axes[0], "accuracy", "Accuracy", TRAIN_COLOUR), (axes[1], "macro_f1", "Macro-F1", F1_COLOUR)):
+            values = np.array([f[key] for f in folds], dtype=float)
+            intervals = [f.get(f"{key}_ci") or [f[key], f[key]] for f in folds]
+            errors = np.abs(np.array(intervals, dtype=float).T - values)
+            ax.errorbar(positions, values, yerr=errors, fmt="o", color=colour, capsize=4, label="fold [95% CI]")
+            interval = pooled.get(f"{key}_ci")
+            if interval:
+                ax.axhspan(interval[0], interval[1], color=BEST_COLOUR, alpha=0.15, label="pooled 95% CI")
+            ax.axhline(pooled[key], color=BEST_COLOUR, linestyle="--", label="pooled out-of-fold")
+            ax.set(title=f"{name} (pooled {pooled[key]:.3f})", xlabel="fold", xticks=positions,
+                   xlim=(0.4, len(folds) + 0.6), ylim=(0.0, 1.02))
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False)
+    return save_figure(fig, path)

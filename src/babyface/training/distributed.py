@@ -22,6 +22,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this call started the process group, so its shutdown ends it
 
     @property
     def enabled(self) -> bool:
@@ -43,7 +44,8 @@ def launched_by_torchrun() -> bool:
 
 
 def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
-    """Join the process group when started by torchrun; otherwise a single process."""
+    """Join the process group when started by torchrun; otherwise a single process. A group started earlier (e.g.
+    by ``babyface cv``, around several trainings) is joined and left running."""
     if not launched_by_torchrun():
         return DistInfo(), resolve_device(device_name)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -51,9 +53,10 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    owner = not dist.is_initialized()
+    if owner:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank), device
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, owner), device
 
 
 def sum_across(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
@@ -70,5 +73,6 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    """End the process group if ``info``'s init_distributed started it."""
+    if info.enabled and info.owns_group and dist.is_initialized():
         dist.destroy_process_group()
