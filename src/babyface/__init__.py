@@ -4,7 +4,7 @@
     model = babyface.load("runs/r18")
     model.predict("baby.jpg")
 
-``load``, ``train`` and ``evaluate`` (see ``babyface.api``) and the configs are imported on first use, so that
+``load``, ``train``, ``evaluate`` and ``cv`` (see ``babyface.api``) and the configs are imported on first use, so that
 ``import babyface`` and ``babyface --help`` stay fast.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "babyface.api", "train": "babyface.api", "evaluate": "babyface.api",
+    "load": "babyface.api", "train": "babyface.api", "evaluate": "babyface.api", "cv": "babyface.api",
     "Classifier": "babyface.inference.classifier", "Prediction": "babyface.inference.classifier",
-    "TrainConfig": "babyface.config", "EvalConfig": "babyface.config",
+    "TrainConfig": "babyface.config", "EvalConfig": "babyface.config", "CvConfig": "babyface.config",
 }
 __all__ = ["__version__", *_LAZY]
 

@@ -9,6 +9,8 @@
     run = babyface.train(data="babyface_data", model="resnet18", out="runs/r18", epochs=23)
     metrics = babyface.evaluate("runs/r18")             # the run's own held-out test split
     metrics["accuracy"], metrics["macro_f1"]
+
+    out = babyface.cv(data="faces", folds="5", data_options={"group_by": "identity_group", "manifest": "ids.csv"})
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from babyface.config import EvalConfig, TrainConfig, from_dict, merge, with_recipe
+from babyface.config import CvConfig, EvalConfig, TrainConfig, from_dict, merge, with_recipe
 from babyface.data.framing import Framing
 from babyface.evaluation.evaluate import evaluate_run
 from babyface.inference.classifier import Classifier
 from babyface.run import default_run_folder
+from babyface.training.cv import run_cv
 from babyface.training.fit import fit
 from babyface.training.seeds import fit_seeds
 
@@ -53,3 +56,13 @@ def evaluate(config: EvalConfig | str | os.PathLike, /, **options: Any) -> dict:
     if isinstance(config, EvalConfig):
         return evaluate_run(merge(config, options))
     return evaluate_run(from_dict(EvalConfig, {"run": str(config), **options}, where="babyface.evaluate"))
+
+
+def cv(config: CvConfig | None = None, /, **options: Any) -> Path:
+    """Cross-validate as ``babyface cv`` does and return its folder (OUT/cv_summary.json holds the results). Options as
+    for :func:`train` plus ``folds`` (a number, or "loso"); ``resume=True`` continues an interrupted one in ``out``."""
+    resume = bool(options.pop("resume", False))
+    config = merge(config, options) if config is not None else from_dict(CvConfig, with_recipe(options), where="babyface.cv")
+    if not config.out:
+        config.out = str(default_run_folder(f"cv-{config.model}"))
+    return run_cv(config, resume=resume)

@@ -152,3 +152,14 @@ def test_cv_under_torchrun(tiny_data, tmp_path):
     summary = json.loads((out / "cv_summary.json").read_text())
     assert summary["pooled"]["n"] == 60 and len(summary["per_fold"]) == 2
     assert not list(out.rglob("*.tmp"))
+
+
+def test_python_api_continues_a_finished_cross_validation_without_training(cv_run, tiny_data, caplog):
+    import babyface
+
+    out, _ = cv_run
+    result = babyface.cv(data=str(tiny_data), folds="3", epochs=1, out=str(out), progress=False, resume=True,
+                         data_options={"image_size": 32, "group_by": "skin_tone", "manifest": str(tiny_data / "metadata.csv")})
+    assert result == out and "CvConfig" in babyface.__all__
+    assert caplog.text.count("trained already, kept") == 3 and "epoch   1/1" not in caplog.text
+    assert json.loads((out / "cv_summary.json").read_text())["pooled"]["n"] == 60
