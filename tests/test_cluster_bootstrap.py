@@ -14,6 +14,7 @@ from babyface.evaluation.metrics import (
     group_codes,
     group_interval,
     group_resample_weights,
+    groups_text,
     paired_cluster_bootstrap,
     percentile_interval,
     quoted_interval,
@@ -83,6 +84,11 @@ def test_correlated_groups_give_a_much_wider_group_interval():
     assert metrics["group_ci"]["group_by"] == "infant" and metrics["group_ci"]["groups"] == 20
     assert quoted_interval(metrics, "accuracy") == metrics["accuracy_group_ci"]
     assert quoted_interval(metrics, "macro_f1") == metrics["macro_f1_group_ci"]
+    assert groups_text(metrics) == "20 infant groups"
+    metrics["group_ci"]["group_by"] = "group"
+    assert groups_text(metrics) == "20 groups"
+    metrics["group_ci"]["group_by"] = "near-duplicates"
+    assert groups_text(metrics) == "20 near-duplicate clusters"
 
 
 def test_without_groups_the_image_level_interval_is_quoted():

@@ -276,15 +276,13 @@ def format_metrics(metrics: dict) -> str:
 
 def group_interval_lines(metrics: dict) -> list[str]:
     """The group-level intervals of ``evaluate``'s metrics, when groups were known, and that they are the ones to quote."""
-    from babyface.evaluation.metrics import interval_text
+    from babyface.evaluation.metrics import groups_text, interval_text
 
     if metrics.get("quote") != "group":
         return []
-    by = metrics["group_ci"].get("group_by") or "group"
     return [f"accuracy {interval_text(metrics['accuracy'], metrics['accuracy_group_ci'], 4)}  "
             f"macro-F1 {interval_text(metrics['macro_f1'], metrics['macro_f1_group_ci'], 4)}  (95% intervals over "
-            f"{metrics['n_groups']} {by} groups, whole groups resampled: quote these, images of one group are not "
-            "independent)"]
+            f"{groups_text(metrics)}, whole groups resampled: quote these, images of one group are not independent)"]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -86,7 +86,7 @@ def test_report_and_model_card_quote_the_group_interval(tiny_run, grouped, tmp_p
     metrics = json.loads((grouped / "metrics.json").read_text())
     low, high = metrics["accuracy_group_ci"]
     page = (out / "report.html").read_text()
-    assert f"{low:.1%} – {high:.1%}" in page and f"{metrics['n_groups']} groups by skin_tone" in page
+    assert f"{low:.1%} – {high:.1%}" in page and f"({metrics['n_groups']} skin_tone groups)" in page
     assert "cluster bootstrap over" in page
     card = (out / "model_card.md").read_text()
     assert f"[{low:.3f}, {high:.3f}]" in card and "quote these" in card

@@ -213,6 +213,14 @@ def add_group_intervals(metrics: dict, y_true: np.ndarray, y_pred: np.ndarray, g
     return metrics
 
 
+def groups_text(metrics: dict) -> str:
+    """'13 identity_group groups', '13 groups' (a column called group) or '13 near-duplicate clusters'."""
+    by = (metrics.get("group_ci") or {}).get("group_by") or "group"
+    if by in ("near-duplicates", "near_duplicate_cluster"):
+        return f"{metrics.get('n_groups')} near-duplicate clusters"
+    return f"{metrics.get('n_groups')} {'' if by == 'group' else by + ' '}groups"
+
+
 def quoted_interval(metrics: dict, key: str) -> list[float] | None:
     """The interval of ``key`` (accuracy, macro_f1) to report: the group-level one when groups are known."""
     return metrics.get(f"{key}_group_ci") if metrics.get("quote") == "group" else metrics.get(f"{key}_ci")

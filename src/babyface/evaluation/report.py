@@ -22,7 +22,7 @@ from babyface.bundle.single import read_metadata
 from babyface.config import ReportConfig
 from babyface.data.images import load_rgb
 from babyface.errors import BabyfaceError, ImageDecodeError, OutputExistsError
-from babyface.evaluation.metrics import interval_text, quoted_interval
+from babyface.evaluation.metrics import groups_text, interval_text, quoted_interval
 from babyface.io import write_text
 from babyface.run import MODEL_CARD_FILE, REPORT_FILE, EvaluationFiles, RunFolder
 
@@ -160,8 +160,7 @@ def section_summary(facts: dict) -> str:
 def interval_note(metrics: dict) -> str:
     """Which intervals the numbers carry and which to quote (report and model card)."""
     if metrics.get("quote") == "group":
-        by = metrics["group_ci"].get("group_by") or "group"
-        return (f"The accuracy and macro-F1 intervals resample whole groups ({metrics['n_groups']} groups by {by}): quote "
+        return (f"The accuracy and macro-F1 intervals resample whole groups ({groups_text(metrics)}): quote "
                 "these, because images of one infant or one video are not independent. Resampling images instead, as if "
                 f"independent, gives accuracy {ci_text(metrics, 'accuracy', True, 'image')} and macro-F1 "
                 f"{ci_text(metrics, 'macro_f1', level='image')}; per-class intervals resample images.")
