@@ -65,7 +65,7 @@ def test_each_fold_is_an_ordinary_run_folder(cv_run, tmp_path):
     assert metrics["group_ci"]["from"] == "training"  # the fold's own grouping, reused
 
 
-def test_cv_resumes_fold_by_fold(cv_run, tiny_data, capsys):
+def test_cv_resumes_fold_by_fold(cv_run, tiny_data, capsys, caplog):
     out, _ = cv_run
     kept = (out / "fold1" / "model.safetensors").stat().st_mtime_ns
     (out / "fold2" / "model.json").unlink()  # fold 2 interrupted after its last checkpoint
@@ -76,6 +76,8 @@ def test_cv_resumes_fold_by_fold(cv_run, tiny_data, capsys):
     assert "fold3: trained already, kept" in proc.stderr
     assert (out / "fold1" / "model.safetensors").stat().st_mtime_ns == kept
     assert (out / "fold2" / "model.json").is_file() and "| pooled |" in proc.stdout
+    assert main(["cv", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0  # nothing left to train
+    assert "options other than those of" in capsys.readouterr().err and "epochs" in caplog.text
     folds = out / "folds.csv"
     text = folds.read_text()
     folds.write_text(text.replace(",1\n", ",2\n", 1))  # as if the data or the groups had changed

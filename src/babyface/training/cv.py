@@ -24,7 +24,18 @@ import shutil
 from pathlib import Path
 
 from babyface.bundle.ensemble import create_ensemble
-from babyface.config import CvConfig, EnsembleConfig, EvalConfig, TrainConfig, data_sources, parse_seeds, save_yaml
+from babyface.config import (
+    CvConfig,
+    EnsembleConfig,
+    EvalConfig,
+    TrainConfig,
+    data_sources,
+    from_dict,
+    load_yaml,
+    parse_seeds,
+    save_yaml,
+    to_dict,
+)
 from babyface.data.folds import FoldPlan, all_samples, plan_folds, relative_file
 from babyface.data.images import display_path
 from babyface.data.regroup import NEAR_DUPLICATES, resolve_groups
@@ -73,14 +84,14 @@ def _run_cv(config: CvConfig, resume: bool, main: bool) -> Path:
     if main and not resume and (out / CV_CONFIG).is_file() and not config.overwrite:
         raise BabyfaceError(f"{out}: holds a cross-validation already; continue it with 'babyface cv --resume {out}', or "
                             "pass --overwrite to start it again")
-    if main and not resume:
-        prepare_output_dir(out, overwrite=config.overwrite)
-    plan = make_plan(config)
+    plan = make_plan(config)  # before anything is written: bad input leaves OUT as it was
     folds_csv, group_by = out.resolve() / FOLDS_CSV, config.data_options.group_by
     column = group_column(group_by)
     if resume:
         check_same_plan(plan, folds_csv)
+        warn_if_options_changed(config, out / CV_CONFIG)
     elif main:
+        prepare_output_dir(out, overwrite=config.overwrite)
         for stale in [*out.glob("fold[0-9]*"), out / SPLITS_DIR]:  # an earlier cross-validation in OUT (--overwrite)
             shutil.rmtree(stale, ignore_errors=True)
         save_yaml(config, out / CV_CONFIG)
@@ -136,6 +147,15 @@ def check_same_plan(plan: FoldPlan, folds_csv: Path) -> None:
     if before != now:
         raise DataError(f"{folds_csv}: the images, labels or groups changed since this cross-validation started "
                         f"({len(before ^ now)} assignment(s) differ); start a new one with another --out, or --overwrite")
+
+
+def warn_if_options_changed(config: CvConfig, saved: Path) -> None:
+    """On --resume with options other than those the cross-validation started with: the finished folds keep theirs."""
+    before, now = to_dict(from_dict(CvConfig, load_yaml(saved), str(saved))), to_dict(config)
+    changed = sorted(key for key in now if key not in ("progress", "device", "overwrite") and now[key] != before.get(key))
+    if changed:
+        log.warning("WARNING: resuming with options other than those of %s (%s): folds trained already keep theirs, the "
+                    "others use the new ones", display_path(saved), ", ".join(changed))
 
 
 def train_or_resume(config: TrainConfig) -> Path:
