@@ -176,6 +176,12 @@ class ServeConfig(ConfigModel):
                                     "interface: the page is then reachable from the network)", metavar="ADDRESS",
                        group=SERVER)
     port: int = option(8000, "TCP port to listen on (0 = any free port)", ge=0, le=65535, group=SERVER)
+    token: str = option("", "a secret that /predict and /model require (API clients send 'Authorization: Bearer SECRET'; "
+                            "the page asks for it once, or open http://HOST:PORT/#token=SECRET); needed with any --host "
+                            "but 127.0.0.1/localhost; empty = $BABYFACE_TOKEN, else none", metavar="SECRET",
+                        group=SERVER)
+    insecure: bool = option(False, "allow a --host other than 127.0.0.1/localhost without --token: anyone who can reach "
+                                   "the port can use the page and API (a warning is printed)", group=SERVER)
     max_upload_mb: float = option(10.0, "largest accepted upload, in megabytes", gt=0, metavar="MB", group=SERVER)
     workers: int = option(2, "requests whose faces are detected at the same time (one thread each; about one per CPU "
                              "core)", ge=1, group=SERVER)
