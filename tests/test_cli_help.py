@@ -27,7 +27,7 @@ OPTIONS = [(name, action) for name, p in LEAF_COMMANDS.items() for action in p._
 
 
 def test_every_command_is_found() -> None:
-    expected = {"synth", "train", "evaluate", "predict", "export", "ensemble", "explain", "report", "compare", "serve",
+    expected = {"synth", "train", "evaluate", "predict", "export", "ensemble", "explain", "report", "compare", "serve", "watch",
                 "models", "data audit", "data split", "data crop", "demo"}
     assert set(LEAF_COMMANDS) == expected
 
