@@ -14,6 +14,7 @@ pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx: pip insta
 from fastapi.testclient import TestClient  # noqa: E402
 
 from babyface.config import ServeConfig  # noqa: E402
+from babyface.errors import BabyfaceError  # noqa: E402
 from babyface.inference.classifier import Classifier  # noqa: E402
 from babyface.serve.app import create_app  # noqa: E402
 
@@ -121,3 +122,29 @@ def test_min_face_is_honoured(untrained_run) -> None:
         config = ServeConfig(run=str(untrained_run), device="cpu", min_face=min_face, workers=1)
         body = post_image(TestClient(create_app(config)), image).json()
         assert body["face_detected"] is found, min_face
+
+
+def test_a_token_guards_the_api_but_not_the_page(untrained_run) -> None:
+    guarded = TestClient(create_app(ServeConfig(run=str(untrained_run), device="cpu", host="0.0.0.0", token="s3cret")))
+    image = png_bytes(face_scene())
+    assert guarded.get("/").status_code == 200 and guarded.get("/health").status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+        refused = guarded.post("/predict", files={"image": ("x.png", image, "image/png")}, headers=headers)
+        assert refused.status_code == 401 and "access token" in refused.json()["detail"]
+        assert guarded.get("/model", headers=headers).status_code == 401
+    ok = {"Authorization": "Bearer s3cret"}
+    assert guarded.post("/predict", files={"image": ("x.png", image, "image/png")}, headers=ok).status_code == 200
+    model = guarded.get("/model", headers=ok).json()
+    assert "s3cret" not in str(model)
+
+
+def test_the_network_needs_a_token_or_says_loudly_why_not(untrained_run, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("BABYFACE_TOKEN", raising=False)
+    with pytest.raises(BabyfaceError, match="--token"):
+        create_app(ServeConfig(run=str(untrained_run), device="cpu", host="0.0.0.0"))
+    create_app(ServeConfig(run=str(untrained_run), device="cpu", host="0.0.0.0", insecure=True))
+    assert "WARNING: --insecure" in capsys.readouterr().err
+    monkeypatch.setenv("BABYFACE_TOKEN", "from-env")
+    client = TestClient(create_app(ServeConfig(run=str(untrained_run), device="cpu", host="0.0.0.0")))
+    assert client.get("/model").status_code == 401
+    assert client.get("/model", headers={"Authorization": "Bearer from-env"}).status_code == 200

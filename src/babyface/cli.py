@@ -38,6 +38,7 @@ from babyface.config import (
     SplitConfig,
     SynthCommand,
     TrainConfig,
+    WatchConfig,
     field_flag,
     from_dict,
     load_yaml,
@@ -376,6 +377,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from babyface.watch import watch
+
+    counts = watch(build_config(WatchConfig, args))
+    print(f"watched {counts['frames']} frame(s): {counts['faces']} face(s), {counts['events']} event(s)", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from babyface.models import list_models, model_info
 
@@ -463,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("compare", cmd_compare, CompareConfig, "compare evaluated runs on the same test set: results table, McNemar's test and, with groups, a paired "
             "group bootstrap")
     command("serve", cmd_serve, ServeConfig, "a web page and JSON API: drop photos or use the webcam, see each face's emotion")
+    command("watch", cmd_watch, WatchConfig, "baby monitor: follow the faces in a camera, video file or stream until "
+                                             "stopped, with JSON-line events when a label changes or stays sad")
     command("models", cmd_models, ModelsConfig, "list registered models with parameters and FLOPs")
 
     data = sub.add_parser("data", help="audit, split and crop datasets", description="audit, split and crop datasets")

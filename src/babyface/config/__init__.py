@@ -47,6 +47,7 @@ from babyface.config.inference import (
     ReportConfig,
     ServeConfig,
     Tta,
+    WatchConfig,
 )
 from babyface.config.training import (
     AUTO_ADVERSARY,
@@ -66,8 +67,9 @@ __all__ = [
     "DEFAULT_DETECTOR", "DEFAULT_MARGIN", "DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SCORE", "DEFAULT_THRESHOLD", "DETECT_MAX_SIDE",
     "DETECTORS",
     "AUTO_ADVERSARY", "CHOICES", "RECIPES", "AuditConfig", "AugmentConfig", "CompareConfig", "ConfigModel", "CropConfig",
-    "CvConfig", "CvDataConfig", "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig", "ModelsConfig",
-    "PredictConfig", "ReportConfig", "ServeConfig", "SplitConfig", "SynthCommand", "SynthConfig", "TrainConfig",
+    "CvConfig", "CvDataConfig", "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig",
+    "ModelsConfig", "PredictConfig", "ReportConfig", "ServeConfig", "SplitConfig", "SynthCommand", "SynthConfig", "TrainConfig",
+    "WatchConfig",
     "adversary_weight", "config_error", "data_sources", "deep_update", "field_flag", "from_dict", "load_recipe",
     "load_yaml", "merge", "option", "parse_seeds", "recipe_names", "save_yaml", "to_dict", "with_recipe",
     "zero_or_at_least",

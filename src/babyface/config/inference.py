@@ -9,8 +9,8 @@ from babyface.config.base import ConfigModel, option, zero_or_at_least
 from babyface.config.defaults import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, DETECTORS
 from babyface.config.training import DEVICE_HELP, PROGRESS_HELP
 
-FACES, OUTPUT, VIDEO, RUNTIME, DATA, STATISTICS, SERVER = (
-    "faces", "output", "videos", "model and runtime", "data", "statistics", "server")
+FACES, OUTPUT, VIDEO, RUNTIME, DATA, STATISTICS, SERVER, EVENTS, SOURCE = (
+    "faces", "output", "videos", "model and runtime", "data", "statistics", "server", "events", "camera or stream")
 
 Detector = Literal[DETECTORS]  # type: ignore[valid-type]
 Tta = Literal["none", "flip"]
@@ -185,6 +185,12 @@ class ServeConfig(ConfigModel):
                                     "interface: the page is then reachable from the network)", metavar="ADDRESS",
                        group=SERVER)
     port: int = option(8000, "TCP port to listen on (0 = any free port)", ge=0, le=65535, group=SERVER)
+    token: str = option("", "a secret that /predict and /model require (API clients send 'Authorization: Bearer SECRET'; "
+                            "the page asks for it once, or open http://HOST:PORT/#token=SECRET); needed with any --host "
+                            "but 127.0.0.1/localhost; empty = $BABYFACE_TOKEN, else none", metavar="SECRET",
+                        group=SERVER)
+    insecure: bool = option(False, "allow a --host other than 127.0.0.1/localhost without --token: anyone who can reach "
+                                   "the port can use the page and API (a warning is printed)", group=SERVER)
     max_upload_mb: float = option(10.0, "largest accepted upload, in megabytes", gt=0, metavar="MB", group=SERVER)
     workers: int = option(2, "requests whose faces are detected at the same time (one thread each; about one per CPU "
                              "core)", ge=1, group=SERVER)
@@ -198,6 +204,43 @@ class ServeConfig(ConfigModel):
     min_confidence: float = option(0.0, MIN_CONFIDENCE_HELP, ge=0, le=1, group=RUNTIME)
     device: str = option("auto", DEVICE_HELP, metavar="DEVICE", group=RUNTIME)
     tta: Tta = option("none", TTA_HELP, group=RUNTIME)
+
+
+class WatchConfig(ConfigModel):
+    """``babyface watch``: a baby monitor. Faces in a camera, video file or stream, followed until stopped; events as
+    JSON lines when a face's smoothed label changes or it stays sad too long. No frame is ever stored."""
+
+    run: str = option("", RUN_HELP, positional="1")
+    source: str = option("", "a camera index (0 = the first camera), a video file, or a stream URL OpenCV can open "
+                             "(rtsp://..., http://...)", positional="1")
+    events: str = option("", "also append the events to this JSON-lines file; empty = stdout only", metavar="FILE",
+                         group=EVENTS)
+    webhook: str = option("", "also POST each event as JSON to this http(s) URL (in the background; a failed POST is "
+                              "logged, never fatal); empty = none", metavar="URL", group=EVENTS)
+    hold: float = option(2.0, "seconds a new label must last before a 'label' event reports the change, so that one "
+                              "noisy frame does not alert (hysteresis)", ge=0, metavar="SECONDS", group=EVENTS)
+    sad_seconds: float = option(10.0, "a 'sad_alert' event when a face's label stays sad this many seconds (once per "
+                                      "sad spell); 0 = never", ge=0, metavar="SECONDS", group=EVENTS)
+    lost_seconds: float = option(3.0, "a 'face_lost' event when a face has not been seen for this many seconds",
+                                 gt=0, metavar="SECONDS", group=EVENTS)
+    every: int = option(1, "use every N-th frame (1 = all)", ge=1, group=VIDEO)
+    detect_every: int = option(5, "run the face detector on every N-th used frame; boxes in between are "
+                                  "interpolated (events lag by about that many frames)", ge=1, group=VIDEO)
+    detect_size: Annotated[int, zero_or_at_least(32)] = option(
+        320, "frames are shrunk to this longest side in pixels for detection only (0 = full size)", ge=0, group=VIDEO)
+    min_face: float = option(0.0, MIN_FACE_HELP, ge=0, lt=1, group=VIDEO)
+    smooth: int = option(15, "moving average of each face's probabilities over this many used frames (1 = none)",
+                         ge=1, group=VIDEO)
+    detector: Detector = detector_option()
+    min_score: float = min_score_option()
+    margin: float = margin_option()
+    reconnect: float = option(30.0, "when a camera or stream stops delivering frames, retry with a doubling wait up "
+                                    "to this many seconds between tries, forever; 0 = stop instead (a video file "
+                                    "always stops at its end)", ge=0, metavar="SECONDS", group=SOURCE)
+    max_seconds: float = option(0.0, "stop after this many seconds of wall time; 0 = run until Ctrl-C (or the end "
+                                     "of a video file)", ge=0, metavar="SECONDS", group=SOURCE)
+    min_confidence: float = option(0.0, MIN_CONFIDENCE_HELP, ge=0, le=1, group=RUNTIME)
+    device: str = option("auto", DEVICE_HELP, metavar="DEVICE", group=RUNTIME)
 
 
 class EnsembleConfig(ConfigModel):

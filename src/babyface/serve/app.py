@@ -10,13 +10,14 @@ import base64
 import functools
 import io
 import os
+import secrets
 import sys
 import threading
 from importlib import resources
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
@@ -156,8 +157,36 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
     "type": "object", "required": [FIELD], "properties": {FIELD: {"type": "string", "format": "binary"}}}}}}}
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def access_token(config: ServeConfig) -> str:
+    """--token, else $BABYFACE_TOKEN; refuses to expose the server beyond this machine without one (unless --insecure)."""
+    token = config.token or os.environ.get("BABYFACE_TOKEN", "")
+    if not token and config.host not in LOOPBACK:
+        if not config.insecure:
+            raise BabyfaceError(f"--host {config.host} makes the page reachable from the network: pass --token SECRET (or set "
+                                "BABYFACE_TOKEN) so that only people who know it can send photos, or --insecure to allow anyone")
+        print(f"WARNING: --insecure: anyone who can reach {config.host}:{config.port} can use this server", file=sys.stderr, flush=True)
+    return token
+
+
+def require_token(token: str):
+    """A FastAPI dependency: 401 unless the request carries 'Authorization: Bearer TOKEN' (compared in constant time)."""
+    expected = f"Bearer {token}".encode()
+
+    def check(request: Request) -> None:
+        if token and not secrets.compare_digest(request.headers.get("authorization", "").encode(), expected):
+            raise HTTPException(401, "this server needs its access token: send 'Authorization: Bearer TOKEN'",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
 def create_app(config: ServeConfig, service: FaceService | None = None) -> FastAPI:
+    token = access_token(config)
     service = service or FaceService(config)
+    guarded = [Depends(require_token(token))]
     limit = int(config.max_upload_mb * 2**20) + MULTIPART_OVERHEAD
     app = FastAPI(title="babyface", version=__version__,
                   description="Infant facial emotion (happy / neutral / sad) for every face in a photo. Not a clinical tool.")
@@ -171,11 +200,11 @@ def create_app(config: ServeConfig, service: FaceService | None = None) -> FastA
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/model")
+    @app.get("/model", dependencies=guarded)
     def model() -> dict[str, Any]:
         return service.model_info()
 
-    @app.post("/predict", openapi_extra=PREDICT_BODY)
+    @app.post("/predict", openapi_extra=PREDICT_BODY, dependencies=guarded)
     async def predict(request: Request, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
         """Faces (largest first) with box, label, confidence and every class probability; ``gradcam=true`` adds overlays."""
         data = await uploaded_image(request, limit)
