@@ -21,8 +21,8 @@ from babyface.errors import BabyfaceError
 needs_mtcnn = pytest.mark.skipif(not __import__("importlib").util.find_spec("facenet_pytorch"), reason="facenet-pytorch not installed")
 
 
-def scene(seed: int = 0) -> Image.Image:
-    """A synthetic face (one MTCNN finds, score 0.95) pasted at (200, 80) on a plain 400×300 background."""
+def scene(seed: int = 21) -> Image.Image:
+    """A synthetic face (one MTCNN finds, score 0.99) pasted at (200, 80) on a plain 400×300 background."""
     face, _ = render_face("happy", np.random.default_rng(seed), size=160, grayscale=False)
     canvas = Image.new("RGB", (400, 300), (90, 120, 160))
     canvas.paste(face, (200, 80))

@@ -5,7 +5,9 @@ Every image has its own random stream, seeded from ``(seed, index)`` through
 images could be rendered in any order or in parallel. Expression parameters come from
 overlapping class-conditional distributions; pose, lighting, background clutter, blur,
 noise, JPEG quality and grayscale are drawn independently of the class, so the task is
-learnable but not trivially separable.
+learnable but not trivially separable. Each face also has its own geometry (eye spacing, height and size, nose,
+mouth, ears, cheeks, face shape, hairline, a slight turn of the head), so that different synthetic infants are no
+more alike than real ones: the near-duplicate guard (data/duplicates.py) must not take them for copies.
 
 Three rendering styles draw the same faces: ``photo`` (the default: cluttered gradient
 backgrounds, natural skin tones, lighting and sensor noise), ``studio`` (the same faces and photo
@@ -140,6 +142,29 @@ def _sample_appearance(rng: np.random.Generator, palette: Sequence[RGB] = SKIN_T
     }
 
 
+def _sample_geometry(rng: np.random.Generator) -> dict[str, Any]:
+    """This infant's face (face units, see ``_Frame``): where its features sit and how big they are, the shape of
+    its face, ears and hairline, and a slight turn of the head. Real infants differ in all of these; without them
+    every face was one template told apart by colour (which the near-duplicate guard ignores, as it must for grayscale
+    copies) and expression, and faces of different classes scored as copies of one photo. Drawn after every other
+    parameter, so that those of image *i* (expression, skin tone, pose) did not change when these were added."""
+    return {
+        "eye_x": float(rng.uniform(0.3, 0.42)),
+        "eye_y": float(rng.uniform(0.02, 0.18)),
+        "eye_w": float(rng.uniform(0.12, 0.18)),
+        "nose_y": float(rng.uniform(0.3, 0.42)),
+        "nose_w": float(rng.uniform(0.07, 0.12)),
+        "mouth_y": float(rng.uniform(0.56, 0.7)),
+        "cheek_y": float(rng.uniform(0.36, 0.48)),
+        "ear_y": float(rng.uniform(0.0, 0.25)),
+        "ear_size": float(rng.uniform(0.75, 1.25)),
+        "jowl": float(rng.uniform(0.0, 0.12)),  # how much wider the lower face is than the head
+        "turn": float(rng.uniform(-0.15, 0.15)),  # the head turned a little left or right: the features off centre
+        "hair_line": float(rng.uniform(0.0, 30.0)),  # degrees the hair cap reaches beyond its narrowest
+        "hair_shade": float(rng.uniform(0.25, 0.6)),  # share of the hair colour in the cap, over the skin
+    }
+
+
 def _sample_photo(rng: np.random.Generator) -> dict[str, Any]:
     return {
         "rotation": float(rng.uniform(-20.0, 20.0)),
@@ -192,8 +217,6 @@ class _Frame:
 # head radius as a share of the image side: tight crops like the BabyFace frames (the face fills the image)
 HEAD_RADIUS = 0.4
 
-_EYE_X, _EYE_Y, _EYE_W = 0.36, 0.1, 0.15
-
 
 def _draw_body(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
     cloth = p["cloth_rgb"]
@@ -204,12 +227,17 @@ def _draw_body(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
 def _draw_head(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
     skin, aspect = p["skin_rgb"], p["head_aspect"]
     edge = _shade(skin, 0.72)
+    y, size = p["ear_y"], p["ear_size"]
     for side in (-1, 1):
-        d.ellipse(f.box(side * aspect * 0.96, 0.12, 0.15, 0.2), fill=skin, outline=edge, width=f.width(0.025))
-        d.ellipse(f.box(side * aspect * 0.99, 0.12, 0.07, 0.11), fill=_mix(skin, edge, 0.6))
-    d.ellipse(f.box(0, 0, aspect, 1.0), fill=skin, outline=edge, width=f.width(0.025))
+        d.ellipse(f.box(side * aspect * 0.96, y, 0.15 * size, 0.2 * size), fill=skin, outline=edge, width=f.width(0.025))
+        d.ellipse(f.box(side * aspect * 0.99, y, 0.07 * size, 0.11 * size), fill=_mix(skin, edge, 0.6))
+    head, jowl, line = (0.0, 0.0, aspect, 1.0), (0.0, 0.35, aspect + p["jowl"], 0.62), 0.025
+    for x, y, rx, ry in (head, jowl):  # the outline of their union: both filled with the edge colour, then their insides
+        d.ellipse(f.box(x, y, rx, ry), fill=edge)
+    for x, y, rx, ry in (head, jowl):
+        d.ellipse(f.box(x, y, rx - line, ry - line), fill=skin)
     if p["hair_cap"]:
-        d.chord(f.box(0, 0, aspect, 1.0), start=212, end=328, fill=_mix(skin, p["hair_rgb"], 0.4))
+        d.chord(f.box(*head), start=212 - p["hair_line"], end=328 + p["hair_line"], fill=_mix(skin, p["hair_rgb"], p["hair_shade"]))
 
 
 def _draw_hair_tuft(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
@@ -228,19 +256,19 @@ def _draw_cheeks(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
     skin, strength = p["skin_rgb"], p["cheek_strength"]
     x = 0.52 * p["head_aspect"]
     for side in (-1, 1):
-        d.ellipse(f.box(side * x, 0.42, 0.19, 0.13), fill=_mix(skin, _ROSE, strength * 0.5))
-        d.ellipse(f.box(side * x, 0.42, 0.12, 0.08), fill=_mix(skin, _ROSE, strength))
+        d.ellipse(f.box(side * x, p["cheek_y"], 0.19, 0.13), fill=_mix(skin, _ROSE, strength * 0.5))
+        d.ellipse(f.box(side * x, p["cheek_y"], 0.12, 0.08), fill=_mix(skin, _ROSE, strength))
 
 
 def _draw_eye(d: ImageDraw.ImageDraw, f: _Frame, x: float, p: dict) -> None:
-    y, ew, openness = _EYE_Y, _EYE_W, p["eye_open"]
+    y, ew, openness = p["eye_y"], p["eye_w"], p["eye_open"]
     if openness < 0.25:  # closed: smiling eyes arch up, crying eyes sag
         bend = 0.07 * float(np.clip(1.5 * p["mouth_curve"], -1.0, 1.0))
         d.line([f.pt(x - ew, y), f.pt(x, y - bend), f.pt(x + ew, y)], fill=_LASH, width=f.width(0.035), joint="curve")
         return
     eh = ew * 0.95 * openness
     d.ellipse(f.box(x, y, ew, eh), fill=(248, 247, 244), outline=_LASH, width=f.width(0.02))
-    ir = 0.1
+    ir = ew * 2 / 3
     ix, iy = x + p["gaze_x"] * (ew - ir) * 0.8, y + p["gaze_y"] * eh * 0.25
     d.ellipse(f.box(ix, iy, ir, min(ir, eh * 0.98)), fill=p["iris_rgb"])
     d.ellipse(f.box(ix, iy, ir * 0.5, min(ir * 0.5, eh * 0.6)), fill=(12, 10, 10))
@@ -251,19 +279,20 @@ def _draw_eye(d: ImageDraw.ImageDraw, f: _Frame, x: float, p: dict) -> None:
 def _draw_brows(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
     colour = _mix(p["skin_rgb"], _mix(p["hair_rgb"], _LASH, 0.5), p["brow_darkness"])
     lift = math.tan(math.radians(p["brow_angle"])) * 0.14
-    y = _EYE_Y - 0.3 - 0.06 * p["eye_open"]
+    y, eye_x = p["eye_y"] - 0.3 - 0.06 * p["eye_open"], p["eye_x"]
     for side in (-1, 1):
-        inner = (side * (_EYE_X - 0.14), y - lift)
-        outer = (side * (_EYE_X + 0.14), y + lift)
-        middle = (side * _EYE_X, y - 0.035)
+        inner = (side * (eye_x - 0.14), y - lift)
+        outer = (side * (eye_x + 0.14), y + lift)
+        middle = (side * eye_x, y - 0.035)
         d.line([f.pt(*inner), f.pt(*middle), f.pt(*outer)], fill=colour, width=f.width(0.05), joint="curve")
 
 
 def _draw_nose(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
     skin = p["skin_rgb"]
-    d.ellipse(f.box(0, 0.36, 0.09, 0.06), fill=_mix(skin, _shade(skin, 0.7), 0.45))
+    y, w = p["nose_y"], p["nose_w"]
+    d.ellipse(f.box(0, y, w, w * 2 / 3), fill=_mix(skin, _shade(skin, 0.7), 0.45))
     for side in (-1, 1):
-        d.ellipse(f.box(side * 0.04, 0.39, 0.018, 0.012), fill=_mix(skin, (50, 25, 25), 0.6))
+        d.ellipse(f.box(side * w * 0.45, y + 0.03, 0.018, 0.012), fill=_mix(skin, (50, 25, 25), 0.6))
 
 
 def _mouth_outline(p: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -272,7 +301,7 @@ def _mouth_outline(p: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     half_width = 0.27 * p["mouth_width"] * (1 + 0.15 * max(curve, 0.0))
     t = np.linspace(-1.0, 1.0, 15)
     bulge = 1 - t**2
-    centre = 0.63 + 0.17 * curve * (bulge - 0.5)
+    centre = p["mouth_y"] + 0.17 * curve * (bulge - 0.5)
     upper = centre - 0.08 * opening * np.sqrt(bulge)
     lower = centre + 0.25 * opening * np.sqrt(bulge)
     return t * half_width, centre, upper, lower
@@ -294,9 +323,9 @@ def _draw_mouth(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
 
 def _draw_tears(d: ImageDraw.ImageDraw, f: _Frame, p: dict) -> None:
     sides = {0: (-1,), 1: (1,), 2: (-1, 1)}[p["tear_side"]]
-    eye_bottom = _EYE_Y + _EYE_W * 0.95 * p["eye_open"]
+    eye_bottom = p["eye_y"] + p["eye_w"] * 0.95 * p["eye_open"]
     for side in sides:
-        x, y = side * (_EYE_X + 0.06), eye_bottom + p["tear_drop"] + 0.06
+        x, y = side * (p["eye_x"] + 0.06), eye_bottom + p["tear_drop"] + 0.06
         d.line([f.pt(x - side * 0.04, eye_bottom), f.pt(x, y)], fill=_mix(p["skin_rgb"], _TEAR, 0.6), width=f.width(0.04))
         d.polygon([f.pt(x - 0.045, y - 0.01), f.pt(x + 0.045, y - 0.01), f.pt(x, y - 0.11)], fill=_TEAR)
         d.ellipse(f.box(x, y, 0.05), fill=_TEAR, outline=_TEAR_EDGE, width=f.width(0.015))
@@ -312,9 +341,10 @@ def _face_layer(side: int, canvas: int, p: dict) -> Image.Image:
     _draw_head(d, f, p)
     if p["hair_tuft"]:
         _draw_hair_tuft(d, f, p)
+    f = _Frame(f.cx + p["turn"] * f.r, f.cy, f.r)  # the features, moved across the head as it turns
     _draw_cheeks(d, f, p)
     for side_sign in (-1, 1):
-        _draw_eye(d, f, side_sign * _EYE_X, p)
+        _draw_eye(d, f, side_sign * p["eye_x"], p)
     _draw_brows(d, f, p)
     _draw_nose(d, f, p)
     _draw_mouth(d, f, p)
@@ -454,6 +484,7 @@ def render_face(
     params.update(_sample_expression(label, rng))
     params.update(_sample_appearance(rng, look.skin_tones))
     params.update(_sample_photo(rng))
+    params.update(_sample_geometry(rng))
     canvas = 2 * size  # render at 2x, then box-downsample: cheap antialiasing
     image = look.background(canvas, rng)
     image.alpha_composite(_posed_face(canvas, params))
