@@ -19,6 +19,7 @@ RUN/
 from __future__ import annotations
 
 import csv
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,12 @@ class RunFolder:
         return RunFolder(self.path / MEMBERS_DIR / name)
 
     def split_manifest(self) -> SplitManifest | None:
-        return read_split_manifest(self.splits)
+        """The split manifest, its files under the data root that model.json records; None when there is none."""
+        try:
+            root = json.loads(self.meta.read_text(encoding="utf-8"))["data"]["root"]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+            root = None  # no (readable) model.json yet, e.g. while training: the files' names are still right
+        return read_split_manifest(self.splits, Path(root) if isinstance(root, str) else None)
 
 
 def default_run_folder(model: str) -> Path:

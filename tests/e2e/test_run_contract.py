@@ -31,6 +31,7 @@ def test_train_writes_every_image_once_with_its_split_label_and_source(tiny_run:
     assert len(files) == len(set(files)) == len(images(tiny_data))
     assert {row.split for row in manifest.rows} == {"train", "val", "test"}
     assert all((manifest.root / row.file).is_file() for row in manifest.rows)
+    assert folder.split_manifest() == manifest  # the run folder knows its manifest's root from model.json
     assert sorted(p.relative_to(tiny_data).as_posix() for p in images(tiny_data / "test")) == \
         sorted(row.file for row in manifest.files("test"))
 
