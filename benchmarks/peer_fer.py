@@ -178,10 +178,10 @@ def run_fer(venv: Path, pairs: list[tuple[Path, Path]], threads: int, fer_model:
 
 def largest_face_box(rgb: np.ndarray):
     """The largest face babyface's default detector finds (as ``Classifier.predict_faces`` looks), or None."""
-    from babyface.data.faces import DEFAULT_MIN_SCORE, detect_faces
+    from babyface.data.faces import detect_faces
     from babyface.inference.classifier import DETECT_MAX_SIDE
 
-    return next(iter(detect_faces(rgb, "mtcnn", DEFAULT_MIN_SCORE, max_side=DETECT_MAX_SIDE)), None)
+    return next(iter(detect_faces(rgb, "mtcnn", max_side=DETECT_MAX_SIDE)), None)
 
 
 def box_columns(face) -> list:

@@ -1,12 +1,14 @@
 """Load test of `babyface serve`: N requests from C concurrent clients on loopback; throughput, p50/p99 latency, errors.
 
-    OMP_NUM_THREADS=1 python benchmarks/serve_load.py --requests 2000 --clients 8 [--run runs/cnn] [--images DIR]
+    python benchmarks/serve_load.py --requests 2000 --clients 8 [--run runs/cnn] [--images DIR]
 
 Starts the real server (`python -m babyface serve`, its defaults unless --serve-args says otherwise) on a free
 loopback port. Each client posts 640×480 JPEG webcam-like frames, one synthetic face each on a textured
 background, cycling through --frames different ones (the same bytes over and over would flatter any cache);
---images posts those files instead (e.g. ../shared/data/infant-cry-scenes). Without --run an untrained CNN
-bundle is used. The report line ends with the server's settings as /model gives them.
+--images posts real photos instead (e.g. ../shared/data/infant-cry-scenes), each made a 640×480 JPEG frame as
+a webcam would show it. Without --run an untrained ResNet-18 bundle is used (speed does not depend on the weights).
+Prints throughput, latency percentiles, errors, the share of answers with a face, the server's memory after the
+warm-up and at the end (for a soak: --requests 20000), and the server's settings as /model gives them.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from babyface.data.faces import detect_faces  # noqa: E402
-from babyface.data.images import decode_rgb_bytes, is_image_file  # noqa: E402
+from babyface.data.images import decode_rgb_bytes, is_image_file, load_rgb  # noqa: E402
 from babyface.data.synthetic import CLASSES, render_face  # noqa: E402
+from face_detectors import as_frame  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 
 BOUNDARY = "babyface-load-test"
@@ -48,21 +51,33 @@ def one_face_jpeg(seed: int) -> bytes:
     background = np.asarray(Image.fromarray(colours).resize((640, 480), Image.Resampling.BICUBIC)) + rng.normal(0, 6, (480, 640, 3))
     frame = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
     frame.paste(face, (int(rng.integers(0, 640 - face.width)), int(rng.integers(0, 480 - face.height))))
-    buffer = io.BytesIO()
-    frame.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
+    return jpeg(np.asarray(frame))
 
 
 def load_frames(count: int, folder: Path | None = None) -> list[bytes]:
-    """The first ``count`` synthetic frames in which the detector (every face size) finds exactly one face,
-    or the image files in ``folder`` (all of them, sorted)."""
+    """The first ``count`` synthetic frames in which MTCNN (every face size) finds exactly one face, or the image
+    files in ``folder`` (all of them, sorted), each as a 640×480 JPEG frame."""
     if folder is None:
         frames = (one_face_jpeg(seed) for seed in range(100 * count))
-        return list(itertools.islice((f for f in frames if len(detect_faces(decode_rgb_bytes(f), max_side=640)) == 1), count))
+        return list(itertools.islice((f for f in frames if len(detect_faces(decode_rgb_bytes(f), "mtcnn", max_side=640)) == 1), count))
     files = sorted(p for p in folder.rglob("*") if is_image_file(p))
     if not files:
         raise SystemExit(f"{folder}: no image files")
-    return [p.read_bytes() for p in files]
+    return [jpeg(as_frame(np.asarray(load_rgb(p)))) for p in files]
+
+
+def jpeg(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def multipart(image: bytes) -> bytes:
@@ -117,18 +132,20 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--run", type=Path)
+    parser.add_argument("--model", default="resnet18", help="architecture of the untrained bundle used without --run")
     parser.add_argument("--frames", type=int, default=16, help="different synthetic frames to cycle through")
     parser.add_argument("--images", type=Path, help="post these image files instead of synthetic frames")
     parser.add_argument("--serve-args", default="", help="extra `babyface serve` flags, e.g. '--detect-size 320 --min-face 0'")
     args = parser.parse_args()
     bodies = [multipart(image) for image in load_frames(args.frames, args.images)]
     with tempfile.TemporaryDirectory() as tmp:
-        run = args.run or untrained_bundle(Path(tmp) / "run")
+        run = args.run or untrained_bundle(Path(tmp) / "run", args.model)
         port = free_port()
         server = start_server(run, port, shlex.split(args.serve_args))
         try:
             url, settings = f"http://127.0.0.1:{port}/predict", server_settings(port)
             client(url, bodies, len(bodies), [], [])  # warm-up
+            memory_after_warmup = rss_mb(server.pid)
             latencies: list[float] = []
             errors: list[str] = []
             found: list[bool] = []
@@ -140,14 +157,17 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             seconds = time.perf_counter() - started
+            memory_at_end = rss_mb(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    p50, p99 = np.percentile(latencies, [50, 99]) * 1000 if latencies else (float("nan"),) * 2
-    source = args.images or f"{len(bodies)} synthetic 640x480 one-face frames"
+    p50, p90, p99, worst = np.percentile(latencies, [50, 90, 99, 100]) * 1000 if latencies else (float("nan"),) * 4
+    source = f"{len(bodies)} 640x480 frames of {args.images}" if args.images else f"{len(bodies)} synthetic 640x480 one-face frames"
     print(f"{args.requests} requests, {args.clients} clients, {source}: {len(latencies) / seconds:.1f} requests/s, "
-          f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, {len(errors)} errors" + (f" (first: {errors[0]})" if errors else "")
-          + f"; a face found in {np.mean(found) if found else 0:.0%} of answers")
+          f"p50 {p50:.0f} ms, p90 {p90:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms, {len(errors)} errors"
+          + (f" (first: {errors[0]})" if errors else "") + f"; a face found in {np.mean(found) if found else 0:.1%} of answers")
+    print(f"server memory: {memory_after_warmup:.0f} MB after the warm-up, {memory_at_end:.0f} MB at the end "
+          f"({memory_at_end / memory_after_warmup - 1:+.1%})")
     print(f"server: {settings}")
 
 

@@ -53,7 +53,7 @@ def test_missing_dependency_and_unknown_detector_give_one_line_errors(monkeypatc
     with pytest.raises(BabyfaceError, match="pip install facenet-pytorch==2.5.3"):
         detect_faces(scene())
     faces._mtcnn.cache_clear()
-    with pytest.raises(BabyfaceError, match="use one of mtcnn, haar"):
+    with pytest.raises(BabyfaceError, match="use one of blazeface, mtcnn, haar"):
         detect_faces(scene(), detector="yolo")
 
 
@@ -138,3 +138,86 @@ def test_channels_last_detector_gives_the_same_boxes_as_nchw() -> None:
         for net in nets:
             net.to(memory_format=torch.channels_last)
     assert len(fast) == len(plain) == 1 and fast[0].iou(plain[0]) > 0.99 and abs(fast[0].score - plain[0].score) < 1e-4
+
+
+# ---------------------------------------------------------------- BlazeFace (onnxruntime, ships with babyface)
+
+def test_blazeface_anchors_follow_mediapipes_grid() -> None:
+    from babyface.data import blazeface
+
+    centres = blazeface.anchors()
+    assert centres.shape == (896, 2)
+    assert np.allclose(centres[:2], 0.5 / 16) and np.allclose(centres[2], [1.5 / 16, 0.5 / 16])  # 2 per 16×16 cell
+    assert np.allclose(centres[512:518], 0.5 / 8) and np.allclose(centres[-1], 7.5 / 8)  # then 6 per 8×8 cell
+
+
+def test_blazeface_finds_the_pasted_face_in_mtcnns_box_convention() -> None:
+    image = scene()
+    (face,) = detect_faces(image, "blazeface")
+    assert face.score >= 0.5 and isinstance(face.left, float)
+    assert 190 <= face.left and face.right <= 380 and 60 <= face.top and face.bottom <= 260
+    assert face.bottom - face.top > 1.15 * (face.right - face.left)  # reshaped to MTCNN's taller box
+    assert detect_faces(Image.new("RGB", (300, 300), "white"), "blazeface") == []
+    assert detect_faces(image, "blazeface", min_face=0.9) == []  # 160-px face on a 300-px side
+    if __import__("importlib").util.find_spec("facenet_pytorch"):
+        (mtcnn,) = detect_faces(image, "mtcnn")
+        assert face.iou(mtcnn) > 0.6
+
+
+def test_blazeface_retries_a_face_that_fills_the_frame_inside_a_grey_border(monkeypatch) -> None:
+    from babyface.data import blazeface
+
+    face, _ = render_face("happy", np.random.default_rng(21), size=160, grayscale=False)
+    rgb = np.asarray(face)
+    borders = []
+    real = blazeface._detect_once
+    monkeypatch.setattr(blazeface, "_detect_once", lambda rgb, score, border=0.0: [] if not border else
+                        borders.append((border, score)) or real(rgb, score, border))
+    (left, top, right, bottom, score), = blazeface.detect(rgb)
+    assert borders == [(blazeface.RETRY_BORDER, blazeface.RETRY_MIN_SCORE)] and score >= blazeface.RETRY_MIN_SCORE
+    assert -10 <= left < right <= 170 and -10 <= top < bottom <= 170 and right - left > 60  # in the image's coordinates
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (5, 300, 3), (2000, 3000, 3), (64, 64)])
+def test_blazeface_takes_images_of_any_shape(shape) -> None:
+    assert detect_faces(np.full(shape, 128, np.uint8), "blazeface") == []
+
+
+def test_missing_blazeface_model_is_a_one_line_error(monkeypatch, tmp_path) -> None:
+    from babyface.data import blazeface
+
+    blazeface.session.cache_clear()
+    monkeypatch.setattr(blazeface, "MODEL_FILE", tmp_path / "gone.onnx")
+    try:
+        with pytest.raises(BabyfaceError, match="gone.onnx: cannot load the BlazeFace model.*--detector mtcnn"):
+            detect_faces(scene(), "blazeface")
+    finally:
+        blazeface.session.cache_clear()
+
+
+INFANT_THUMBS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "infant-thumbs"
+
+
+@pytest.mark.skipif(not INFANT_THUMBS.is_dir(), reason="../shared/data/infant-thumbs is not present")
+def test_blazeface_finds_real_infant_faces() -> None:
+    from babyface.data.images import is_image_file, load_rgb
+
+    files = sorted(p for p in INFANT_THUMBS.rglob("*") if is_image_file(p))
+    found = sum(bool(detect_faces(load_rgb(p), "blazeface")) for p in files)
+    assert found >= 0.9 * len(files), f"{found} of {len(files)}"  # 39 of 39 when written (MTCNN: 31)
+
+
+def test_blazeface_retries_the_end_squares_of_a_wide_frame(monkeypatch) -> None:
+    from babyface.data import blazeface
+
+    face, _ = render_face("happy", np.random.default_rng(21), size=160, grayscale=False)
+    frame = np.full((240, 640, 3), 90, np.uint8)
+    frame[40:200, 450:610] = np.asarray(face)
+    real, seen = blazeface._detect_once, []
+    # only the 240×240 end squares are looked at for real, as if the whole frame and its bordered copy found nothing
+    monkeypatch.setattr(blazeface, "_detect_once", lambda rgb, score, border=0.0: seen.append(rgb.shape[:2]) or
+                        (real(rgb, score, border) if rgb.shape[:2] == (240, 240) else []))
+    (left, top, right, bottom, _), = blazeface.detect(frame)
+    assert seen == [(240, 640), (240, 640), (240, 240), (240, 240)]
+    assert 440 <= left < right <= 620 and 30 <= top < bottom <= 210  # in the frame's coordinates
+    assert blazeface._detect_in_end_squares(np.zeros((240, 260, 3), np.uint8), 0.5) == []  # nearly square: no squares

@@ -129,14 +129,17 @@ def test_every_samples_frames_and_annotate_writes_a_video(clip, untrained_run, f
     assert not list(tmp_path.glob(".annotated*"))  # no temporary file left behind
 
 
-def test_mtcnn_follows_the_synthetic_face_with_one_id(clip, untrained_run, tmp_path) -> None:
-    pytest.importorskip("facenet_pytorch")
-    summary = video.analyse_video(Classifier(untrained_run, device="cpu"), clip, video.PredictConfig(run=str(untrained_run),
-                                  out=str(tmp_path / "out")), progress=False)
+@pytest.mark.parametrize("detector, min_rows", [("mtcnn", 20), ("blazeface", 18)])
+def test_detectors_follow_the_synthetic_face_with_one_id(clip, untrained_run, tmp_path, detector, min_rows) -> None:
+    """(BlazeFace misses the cartoon face while it enters the frame, so it starts a few frames later.)"""
+    if detector == "mtcnn":
+        pytest.importorskip("facenet_pytorch")
+    config = video.PredictConfig(run=str(untrained_run), out=str(tmp_path / "out"), detector=detector)
+    summary = video.analyse_video(Classifier(untrained_run, device="cpu"), clip, config, progress=False)
     rows = read_rows(tmp_path / "out" / "timeline.csv")
-    assert summary["faces"] == 1 and summary["frames"] == 24 and len(rows) >= 20
+    assert summary["faces"] == 1 and summary["frames"] == 24 and len(rows) >= min_rows
     lefts = [int(r["left"]) for r in rows]
-    assert lefts[-1] > lefts[0] + 30  # the box follows the face to the right
+    assert lefts[-1] > lefts[0] + 20  # the box follows the face to the right (2 px a frame)
 
 
 def test_video_errors_are_one_line(untrained_run, tmp_path, capsys) -> None:

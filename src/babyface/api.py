@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from babyface.config import CvConfig, EvalConfig, TrainConfig, from_dict, merge, with_recipe
+from babyface.config import LIVE_DETECTOR, CvConfig, EvalConfig, TrainConfig, from_dict, merge, with_recipe
 from babyface.data.framing import Framing
 from babyface.evaluation.evaluate import evaluate_run
 from babyface.inference.classifier import Classifier
@@ -37,7 +37,7 @@ def load(run: str | os.PathLike, *, device: str = "auto", backend: str = "auto",
     ``'whole'`` classifies images as given (already tight face crops). ``backend``, ``tta`` and ``min_confidence``
     mean what the ``predict`` command's options of the same names mean."""
     return Classifier(run, device=device, batch_size=batch_size, min_confidence=min_confidence, backend=backend, tta=tta,
-                      framing=Framing(framing))
+                      framing=Framing(framing, LIVE_DETECTOR))
 
 
 def train(config: TrainConfig | None = None, /, **options: Any) -> Path:

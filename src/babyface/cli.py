@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,9 @@ class Leaf:
     def shape(self) -> type:
         """int, float, str, bool, list, tuple or dict: what the option holds, without Optional or Literal."""
         annotation = self.field.annotation
+        optional = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(optional) == 1:
+            annotation = optional[0]  # X | None: None is the default that says "auto"
         if typing.get_origin(annotation) is typing.Literal:
             return str
         return typing.get_origin(annotation) or annotation  # type: ignore[return-value]
@@ -117,6 +121,8 @@ def leaves(cls: type[ConfigModel], prefix: str = "", group: str | None = None) -
 
 def default_text(field: FieldInfo) -> str:
     value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "auto"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (list, tuple, dict)):

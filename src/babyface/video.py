@@ -1,8 +1,8 @@
 """Emotion over time in a video: faces detected, tracked across frames, classified and smoothed.
 
-The detector (the slow part) runs on every ``detect_every``-th used frame, on a copy shrunk to ``detect_size``;
-detections are linked to tracks by IoU, so each face keeps its id, and in the frames between two detections a
-face's box is interpolated linearly between them. Each face is cut out as a square (``FaceBox.square``),
+The detector runs on every ``detect_every``-th used frame (every frame with BlazeFace), on a copy shrunk to
+``detect_size`` (MTCNN and Haar); detections are linked to tracks by IoU, so each face keeps its id, and in the
+frames between two detections a face's box is interpolated linearly between them. Each face is cut out as a square (``FaceBox.square``),
 classified by the Classifier, and its probabilities are averaged over the last ``smooth`` used frames.
 """
 
@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from babyface.config import PredictConfig
+from babyface.config import DETECT_EVERY, PredictConfig
 from babyface.data.faces import FaceBox, detect_faces, square_crop
 from babyface.errors import BabyfaceError
 from babyface.inference.classifier import Classifier
@@ -198,9 +198,11 @@ class VideoAnalyser:
         return FaceRow(round(index / self.fps, 4), index, face_id, box, probabilities, label)
 
 
-def detection_chunks(analyser: VideoAnalyser, frames: Iterator[tuple[int, np.ndarray]], detect_every: int):
-    """(RGB frames from one detection round up to the next, faces at the first, faces at the next round)."""
+def detection_chunks(analyser: VideoAnalyser, frames: Iterator[tuple[int, np.ndarray]], detect_every: int | None):
+    """(RGB frames from one detection round up to the next, faces at the first, faces at the next round);
+    ``detect_every`` None: the detector's own interval (DETECT_EVERY)."""
     cv2 = _cv2()
+    detect_every = detect_every or DETECT_EVERY[analyser.config.detector]
     chunk: list[tuple[int, np.ndarray]] = []
     before: dict[int, FaceBox] = {}
     for index, bgr in frames:

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from babyface.cli import main
+from babyface.config import DEFAULT_DETECTOR, LIVE_DETECTOR
+from babyface.data.framing import Framing
 from babyface.inference.classifier import Classifier, collect_inputs
 from tests.e2e.conftest import run_cli
 
@@ -29,11 +31,14 @@ def ensemble(tiny_run: Path, second_run: Path, tmp_path_factory) -> Path:
     return out
 
 
-def mean_member_probabilities(runs: list[Path], files: list[Path], tta: str = "none") -> torch.Tensor:
-    """Each member run's own calibrated probabilities (with ``tta``) for ``files``, averaged."""
+def mean_member_probabilities(runs: list[Path], files: list[Path], tta: str = "none",
+                              detector: str = DEFAULT_DETECTOR) -> torch.Tensor:
+    """Each member run's own calibrated probabilities (with ``tta``) for ``files``, averaged; faces found with
+    ``detector`` (evaluate's default; predict's is LIVE_DETECTOR)."""
     probs = []
     for run in runs:
-        predictions, _ = Classifier(run, device="cpu", backend="torch", tta=tta).predict_files(files)
+        classifier = Classifier(run, device="cpu", backend="torch", tta=tta, framing=Framing(detector=detector))
+        predictions, _ = classifier.predict_files(files)
         probs.append(torch.tensor([list(p.probabilities.values()) for p in predictions]))
     return torch.stack(probs).mean(0)
 
@@ -42,7 +47,7 @@ def test_predict_on_an_ensemble_gives_the_members_mean(ensemble: Path, tiny_run:
     files = collect_inputs([tiny_data / "test"])
     predictions = json.loads(run_cli("predict", ensemble, tiny_data / "test", "--format", "json", "--backend", "torch").stdout)
     actual = torch.tensor([list(p["probabilities"].values()) for p in predictions])
-    assert torch.allclose(actual, mean_member_probabilities([tiny_run, second_run], files), atol=1e-5)
+    assert torch.allclose(actual, mean_member_probabilities([tiny_run, second_run], files, detector=LIVE_DETECTOR), atol=1e-5)
     assert json.loads((ensemble / "model.json").read_text())["framing"] == {"mode": "whole"}  # as both members'
 
 

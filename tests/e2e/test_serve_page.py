@@ -13,6 +13,7 @@ Skipped, with the reason, only when there is no Chromium (or Chrome) on PATH, or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -53,12 +54,12 @@ def wait_until_healthy(url: str, server: subprocess.Popen, seconds: float = 60) 
     raise AssertionError(f"babyface serve did not answer on {url} within {seconds} s")
 
 
-@pytest.fixture
-def server(untrained_run):
-    """``babyface serve RUN`` on a free loopback port; stopped (SIGTERM, then SIGKILL) after the test."""
+@contextlib.contextmanager
+def running_server(run: Path, *options: str):
+    """``babyface serve RUN OPTIONS`` on a free loopback port, its URL; stopped (SIGTERM, then SIGKILL) afterwards."""
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "babyface", "serve", str(untrained_run), "--port", str(port), "--device", "cpu"],
+    proc = subprocess.Popen([sys.executable, "-m", "babyface", "serve", str(run), "--port", str(port), "--device", "cpu", *options],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -71,6 +72,12 @@ def server(untrained_run):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def server(untrained_run):
+    with running_server(untrained_run) as url:
+        yield url
 
 
 @pytest.fixture
@@ -102,11 +109,33 @@ def test_page_shows_the_label_the_api_gives(page, server, tmp_path: Path) -> Non
     face_scene().save(image)
     expected = api_prediction(server, image)
     page.goto(server)
-    page.set_input_files("#file", image)  # as a user's choice in the file dialog: the page uploads it on change
-    page.wait_for_function("['done', 'error'].includes(document.getElementById('faces').dataset.state)", timeout=60_000)
+    state = upload_and_wait(page, image)  # as a user's choice in the file dialog: the page uploads it on change
     page.screenshot(path=tmp_path / "serve_page.png")
-    assert page.get_attribute("#faces", "data-state") == "done", page.text_content("#status")
+    assert state == "done", page.text_content("#status")
     shown = page.locator("#faces .face .label").all_text_contents()
     assert shown == [face["label"] for face in expected["faces"]] and len(shown) == 1
     assert page.is_visible("#canvas")
     assert "1 face in baby.png" in page.text_content("#status")
+
+
+def upload_and_wait(page, image: Path) -> str:
+    """Choose ``image`` in the page's file input (it uploads on change); the state the page ends in."""
+    page.set_input_files("#file", image)
+    page.wait_for_function("['done', 'error'].includes(document.getElementById('faces').dataset.state)", timeout=60_000)
+    return page.get_attribute("#faces", "data-state")
+
+
+def test_page_sends_the_token_from_its_address(page, untrained_run, tmp_path: Path) -> None:
+    """A server started with --token: the page given #token=SECRET in its address works; without it, the page asks
+    once (a prompt) and a wrong answer ends in an error the user sees, not a silent failure."""
+    image = tmp_path / "baby.png"
+    face_scene().save(image)
+    with running_server(untrained_run, "--token", "s3cret") as url:
+        page.goto(url + "/#token=s3cret")
+        assert upload_and_wait(page, image) == "done", page.text_content("#status")
+        assert page.locator("#faces .face .label").count() == 1
+        other = page.context.browser.new_page()  # a fresh context: no token in its session storage
+        other.on("dialog", lambda dialog: dialog.accept("wrong"))
+        other.goto(url)
+        assert upload_and_wait(other, image) == "error"
+        assert "token" in other.text_content("#status").lower()

@@ -32,10 +32,12 @@ from babyface.config.defaults import (
     DEFAULT_DETECTOR,
     DEFAULT_MARGIN,
     DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_SCORE,
     DEFAULT_THRESHOLD,
+    DETECT_EVERY,
     DETECT_MAX_SIDE,
+    DETECTOR_MIN_SCORES,
     DETECTORS,
+    LIVE_DETECTOR,
 )
 from babyface.config.inference import (
     CompareConfig,
@@ -64,8 +66,8 @@ from babyface.config.training import (
 CHOICES: dict[str, tuple[str, ...]] = {"tta": typing.get_args(Tta)}  # for code that checks a value outside a config
 
 __all__ = [
-    "DEFAULT_DETECTOR", "DEFAULT_MARGIN", "DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SCORE", "DEFAULT_THRESHOLD", "DETECT_MAX_SIDE",
-    "DETECTORS",
+    "DEFAULT_DETECTOR", "DEFAULT_MARGIN", "DEFAULT_MAX_PIXELS", "DEFAULT_THRESHOLD", "DETECT_MAX_SIDE",
+    "DETECT_EVERY", "DETECTOR_MIN_SCORES", "DETECTORS", "LIVE_DETECTOR",
     "AUTO_ADVERSARY", "CHOICES", "RECIPES", "AuditConfig", "AugmentConfig", "CompareConfig", "ConfigModel", "CropConfig",
     "CvConfig", "CvDataConfig", "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig",
     "ModelsConfig", "PredictConfig", "ReportConfig", "ServeConfig", "SplitConfig", "SynthCommand", "SynthConfig", "TrainConfig",

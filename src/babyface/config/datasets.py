@@ -109,7 +109,7 @@ class CropConfig(ConfigModel):
     out: str = option("", "new or empty output folder", positional="1")
     margin: float = margin_option(group=None)
     all_faces: bool = option(False, "one crop per face instead of the largest face only")
-    min_score: float = min_score_option(group=None)
+    min_score: float | None = min_score_option(group=None)
     detector: Detector = option(DEFAULT_DETECTOR, DETECTOR_HELP)
     overwrite: bool = option(False, "replace the contents of a non-empty OUT")
     progress: bool = option(True, PROGRESS_HELP)

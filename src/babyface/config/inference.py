@@ -6,7 +6,15 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from babyface.config.base import ConfigModel, option, zero_or_at_least
-from babyface.config.defaults import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, DETECTORS
+from babyface.config.defaults import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MARGIN,
+    DETECT_EVERY,
+    DETECT_MAX_SIDE,
+    DETECTOR_MIN_SCORES,
+    DETECTORS,
+    LIVE_DETECTOR,
+)
 from babyface.config.training import DEVICE_HELP, PROGRESS_HELP
 
 FACES, OUTPUT, VIDEO, RUNTIME, DATA, STATISTICS, SERVER, EVENTS, SOURCE = (
@@ -22,14 +30,18 @@ TTA_HELP = "test-time augmentation: none, or flip (average the calibrated probab
 FRAMING_HELP = ("face: classify the square around each image's largest detected face, cut as 'babyface data crop' cuts "
                 "it (the whole image when no face is found); whole: classify images as given, for images that are "
                 "already tight face crops")
-DETECTOR_HELP = f"face detector: {DEFAULT_DETECTOR} (the more accurate) or haar (OpenCV's, faster, misses more faces)"
+DETECTOR_HELP = ("face detector: blazeface (MediaPipe's, about 3 ms a photo), mtcnn (about 30 times slower; cuts the "
+                 "training crops) or haar (OpenCV's, misses many infant faces); all cut a face the same way")
 MARGIN_HELP = "added around a detected face on every side, as a share of the face's size (0.2 = 20%)"
-MIN_SCORE_HELP = "detector confidence (0-1) needed to accept a face"
+MIN_SCORE_HELP = ("detector confidence (0-1) needed to accept a face; auto = the detector's own ("
+                  + ", ".join(f"{name} {score}" for name, score in DETECTOR_MIN_SCORES.items()) + ")")
 MIN_CONFIDENCE_HELP = ("below this top probability the label is 'uncertain' (the probabilities are still reported); "
                        "0 = always name the most likely class")
 MIN_FACE_HELP = ("look only for faces at least this share of the image's shorter side, which lets large images "
                  "shrink before detection (faster); 0 = any size")
 ONNX_HELP = "ONNX file for --backend onnx, e.g. RUN/model.int8.onnx; empty = RUN/model.onnx"
+DETECT_EVERY_HELP = ("run the face detector on every N-th used frame, boxes in between interpolated; auto = "
+                     + ", ".join(f"{n} with {d}" for d, n in DETECT_EVERY.items()) + " (what keeps 25 frames/s on 2 cores)")
 BATCH_HELP = "images per forward pass (more is faster but needs more memory)"
 GROUP_BY_EVAL_HELP = (
     "which test images belong together (one infant, one video): a --manifest column (e.g. identity_group) or "
@@ -44,12 +56,12 @@ def margin_option(group: str | None = FACES) -> float:
     return option(DEFAULT_MARGIN, MARGIN_HELP, ge=0, le=2, group=group)
 
 
-def min_score_option(group: str | None = FACES) -> float:
-    return option(DEFAULT_MIN_SCORE, MIN_SCORE_HELP, ge=0, le=1, group=group)
+def min_score_option(group: str | None = FACES) -> float | None:
+    return option(None, MIN_SCORE_HELP, ge=0, le=1, group=group)
 
 
-def detector_option(text: str = DETECTOR_HELP, group: str | None = FACES) -> str:
-    return option(DEFAULT_DETECTOR, text, group=group)
+def detector_option(text: str = DETECTOR_HELP, group: str | None = FACES, default: str = DEFAULT_DETECTOR) -> str:
+    return option(default, text, group=group)
 
 
 class EvalConfig(ConfigModel):
@@ -94,7 +106,7 @@ class EvalConfig(ConfigModel):
     framing: Framing = option("face", FRAMING_HELP, group=FACES)
     detector: Detector = detector_option()
     margin: float = margin_option()
-    min_score: float = min_score_option()
+    min_score: float | None = min_score_option()
 
 
 class PredictConfig(ConfigModel):
@@ -122,16 +134,16 @@ class PredictConfig(ConfigModel):
     annotate: str = option("", "videos: also write this video file with boxes and labels drawn in (one input video "
                                "only); empty = none", metavar="FILE", group=VIDEO)
     every: int = option(1, "videos: use every N-th frame (1 = all)", ge=1, group=VIDEO)
-    detect_every: int = option(5, "videos: run the face detector on every N-th used frame; boxes in between are "
-                                  "interpolated", ge=1, group=VIDEO)
+    detect_every: int | None = option(None, "videos: " + DETECT_EVERY_HELP, ge=1, group=VIDEO)
     detect_size: Annotated[int, zero_or_at_least(32)] = option(
         320, "videos: frames are shrunk to this longest side in pixels for detection only (0 = full size)", ge=0,
         group=VIDEO)
     min_face: float = option(0.0, "videos: " + MIN_FACE_HELP, ge=0, lt=1, group=VIDEO)
     smooth: int = option(5, "videos: moving average of each face's probabilities over this many used frames "
                             "(1 = none)", ge=1, group=VIDEO)
-    detector: Detector = detector_option(DETECTOR_HELP + "; for photos with --framing face, and for videos")
-    min_score: float = min_score_option()
+    detector: Detector = detector_option(DETECTOR_HELP + "; for photos with --framing face, and for videos",
+                                         default=LIVE_DETECTOR)
+    min_score: float | None = min_score_option()
     margin: float = margin_option()
     overwrite: bool = option(False, "videos: write into a --out folder, or over an --annotate file, that already exists",
                              group=VIDEO)
@@ -194,8 +206,8 @@ class ServeConfig(ConfigModel):
     max_upload_mb: float = option(10.0, "largest accepted upload, in megabytes", gt=0, metavar="MB", group=SERVER)
     workers: int = option(2, "requests whose faces are detected at the same time (one thread each; about one per CPU "
                              "core)", ge=1, group=SERVER)
-    detector: Detector = detector_option()
-    min_score: float = min_score_option()
+    detector: Detector = detector_option(default=LIVE_DETECTOR)
+    min_score: float | None = min_score_option()
     margin: float = margin_option()
     detect_size: Annotated[int, zero_or_at_least(32)] = option(
         DETECT_MAX_SIDE, "images are shrunk to at most this longest side in pixels for detection (faces are cut from the "
@@ -224,15 +236,15 @@ class WatchConfig(ConfigModel):
     lost_seconds: float = option(3.0, "a 'face_lost' event when a face has not been seen for this many seconds",
                                  gt=0, metavar="SECONDS", group=EVENTS)
     every: int = option(1, "use every N-th frame (1 = all)", ge=1, group=VIDEO)
-    detect_every: int = option(5, "run the face detector on every N-th used frame; boxes in between are "
-                                  "interpolated (events lag by about that many frames)", ge=1, group=VIDEO)
+    detect_every: int | None = option(None, DETECT_EVERY_HELP + " (events lag by about that many frames)", ge=1,
+                                      group=VIDEO)
     detect_size: Annotated[int, zero_or_at_least(32)] = option(
         320, "frames are shrunk to this longest side in pixels for detection only (0 = full size)", ge=0, group=VIDEO)
     min_face: float = option(0.0, MIN_FACE_HELP, ge=0, lt=1, group=VIDEO)
     smooth: int = option(15, "moving average of each face's probabilities over this many used frames (1 = none)",
                          ge=1, group=VIDEO)
-    detector: Detector = detector_option()
-    min_score: float = min_score_option()
+    detector: Detector = detector_option(default=LIVE_DETECTOR)
+    min_score: float | None = min_score_option()
     margin: float = margin_option()
     reconnect: float = option(30.0, "when a camera or stream stops delivering frames, retry with a doubling wait up "
                                     "to this many seconds between tries, forever; 0 = stop instead (a video file "

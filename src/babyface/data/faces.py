@@ -1,7 +1,10 @@
-"""Face detection with weights that ship inside pip packages (nothing is downloaded at run time).
+"""Face detection with weights that ship with babyface or inside pip packages (nothing is downloaded at run time).
 
-``mtcnn`` (facenet-pytorch) is the default; ``haar`` (OpenCV's frontal-face cascade) is the fallback.
-Both imports are lazy: babyface works without them until a face has to be found.
+``blazeface`` (MediaPipe's short-range model on onnxruntime, about 1/30 of MTCNN's time) finds faces for predict,
+serve and watch; ``mtcnn`` (facenet-pytorch) cuts training crops (``data crop``) and frames evaluation;
+``haar`` (OpenCV's frontal-face cascade) is the fallback that needs nothing else. Every detector returns boxes in
+MTCNN's convention (see ``ALIGN_TO_MTCNN``), so a face is cut the same way whichever one found it. The imports
+are lazy: babyface works without them until a face has to be found.
 """
 
 from __future__ import annotations
@@ -14,12 +17,17 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from babyface.config import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, DETECTORS
+from babyface.config import DEFAULT_DETECTOR, DEFAULT_MARGIN, DETECT_MAX_SIDE, DETECTOR_MIN_SCORES, DETECTORS
 from babyface.data.images import resize_square
 from babyface.errors import BabyfaceError
 
 MTCNN_MIN_SIDE = 20  # facenet-pytorch's default min_face_size: no smaller image can hold a detectable face
 MIN_FACE_PIXELS = 24  # with ``min_face``, images are shrunk until the smallest wanted face is this many pixels
+# (width factor, height factor, centre shift down as a share of the height) that turn a detector's box into the box
+# MTCNN draws around the same face: medians over the infant-cry-scenes and infant-web faces both found
+# (benchmarks/face_detectors.py --align prints them). BlazeFace's and Haar's boxes are square and stop at the
+# eyebrows; MTCNN's are taller and include the forehead, and the classifiers were trained on MTCNN's crops.
+ALIGN_TO_MTCNN = {"blazeface": (1.06, 1.30, -0.07), "haar": (0.98, 1.27, 0.06)}
 
 
 @dataclass(frozen=True)
@@ -33,18 +41,28 @@ class FaceBox:
     score: float
 
     @property
+    def side(self) -> float:
+        return max(self.right - self.left, self.bottom - self.top)
+
+    @property
     def area(self) -> float:
         return max(0.0, self.right - self.left) * max(0.0, self.bottom - self.top)
 
     def square(self, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
         """A square around the face, ``margin`` of its size added on every side, shifted to stay inside the image."""
-        side = max(self.right - self.left, self.bottom - self.top) * (1 + 2 * margin)
-        side = min(side, width, height)
+        side = round(min(max(self.right - self.left, self.bottom - self.top) * (1 + 2 * margin), width, height))
         cx, cy = (self.left + self.right) / 2, (self.top + self.bottom) / 2
-        left = min(max(cx - side / 2, 0), width - side)
-        top = min(max(cy - side / 2, 0), height - side)
-        return round(left), round(top), round(left + side), round(top + side)
+        left = min(max(round(cx - side / 2), 0), width - side)
+        top = min(max(round(cy - side / 2), 0), height - side)
+        return left, top, left + side, top + side
 
+
+    def reshaped(self, width_factor: float, height_factor: float, shift_down: float) -> "FaceBox":
+        """The box resized about its centre and moved down by ``shift_down`` of its height (up when negative)."""
+        width, height = self.right - self.left, self.bottom - self.top
+        cx, cy = (self.left + self.right) / 2, (self.top + self.bottom) / 2 + shift_down * height
+        half_w, half_h = width * width_factor / 2, height * height_factor / 2
+        return FaceBox(cx - half_w, cy - half_h, cx + half_w, cy + half_h, self.score)
 
     def scaled(self, factor: float) -> "FaceBox":
         return FaceBox(self.left * factor, self.top * factor, self.right * factor, self.bottom * factor, self.score)
@@ -56,9 +74,10 @@ class FaceBox:
         return inter.area / union if union > 0 else 0.0
 
 
-def detect_faces(image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE,
+def detect_faces(image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float | None = None,
                  max_side: int = 0, min_face: float = 0.0) -> list[FaceBox]:
-    """Faces in an RGB image (PIL or H×W×3 uint8), largest first, those scoring under ``min_score`` dropped.
+    """Faces in an RGB image (PIL or H×W×3 uint8), largest first, those scoring under ``min_score`` dropped
+    (None: the detector's own threshold, ``DETECTOR_MIN_SCORES``).
 
     ``max_side`` > 0 runs the detector on a copy shrunk to at most that many pixels per side (much faster on
     large images and video frames). ``min_face`` > 0 looks only for faces at least that share of the image's
@@ -68,17 +87,27 @@ def detect_faces(image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECT
     rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    small, factor = _shrink(rgb, detection_side(rgb.shape[:2], max_side, min_face))
-    if detector == "mtcnn":
-        boxes = _detect_mtcnn(small)
-    elif detector == "haar":
-        boxes = _detect_haar(small, min_face)
+    min_score = resolve_min_score(detector, min_score)
+    if detector == "blazeface":  # it sees a 128-px copy whatever the image's size, so shrinking first gains nothing
+        boxes, factor = _detect_blazeface(rgb, min_score), 1.0
     else:
+        small, factor = _shrink(rgb, detection_side(rgb.shape[:2], max_side, min_face))
+        boxes = _detect_mtcnn(small) if detector == "mtcnn" else _detect_haar(small, min_face)
+    if detector in ALIGN_TO_MTCNN:
+        boxes = [box.reshaped(*ALIGN_TO_MTCNN[detector]) for box in boxes]
+    smallest = min_face * min(rgb.shape[:2])
+    faces = [box.scaled(factor) for box in boxes if box.score >= min_score]
+    return sorted((face for face in faces if face.side >= smallest), key=lambda b: -b.area)
+
+
+def resolve_min_score(detector: str, min_score: float | None) -> float:
+    """``min_score``, or the detector's own threshold when it is None; an unknown detector is an error."""
+    if detector not in DETECTORS:
         raise BabyfaceError(f"--detector {detector!r}: use one of {', '.join(DETECTORS)}")
-    return sorted((b.scaled(factor) for b in boxes if b.score >= min_score), key=lambda b: -b.area)
+    return DETECTOR_MIN_SCORES[detector] if min_score is None else min_score
 
 
-def face_squares(image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE,
+def face_squares(image: Image.Image | np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float | None = None,
                  margin: float = DEFAULT_MARGIN, max_side: int = DETECT_MAX_SIDE,
                  min_face: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
     """(square, detector score) per face, largest first: the squares that ``data crop`` cuts and evaluate, predict
@@ -94,7 +123,7 @@ def square_crop(rgb: np.ndarray, box: Sequence[int], size: int) -> np.ndarray:
     return resize_square(Image.fromarray(rgb[top:bottom, left:right]), size)
 
 
-def face_boxes(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE, margin: float = DEFAULT_MARGIN,
+def face_boxes(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR, min_score: float | None = None, margin: float = DEFAULT_MARGIN,
                detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> tuple[list[tuple[int, int, int, int]], list[float | None]]:
     """Squares to classify in an H×W×3 image, largest face first, and their detector scores; without a face,
     the whole image with score None."""
@@ -121,6 +150,12 @@ def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     factor = longest / max_side
     size = (max(1, round(rgb.shape[1] / factor)), max(1, round(rgb.shape[0] / factor)))
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR)), factor
+
+
+def _detect_blazeface(rgb: np.ndarray, min_score: float) -> list[FaceBox]:
+    from babyface.data import blazeface
+
+    return [FaceBox(*map(float, face)) for face in blazeface.detect(rgb, min_score)]
 
 
 @functools.lru_cache(maxsize=1)

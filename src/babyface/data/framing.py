@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from babyface.data.decoded import DecodedImages, decode_images
-from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, face_squares
+from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, face_squares, resolve_min_score
 from babyface.data.images import DEFAULT_MAX_PIXELS, display_path, load_resized, load_rgb, resize_square
 from babyface.io import write_json
 from babyface.run import ModelMeta
@@ -35,7 +35,11 @@ class Framing:
     mode: str = "face"  # face | whole
     detector: str = DEFAULT_DETECTOR
     margin: float = DEFAULT_MARGIN
-    min_score: float = DEFAULT_MIN_SCORE
+    min_score: float | None = None  # None: the detector's own threshold, which is what gets recorded
+
+    def __post_init__(self) -> None:
+        if self.mode == "face":
+            object.__setattr__(self, "min_score", resolve_min_score(self.detector, self.min_score))
 
     @classmethod
     def from_config(cls, config: Any) -> Framing:
@@ -55,7 +59,9 @@ WHOLE = Framing("whole").record()
 def describe(record: dict[str, Any]) -> str:
     if record.get("mode") != "face":
         return "whole images as given"
-    return f"face crops (detector {record.get('detector')}, margin {record.get('margin')}, min score {record.get('min_score')})"
+    min_score = record.get("min_score")
+    return (f"face crops (detector {record.get('detector')}, margin {record.get('margin')}, min score "
+            f"{'auto' if min_score is None else min_score})")
 
 
 # ---------------------------------------------------------------- images as the model sees them
@@ -162,8 +168,9 @@ def parse_record(record: Any) -> dict[str, Any] | None:
     if record["mode"] == "whole":
         return WHOLE
     try:
+        min_score = record.get("min_score")
         return Framing("face", str(record.get("detector", DEFAULT_DETECTOR)), float(record.get("margin", DEFAULT_MARGIN)),
-                       float(record.get("min_score", DEFAULT_MIN_SCORE))).record()
+                       None if min_score is None else float(min_score)).record()
     except (TypeError, ValueError):
         return None
 
@@ -209,7 +216,7 @@ def framing_mismatch(meta: ModelMeta, used: Framing, run: str | os.PathLike) -> 
     """One line saying how the framing at test time differs from the training images' and what to do; None when it
     does not (or the bundle does not record its framing)."""
     trained = bundle_framing(meta)
-    if trained is None or trained == used.record():
+    if trained is None or _cut_alike(trained, used.record()):
         return None
     run = display_path(run)
     if trained["mode"] == "whole":
@@ -220,8 +227,13 @@ def framing_mismatch(meta: ModelMeta, used: Framing, run: str | os.PathLike) -> 
         return (f"{run} was trained on {describe(trained)}, but --framing whole classifies whole images; drop --framing whole "
                 "unless your images are already cropped that way (e.g. by 'babyface data crop')")
     return (f"{run} was trained on {describe(trained)}, but faces are now cut with {describe(used.record())}; pass "
-            f"--detector {trained.get('detector')} --margin {trained.get('margin')} --min-score {trained.get('min_score')} "
-            "to frame them as in training")
+            f"--margin {trained.get('margin')} to frame them as in training")
+
+
+def _cut_alike(trained: dict[str, Any], used: dict[str, Any]) -> bool:
+    """Whether faces are cut the same way: the detector and its threshold do not matter, because every detector
+    draws MTCNN's box (babyface.data.faces.ALIGN_TO_MTCNN); the margin does."""
+    return trained["mode"] == used["mode"] and (used["mode"] == "whole" or trained["margin"] == used["margin"])
 
 
 def warn_if_framing_differs(meta: ModelMeta, used: Framing, run: str | os.PathLike) -> None:

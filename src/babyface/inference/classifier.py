@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from babyface.bundle.single import Bundle
-from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, DEFAULT_MIN_SCORE, DETECT_MAX_SIDE, face_boxes, square_crop
+from babyface.config import LIVE_DETECTOR
+from babyface.data.faces import DEFAULT_MARGIN, DETECT_MAX_SIDE, face_boxes, square_crop
 from babyface.data.framing import Framing, decode_framed, found_text, framed_view
 from babyface.data.images import display_path, is_image_file, load_rgb, to_rgb
 from babyface.engine import logits_with_tta, resolve_device, tta_views
@@ -64,7 +65,7 @@ class Classifier:
     """
 
     def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64, min_confidence: float = 0.0,
-                 backend: str = "auto", onnx_file: str = "", tta: str = "none", framing: Framing = Framing()):
+                 backend: str = "auto", onnx_file: str = "", tta: str = "none", framing: Framing = Framing(detector=LIVE_DETECTOR)):
         self.run = Path(run)
         self.device = resolve_device(device)
         self.backend: Backend = open_backend(run, backend, self.device, onnx_file)
@@ -155,7 +156,7 @@ class Classifier:
         """Probabilities N×C for S×S×3 uint8 crops at the bundle's size."""
         return self.probabilities(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2))
 
-    def predict_faces(self, image: ImageInput, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE,
+    def predict_faces(self, image: ImageInput, detector: str = LIVE_DETECTOR, min_score: float | None = None,
                       margin: float = DEFAULT_MARGIN, detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> list[FacePrediction]:
         """Every face found in an image, largest first; without one, the whole image as one (``face_detected`` False)."""
         image = load_rgb(image) if isinstance(image, (str, os.PathLike)) else as_rgb_image(image)
