@@ -1,7 +1,7 @@
 """The face detectors side by side: milliseconds per 640×480 frame (1 and 2 threads) and how many infant faces
 each finds, on whole-scene photos and on faces pasted small on a 640×480 canvas.
 
-    python benchmarks/face_detectors.py --data ../shared/data [--limit 0] [--align] [--sheet-dir /tmp/sheets]
+    python benchmarks/face_detectors.py --data ../shared/data [--limit 0] [--sheet-dir /tmp/sheets]
 
 Run it alone. Detectors run at babyface's settings (photos shrunk to 640 px for MTCNN and Haar; BlazeFace sees a
 128-px copy of any image). Columns:
@@ -11,8 +11,8 @@ Run it alone. Detectors run at babyface's settings (photos shrunk to 640 px for 
 - pasted: share of infant-web faces pasted at about 120 px on a 640×480 canvas that are found where they were
   pasted (the centre of the largest box inside the pasted square).
 - agree: share of the images where both this detector and MTCNN find a face whose largest boxes overlap by
-  IoU ≥ 0.5 (after the box alignment of babyface.data.faces.ALIGN_TO_MTCNN).
---align also prints the medians that ALIGN_TO_MTCNN holds, measured on raw boxes; --sheet-dir writes a contact
+  IoU ≥ 0.5, after the box alignment of babyface.data.faces.ALIGN_TO_MTCNN (raw: before it).
+Also prints the medians that ALIGN_TO_MTCNN holds, measured on the raw boxes; --sheet-dir writes a contact
 sheet of each detector's largest crop per scene, to judge by eye how many are really faces.
 """
 
@@ -90,6 +90,14 @@ def agreement(found: list[FaceBox | None], reference: list[FaceBox | None]) -> f
     return float(np.mean([a.iou(b) >= 0.5 for a, b in both])) if both else float("nan")
 
 
+def agreement_text(found: dict[str, list[FaceBox | None]], reference: dict[str, list[FaceBox | None]]) -> str:
+    return f"{agreement(found['scenes'], reference['scenes']):.1%}, {agreement(found['web'], reference['web']):.1%}"
+
+
+def aligned(box: FaceBox | None, alignment: tuple[float, float, float] | None) -> FaceBox | None:
+    return box.reshaped(*alignment) if box is not None and alignment else box
+
+
 def box_shape(found: list[FaceBox | None], reference: list[FaceBox | None]) -> tuple[float, float, float]:
     """Medians of MTCNN's width and height over the detector's, and of the centre shift over its height."""
     rows = [((b.right - b.left) / (a.right - a.left), (b.bottom - b.top) / (a.bottom - a.top),
@@ -114,7 +122,6 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="use about this many images of each set (0 = all)")
     parser.add_argument("--frames", type=int, default=60, help="640×480 frames timed per detector and thread count")
     parser.add_argument("--detectors", default=",".join(DETECTORS))
-    parser.add_argument("--align", action="store_true", help="also print the raw box shape against MTCNN's")
     parser.add_argument("--sheet-dir", type=Path, help="write one contact sheet of scene crops per detector here")
     args = parser.parse_args()
     detectors = args.detectors.split(",")
@@ -123,26 +130,26 @@ def main() -> None:
     rng = np.random.default_rng(0)
     pastes = [pasted(rgb, rng) for rgb in web]
     frames = [as_frame(rgb) for rgb in scenes[:: max(1, len(scenes) // args.frames)][: args.frames]]
-    if args.align:
-        faces.ALIGN_TO_MTCNN = {}  # raw boxes, to measure the alignment itself
-    found = {d: {"scenes": [largest(x, d) for x in scenes], "web": [largest(x, d) for x in web],
-                 "pasted": [largest(frame, d) for frame, _ in pastes]} for d in detectors}
+    alignment, faces.ALIGN_TO_MTCNN = faces.ALIGN_TO_MTCNN, {}  # detect raw boxes, to measure the alignment itself
+    raw = {d: {"scenes": [largest(x, d) for x in scenes], "web": [largest(x, d) for x in web],
+               "pasted": [largest(frame, d) for frame, _ in pastes]} for d in detectors}
+    found = {d: {k: [aligned(b, alignment.get(d)) for b in v] for k, v in sets.items()} for d, sets in raw.items()}
+    faces.ALIGN_TO_MTCNN = alignment
     reference = found.get("mtcnn")
     print(f"{len(scenes)} infant-cry-scenes, {len(web)} infant-web images ({len(pastes)} pasted at {PASTED_SIDE} px on "
           f"640×480), {len(frames)} timed 640×480 frames; {torch.get_num_threads()} torch threads available\n")
-    print("| detector | ms/frame, 1 thread | ms/frame, 2 threads | scenes | web | pasted | agree with MTCNN (scenes, web) |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("| detector | ms/frame, 1 thread | ms/frame, 2 threads | scenes | web | pasted | agree with MTCNN (scenes, web) | raw |")
+    print("|---|---:|---:|---:|---:|---:|---|---|")
     for d in detectors:
         one, two = ms_per_frame(frames, d, 1), ms_per_frame(frames, d, 2)
         share = {k: np.mean([b is not None for b in v]) for k, v in found[d].items()}
         hits = np.mean([inside(b, where) for b, (_, where) in zip(found[d]["pasted"], pastes)])
-        agree = (f"{agreement(found[d]['scenes'], reference['scenes']):.1%}, {agreement(found[d]['web'], reference['web']):.1%}"
-                 if reference and d != "mtcnn" else "")
-        print(f"| {d} | {one:.1f} | {two:.1f} | {share['scenes']:.1%} | {share['web']:.1%} | {hits:.1%} | {agree} |")
-    if args.align and reference:
+        agree, before = (agreement_text(found[d], reference), agreement_text(raw[d], reference)) if reference and d != "mtcnn" else ("", "")
+        print(f"| {d} | {one:.1f} | {two:.1f} | {share['scenes']:.1%} | {share['web']:.1%} | {hits:.1%} | {agree} | {before} |")
+    if reference:
         for d in detectors:
             if d != "mtcnn":
-                w, h, dy = box_shape(found[d]["scenes"] + found[d]["web"], reference["scenes"] + reference["web"])
+                w, h, dy = box_shape(raw[d]["scenes"] + raw[d]["web"], reference["scenes"] + reference["web"])
                 print(f"{d}: MTCNN's box is {w:.2f}× as wide, {h:.2f}× as tall, centre {dy:+.2f} of the height lower")
     if args.sheet_dir:
         args.sheet_dir.mkdir(parents=True, exist_ok=True)

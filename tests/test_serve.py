@@ -40,7 +40,25 @@ def test_health_and_model_metadata(client) -> None:
     assert model["classes"] == ["happy", "neutral", "sad"] and model["image_size"] == 64
     assert model["arch"]["name"] == "cnn" and model["max_upload_mb"] == 0.5
     assert model["min_face"] == ServeConfig().min_face and model["workers"] == ServeConfig().workers
+    assert model["detector"] == "blazeface" and model["backend"] == "torch"
     assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_an_exported_run_is_served_with_onnxruntime_and_a_plain_one_says_how(untrained_run, tmp_path, caplog) -> None:
+    import shutil
+
+    from babyface.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(untrained_run, run)
+    with caplog.at_level("WARNING", logger="babyface"):
+        create_app(ServeConfig(run=str(run), device="cpu")).state  # noqa: B018
+    assert f"'babyface export {run}' first makes serving about 1.5x faster" in caplog.text
+    assert main(["export", str(run)]) == 0
+    caplog.clear()
+    exported = TestClient(create_app(ServeConfig(run=str(run), device="cpu")))
+    assert exported.get("/model").json()["backend"] == "onnx" and "babyface export" not in caplog.text
+    assert post_image(exported, png_bytes(face_scene())).json()["face_detected"] is True
 
 
 def test_index_page_is_served(client) -> None:

@@ -25,9 +25,9 @@ MTCNN_MIN_SIDE = 20  # facenet-pytorch's default min_face_size: no smaller image
 MIN_FACE_PIXELS = 24  # with ``min_face``, images are shrunk until the smallest wanted face is this many pixels
 # (width factor, height factor, centre shift down as a share of the height) that turn a detector's box into the box
 # MTCNN draws around the same face: medians over the infant-cry-scenes and infant-web faces both found
-# (benchmarks/face_detectors.py --align prints them). BlazeFace's and Haar's boxes are square and stop at the
+# (benchmarks/face_detectors.py prints them). BlazeFace's and Haar's boxes are square and stop at the
 # eyebrows; MTCNN's are taller and include the forehead, and the classifiers were trained on MTCNN's crops.
-ALIGN_TO_MTCNN = {"blazeface": (1.06, 1.30, -0.07), "haar": (0.98, 1.27, 0.06)}
+ALIGN_TO_MTCNN = {"blazeface": (1.08, 1.31, -0.08), "haar": (0.99, 1.25, 0.06)}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import logging
 import os
 import secrets
 import sys
@@ -37,6 +38,7 @@ ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/g
 FIELD = "image"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the image itself
 GRADCAM_SIDE = 192  # Grad-CAM overlays are returned at most this many pixels wide
+log = logging.getLogger("babyface")
 SETTING_KEYS = ("detector", "min_score", "margin", "detect_size", "min_face", "min_confidence", "max_upload_mb", "workers", "tta")
 MODEL_KEYS = ("arch", "classes", "image_size", "temperature", "babyface_version", "created", "metrics", "calibration")
 
@@ -57,6 +59,9 @@ class FaceService:
         self.detecting = threading.BoundedSemaphore(config.workers)
         self.explaining = threading.Lock()
         self.batcher = MicroBatcher(self.classifier.classify_crops)
+        if self.classifier.backend.name == "torch" and self.classifier.device.type == "cpu":
+            log.warning("serving the PyTorch model: 'babyface export %s' first makes serving about 1.5x faster on a CPU "
+                        "(onnxruntime is then used automatically)", config.run)
         self.warm_up()
 
     def warm_up(self) -> None:
@@ -70,7 +75,8 @@ class FaceService:
 
     def model_info(self) -> dict[str, Any]:
         meta = self.classifier.meta.to_json()
-        return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, **{key: getattr(self.config, key) for key in SETTING_KEYS}}
+        return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, **{key: getattr(self.config, key) for key in SETTING_KEYS},
+                "backend": self.classifier.backend.name}
 
     def predict(self, data: bytes, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
         image = decode_rgb_bytes(data, name="the uploaded image")
