@@ -214,3 +214,12 @@ def test_xception_mini_widths_double_per_block(options: dict, last_width: int) -
     assert model.fc.in_features == last_width and len(model.stages()) == 5
     with torch.no_grad():
         assert model.eval()(_images(2, 48)).shape == (2, NUM_CLASSES)
+
+
+def test_xception_mini_trains_channels_last_at_full_resolution() -> None:
+    """Width 8 at 48 px in channels-last: PyTorch 2.14's 1×1/2 conv kernel crashed the process here (the shortcut
+    subsamples first)."""
+    model = create_model("xception-mini", NUM_CLASSES, 48).train().to(memory_format=torch.channels_last)
+    x = _images(16, 48).contiguous(memory_format=torch.channels_last)
+    model(x).logsumexp(dim=1).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

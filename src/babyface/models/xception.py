@@ -48,8 +48,11 @@ class XceptionBlock(nn.Module):
             nn.BatchNorm2d(out_channels),
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         )
+        # a 1×1/2 conv, written as every second pixel (a 1×1/2 max-pool) through a 1×1 conv, the same numbers:
+        # PyTorch 2.14's channels-last 1×1/2 conv crashes the process on 8-channel 48×48 inputs (width 8)
         self.shortcut = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=2, bias=False),
+            nn.MaxPool2d(kernel_size=1, stride=2),
+            nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
             nn.BatchNorm2d(out_channels),
         )
 
