@@ -204,11 +204,12 @@ def plot_curves(curves: dict[str, Curve], path: Path, subtitle: str) -> Path:
     target = curves["reference"].final
     ax.axhline(target, color="#555555", linestyle="--", linewidth=1, label=f"reference's final accuracy ({target:.3f})")
     ax.set_xlabel("training seconds (wall clock, test scoring excluded)")
-    ax.set_ylabel("test accuracy (FER2013-hsn, 3 classes)")
+    ax.set_ylabel(f"test accuracy ({Path(curves['reference'].config.data).name})")
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    ax.set_title(f"Time to accuracy\n{subtitle}", fontsize=10)
+    images = curves["reference"].train_images
+    ax.set_title(f"Time to accuracy, {images:,} training images\n{subtitle}", fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
