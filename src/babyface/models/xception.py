@@ -1,8 +1,9 @@
 """A mini-Xception for small faces: depthwise-separable convolutions with residual shortcuts.
 
-After Arriaga et al. (2017), the FER2013 model of the ``fer`` package: a two-conv stem at full resolution, then
-four blocks that each double the width and halve the side (two separable convs and a 3×3/2 max-pool, beside a
-1×1/2 conv shortcut), global average pooling and a linear classifier. A small fraction of ResNet-18's FLOPs.
+After Arriaga et al. (2017), the FER2013 model of the ``fer`` package: a two-conv stem (full resolution, or half
+with ``stem_stride=2``), then four blocks that each double the width and halve the side (two separable convs and a
+3×3/2 max-pool, beside a 1×1/2 conv shortcut), global average pooling and a linear classifier. A small fraction of
+ResNet-18's FLOPs.
 """
 
 from __future__ import annotations
