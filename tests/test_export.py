@@ -56,7 +56,7 @@ def one_line_error(capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize("arch", ["cnn", "resnet18"])
+@pytest.mark.parametrize("arch", ["cnn", "resnet18", "xception-mini"])
 def test_export_matches_pytorch_for_any_batch(arch: str, tmp_path: Path, random_bundle):
     run = random_bundle(tmp_path / arch, arch)
     result = export_run(ExportConfig(run=str(run)))

@@ -85,7 +85,7 @@ def test_model_info(name: str, options: dict) -> None:
 @pytest.mark.parametrize(("name", "options"), CONFIGS)
 def test_gradcam_layer_is_last_conv_stage(name: str, options: dict) -> None:
     model = create_model(name, NUM_CLASSES, SMALL_SIZE, **options).eval()
-    expected = model.features[-1] if name == "cnn" else model.layer4
+    expected = {"cnn": lambda: model.features[-1], "xception-mini": lambda: model.blocks[-1]}.get(name, lambda: model.layer4)()
     assert model.gradcam_layer is expected
     activations = []
     model.gradcam_layer.register_forward_hook(lambda _m, _i, out: activations.append(out))
@@ -96,7 +96,7 @@ def test_gradcam_layer_is_last_conv_stage(name: str, options: dict) -> None:
 
 def test_list_models_is_sorted_and_complete() -> None:
     assert list_models() == sorted(list_models())
-    assert {"cnn", "resnet18", "resnet34"} <= set(list_models())
+    assert {"cnn", "resnet18", "resnet34", "xception-mini"} <= set(list_models())
 
 
 @pytest.mark.parametrize(("stem", "expected"), [("imagenet", 11_178_051), ("small", 11_170_371)])
@@ -171,6 +171,10 @@ def test_unknown_option_lists_available_options() -> None:
         ("resnet18", NUM_CLASSES, {"drop_rate": 1.0}),
         ("resnet18", NUM_CLASSES, {"zero_init_residual": "yes"}),
         ("cnn", NUM_CLASSES, {"drop_rate": -0.1}),
+        ("xception-mini", NUM_CLASSES, {"width": 0}),
+        ("xception-mini", NUM_CLASSES, {"width": 8.0}),
+        ("xception-mini", NUM_CLASSES, {"stem_stride": 4}),
+        ("xception-mini", NUM_CLASSES, {"drop_rate": 1.5}),
         ("cnn", 0, {}),
     ],
 )
@@ -194,3 +198,28 @@ def test_zero_init_residual_zeroes_last_bn_of_each_block(name: str) -> None:
     assert all(torch.count_nonzero(w) == 0 for w in last_bn_weights(zeroed))
     assert all(torch.all(m.bn1.weight == 1) for m in zeroed.modules() if isinstance(m, BasicBlock))
     assert all(torch.all(w == 1) for w in last_bn_weights(create_model(name, NUM_CLASSES)))
+
+
+def test_xception_mini_is_a_small_fraction_of_resnet18():
+    """At 48 px the default (fer's width 8) has under 1% of ResNet-18's parameters and under 10% of its FLOPs at 64 px."""
+    xception, resnet = model_info("xception-mini", image_size=48), model_info("resnet18", image_size=64)
+    assert xception["params"] < 0.01 * resnet["params"] and xception["flops"] < 0.1 * resnet["flops"]
+    strided = model_info("xception-mini", image_size=48, stem_stride=2)
+    assert strided["params"] == xception["params"] and strided["flops"] < 0.5 * xception["flops"]
+
+
+@pytest.mark.parametrize(("options", "last_width"), [({}, 128), ({"width": 4}, 64)])
+def test_xception_mini_widths_double_per_block(options: dict, last_width: int) -> None:
+    model = create_model("xception-mini", NUM_CLASSES, 48, **options)
+    assert model.fc.in_features == last_width and len(model.stages()) == 5
+    with torch.no_grad():
+        assert model.eval()(_images(2, 48)).shape == (2, NUM_CLASSES)
+
+
+def test_xception_mini_trains_channels_last_at_full_resolution() -> None:
+    """Width 8 at 48 px in channels-last: PyTorch 2.14's 1×1/2 conv kernel crashed the process here (the shortcut
+    subsamples first)."""
+    model = create_model("xception-mini", NUM_CLASSES, 48).train().to(memory_format=torch.channels_last)
+    x = _images(16, 48).contiguous(memory_format=torch.channels_last)
+    model(x).logsumexp(dim=1).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

@@ -11,14 +11,25 @@ from torch import nn
 
 from babyface.bundle import load_bundle
 from babyface.bundle.single import bundle_metadata, save_bundle
-from babyface.config import AugmentConfig, TrainConfig, from_dict, load_recipe, parse_seeds, recipe_names, with_recipe
+from babyface.config import (
+    AugmentConfig,
+    ExportConfig,
+    TrainConfig,
+    from_dict,
+    load_recipe,
+    parse_seeds,
+    recipe_names,
+    with_recipe,
+)
 from babyface.data.augment import affine_matrices, apply_params, draw_params, erase, erase_boxes
 from babyface.data.mix import mix_batch, mixed_loss
 from babyface.data.splits import limit_per_class
 from babyface.errors import BabyfaceError
+from babyface.inference.backends import OnnxBackend, TorchBackend
+from babyface.inference.export import export_run
 from babyface.models import create_model
 from babyface.training.finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
-from babyface.training.fit import ema_with_warmup
+from babyface.training.fit import ema_with_warmup, fit
 
 
 def generator(seed: int = 0) -> torch.Generator:
@@ -198,6 +209,26 @@ def test_infant_recipe_ships_and_is_a_valid_train_config():
     assert config.model == "resnet18" and config.class_balance == "source" and parse_seeds(config.seeds) == [0, 1, 2]
     assert config.data_options.group_by == "near-duplicates"
     assert config.augment == AugmentConfig() and config.lr == TrainConfig().lr  # the reference's augmentation and optimiser
+
+
+def test_fast_recipe_is_a_valid_train_config_at_48_px():
+    assert "fast" in recipe_names()
+    config = from_dict(TrainConfig, with_recipe({"recipe": "fast"}))
+    assert config.model == "xception-mini" and config.data_options.image_size == 48
+    assert config.batch_size > TrainConfig().batch_size and config.scheduler == "cosine" and config.channels_last
+
+
+def test_fast_recipe_trains_a_step_and_exports_to_onnx(tiny_data: Path, tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "fast"
+    config = from_dict(TrainConfig, with_recipe({"recipe": "fast", "data": str(tiny_data), "out": str(out), "epochs": 1,
+                                                 "progress": False}))
+    fit(config)
+    assert load_bundle(out).meta.arch.name == "xception-mini"
+    export_run(ExportConfig(run=str(out)))
+    images = torch.randint(0, 256, (3, 3, 48, 48), dtype=torch.uint8)
+    expected = TorchBackend(out, torch.device("cpu")).logits(images, 8)
+    assert torch.allclose(OnnxBackend(out).logits(images, 8), expected, atol=1e-4)
 
 
 def test_first_recipe_keeps_its_regularisers():

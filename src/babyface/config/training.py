@@ -99,8 +99,8 @@ class TrainConfig(ConfigModel):
                                 group=SOURCES)
     out: str = option("", "run folder to write (must be new or empty unless --overwrite); empty = "
                           "runs/MODEL-DATE-TIME", metavar="DIR", group=RUNTIME)
-    model: str = option("cnn", "architecture: cnn (the reference), resnet18, resnet34; 'babyface models' lists them",
-                        metavar="NAME", group=MODEL)
+    model: str = option("cnn", "architecture: cnn (the reference), resnet18, resnet34, xception-mini (for 48-px "
+                               "faces); 'babyface models' lists them", metavar="NAME", group=MODEL)
     model_args: dict[str, Any] = option(description="an architecture option as KEY=VALUE, e.g. stem=small or "
                                                     "drop_rate=0.2 (repeatable)",
                                         default_factory=dict, flag="--model-arg", metavar="KEY=VALUE", group=MODEL)
@@ -152,8 +152,8 @@ class TrainConfig(ConfigModel):
                                 group=MODEL)
     init_lr_scale: float = option(1.0, "with --init: learning-rate multiplier for every layer but the classifier "
                                        "(0.3 changes the pretrained layers more gently)", gt=0, le=1, group=MODEL)
-    recipe: str = option("", "a recipe name (infant, infant-v1) or YAML file: settings applied under --config and the "
-                             "flags; empty = none", metavar="NAME", group=MODEL)
+    recipe: str = option("", "a recipe name (infant, infant-v1, fast) or YAML file: settings applied under --config and "
+                             "the flags; empty = none", metavar="NAME", group=MODEL)
     early_stopping: int = option(0, "stop after this many epochs without a validation macro-F1 gain (0 = off)", ge=0,
                                  group=OPTIMISATION)
     sync_bn: bool = option(False, "synchronise BatchNorm statistics across processes in distributed training",

@@ -87,6 +87,16 @@ def count_flops(model: nn.Module, image_size: int) -> int:
     return counter.get_total_flops()
 
 
+def init_conv_bn(model: nn.Module) -> None:
+    """Kaiming-normal (fan_out, relu) conv weights, BatchNorm γ=1 β=0, as torchvision's ResNets."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 def validate_image_size(arch: str, image_size: int, multiple_of: int = 1) -> None:
     """Raise BabyfaceError unless image_size is an int ≥ MIN_IMAGE_SIZE and divisible by ``multiple_of``."""
     valid = (

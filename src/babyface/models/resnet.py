@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from babyface.errors import BabyfaceError
-from babyface.models.registry import register_model, validate_drop_rate, validate_image_size
+from babyface.models.registry import init_conv_bn, register_model, validate_drop_rate, validate_image_size
 
 WIDTHS = (64, 128, 256, 512)
 STEMS = ("imagenet", "small")
@@ -100,12 +100,7 @@ class ResNet(nn.Module):
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         """Kaiming-normal (fan_out, relu) convs, BN γ=1 β=0; optionally γ=0 in each block's last BN."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_bn(self)
         if zero_init_residual:
             for module in self.modules():
                 if isinstance(module, BasicBlock):

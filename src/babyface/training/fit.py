@@ -13,6 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -55,6 +56,11 @@ from babyface.training.prepare import PreparedData, prepare_data
 log = logging.getLogger("babyface")
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds"]
+
+# Called after every epoch with the model as validated (the EMA with --ema), the epoch's history row (plus
+# "cpu_seconds", the process CPU time of the epoch's training and validation) and the prepared data; what it
+# spends is outside the row's seconds. For benchmarks and notebooks; the CLI passes none.
+EpochHook = Callable[[nn.Module, dict, PreparedData], None]
 
 
 def seed_everything(seed: int) -> None:
@@ -248,12 +254,12 @@ class TrainingState:
     saved_epoch: int = 0  # the last epoch whose checkpoint is on disk
 
 
-def fit(config: TrainConfig, resume: bool = False) -> Path:
+def fit(config: TrainConfig, resume: bool = False, on_epoch: EpochHook | None = None) -> Path:
     """Train ``config.model`` on ``config.data``; returns the run folder (``config.out``).
 
     With ``resume`` the run continues from ``config.out/checkpoint.pt``: model, optimiser, scheduler,
     random-number states, epoch, history and best model, so it ends exactly as an uninterrupted run.
-    Under torchrun only rank 0 writes.
+    Under torchrun only rank 0 writes. ``on_epoch`` (see EpochHook) is called after every epoch.
     """
     dist, device = init_distributed(config.device)
     out = Path(config.out)
@@ -266,7 +272,7 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
         else:
             log.setLevel(logging.ERROR)  # one voice: rank 0 reports progress and warnings (e.g. leakage) once
         barrier(dist)
-        return _fit(config, out, device, dist, resume)
+        return _fit(config, out, device, dist, resume, on_epoch)
     finally:
         if handler is not None:
             log.removeHandler(handler)
@@ -274,7 +280,8 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
         shutdown(dist)
 
 
-def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, resume: bool) -> Path:
+def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, resume: bool,
+         on_epoch: EpochHook | None = None) -> Path:
     seed_everything(config.seed)
     data = prepare_data(config)
     model = build_model(config, data).to(device)
@@ -306,7 +313,8 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
              f", {dist.world_size} processes (global batch {config.batch_size * dist.world_size})" if dist.enabled else "")
     trained = DistributedDataParallel(model) if dist.enabled else model
     try:
-        run_epochs(config, out, data, trained, objective, optimizer, scheduler, generator, device, dist, state, ema)
+        run_epochs(config, out, data, trained, objective, optimizer, scheduler, generator, device, dist, state, ema,
+                   on_epoch)
     except KeyboardInterrupt:
         if state.saved_epoch:
             log.warning("interrupted; the checkpoint of epoch %d is kept: continue with 'babyface train --resume %s'",
@@ -346,12 +354,12 @@ def build_model(config: TrainConfig, data: PreparedData) -> nn.Module:
 
 
 def run_epochs(config, out, data, model, objective: Objective, optimizer, scheduler, generator, device, dist,
-               state: TrainingState, ema: AveragedModel | None = None) -> None:
+               state: TrainingState, ema: AveragedModel | None = None, on_epoch: EpochHook | None = None) -> None:
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if config.early_stopping and state.epoch - state.best["epoch"] >= config.early_stopping:
             log.info("early stopping: no validation macro-F1 gain for %d epochs", config.early_stopping)
             break
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         row = {"epoch": epoch, "lr": optimizer.param_groups[-1]["lr"]}  # the classifier's: --init-lr-scale lowers the others
         row.update(train_one_epoch(model, data.train, data.mean, data.std, objective, optimizer, device, config, generator,
                                    desc=f"epoch {epoch}/{config.epochs}", dist=dist, ema=ema, epoch=epoch))
@@ -359,6 +367,7 @@ def run_epochs(config, out, data, model, objective: Objective, optimizer, schedu
         row.update(validate(evaluated, data.val, data.mean, data.std, device, config.batch_size))
         scheduler.step()
         row["seconds"] = round(time.perf_counter() - start, 3)
+        row["cpu_seconds"] = round(time.process_time() - cpu_start, 3)
         state.epoch = epoch
         state.history.append(row)
         log.info(_format_epoch(row, config.epochs))
@@ -370,6 +379,8 @@ def run_epochs(config, out, data, model, objective: Objective, optimizer, schedu
             save_checkpoint(RunFolder(out).checkpoint, unwrap(model), optimizer, scheduler, generator, state, ema, objective.adversary)
             state.saved_epoch = epoch
             _write_history(RunFolder(out).history, state.history)
+        if on_epoch is not None:
+            on_epoch(evaluated, row, data)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

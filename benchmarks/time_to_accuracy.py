@@ -1,0 +1,265 @@
+"""Time to accuracy: the reference recipe against babyface's fast recipe, trained in one run on the same data.
+
+reference  the reference project's recipe: ResNet-18 at 64×64, Adam 1e-3, StepLR(15, 0.3), batch 20, 23 epochs
+           (babyface train's defaults with --model resnet18)
+fast       --recipe fast (src/babyface/recipes/fast.yaml)
+
+Both train through babyface's own loop (``training.fit.fit`` with a TrainConfig) on FER2013-hsn, 3 classes: its
+train/ and val/ pooled for training (no validation split, so every training second is training), its test/ as the
+test set. After every epoch the model is scored on the test set, outside the timed training; the clock is the
+training loop's own (``history.csv`` seconds) and the process CPU seconds of the same epochs.
+
+Writes to --out: time_to_accuracy.png (test accuracy against training seconds, with the reference's final accuracy
+as a line), time_to_accuracy.md (the table printed at the end), curves.csv (one row per recipe and epoch) and runs/
+(the two run folders: their weights derive from FER2013, never commit them). Hardware use: the CPU's fp32 peak is
+measured as a large matmul on the same threads, each model's training GFLOP/s as 3 × forward FLOPs × images/s.
+
+Run alone (a second CPU-heavy process distorts every number); about 2 hours on all the data on 1 thread:
+    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/time_to_accuracy.py --out benchmarks/results/tta
+    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/time_to_accuracy.py --max-per-class 300 --epochs 3 \\
+        --out benchmarks/results/tta-quick                                  # a quick look, a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from babyface.config import TrainConfig, from_dict, with_recipe  # noqa: E402
+from babyface.data.cache import load_decoded  # noqa: E402
+from babyface.data.decoded import DecodedImages  # noqa: E402
+from babyface.data.scan import scan_dataset  # noqa: E402
+from babyface.engine import predict_logits, tta_views  # noqa: E402
+from babyface.models import model_info  # noqa: E402
+from babyface.training.fit import fit  # noqa: E402
+from babyface.training.prepare import PreparedData  # noqa: E402
+
+REFERENCE_EPOCHS = TrainConfig().epochs
+RECIPES = {"reference": {"model": "resnet18"}, "fast": {"recipe": "fast"}}
+COLOURS = {"reference": "#1f77b4", "fast": "#d62728"}
+PEAK_SIDE = 2048  # the matmul that measures the CPU's fp32 peak: 2 × 2048³ FLOPs
+
+
+@dataclass
+class Curve:
+    """One recipe's test accuracy after each epoch against its cumulative training seconds."""
+
+    name: str
+    config: TrainConfig
+    tta: str = "none"
+    train_images: int = 0
+    seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+
+    @property
+    def final(self) -> float:
+        return self.accuracy[-1]
+
+    def seconds_to_reach(self, target: float) -> tuple[float, float] | None:
+        """(wall, CPU) training seconds of the first epoch whose test accuracy is at least ``target``; None if none."""
+        for wall, cpu, accuracy in zip(self.seconds, self.cpu_seconds, self.accuracy):
+            if accuracy >= target:
+                return wall, cpu
+        return None
+
+    def images_per_second(self) -> float:
+        return self.train_images * len(self.seconds) / self.seconds[-1]
+
+
+def measure_peak_gflops(seconds: float = 3.0) -> float:
+    """fp32 GFLOP/s of the fastest of repeated PEAK_SIDE² matmuls on the current thread count."""
+    a, b = torch.randn(PEAK_SIDE, PEAK_SIDE), torch.randn(PEAK_SIDE, PEAK_SIDE)
+    torch.mm(a, b)
+    best, start = float("inf"), time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * PEAK_SIDE**3 / best / 1e9
+
+
+def write_split_file(data: Path, path: Path) -> Path:
+    """train/ and val/ → train, test/ → test: the whole training split, no validation."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "split"])
+        for folder, split in (("train", "train"), ("val", "train"), ("test", "test")):
+            for image in sorted((data / folder).glob("*/*")):
+                writer.writerow([image.relative_to(data).as_posix(), split])
+    return path
+
+
+def recipe_config(name: str, args: argparse.Namespace, split_file: Path) -> TrainConfig:
+    """The TrainConfig of recipe ``name`` on the benchmark's data, its epochs scaled by --epochs / 23."""
+    config = from_dict(TrainConfig, with_recipe(dict(RECIPES[name])))
+    config.epochs = scaled_epochs(config.epochs, args.epochs)
+    config.data, config.out, config.overwrite, config.progress, config.seeds = (
+        str(args.data), str(args.out / "runs" / name), True, False, "")
+    options = config.data_options
+    options.split_file, options.val_fraction, options.max_per_class = str(split_file), 0.0, args.max_per_class
+    return config
+
+
+def scaled_epochs(epochs: int, reference_epochs: int | None) -> int:
+    """``epochs`` times reference_epochs / 23, at least 1; unchanged without --epochs."""
+    if reference_epochs is None:
+        return epochs
+    return max(1, round(epochs * reference_epochs / REFERENCE_EPOCHS))
+
+
+def decode_test_split(config: TrainConfig) -> DecodedImages:
+    """The test split decoded as training decodes (same size, same cache)."""
+    samples = scan_dataset(config.data).test.samples
+    labels = [s.label for s in samples]
+    return load_decoded([s.path for s in samples], labels, config.data_options, False, "decode test").in_memory()
+
+
+def score_on_test(model: nn.Module, test: DecodedImages, data: PreparedData, tta: str = "none") -> float:
+    """Test accuracy; with ``tta`` flip the softmax of each image and its mirror are averaged (as evaluate --tta flip)."""
+    probabilities = sum(predict_logits(model, view, data.mean, data.std, torch.device("cpu"), batch_size=256).softmax(1)
+                        for view in tta_views(test.images, tta))
+    return float((probabilities.argmax(1) == test.labels).float().mean())
+
+
+def train_and_score(curve: Curve) -> Curve:
+    """Train ``curve.config`` with fit, scoring the test set after every epoch."""
+    test = decode_test_split(curve.config)
+
+    def on_epoch(model: nn.Module, row: dict, data: PreparedData) -> None:
+        curve.train_images = len(data.train)
+        curve.seconds.append((curve.seconds[-1] if curve.seconds else 0.0) + row["seconds"])
+        curve.cpu_seconds.append((curve.cpu_seconds[-1] if curve.cpu_seconds else 0.0) + row["cpu_seconds"])
+        curve.accuracy.append(score_on_test(model, test, data, curve.tta))
+        print(f"{curve.name} epoch {row['epoch']}/{curve.config.epochs}: test accuracy {curve.accuracy[-1]:.4f} after "
+              f"{curve.seconds[-1]:.0f} s of training", flush=True)
+
+    fit(curve.config, on_epoch=on_epoch)
+    return curve
+
+
+def hardware_line(peak: float) -> str:
+    return (f"{cpu_name()}, {torch.get_num_threads()} thread(s), torch {torch.__version__} "
+            f"({torch.backends.cpu.get_cpu_capability()}); measured fp32 peak {peak:.0f} GFLOP/s")
+
+
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.machine()
+
+
+def model_cost(config: TrainConfig) -> dict:
+    size = config.data_options.image_size
+    return model_info(config.model, 3, size, **config.model_args)
+
+
+def format_table(curves: dict[str, Curve], peak: float) -> str:
+    """The markdown table: time to the reference's final accuracy, final accuracy, ratio, cost and hardware use."""
+    target = curves["reference"].final
+    reference_time = curves["reference"].seconds_to_reach(target)
+    lines = [f"Target: the reference's final test accuracy, {target:.4f}. {hardware_line(peak)}.", "",
+             "| recipe | model | input | epochs | train images | final test acc | s to target (wall / CPU) "
+             "| time vs reference | FLOPs/image | params | images/s | training GFLOP/s | share of peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [table_row(curve, target, reference_time, peak) for curve in curves.values()]
+    return "\n".join(lines)
+
+
+def table_row(curve: Curve, target: float, reference_time: tuple[float, float] | None, peak: float) -> str:
+    cost = model_cost(curve.config)
+    rate = curve.images_per_second()
+    achieved = 3 * cost["flops"] * rate / 1e9
+    reached = curve.seconds_to_reach(target)
+    when = f"{reached[0]:.0f} / {reached[1]:.0f}" if reached else "not reached"
+    ratio = f"{reached[0] / reference_time[0]:.3f}×" if reached and reference_time else "–"
+    size = curve.config.data_options.image_size
+    name = f"{curve.name} (flip TTA)" if curve.tta == "flip" else curve.name
+    return (f"| {name} | {curve.config.model} | {size}×{size} | {len(curve.accuracy)} | {curve.train_images} "
+            f"| {curve.final:.4f} | {when} | {ratio} | {cost['flops'] / 1e6:.1f} M | {cost['params'] / 1e6:.3f} M "
+            f"| {rate:.0f} | {achieved:.1f} | {achieved / peak:.1%} |")
+
+
+def plot_curves(curves: dict[str, Curve], path: Path, subtitle: str) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    for curve in curves.values():
+        label = (f"{curve.name}: {curve.config.model}, {curve.config.data_options.image_size} px, {len(curve.accuracy)} "
+                 f"epochs{', flip TTA' if curve.tta == 'flip' else ''}")
+        ax.plot(curve.seconds, curve.accuracy, marker="o", markersize=3, color=COLOURS[curve.name], label=label)
+    target = curves["reference"].final
+    ax.axhline(target, color="#555555", linestyle="--", linewidth=1, label=f"reference's final accuracy ({target:.3f})")
+    ax.set_xlabel("training seconds (wall clock, test scoring excluded)")
+    ax.set_ylabel(f"test accuracy ({Path(curves['reference'].config.data).name})")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    images = curves["reference"].train_images
+    ax.set_title(f"Time to accuracy, {images:,} training images\n{subtitle}", fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_curves_csv(curves: dict[str, Curve], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["recipe", "epoch", "train_seconds", "cpu_seconds", "test_accuracy"])
+        for curve in curves.values():
+            for epoch, row in enumerate(zip(curve.seconds, curve.cpu_seconds, curve.accuracy), start=1):
+                writer.writerow([curve.name, epoch, f"{row[0]:.3f}", f"{row[1]:.3f}", f"{row[2]:.4f}"])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/fer2013-hsn"),
+                        help="a BabyFace layout with train/, val/ and test/ (default: FER2013-hsn)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/time_to_accuracy"),
+                        help="folder for the PNG, the table, curves.csv and the two run folders")
+    parser.add_argument("--max-per-class", type=int, default=0,
+                        help="train on at most this many images per class (0 = all), for a quick version")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train the reference this many epochs instead of 23 and the fast recipe the same share of "
+                             "its own, for a quick version (default: both recipes as they are)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training and the peak measurement")
+    parser.add_argument("--tta", choices=["none", "flip"], default="none",
+                        help="test-time augmentation when scoring the fast recipe (flip: each test image and its mirror, "
+                             "as 'babyface evaluate --tta flip'); the reference is always scored as it is")
+    parser.add_argument("--peak-seconds", type=float, default=3.0,
+                        help="seconds spent measuring the CPU's fp32 matmul peak (the fastest matmul counts)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> str:
+    """Train both recipes, write the PNG, the table and curves.csv to --out; returns the table."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    peak = measure_peak_gflops(args.peak_seconds)
+    split_file = write_split_file(args.data, args.out / "split.csv")
+    curves = {name: train_and_score(Curve(name, recipe_config(name, args, split_file), args.tta if name == "fast" else "none"))
+              for name in RECIPES}
+    table = format_table(curves, peak)
+    (args.out / "time_to_accuracy.md").write_text(table + "\n")
+    write_curves_csv(curves, args.out / "curves.csv")
+    plot_curves(curves, args.out / "time_to_accuracy.png", hardware_line(peak))
+    print("\n" + table)
+    return table
+
+
+if __name__ == "__main__":
+    main()

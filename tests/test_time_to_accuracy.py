@@ -1,0 +1,49 @@
+"""A one-epoch run of benchmarks/time_to_accuracy.py on tiny synthetic faces: both recipes train through babyface's
+loop, and the table, the curves and the PNG are written (no timing is checked)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import time_to_accuracy  # noqa: E402
+
+
+def test_epochs_scale_both_recipes_alike():
+    assert time_to_accuracy.scaled_epochs(12, None) == 12
+    assert time_to_accuracy.scaled_epochs(23, 3) == 3
+    assert time_to_accuracy.scaled_epochs(12, 1) == 1
+
+
+def test_seconds_to_reach_is_the_first_epoch_at_the_target():
+    curve = time_to_accuracy.Curve("fast", config=None, seconds=[1.0, 2.0, 3.0], cpu_seconds=[1.5, 2.5, 3.5],
+                                   accuracy=[0.4, 0.7, 0.6])
+    assert curve.seconds_to_reach(0.6) == (2.0, 2.5)
+    assert curve.seconds_to_reach(0.8) is None
+
+
+def test_split_file_pools_train_and_val_and_keeps_test(tmp_path: Path, write_tiny_png):
+    for folder in ("train", "val", "test"):
+        write_tiny_png(tmp_path / "data" / folder / "happy" / "a.png")
+    rows = list(csv.DictReader(time_to_accuracy.write_split_file(tmp_path / "data", tmp_path / "split.csv").open()))
+    assert [(r["file"], r["split"]) for r in rows] == [
+        ("train/happy/a.png", "train"), ("val/happy/a.png", "train"), ("test/happy/a.png", "test")]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_one_epoch_run_writes_table_curves_and_png(tiny_data: Path, tmp_path: Path):
+    out = tmp_path / "tta"
+    table = time_to_accuracy.main(["--data", str(tiny_data), "--out", str(out), "--epochs", "1", "--peak-seconds", "0.2",
+                                   "--tta", "flip"])
+    assert (out / "time_to_accuracy.png").stat().st_size > 10_000
+    assert (out / "time_to_accuracy.md").read_text().strip() == table.strip()
+    assert "| reference | resnet18 | 64×64 | 1 |" in table and "| fast (flip TTA) | xception-mini | 48×48 | 1 |" in table
+    assert "share of peak" in table and "GFLOP/s" in table
+    rows = list(csv.DictReader((out / "curves.csv").open()))
+    assert [r["recipe"] for r in rows] == ["reference", "fast"]
+    assert all(0 <= float(r["test_accuracy"]) <= 1 and float(r["train_seconds"]) > 0 for r in rows)
