@@ -1,6 +1,7 @@
 """Load test of `babyface serve`: N requests from C concurrent clients on loopback; throughput, p50/p99 latency, errors.
 
-    python benchmarks/serve_load.py --requests 2000 --clients 8 --images ../shared/data/infant-cry-scenes --export
+    python benchmarks/serve_load.py --requests 2000 --clients 8 --images ../shared/data/infant-cry-scenes
+    python benchmarks/serve_load.py ... --serve-args=--no-onnx        # the classifier on PyTorch instead of onnxruntime
 
 Starts the real server (`python -m babyface serve`, its defaults unless --serve-args says otherwise) on a free
 loopback port. Each client posts 640×480 JPEG webcam-like frames, one synthetic face each on a textured
@@ -133,8 +134,6 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--run", type=Path)
     parser.add_argument("--model", default="resnet18", help="architecture of the untrained bundle used without --run")
-    parser.add_argument("--export", action="store_true", help="`babyface export` the bundle first, as a deployment "
-                        "would (serve then runs the model with onnxruntime); with --run this writes RUN/model.onnx")
     parser.add_argument("--frames", type=int, default=16, help="different synthetic frames to cycle through")
     parser.add_argument("--images", type=Path, help="post these image files instead of synthetic frames")
     parser.add_argument("--serve-args", default="", help="extra `babyface serve` flags, e.g. '--detect-size 320 --min-face 0'")
@@ -142,8 +141,6 @@ def main() -> None:
     bodies = [multipart(image) for image in load_frames(args.frames, args.images)]
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or untrained_bundle(Path(tmp) / "run", args.model)
-        if args.export:
-            subprocess.run([sys.executable, "-m", "babyface", "export", str(run), "--overwrite"], check=True, stdout=subprocess.DEVNULL)
         port = free_port()
         server = start_server(run, port, shlex.split(args.serve_args))
         try:

@@ -40,25 +40,36 @@ def test_health_and_model_metadata(client) -> None:
     assert model["classes"] == ["happy", "neutral", "sad"] and model["image_size"] == 64
     assert model["arch"]["name"] == "cnn" and model["max_upload_mb"] == 0.5
     assert model["min_face"] == ServeConfig().min_face and model["workers"] == ServeConfig().workers
-    assert model["detector"] == "blazeface" and model["backend"] == "torch"
+    assert model["detector"] == "blazeface" and model["backend"] == "onnx"
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
-def test_an_exported_run_is_served_with_onnxruntime_and_a_plain_one_says_how(untrained_run, tmp_path, caplog) -> None:
+def test_the_classifier_runs_on_onnxruntime_exported_at_start_up_without_touching_the_run(untrained_run, tmp_path) -> None:
     import shutil
-
-    from babyface.cli import main
 
     run = tmp_path / "run"
     shutil.copytree(untrained_run, run)
+    before = sorted(p.name for p in run.iterdir())
+    served = TestClient(create_app(ServeConfig(run=str(run), device="cpu")))
+    assert served.get("/model").json()["backend"] == "onnx" and sorted(p.name for p in run.iterdir()) == before
+    expected = Classifier(run, device="cpu", backend="torch").predict_faces(face_scene(), min_face=ServeConfig().min_face)[0]
+    face = post_image(served, png_bytes(face_scene())).json()["faces"][0]
+    assert face["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)  # the same model on either engine
+    plain = TestClient(create_app(ServeConfig(run=str(run), device="cpu", onnx=False)))
+    assert plain.get("/model").json()["backend"] == "torch"
+
+
+def test_a_failed_start_up_export_keeps_pytorch_with_a_warning(untrained_run, monkeypatch, caplog) -> None:
+    from babyface.serve import app as serve_app
+
+    def broken(config):
+        raise BabyfaceError("export needs the onnx package; pip install onnx onnxruntime")
+
+    monkeypatch.setattr(serve_app, "export_run", broken)
     with caplog.at_level("WARNING", logger="babyface"):
-        create_app(ServeConfig(run=str(run), device="cpu")).state  # noqa: B018
-    assert f"'babyface export {run}' first makes serving about 1.5x faster" in caplog.text
-    assert main(["export", str(run)]) == 0
-    caplog.clear()
-    exported = TestClient(create_app(ServeConfig(run=str(run), device="cpu")))
-    assert exported.get("/model").json()["backend"] == "onnx" and "babyface export" not in caplog.text
-    assert post_image(exported, png_bytes(face_scene())).json()["face_detected"] is True
+        served = TestClient(create_app(ServeConfig(run=str(untrained_run), device="cpu")))
+    assert served.get("/model").json()["backend"] == "torch"
+    assert "serving the PyTorch model (about 1.5x slower on a CPU): export needs the onnx package" in caplog.text
 
 
 def test_index_page_is_served(client) -> None:

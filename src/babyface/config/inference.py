@@ -204,6 +204,9 @@ class ServeConfig(ConfigModel):
     insecure: bool = option(False, "allow a --host other than 127.0.0.1/localhost without --token: anyone who can reach "
                                    "the port can use the page and API (a warning is printed)", group=SERVER)
     max_upload_mb: float = option(10.0, "largest accepted upload, in megabytes", gt=0, metavar="MB", group=SERVER)
+    onnx: bool = option(True, "on a CPU, run the classifier with onnxruntime (about 1.5x the requests/s): RUN/model.onnx "
+                              "when the run was exported, else a copy exported at start-up into a temporary folder "
+                              "(a few seconds; the run folder is not touched); --no-onnx keeps PyTorch", group=RUNTIME)
     workers: int = option(2, "requests whose faces are detected at the same time (one thread each; about one per CPU "
                              "core)", ge=1, group=SERVER)
     detector: Detector = detector_option(default=LIVE_DETECTOR)
