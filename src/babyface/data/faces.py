@@ -50,12 +50,11 @@ class FaceBox:
 
     def square(self, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
         """A square around the face, ``margin`` of its size added on every side, shifted to stay inside the image."""
-        side = round(min(max(self.right - self.left, self.bottom - self.top) * (1 + 2 * margin), width, height))
+        side = round(min(self.side * (1 + 2 * margin), width, height))
         cx, cy = (self.left + self.right) / 2, (self.top + self.bottom) / 2
         left = min(max(round(cx - side / 2), 0), width - side)
         top = min(max(round(cy - side / 2), 0), height - side)
         return left, top, left + side, top + side
-
 
     def reshaped(self, width_factor: float, height_factor: float, shift_down: float) -> "FaceBox":
         """The box resized about its centre and moved down by ``shift_down`` of its height (up when negative)."""
