@@ -65,6 +65,10 @@ class Curve:
     accuracy: list[float] = field(default_factory=list)
 
     @property
+    def label(self) -> str:
+        return f"{self.name} (flip TTA)" if self.tta == "flip" else self.name
+
+    @property
     def final(self) -> float:
         return self.accuracy[-1]
 
@@ -134,20 +138,23 @@ def score_on_test(model: nn.Module, test: DecodedImages, data: PreparedData, tta
     return float((probabilities.argmax(1) == test.labels).float().mean())
 
 
-def train_and_score(curve: Curve) -> Curve:
-    """Train ``curve.config`` with fit, scoring the test set after every epoch."""
-    test = decode_test_split(curve.config)
+def train_and_score(curves: list[Curve]) -> list[Curve]:
+    """Train the config the ``curves`` share with fit, scoring the test set after every epoch once per curve's TTA."""
+    config = curves[0].config
+    test = decode_test_split(config)
 
     def on_epoch(model: nn.Module, row: dict, data: PreparedData) -> None:
-        curve.train_images = len(data.train)
-        curve.seconds.append((curve.seconds[-1] if curve.seconds else 0.0) + row["seconds"])
-        curve.cpu_seconds.append((curve.cpu_seconds[-1] if curve.cpu_seconds else 0.0) + row["cpu_seconds"])
-        curve.accuracy.append(score_on_test(model, test, data, curve.tta))
-        print(f"{curve.name} epoch {row['epoch']}/{curve.config.epochs}: test accuracy {curve.accuracy[-1]:.4f} after "
-              f"{curve.seconds[-1]:.0f} s of training", flush=True)
+        for curve in curves:
+            curve.train_images = len(data.train)
+            curve.seconds.append((curve.seconds[-1] if curve.seconds else 0.0) + row["seconds"])
+            curve.cpu_seconds.append((curve.cpu_seconds[-1] if curve.cpu_seconds else 0.0) + row["cpu_seconds"])
+            curve.accuracy.append(score_on_test(model, test, data, curve.tta))
+        scores = ", ".join(f"{c.label} {c.accuracy[-1]:.4f}" for c in curves)
+        print(f"epoch {row['epoch']}/{config.epochs}: test accuracy {scores} after {curves[0].seconds[-1]:.0f} s of training",
+              flush=True)
 
-    fit(curve.config, on_epoch=on_epoch)
-    return curve
+    fit(config, on_epoch=on_epoch)
+    return curves
 
 
 def hardware_line(peak: float) -> str:
@@ -189,8 +196,7 @@ def table_row(curve: Curve, target: float, reference_time: tuple[float, float] |
     when = f"{reached[0]:.0f} / {reached[1]:.0f}" if reached else "not reached"
     ratio = f"{reached[0] / reference_time[0]:.3f}×" if reached and reference_time else "–"
     size = curve.config.data_options.image_size
-    name = f"{curve.name} (flip TTA)" if curve.tta == "flip" else curve.name
-    return (f"| {name} | {curve.config.model} | {size}×{size} | {len(curve.accuracy)} | {curve.train_images} "
+    return (f"| {curve.label} | {curve.config.model} | {size}×{size} | {len(curve.accuracy)} | {curve.train_images} "
             f"| {curve.final:.4f} | {when} | {ratio} | {cost['flops'] / 1e6:.1f} M | {cost['params'] / 1e6:.3f} M "
             f"| {rate:.0f} | {achieved:.1f} | {achieved / peak:.1%} |")
 
@@ -200,7 +206,8 @@ def plot_curves(curves: dict[str, Curve], path: Path, subtitle: str) -> Path:
     for curve in curves.values():
         label = (f"{curve.name}: {curve.config.model}, {curve.config.data_options.image_size} px, {len(curve.accuracy)} "
                  f"epochs{', flip TTA' if curve.tta == 'flip' else ''}")
-        ax.plot(curve.seconds, curve.accuracy, marker="o", markersize=3, color=COLOURS[curve.name], label=label)
+        ax.plot(curve.seconds, curve.accuracy, marker="o", markersize=3, color=COLOURS[curve.name], label=label,
+                linestyle="--" if curve.tta == "flip" else "-")
     target = curves["reference"].final
     ax.axhline(target, color="#555555", linestyle="--", linewidth=1, label=f"reference's final accuracy ({target:.3f})")
     ax.set_xlabel("training seconds (wall clock, test scoring excluded)")
@@ -221,7 +228,7 @@ def write_curves_csv(curves: dict[str, Curve], path: Path) -> None:
         writer.writerow(["recipe", "epoch", "train_seconds", "cpu_seconds", "test_accuracy"])
         for curve in curves.values():
             for epoch, row in enumerate(zip(curve.seconds, curve.cpu_seconds, curve.accuracy), start=1):
-                writer.writerow([curve.name, epoch, f"{row[0]:.3f}", f"{row[1]:.3f}", f"{row[2]:.4f}"])
+                writer.writerow([curve.label, epoch, f"{row[0]:.3f}", f"{row[1]:.3f}", f"{row[2]:.4f}"])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -237,8 +244,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "its own, for a quick version (default: both recipes as they are)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training and the peak measurement")
     parser.add_argument("--tta", choices=["none", "flip"], default="none",
-                        help="test-time augmentation when scoring the fast recipe (flip: each test image and its mirror, "
-                             "as 'babyface evaluate --tta flip'); the reference is always scored as it is")
+                        help="flip: the fast recipe is also scored with test-time flip (each test image and its mirror, as "
+                             "'babyface evaluate --tta flip'), a second row; the reference is always scored as it is")
     parser.add_argument("--peak-seconds", type=float, default=3.0,
                         help="seconds spent measuring the CPU's fp32 matmul peak (the fastest matmul counts)")
     return parser.parse_args(argv)
@@ -251,8 +258,11 @@ def main(argv: list[str] | None = None) -> str:
     args.out.mkdir(parents=True, exist_ok=True)
     peak = measure_peak_gflops(args.peak_seconds)
     split_file = write_split_file(args.data, args.out / "split.csv")
-    curves = {name: train_and_score(Curve(name, recipe_config(name, args, split_file), args.tta if name == "fast" else "none"))
-              for name in RECIPES}
+    curves = {}
+    for name in RECIPES:
+        config = recipe_config(name, args, split_file)
+        scorings = ["none", "flip"] if name == "fast" and args.tta == "flip" else ["none"]
+        curves |= {curve.label: curve for curve in train_and_score([Curve(name, config, tta) for tta in scorings])}
     table = format_table(curves, peak)
     (args.out / "time_to_accuracy.md").write_text(table + "\n")
     write_curves_csv(curves, args.out / "curves.csv")
