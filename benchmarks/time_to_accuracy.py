@@ -9,6 +9,9 @@ train/ and val/ pooled for training (no validation split, so every training seco
 test set. After every epoch the model is scored on the test set, outside the timed training; the clock is the
 training loop's own (``history.csv`` seconds) and the process CPU seconds of the same epochs.
 
+--fast-models N trains the fast recipe N times (seeds 0..N-1) and adds the ensemble of them (softmax averaged) as
+one point at the sum of their training seconds: several fast models against one slow model at a like CPU time.
+
 Writes to --out: time_to_accuracy.png (test accuracy against training seconds, with the reference's final accuracy
 as a line), time_to_accuracy.md (the table printed at the end), curves.csv (one row per recipe and epoch) and runs/
 (the two run folders: their weights derive from FER2013, never commit them). Hardware use: the CPU's fp32 peak is
@@ -63,10 +66,15 @@ class Curve:
     seconds: list[float] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
+    members: int = 1  # > 1: an ensemble, one point after all its members' training
+    trained_epochs: int = 0
+    probabilities: torch.Tensor | None = None  # the test set's softmax after the last epoch
+    labels: torch.Tensor | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.name} (flip TTA)" if self.tta == "flip" else self.name
+        name = f"{self.name} ×{self.members} ensemble" if self.members > 1 else self.name
+        return f"{name} (flip TTA)" if self.tta == "flip" else name
 
     @property
     def final(self) -> float:
@@ -80,7 +88,7 @@ class Curve:
         return None
 
     def images_per_second(self) -> float:
-        return self.train_images * len(self.seconds) / self.seconds[-1]
+        return self.train_images * self.trained_epochs / self.seconds[-1]
 
 
 def measure_peak_gflops(seconds: float = 3.0) -> float:
@@ -106,12 +114,13 @@ def write_split_file(data: Path, path: Path) -> Path:
     return path
 
 
-def recipe_config(name: str, args: argparse.Namespace, split_file: Path) -> TrainConfig:
+def recipe_config(name: str, args: argparse.Namespace, split_file: Path, seed: int = 0) -> TrainConfig:
     """The TrainConfig of recipe ``name`` on the benchmark's data, its epochs scaled by --epochs / 23."""
     config = from_dict(TrainConfig, with_recipe(dict(RECIPES[name])))
     config.epochs = scaled_epochs(config.epochs, args.epochs)
-    config.data, config.out, config.overwrite, config.progress, config.seeds = (
-        str(args.data), str(args.out / "runs" / name), True, False, "")
+    folder = name if seed == 0 else f"{name}-seed{seed}"
+    config.data, config.out, config.overwrite, config.progress, config.seeds, config.seed = (
+        str(args.data), str(args.out / "runs" / folder), True, False, "", seed)
     options = config.data_options
     options.split_file, options.val_fraction, options.max_per_class = str(split_file), 0.0, args.max_per_class
     return config
@@ -131,11 +140,24 @@ def decode_test_split(config: TrainConfig) -> DecodedImages:
     return load_decoded([s.path for s in samples], labels, config.data_options, False, "decode test").in_memory()
 
 
-def score_on_test(model: nn.Module, test: DecodedImages, data: PreparedData, tta: str = "none") -> float:
-    """Test accuracy; with ``tta`` flip the softmax of each image and its mirror are averaged (as evaluate --tta flip)."""
-    probabilities = sum(predict_logits(model, view, data.mean, data.std, torch.device("cpu"), batch_size=256).softmax(1)
-                        for view in tta_views(test.images, tta))
-    return float((probabilities.argmax(1) == test.labels).float().mean())
+def test_probabilities(model: nn.Module, test: DecodedImages, data: PreparedData, tta: str = "none") -> torch.Tensor:
+    """N×C softmax of the test set; with ``tta`` flip the mean over each image and its mirror (as evaluate --tta flip)."""
+    views = tta_views(test.images, tta)
+    return sum(predict_logits(model, view, data.mean, data.std, torch.device("cpu"), batch_size=256).softmax(1)
+               for view in views) / len(views)
+
+
+def accuracy(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((probabilities.argmax(1) == labels).float().mean())
+
+
+def ensemble_of(members: list[Curve]) -> Curve:
+    """One point: the members' averaged final softmax, after the sum of their training seconds (trained one by one)."""
+    first = members[0]
+    return Curve(first.name, first.config, first.tta, first.train_images, [sum(m.seconds[-1] for m in members)],
+                 [sum(m.cpu_seconds[-1] for m in members)],
+                 [accuracy(sum(m.probabilities for m in members) / len(members), first.labels)], len(members),
+                 sum(m.trained_epochs for m in members))
 
 
 def train_and_score(curves: list[Curve]) -> list[Curve]:
@@ -148,7 +170,9 @@ def train_and_score(curves: list[Curve]) -> list[Curve]:
             curve.train_images = len(data.train)
             curve.seconds.append((curve.seconds[-1] if curve.seconds else 0.0) + row["seconds"])
             curve.cpu_seconds.append((curve.cpu_seconds[-1] if curve.cpu_seconds else 0.0) + row["cpu_seconds"])
-            curve.accuracy.append(score_on_test(model, test, data, curve.tta))
+            curve.trained_epochs, curve.labels = curve.trained_epochs + 1, test.labels
+            curve.probabilities = test_probabilities(model, test, data, curve.tta)
+            curve.accuracy.append(accuracy(curve.probabilities, test.labels))
         scores = ", ".join(f"{c.label} {c.accuracy[-1]:.4f}" for c in curves)
         print(f"epoch {row['epoch']}/{config.epochs}: test accuracy {scores} after {curves[0].seconds[-1]:.0f} s of training",
               flush=True)
@@ -196,7 +220,7 @@ def table_row(curve: Curve, target: float, reference_time: tuple[float, float] |
     when = f"{reached[0]:.0f} / {reached[1]:.0f}" if reached else "not reached"
     ratio = f"{reached[0] / reference_time[0]:.3f}×" if reached and reference_time else "–"
     size = curve.config.data_options.image_size
-    return (f"| {curve.label} | {curve.config.model} | {size}×{size} | {len(curve.accuracy)} | {curve.train_images} "
+    return (f"| {curve.label} | {curve.config.model} | {size}×{size} | {curve.trained_epochs} | {curve.train_images} "
             f"| {curve.final:.4f} | {when} | {ratio} | {cost['flops'] / 1e6:.1f} M | {cost['params'] / 1e6:.3f} M "
             f"| {rate:.0f} | {achieved:.1f} | {achieved / peak:.1%} |")
 
@@ -204,10 +228,11 @@ def table_row(curve: Curve, target: float, reference_time: tuple[float, float] |
 def plot_curves(curves: dict[str, Curve], path: Path, subtitle: str) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     for curve in curves.values():
-        label = (f"{curve.name}: {curve.config.model}, {curve.config.data_options.image_size} px, {len(curve.accuracy)} "
-                 f"epochs{', flip TTA' if curve.tta == 'flip' else ''}")
-        ax.plot(curve.seconds, curve.accuracy, marker="o", markersize=3, color=COLOURS[curve.name], label=label,
-                linestyle="--" if curve.tta == "flip" else "-")
+        label = (f"{curve.label}: {curve.config.model}, {curve.config.data_options.image_size} px, "
+                 f"{curve.trained_epochs} epochs")
+        ax.plot(curve.seconds, curve.accuracy, marker="*" if curve.members > 1 else "o",
+                markersize=12 if curve.members > 1 else 3, color=COLOURS[curve.name], label=label,
+                linestyle="--" if curve.tta == "flip" else "-", fillstyle="none" if curve.tta == "flip" else "full")
     target = curves["reference"].final
     ax.axhline(target, color="#555555", linestyle="--", linewidth=1, label=f"reference's final accuracy ({target:.3f})")
     ax.set_xlabel("training seconds (wall clock, test scoring excluded)")
@@ -246,6 +271,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tta", choices=["none", "flip"], default="none",
                         help="flip: the fast recipe is also scored with test-time flip (each test image and its mirror, as "
                              "'babyface evaluate --tta flip'), a second row; the reference is always scored as it is")
+    parser.add_argument("--fast-models", type=int, default=1,
+                        help="train the fast recipe this many times (seeds 0, 1, ...) and add a row for the ensemble of "
+                             "them (their softmax averaged) at the sum of their training seconds: several fast models "
+                             "against one slow one at a like CPU time")
     parser.add_argument("--peak-seconds", type=float, default=3.0,
                         help="seconds spent measuring the CPU's fp32 matmul peak (the fastest matmul counts)")
     return parser.parse_args(argv)
@@ -258,11 +287,15 @@ def main(argv: list[str] | None = None) -> str:
     args.out.mkdir(parents=True, exist_ok=True)
     peak = measure_peak_gflops(args.peak_seconds)
     split_file = write_split_file(args.data, args.out / "split.csv")
-    curves = {}
-    for name in RECIPES:
-        config = recipe_config(name, args, split_file)
-        scorings = ["none", "flip"] if name == "fast" and args.tta == "flip" else ["none"]
-        curves |= {curve.label: curve for curve in train_and_score([Curve(name, config, tta) for tta in scorings])}
+    curves = {"reference": train_and_score([Curve("reference", recipe_config("reference", args, split_file))])[0]}
+    scorings = ["none", "flip"] if args.tta == "flip" else ["none"]
+    members = [train_and_score([Curve("fast", recipe_config("fast", args, split_file, seed), tta) for tta in scorings])
+               for seed in range(args.fast_models)]
+    for scoring in range(len(scorings)):
+        curves[members[0][scoring].label] = members[0][scoring]
+        if args.fast_models > 1:
+            ensemble = ensemble_of([models[scoring] for models in members])
+            curves[ensemble.label] = ensemble
     table = format_table(curves, peak)
     (args.out / "time_to_accuracy.md").write_text(table + "\n")
     write_curves_csv(curves, args.out / "curves.csv")

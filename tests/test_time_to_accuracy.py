@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -35,16 +36,29 @@ def test_split_file_pools_train_and_val_and_keeps_test(tmp_path: Path, write_tin
         ("train/happy/a.png", "train"), ("val/happy/a.png", "train"), ("test/happy/a.png", "test")]
 
 
+def test_an_ensemble_is_one_point_at_its_members_summed_time():
+    labels = torch.tensor([0, 1, 1])
+    members = [time_to_accuracy.Curve("fast", config=None, seconds=[5.0, 10.0], cpu_seconds=[9.0, 19.0], accuracy=[0.3, 0.6],
+                                      trained_epochs=2, train_images=30, labels=labels, probabilities=p)
+               for p in (torch.tensor([[0.6, 0.4], [0.9, 0.1], [0.1, 0.9]]), torch.tensor([[0.6, 0.4], [0.2, 0.8], [0.6, 0.4]]))]
+    ensemble = time_to_accuracy.ensemble_of(members)
+    assert ensemble.seconds == [20.0] and ensemble.cpu_seconds == [38.0] and ensemble.trained_epochs == 4
+    assert ensemble.accuracy == [pytest.approx(2 / 3)]  # means: [0.6, 0.4], [0.55, 0.45] (wrong), [0.35, 0.65]
+    assert ensemble.label == "fast ×2 ensemble" and ensemble.images_per_second() == pytest.approx(30 * 4 / 20)
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_one_epoch_run_writes_table_curves_and_png(tiny_data: Path, tmp_path: Path):
     out = tmp_path / "tta"
     table = time_to_accuracy.main(["--data", str(tiny_data), "--out", str(out), "--epochs", "1", "--peak-seconds", "0.2",
-                                   "--tta", "flip"])
+                                   "--tta", "flip", "--fast-models", "2"])
     assert (out / "time_to_accuracy.png").stat().st_size > 10_000
     assert (out / "time_to_accuracy.md").read_text().strip() == table.strip()
     assert "| reference | resnet18 | 64×64 | 1 |" in table and "| fast | xception-mini | 48×48 | 1 |" in table
     assert "| fast (flip TTA) | xception-mini | 48×48 | 1 |" in table
+    assert "| fast ×2 ensemble | xception-mini | 48×48 | 2 |" in table and "| fast ×2 ensemble (flip TTA) |" in table
     assert "share of peak" in table and "GFLOP/s" in table
     rows = list(csv.DictReader((out / "curves.csv").open()))
-    assert [r["recipe"] for r in rows] == ["reference", "fast", "fast (flip TTA)"]
+    assert [r["recipe"] for r in rows] == ["reference", "fast", "fast ×2 ensemble", "fast (flip TTA)",
+                                             "fast ×2 ensemble (flip TTA)"]
     assert all(0 <= float(r["test_accuracy"]) <= 1 and float(r["train_seconds"]) > 0 for r in rows)
