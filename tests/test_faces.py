@@ -96,6 +96,14 @@ def test_crop_all_faces_writes_one_crop_per_face(tmp_path: Path) -> None:
     assert files == ["happy/twins.jpg", "happy/twins_face2.jpg", "sad/one.jpg"]
 
 
+@needs_mtcnn
+def test_crop_accepts_a_folder_of_one_class(tmp_path: Path) -> None:
+    (tmp_path / "scenes" / "sad").mkdir(parents=True)  # like photos of crying infants: one class to crop, nothing to classify
+    scene().save(tmp_path / "scenes" / "sad" / "crying.jpg", quality=95)
+    assert main(["data", "crop", str(tmp_path / "scenes"), str(tmp_path / "out"), "--no-progress"]) == 0
+    assert [p.name for p in (tmp_path / "out" / "sad").iterdir()] == ["crying.jpg"]
+
+
 @pytest.mark.parametrize("size", [(1, 1), (12, 30), (19, 19)])
 def test_images_too_small_for_mtcnn_have_no_face(size):
     pytest.importorskip("facenet_pytorch")

@@ -61,9 +61,9 @@ class AuditReport:
         return bool(self.count("leakage") or self.count("conflict") or self.group_leakage)
 
 
-def list_dataset_files(data: str | os.PathLike) -> tuple[Path, list[AuditedFile], list[Path]]:
+def list_dataset_files(data: str | os.PathLike, min_classes: int = 2) -> tuple[Path, list[AuditedFile], list[Path]]:
     """Every image of DATA with its split and class: (root, files, absolute paths)."""
-    scan = scan_dataset(data)
+    scan = scan_dataset(data, min_classes=min_classes)
     files, paths = [], []
     for split_name, split in scan.splits().items():
         for sample in split.samples:

@@ -21,7 +21,7 @@ log = logging.getLogger("babyface")
 def crop_faces(config: CropConfig) -> dict:
     """OUT/<same relative path> per crop (``_faceN`` suffix for extra faces), crops.csv, no_face.txt, unreadable.txt,
     framing.json."""
-    root, listed, paths = list_dataset_files(config.src)
+    root, listed, paths = list_dataset_files(config.src, min_classes=1)  # e.g. photos of crying infants: sad/ only
     out = prepare_output_dir(config.out, overwrite=config.overwrite)
     rows, no_face, unreadable = [], [], []
     for item, path in progress_bar(list(zip(listed, paths)), config.progress, desc="crop faces", unit="img"):
