@@ -206,13 +206,15 @@ def format_table(curves: dict[str, Curve], peak: float) -> str:
     reference_time = curves["reference"].seconds_to_reach(target)
     lines = [f"Target: the reference's final test accuracy, {target:.4f}. {hardware_line(peak)}.", "",
              "| recipe | model | input | epochs | train images | final test acc | s to target (wall / CPU) "
-             "| time vs reference | FLOPs/image | params | images/s | training GFLOP/s | share of peak |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [table_row(curve, target, reference_time, peak) for curve in curves.values()]
+             "| time vs reference | training s (wall / CPU) | vs reference | FLOPs/image | params | images/s "
+             "| training GFLOP/s | share of peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [table_row(curve, target, reference_time, curves["reference"].seconds[-1], peak) for curve in curves.values()]
     return "\n".join(lines)
 
 
-def table_row(curve: Curve, target: float, reference_time: tuple[float, float] | None, peak: float) -> str:
+def table_row(curve: Curve, target: float, reference_time: tuple[float, float] | None, reference_total: float,
+              peak: float) -> str:
     cost = model_cost(curve.config)
     rate = curve.images_per_second()
     achieved = 3 * cost["flops"] * rate / 1e9
@@ -221,7 +223,8 @@ def table_row(curve: Curve, target: float, reference_time: tuple[float, float] |
     ratio = f"{reached[0] / reference_time[0]:.3f}×" if reached and reference_time else "–"
     size = curve.config.data_options.image_size
     return (f"| {curve.label} | {curve.config.model} | {size}×{size} | {curve.trained_epochs} | {curve.train_images} "
-            f"| {curve.final:.4f} | {when} | {ratio} | {cost['flops'] / 1e6:.1f} M | {cost['params'] / 1e6:.3f} M "
+            f"| {curve.final:.4f} | {when} | {ratio} | {curve.seconds[-1]:.0f} / {curve.cpu_seconds[-1]:.0f} "
+            f"| {curve.seconds[-1] / reference_total:.3f}× | {cost['flops'] / 1e6:.1f} M | {cost['params'] / 1e6:.3f} M "
             f"| {rate:.0f} | {achieved:.1f} | {achieved / peak:.1%} |")
 
 

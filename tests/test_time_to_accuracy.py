@@ -57,7 +57,7 @@ def test_one_epoch_run_writes_table_curves_and_png(tiny_data: Path, tmp_path: Pa
     assert "| reference | resnet18 | 64×64 | 1 |" in table and "| fast | xception-mini | 48×48 | 1 |" in table
     assert "| fast (flip TTA) | xception-mini | 48×48 | 1 |" in table
     assert "| fast ×2 ensemble | xception-mini | 48×48 | 2 |" in table and "| fast ×2 ensemble (flip TTA) |" in table
-    assert "share of peak" in table and "GFLOP/s" in table
+    assert "share of peak" in table and "GFLOP/s" in table and "| training s (wall / CPU) | vs reference |" in table
     rows = list(csv.DictReader((out / "curves.csv").open()))
     assert [r["recipe"] for r in rows] == ["reference", "fast", "fast ×2 ensemble", "fast (flip TTA)",
                                              "fast ×2 ensemble (flip TTA)"]
