@@ -4,6 +4,7 @@ loop, and the table, the curves and the PNG are written (no timing is checked)."
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def test_one_epoch_run_writes_table_curves_and_png(tiny_data: Path, tmp_path: Pa
     assert "| fast (flip TTA) | xception-mini | 48×48 | 1 |" in table
     assert "| fast ×2 ensemble | xception-mini | 48×48 | 2 |" in table and "| fast ×2 ensemble (flip TTA) |" in table
     assert "share of peak" in table and "GFLOP/s" in table and "| training s (wall / CPU) | vs reference |" in table
+    metrics = json.loads((out / "runs" / "fast" / "model.json").read_text())["metrics"]
+    assert metrics["best_epoch"] == 1 and metrics["val_macro_f1"] is None  # no validation split: nothing to report
     rows = list(csv.DictReader((out / "curves.csv").open()))
     assert [r["recipe"] for r in rows] == ["reference", "fast", "fast ×2 ensemble", "fast (flip TTA)",
                                              "fast ×2 ensemble (flip TTA)"]

@@ -131,3 +131,13 @@ def test_bf16_autocast_choice(precision, device, expected):
     from babyface.training.fit import use_bf16
 
     assert use_bf16(TrainConfig(precision=precision), torch.device(device)) is expected
+
+
+def test_without_validation_the_last_epoch_is_kept_and_no_score_is_made_up():
+    from babyface.training.fit import improves_on_best
+
+    nan = {"val_macro_f1": float("nan")}
+    assert improves_on_best(nan, {"val_macro_f1": None, "epoch": 3})  # no validation split: every epoch replaces the last
+    assert improves_on_best({"val_macro_f1": 0.5}, {"val_macro_f1": None, "epoch": 0})
+    assert improves_on_best({"val_macro_f1": 0.6}, {"val_macro_f1": 0.5, "epoch": 2})
+    assert not improves_on_best({"val_macro_f1": 0.5}, {"val_macro_f1": 0.5, "epoch": 2})

@@ -55,6 +55,7 @@ from babyface.training.prepare import PreparedData, prepare_data
 
 log = logging.getLogger("babyface")
 
+VALIDATION_METRICS = ("val_macro_f1", "val_acc", "val_loss")
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds"]
 
 # Called after every epoch with the model as validated (the EMA with --ema), the epoch's history row (plus
@@ -249,9 +250,16 @@ class TrainingState:
 
     epoch: int = 0
     history: list = field(default_factory=list)
-    best: dict = field(default_factory=lambda: {"val_macro_f1": -1.0, "epoch": 0})
+    best: dict = field(default_factory=lambda: {"val_macro_f1": None, "epoch": 0})
     best_state: dict | None = None
     saved_epoch: int = 0  # the last epoch whose checkpoint is on disk
+
+
+def improves_on_best(row: dict, best: dict) -> bool:
+    """A higher validation macro-F1 than the best epoch's; without a validation split every epoch does (the last is kept)."""
+    if math.isnan(row["val_macro_f1"]):
+        return True
+    return best.get("val_macro_f1") is None or row["val_macro_f1"] > best["val_macro_f1"]
 
 
 def fit(config: TrainConfig, resume: bool = False, on_epoch: EpochHook | None = None) -> Path:
@@ -371,9 +379,8 @@ def run_epochs(config, out, data, model, objective: Objective, optimizer, schedu
         state.epoch = epoch
         state.history.append(row)
         log.info(_format_epoch(row, config.epochs))
-        score = row["val_macro_f1"] if not math.isnan(row["val_macro_f1"]) else epoch  # no validation: keep the last
-        if score > state.best["val_macro_f1"]:
-            state.best = {"val_macro_f1": score, "epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+        if improves_on_best(row, state.best):
+            state.best = {"epoch": epoch, **{k: None if math.isnan(row[k]) else row[k] for k in VALIDATION_METRICS}}
             state.best_state = copy.deepcopy(evaluated.state_dict())
         if dist.is_main:
             save_checkpoint(RunFolder(out).checkpoint, unwrap(model), optimizer, scheduler, generator, state, ema, objective.adversary)
@@ -457,7 +464,9 @@ def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn
     )
     meta.temperature = calibration["temperature"]
     save_bundle(out, model, meta)
-    log.info("best epoch %d (validation macro-F1 %.4f); bundle written to %s", best["epoch"], best.get("val_macro_f1", 0), out)
+    chosen = (f"validation macro-F1 {best['val_macro_f1']:.4f}" if best.get("val_macro_f1") is not None
+              else "no validation split: the last epoch")
+    log.info("best epoch %d (%s); bundle written to %s", best["epoch"], chosen, out)
 
 
 def calibrate_on_validation(model: nn.Module, data: PreparedData, device: torch.device, batch_size: int) -> dict:
