@@ -25,6 +25,7 @@ from babyface.bundle.single import (
 )
 from babyface.errors import BabyfaceError, BundleError
 from babyface.models import create_model
+from babyface.run import ENSEMBLE, Arch
 
 CLASSES = ["happy", "neutral", "sad"]
 SIZE = 32
@@ -319,3 +320,14 @@ def test_temperature_is_optional(saved_cnn_bundle) -> None:
     folder, _ = saved_cnn_bundle
     edit_meta(folder, temperature=KeyError)
     assert load_bundle(folder).temperature == 1.0
+
+
+def test_a_gray_bundle_loads_gray_and_says_so(tmp_path: Path):
+    model = create_model("cnn", 3, 32, color="gray")
+    save_bundle(tmp_path / "gray", model, bundle_metadata(model, ["happy", "neutral", "sad"], 32, [0.5] * 3, [0.25] * 3))
+    loaded = load_bundle(tmp_path / "gray")
+    assert loaded.meta.color == "gray" and len(loaded.model._forward_pre_hooks) == 1
+    members = [{"arch": {"name": "cnn", "kwargs": {"color": c}}} for c in ("gray", "gray")]
+    ensemble = loaded.meta.model_copy(update={"arch": Arch(name=ENSEMBLE), "members": members})
+    assert ensemble.color == "gray"
+    assert ensemble.model_copy(update={"members": members + [{"arch": {"name": "cnn", "kwargs": {}}}]}).color == "mixed"

@@ -223,3 +223,37 @@ def test_xception_mini_trains_channels_last_at_full_resolution() -> None:
     x = _images(16, 48).contiguous(memory_format=torch.channels_last)
     model(x).logsumexp(dim=1).sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def _same_luminance(images: torch.Tensor) -> torch.Tensor:
+    """``images`` with each pixel's colour changed along a direction of zero luminance (0.299 R + 0.587 G + 0.114 B)."""
+    shift = torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1)
+    return images + shift * torch.randn(images.shape[0], 1, *images.shape[2:], generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize(("name", "options"), CONFIGS)
+def test_gray_model_sees_luminance_only_and_rebuilds_gray(name: str, options: dict) -> None:
+    model = create_model(name, NUM_CLASSES, SMALL_SIZE, color="gray", **options).eval()
+    x = _images(2, SMALL_SIZE)
+    with torch.no_grad():
+        logits = model(x)
+        torch.testing.assert_close(model(_same_luminance(x)), logits)
+        assert not torch.allclose(model(x.flip(1)), logits, atol=1e-4)  # luminance itself still counts
+    assert model.arch_kwargs["color"] == "gray"
+    rebuilt = create_model(name, NUM_CLASSES, SMALL_SIZE, **json.loads(json.dumps(model.arch_kwargs))).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(_same_luminance(x)), logits)
+
+
+def test_colour_models_see_colour_and_record_no_color_option() -> None:
+    model = create_model("cnn", NUM_CLASSES, SMALL_SIZE).eval()
+    x = _images(2, SMALL_SIZE)
+    with torch.no_grad():
+        assert not torch.allclose(model(_same_luminance(x)), model(x), atol=1e-4)
+    assert "color" not in model.arch_kwargs
+
+
+def test_unknown_color_is_refused() -> None:
+    with pytest.raises(BabyfaceError, match="color must be one of rgb, gray"):
+        create_model("cnn", NUM_CLASSES, color="grey")

@@ -84,6 +84,14 @@ def test_channel_stats_are_exact_over_all_pixels():
     assert std == pytest.approx(values.std(axis=(0, 2, 3)), abs=1e-6)
 
 
+def test_channel_stats_of_a_gray_model_are_the_luminance_stats_in_every_channel():
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, size=(5, 3, 8, 8), dtype=np.uint8))
+    mean, std = channel_stats(images, gray=True)
+    luma = np.tensordot([0.299, 0.587, 0.114], images.numpy().astype(np.float64) / 255, axes=([0], [1]))
+    assert mean == pytest.approx([luma.mean()] * 3, abs=1e-6) and std == pytest.approx([luma.std()] * 3, abs=1e-6)
+
+
 def test_normalise_uses_mean_and_std():
     images = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
     assert torch.allclose(normalise(images, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]), torch.full((1, 3, 2, 2), 2.0))
@@ -141,3 +149,13 @@ def test_without_validation_the_last_epoch_is_kept_and_no_score_is_made_up():
     assert improves_on_best({"val_macro_f1": 0.5}, {"val_macro_f1": None, "epoch": 0})
     assert improves_on_best({"val_macro_f1": 0.6}, {"val_macro_f1": 0.5, "epoch": 2})
     assert not improves_on_best({"val_macro_f1": 0.5}, {"val_macro_f1": 0.5, "epoch": 2})
+
+
+def test_epoch_line_says_when_there_is_no_validation_split():
+    from babyface.training.fit import _format_epoch
+
+    row = {"epoch": 2, "train_loss": 0.5, "train_acc": 0.8, "lr": 1e-3, "seconds": 3.0}
+    nan = float("nan")
+    line = _format_epoch({**row, "val_loss": nan, "val_acc": nan, "val_macro_f1": nan}, 5)
+    assert "no validation split" in line and "nan" not in line
+    assert "val loss 0.4000 acc 0.9000 macro-F1 0.8500" in _format_epoch({**row, "val_loss": 0.4, "val_acc": 0.9, "val_macro_f1": 0.85}, 5)

@@ -156,6 +156,14 @@ class ModelMeta(BaseModel):
     def arch_name(self) -> str:
         return self.arch.name
 
+    @property
+    def color(self) -> str:
+        """What the model sees: 'gray' (luminance only: every member of an ensemble trained with --color gray), 'rgb',
+        or 'mixed' for an ensemble of both."""
+        arches = [member.get("arch", {}) for member in self.members] if self.is_ensemble else [self.arch.model_dump()]
+        colours = {arch.get("kwargs", {}).get("color", "rgb") for arch in arches}
+        return colours.pop() if len(colours) == 1 else "mixed"
+
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
 

@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -203,3 +204,25 @@ def test_bf16_and_channels_last_train_and_load(tiny_data, tmp_path):
     assert main(["train", str(tiny_data), "--epochs", "1", "--precision", "bf16", "--channels-last", "--out", str(run), "--no-progress"]) == 0
     assert main(["evaluate", str(run), str(tiny_data), "--no-progress"]) == 0
     assert json.loads((run / "evaluation" / "metrics.json").read_text())["n"] == 12
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_gray_model_gives_a_colour_photo_and_its_gray_copy_the_same_answer(tiny_data, tmp_path, backend):
+    pytest.importorskip("onnxruntime")
+    from babyface.inference.backends import OnnxBackend, TorchBackend
+
+    run = tmp_path / "gray"
+    assert main(["train", str(tiny_data), "--epochs", "1", "--color", "gray", "--out", str(run), "--no-progress"]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["arch"]["kwargs"]["color"] == "gray" and meta["training"]["color"] == "gray"
+    assert len(set(meta["mean"])) == 1 and len(set(meta["std"])) == 1  # the luminance's, for every channel
+    if backend == "onnx":
+        assert main(["export", str(run), "--format", "onnx"]) == 0
+    with Image.open(sorted((tiny_data / "test" / "happy").iterdir())[0]) as image:
+        assert image.mode == "RGB" and len(set(image.getpixel((32, 40)))) > 1
+        views = [image, image.convert("L").convert("RGB"), Image.merge("RGB", image.split()[::-1])]  # BGR: other luminance
+        images = torch.stack([torch.from_numpy(np.asarray(view)).permute(2, 0, 1) for view in views])
+    model = TorchBackend(run, torch.device("cpu")) if backend == "torch" else OnnxBackend(run)
+    original, gray, swapped = model.logits(images, 8)
+    off_by_rounding = (gray - original).abs().max()  # the gray copy's luminance is rounded to whole levels
+    assert off_by_rounding < 0.02 * (swapped - original).abs().max()

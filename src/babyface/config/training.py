@@ -104,6 +104,9 @@ class TrainConfig(ConfigModel):
     model_args: dict[str, Any] = option(description="an architecture option as KEY=VALUE, e.g. stem=small or "
                                                     "drop_rate=0.2 (repeatable)",
                                         default_factory=dict, flag="--model-arg", metavar="KEY=VALUE", group=MODEL)
+    color: Literal["rgb", "gray"] = option("rgb", "what the model sees of each image: rgb (its colours, the reference) "
+                                                  "or gray (luminance only, in training and every later use, so skin "
+                                                  "tone and a dataset's colour cannot be a shortcut)", group=MODEL)
     epochs: int = option(23, "passes over the training images", ge=1, group=OPTIMISATION)
     batch_size: int = option(20, "images per training step", ge=1, group=OPTIMISATION)
     optimizer: Literal["adam", "adamw", "sgd"] = option("adam", "optimiser: adam (the reference), adamw (decoupled "

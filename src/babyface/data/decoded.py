@@ -19,6 +19,7 @@ from babyface.errors import ImageDecodeError
 from babyface.progress import progress_bar
 
 log = logging.getLogger("babyface")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luminance weights, as Pillow's convert("L")
 
 
 class MappedImages:
@@ -167,15 +168,19 @@ def decode_into(
     return kept, skipped
 
 
-def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Exact per-channel mean and std (on the 0..1 scale) over every pixel of a uint8 N×3×H×W tensor."""
+def channel_stats(images: torch.Tensor, gray: bool = False) -> tuple[list[float], list[float]]:
+    """Exact per-channel mean and std (on the 0..1 scale) over every pixel of a uint8 N×3×H×W tensor; ``gray``: those
+    of the luminance, the same for every channel, so a gray model's normalised input is still a luminance."""
     if images.numel() == 0:
         return [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
     count = images.shape[0] * images.shape[2] * images.shape[3]
     sums = torch.zeros(3, dtype=torch.float64)
     squares = torch.zeros(3, dtype=torch.float64)
+    luma = torch.tensor(LUMA, dtype=torch.float64).view(1, 3, 1, 1)
     for chunk in images.split(1024):
         values = chunk.to(torch.float64) / 255.0
+        if gray:
+            values = (values * luma).sum(dim=1, keepdim=True).expand_as(values)
         sums += values.sum(dim=(0, 2, 3))
         squares += (values * values).sum(dim=(0, 2, 3))
     mean = sums / count

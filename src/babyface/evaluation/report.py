@@ -286,6 +286,10 @@ def render_html(facts: dict, gallery: list[dict]) -> str:
 # --------------------------------------------------------------------------- model card
 
 
+INPUT_COLOUR = {"rgb": " in colour", "gray": " of luminance only (trained with --color gray: colour is ignored)",
+                "mixed": " (ensemble members in colour and in luminance only)"}
+
+
 def render_model_card(facts: dict) -> str:
     meta, m = facts["meta"], facts["metrics"]
     cal, data = m.get("calibration", {}), meta.data
@@ -316,7 +320,8 @@ def render_model_card(facts: dict) -> str:
         "- The reference BabyFace data is about 70% White infants and mostly frames of a few videos; adjacent frames "
         "on both sides of a random split inflate test accuracy.",
         "- Subgroups with fewer than 30 test images give intervals too wide to conclude anything.",
-        f"- Input is {meta.image_size}×{meta.image_size} pixels: fine detail of eyes and brows is lost.",
+        f"- Input is {meta.image_size}×{meta.image_size} pixels{INPUT_COLOUR[meta.color]}: fine "
+        "detail of eyes and brows is lost.",
         "- Confidence is calibrated on the validation split only; recalibrate on data from a new setting.",
     ]
     return "\n".join(lines) + "\n"

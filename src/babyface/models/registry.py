@@ -4,6 +4,12 @@ A factory has the signature ``fn(num_classes: int, image_size: int = 64, **optio
 where the options are keyword parameters with JSON-serialisable defaults. Every model built by
 :func:`create_model` carries ``arch_name`` and ``arch_kwargs`` (all options, defaults filled in), so
 ``create_model(m.arch_name, num_classes, image_size, **m.arch_kwargs)`` rebuilds the same architecture.
+
+Every model also takes ``color="gray"``: it then sees only the luminance of its (normalised) input, whatever the
+photo's colours, so neither skin tone nor a dataset's colour (gray adult photos beside colour infant ones) can be a
+shortcut. The conversion is a forward pre-hook, so the weights, Grad-CAM and ONNX export are those of the plain model;
+training normalises such a model's input with the luminance's mean and std, so what it sees is exactly the photo's
+luminance (normalised), whatever its colours.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from babyface.data.decoded import LUMA
 from babyface.errors import BabyfaceError
 
 ModelFactory = Callable[..., nn.Module]
 
 MIN_IMAGE_SIZE = 32
+COLORS = ("rgb", "gray")
 _FIXED_PARAMS = ("num_classes", "image_size")
 _REGISTRY: dict[str, ModelFactory] = {}
 
@@ -52,15 +60,30 @@ def model_options(name: str) -> dict[str, Any]:
     }
 
 
-def create_model(name: str, num_classes: int, image_size: int = 64, **kwargs: Any) -> nn.Module:
-    """Build model ``name``; raises BabyfaceError for an unknown name, option or invalid value."""
+def create_model(name: str, num_classes: int, image_size: int = 64, color: str = "rgb", **kwargs: Any) -> nn.Module:
+    """Build model ``name`` (``color='gray'``: it sees luminance only); raises BabyfaceError for an unknown name,
+    option or invalid value."""
     factory = _get_factory(name)
     _check_num_classes(num_classes)
+    if color not in COLORS:
+        raise BabyfaceError(f"model {name!r}: color must be one of {', '.join(COLORS)}, got {color!r}")
     arch_kwargs = _resolve_options(name, factory, kwargs)
     model = factory(num_classes, image_size=image_size, **arch_kwargs)
     model.arch_name = name
     model.arch_kwargs = arch_kwargs
+    if color == "gray":  # recorded only when set, so the arch kwargs of colour models stay as they were
+        model.register_forward_pre_hook(luminance_input)
+        model.arch_kwargs = {**arch_kwargs, "color": color}
     return model
+
+
+def luminance_input(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: an N×3×H×W input replaced by its luminance in all three channels."""
+    images, *rest = args
+    weights = torch.tensor(LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    gray = (images * weights).sum(dim=1, keepdim=True)
+    layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return (gray.expand_as(images).contiguous(memory_format=layout), *rest)
 
 
 def model_info(name: str, num_classes: int = 3, image_size: int = 64, **kwargs: Any) -> dict[str, Any]:

@@ -351,9 +351,10 @@ def build_model(config: TrainConfig, data: PreparedData) -> nn.Module:
     """A fresh model, or with ``--init`` one starting from that run's weights and normalisation
     (its architecture options, updated by --model-arg), with ``--freeze-stages`` applied."""
     if not config.init:
-        return create_model(config.model, len(data.classes), config.data_options.image_size, **config.model_args)
+        return create_model(config.model, len(data.classes), config.data_options.image_size, color=config.color,
+                            **config.model_args)
     bundle = load_init_run(config.init, config.model)
-    options = {**bundle.meta.arch.kwargs, **config.model_args}
+    options = {**bundle.meta.arch.kwargs, "color": config.color, **config.model_args}
     model = create_model(config.model, len(data.classes), config.data_options.image_size, **options)
     init_from(model, bundle, data.classes)
     data.mean, data.std = bundle.mean, bundle.std  # the pretrained first layer expects its own input scale
@@ -482,9 +483,10 @@ def calibrate_on_validation(model: nn.Module, data: PreparedData, device: torch.
 
 
 def _format_epoch(row: dict, epochs: int) -> str:
+    validation = ("no validation split" if math.isnan(row["val_loss"]) else
+                  f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} macro-F1 {row['val_macro_f1']:.4f}")
     return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} macro-F1 {row['val_macro_f1']:.4f}  "
-            f"lr {row['lr']:.2e}  {row['seconds']:.1f}s")
+            f"{validation}  lr {row['lr']:.2e}  {row['seconds']:.1f}s")
 
 
 def _write_history(path: Path, history: list[dict]) -> None:

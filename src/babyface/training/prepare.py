@@ -64,7 +64,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     split_rows += _rows(train, "train", scan, sources) + _rows(val, "val", scan, sources)
     if scan.test is not None:
         split_rows += [_row(s, "test", scan) for s in scan.test.samples]
-    mean, std = channel_stats(train.images)
+    mean, std = channel_stats(train.images, gray=config.color == "gray")
     return PreparedData(scan.classes, train, val, split_rows, decoded.skipped, mean, std, sources, scan.root)
 
 
