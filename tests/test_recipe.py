@@ -216,6 +216,7 @@ def test_fast_recipe_is_a_valid_train_config_at_48_px():
     config = from_dict(TrainConfig, with_recipe({"recipe": "fast"}))
     assert config.model == "xception-mini" and config.data_options.image_size == 48
     assert config.batch_size > TrainConfig().batch_size and config.scheduler == "cosine" and config.channels_last
+    assert config.color == "gray" and TrainConfig().color == "rgb"  # the reference sees colour
 
 
 def test_fast_recipe_trains_a_step_and_exports_to_onnx(tiny_data: Path, tmp_path: Path):
@@ -224,7 +225,7 @@ def test_fast_recipe_trains_a_step_and_exports_to_onnx(tiny_data: Path, tmp_path
     config = from_dict(TrainConfig, with_recipe({"recipe": "fast", "data": str(tiny_data), "out": str(out), "epochs": 1,
                                                  "progress": False}))
     fit(config)
-    assert load_bundle(out).meta.arch.name == "xception-mini"
+    assert load_bundle(out).meta.arch.name == "xception-mini" and load_bundle(out).meta.color == "gray"
     export_run(ExportConfig(run=str(out)))
     images = torch.randint(0, 256, (3, 3, 48, 48), dtype=torch.uint8)
     expected = TorchBackend(out, torch.device("cpu")).logits(images, 8)
