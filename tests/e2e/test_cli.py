@@ -221,7 +221,7 @@ def test_gray_model_gives_a_colour_photo_and_its_gray_copy_the_same_answer(tiny_
     with Image.open(sorted((tiny_data / "test" / "happy").iterdir())[0]) as image:
         assert image.mode == "RGB" and len(set(image.getpixel((32, 40)))) > 1
         views = [image, image.convert("L").convert("RGB"), Image.merge("RGB", image.split()[::-1])]  # BGR: other luminance
-        images = torch.stack([torch.from_numpy(np.asarray(view)).permute(2, 0, 1) for view in views])
+        images = torch.stack([torch.from_numpy(np.array(view)).permute(2, 0, 1) for view in views])
     model = TorchBackend(run, torch.device("cpu")) if backend == "torch" else OnnxBackend(run)
     original, gray, swapped = model.logits(images, 8)
     off_by_rounding = (gray - original).abs().max()  # the gray copy's luminance is rounded to whole levels

@@ -22,6 +22,11 @@ log = logging.getLogger("babyface")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luminance weights, as Pillow's convert("L")
 
 
+def luminance(images: torch.Tensor) -> torch.Tensor:
+    """N×3×H×W → N×1×H×W weighted by ``LUMA``, in the input's dtype and device (no weight tensor to allocate or move)."""
+    return sum(weight * images[:, channel:channel + 1] for channel, weight in enumerate(LUMA))
+
+
 class MappedImages:
     """Rows of a read-only, memory-mapped N×3×S×S uint8 array (the decode cache file), read on demand.
 
@@ -176,11 +181,10 @@ def channel_stats(images: torch.Tensor, gray: bool = False) -> tuple[list[float]
     count = images.shape[0] * images.shape[2] * images.shape[3]
     sums = torch.zeros(3, dtype=torch.float64)
     squares = torch.zeros(3, dtype=torch.float64)
-    luma = torch.tensor(LUMA, dtype=torch.float64).view(1, 3, 1, 1)
     for chunk in images.split(1024):
         values = chunk.to(torch.float64) / 255.0
         if gray:
-            values = (values * luma).sum(dim=1, keepdim=True).expand_as(values)
+            values = luminance(values).expand_as(values)
         sums += values.sum(dim=(0, 2, 3))
         squares += (values * values).sum(dim=(0, 2, 3))
     mean = sums / count

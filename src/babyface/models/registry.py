@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from babyface.data.decoded import LUMA
+from babyface.data.decoded import luminance
 from babyface.errors import BabyfaceError
 
 ModelFactory = Callable[..., nn.Module]
@@ -80,8 +80,7 @@ def create_model(name: str, num_classes: int, image_size: int = 64, color: str =
 def luminance_input(module: nn.Module, args: tuple) -> tuple:
     """Forward pre-hook: an N×3×H×W input replaced by its luminance in all three channels."""
     images, *rest = args
-    weights = torch.tensor(LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    gray = (images * weights).sum(dim=1, keepdim=True)
+    gray = luminance(images)
     layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     return (gray.expand_as(images).contiguous(memory_format=layout), *rest)
 
