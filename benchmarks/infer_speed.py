@@ -1,10 +1,11 @@
-"""Inference speed (and int8 accuracy) of PyTorch eager vs onnxruntime fp32 vs onnxruntime int8, side by side.
+"""Inference speed (and int8/bf16 accuracy) of PyTorch eager fp32 and bf16 vs onnxruntime fp32 and int8, side by side.
 
     python benchmarks/infer_speed.py                                  # cnn and resnet18, random weights, speed only
     python benchmarks/infer_speed.py --run runs/cnn --data data/synth  # a trained run: speed + test accuracy of each
 
 Batch-1 latency (median and p99 over --repeats calls) and batch-64 throughput, all through the same backends that
-``babyface predict`` uses. Random-weight models are calibrated for int8 on a small synthetic set. Pin the thread count
+``babyface predict`` uses; with a trained run, also each backend's agreement with PyTorch fp32's decisions. The CPU
+and its bf16/VNNI/AMX flags are printed above the table. Random-weight models are calibrated for int8 on a small synthetic set. Pin the thread count
 (--threads, default: torch's, i.e. OMP_NUM_THREADS) and keep the machine otherwise idle for comparable numbers.
 """
 
@@ -23,8 +24,9 @@ from babyface.config import ExportConfig
 from babyface.data.decoded import decode_images
 from babyface.data.scan import scan_dataset
 from babyface.data.synthetic import SynthConfig, generate_dataset
+from babyface.hardware import describe_hardware
 from babyface.inference.backends import OnnxBackend, TorchBackend
-from babyface.inference.export import export_run
+from babyface.inference.export import ParityError, export_run
 from babyface.models import create_model
 
 CLASSES = ["happy", "neutral", "sad"]
@@ -71,29 +73,38 @@ def test_set(data: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def benchmark_run(name: str, run: Path, calibration: str, args: argparse.Namespace, test: tuple | None) -> list[dict]:
     export_run(ExportConfig(run=str(run), out=str(run / "bench.onnx"), overwrite=True, parity_images=16))
-    export_run(ExportConfig(run=str(run), out=str(run / "bench.int8.onnx"), int8=True, calibration=calibration,
-                            calibration_images=args.calibration_images, overwrite=True, parity_images=16))
-    backends = {"torch eager": TorchBackend(run, torch.device("cpu")),
-                "onnxruntime fp32": OnnxBackend(run, run / "bench.onnx"),
-                "onnxruntime int8": OnnxBackend(run, run / "bench.int8.onnx")}
-    size = backends["torch eager"].bundle.image_size
+    backends = {"torch eager fp32": TorchBackend(run, torch.device("cpu"), "fp32"),
+                "torch eager bf16": TorchBackend(run, torch.device("cpu"), "bf16"),
+                "onnxruntime fp32": OnnxBackend(run, run / "bench.onnx")}
+    try:
+        export_run(ExportConfig(run=str(run), out=str(run / "bench.int8.onnx"), int8=True, calibration=calibration,
+                                calibration_images=args.calibration_images, overwrite=True, parity_images=16))
+        backends["onnxruntime int8"] = OnnxBackend(run, run / "bench.int8.onnx")
+    except ParityError as exc:
+        print(f"{name}: int8 left out: {exc}")
+    size = backends["torch eager fp32"].bundle.image_size
     generator = torch.Generator().manual_seed(0)
     batch = torch.randint(0, 256, (args.batch, 3, size, size), dtype=torch.uint8, generator=generator)
+    reference = backends["torch eager fp32"].logits(test[0], 64).argmax(1) if test else None
     rows = []
     for label, backend in backends.items():
         median, p99 = latency_ms(backend, batch[:1], args.repeats)
         rows.append({"model": name, "backend": label, "median_ms": median, "p99_ms": p99,
                      "images_per_s": throughput(backend, batch, args.seconds),
-                     "accuracy": test_accuracy(backend, *test) if test else None})
+                     "accuracy": test_accuracy(backend, *test) if test else None,
+                     "agreement": float((backend.logits(test[0], 64).argmax(1) == reference).float().mean()) if test else None})
     return rows
 
 
 def format_table(rows: list[dict], batch: int) -> str:
-    header = f"| model | backend | batch-1 median ms | batch-1 p99 ms | batch-{batch} images/s | test accuracy |"
-    lines = [header, "|---|---|---:|---:|---:|---:|"]
+    header = (f"| model | backend | batch-1 median ms | batch-1 p99 ms | batch-{batch} images/s | test accuracy "
+              "| decisions as fp32 |")
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         accuracy = "–" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
-        lines.append(f"| {r['model']} | {r['backend']} | {r['median_ms']:.3f} | {r['p99_ms']:.3f} | {r['images_per_s']:,.0f} | {accuracy} |")
+        agreement = "–" if r["agreement"] is None else f"{r['agreement']:.1%}"
+        lines.append(f"| {r['model']} | {r['backend']} | {r['median_ms']:.3f} | {r['p99_ms']:.3f} | {r['images_per_s']:,.0f} "
+                     f"| {accuracy} | {agreement} |")
     return "\n".join(lines)
 
 
@@ -124,7 +135,7 @@ def main() -> None:
             generate_dataset(calibration, SynthConfig(n=120, size=args.size, seed=0), progress=False)
             for arch in args.models.split(","):
                 rows += benchmark_run(f"{arch} (random weights)", random_run(arch, args.size, Path(tmp) / arch), str(calibration), args, None)
-    print(f"\n{args.threads} thread(s), {args.size}×{args.size}, {len(CLASSES)} classes\n")
+    print(f"\n{describe_hardware(torch.device('cpu'))}\n{args.threads} thread(s), {args.size}×{args.size}, {len(CLASSES)} classes\n")
     print(format_table(rows, args.batch))
 
 

@@ -2,6 +2,8 @@
 
     python benchmarks/serve_load.py --requests 2000 --clients 8 --images ../shared/data/infant-cry-scenes
     python benchmarks/serve_load.py ... --serve-args=--no-onnx        # the classifier on PyTorch instead of onnxruntime
+    python benchmarks/serve_load.py ... --compare "--precision fp32 --no-onnx" "--precision bf16 --no-onnx" ""
+                                                  # several servers one after the other, one table
 
 Starts the real server (`python -m babyface serve`, its defaults unless --serve-args says otherwise) on a free
 loopback port. Each client posts 640×480 JPEG webcam-like frames, one synthetic face each on a textured
@@ -9,7 +11,8 @@ background, cycling through --frames different ones (the same bytes over and ove
 --images posts real photos instead (e.g. ../shared/data/infant-cry-scenes), each made a 640×480 JPEG frame as
 a webcam would show it. Without --run an untrained ResNet-18 bundle is used (speed does not depend on the weights).
 Prints throughput, latency percentiles, errors, the share of answers with a face, the server's memory after the
-warm-up and at the end (for a soak: --requests 20000), and the server's settings as /model gives them.
+warm-up and at the end (for a soak: --requests 20000), and the server's settings as /model gives them (the back end
+and number format it chose at start-up among them). The CPU and its bf16/VNNI/AMX flags are printed first.
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ from PIL import Image  # noqa: E402
 from babyface.data.faces import detect_faces  # noqa: E402
 from babyface.data.images import decode_rgb_bytes, is_image_file, load_rgb  # noqa: E402
 from babyface.data.synthetic import CLASSES, render_face  # noqa: E402
+from babyface.hardware import describe_hardware  # noqa: E402
 from face_detectors import as_frame  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 
 BOUNDARY = "babyface-load-test"
-SETTINGS = ("backend", "detector", "detect_size", "min_face", "workers", "min_score", "margin")
+SETTINGS = ("backend", "precision", "detector", "detect_size", "min_face", "workers", "min_score", "margin")
 
 
 def one_face_jpeg(seed: int) -> bytes:
@@ -137,39 +141,59 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16, help="different synthetic frames to cycle through")
     parser.add_argument("--images", type=Path, help="post these image files instead of synthetic frames")
     parser.add_argument("--serve-args", default="", help="extra `babyface serve` flags, e.g. '--detect-size 320 --min-face 0'")
+    parser.add_argument("--compare", nargs="+", default=None, metavar="ARGS",
+                        help="measure one server per ARGS string (added after --serve-args), one after the other, and "
+                             "print them as one table, e.g. \"--precision fp32 --no-onnx\" \"\"")
     args = parser.parse_args()
     bodies = [multipart(image) for image in load_frames(args.frames, args.images)]
+    source = f"{len(bodies)} 640x480 frames of {args.images}" if args.images else f"{len(bodies)} synthetic 640x480 one-face frames"
+    print(describe_hardware())
+    print(f"{args.requests} requests, {args.clients} clients, {source}")
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or untrained_bundle(Path(tmp) / "run", args.model)
-        port = free_port()
-        server = start_server(run, port, shlex.split(args.serve_args))
-        try:
-            url, settings = f"http://127.0.0.1:{port}/predict", server_settings(port)
-            client(url, bodies, len(bodies), [], [])  # warm-up
-            memory_after_warmup = rss_mb(server.pid)
-            latencies: list[float] = []
-            errors: list[str] = []
-            found: list[bool] = []
-            share = [args.requests // args.clients + (i < args.requests % args.clients) for i in range(args.clients)]
-            threads = [threading.Thread(target=client, args=(url, bodies, n, latencies, errors, i, found)) for i, n in enumerate(share)]
-            started = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            seconds = time.perf_counter() - started
-            memory_at_end = rss_mb(server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        variants = args.compare if args.compare is not None else [""]
+        results = [measure(run, shlex.split(args.serve_args) + shlex.split(extra), bodies, args.requests, args.clients)
+                   for extra in variants]
+    print("\n| serve flags | chosen | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors | face found | memory after "
+          "warm-up MB | memory change |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for extra, r in zip(variants, results):
+        print(f"| {' '.join([args.serve_args, extra]).strip() or '(defaults)'} | {r['chosen']} | {r['rate']:.1f} | {r['p50']:.0f} "
+              f"| {r['p90']:.0f} | {r['p99']:.0f} | {r['max']:.0f} | {r['errors']} | {r['found']:.1%} | {r['memory']:.0f} "
+              f"| {r['memory_change']:+.1%} |")
+    for extra, r in zip(variants, results):
+        print(f"server {extra or '(defaults)'}: {r['settings']}" + (f"; first error: {r['first_error']}" if r["first_error"] else ""))
+
+
+def measure(run: Path, serve_args: list[str], bodies: list[bytes], requests: int, clients: int) -> dict:
+    """One server with ``serve_args``: throughput, latency percentiles, errors and memory under ``clients`` clients."""
+    port = free_port()
+    server = start_server(run, port, serve_args)
+    try:
+        url, settings = f"http://127.0.0.1:{port}/predict", server_settings(port)
+        client(url, bodies, len(bodies), [], [])  # warm-up
+        memory_after_warmup = rss_mb(server.pid)
+        latencies: list[float] = []
+        errors: list[str] = []
+        found: list[bool] = []
+        share = [requests // clients + (i < requests % clients) for i in range(clients)]
+        threads = [threading.Thread(target=client, args=(url, bodies, n, latencies, errors, i, found)) for i, n in enumerate(share)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+        memory_at_end = rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
     p50, p90, p99, worst = np.percentile(latencies, [50, 90, 99, 100]) * 1000 if latencies else (float("nan"),) * 4
-    source = f"{len(bodies)} 640x480 frames of {args.images}" if args.images else f"{len(bodies)} synthetic 640x480 one-face frames"
-    print(f"{args.requests} requests, {args.clients} clients, {source}: {len(latencies) / seconds:.1f} requests/s, "
-          f"p50 {p50:.0f} ms, p90 {p90:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms, {len(errors)} errors"
-          + (f" (first: {errors[0]})" if errors else "") + f"; a face found in {np.mean(found) if found else 0:.1%} of answers")
-    print(f"server memory: {memory_after_warmup:.0f} MB after the warm-up, {memory_at_end:.0f} MB at the end "
-          f"({memory_at_end / memory_after_warmup - 1:+.1%})")
-    print(f"server: {settings}")
+    chosen = dict(part.split(" ", 1) for part in settings.split(", ") if " " in part)
+    return {"rate": len(latencies) / seconds, "p50": p50, "p90": p90, "p99": p99, "max": worst, "errors": len(errors),
+            "first_error": errors[0] if errors else "", "found": float(np.mean(found)) if found else 0.0,
+            "memory": memory_after_warmup, "memory_change": memory_at_end / memory_after_warmup - 1, "settings": settings,
+            "chosen": f"{chosen.get('backend', '?')} {chosen.get('precision', '')}".strip()}
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def test_ensemble_probabilities_are_the_mean_of_its_members(sizes, tmp_path: Pat
         assert (out / MEMBERS_DIR / run.name / WEIGHTS_FILE).read_bytes() == (run / WEIGHTS_FILE).read_bytes()
     x = torch.randint(0, 256, (5, 3, max(sizes), max(sizes)), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     expected = sum(member_probabilities(run, x.float() / 255) for run in runs) / len(runs)
-    actual = Classifier(out, device="cpu", backend="torch").probabilities(x)
+    actual = Classifier(out, device="cpu", backend="torch", precision="fp32").probabilities(x)
     assert torch.allclose(actual, expected, atol=1e-5)
     assert not torch.allclose(actual, member_probabilities(runs[0], x.float() / 255), atol=1e-3)
 
@@ -200,7 +200,8 @@ def test_export_of_an_ensemble_is_one_graph_with_parity(tmp_path: Path, capsys):
     for tta in ("none", "flip"):
         onnx = Classifier(out, backend="onnx", tta=tta)
         assert onnx.backend.name == "onnx"
-        assert torch.allclose(onnx.probabilities(x), Classifier(out, device="cpu", backend="torch", tta=tta).probabilities(x), atol=1e-5)
+        assert torch.allclose(onnx.probabilities(x), Classifier(out, device="cpu", backend="torch", tta=tta, precision="fp32").probabilities(x),
+                              atol=1e-5)
     # the ONNX file is tied to the members' weights: a member changed under the ensemble is noticed
     make_run(out / MEMBERS_DIR / "a", "cnn", 32, 1.5, seed=5)
     assert main(["predict", str(out), str(write_png(tmp_path / "x.png")), "--backend", "onnx"]) == 2

@@ -18,6 +18,7 @@ from babyface.bundle.single import bundle_metadata, save_bundle  # noqa: E402
 from babyface.cli import main  # noqa: E402
 from babyface.config import ExportConfig, TrainConfig  # noqa: E402
 from babyface.errors import BabyfaceError, BundleError  # noqa: E402
+from babyface.inference import export  # noqa: E402
 from babyface.inference.backends import INT8_FILE, KEY_FORMAT, OnnxBackend, TorchBackend, open_backend  # noqa: E402
 from babyface.inference.classifier import Classifier, collect_inputs  # noqa: E402
 from babyface.inference.export import export_run  # noqa: E402
@@ -92,7 +93,16 @@ def test_predict_onnx_backend_matches_torch(trained_run: Path, tiny_data: Path, 
     assert [p["label"] for p in cli_preds] == [p.label for p in torch_preds]
 
 
-def test_int8_export_mostly_agrees_with_fp32(trained_run: Path, tiny_data: Path, capsys):
+def test_int8_export_that_disagrees_with_fp32_is_refused_in_one_line(trained_run: Path, tiny_data: Path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.setattr(export, "INT8_AGREEMENT", 1.01)
+    assert main(["export", str(trained_run), "--int8", "--calibration", str(tiny_data), "--calibration-images", "40",
+                 "--out", str(trained_run / "refused.onnx")]) == 2
+    assert "use the fp32 export" in one_line_error(capsys) and not (trained_run / "refused.onnx").exists()
+
+
+def test_int8_export_mostly_agrees_with_fp32(trained_run: Path, tiny_data: Path, capsys, monkeypatch):
+    monkeypatch.setattr(export, "INT8_AGREEMENT", 0.0)  # this 2-epoch model's near-uniform outputs flip under int8
     assert main(["export", str(trained_run), "--int8", "--calibration", str(tiny_data), "--calibration-images", "40"]) == 0
     assert "int8 ONNX model" in capsys.readouterr().out
     int8 = Classifier(trained_run, backend="onnx", onnx_file=str(trained_run / INT8_FILE))

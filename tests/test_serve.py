@@ -40,7 +40,11 @@ def test_health_and_model_metadata(client) -> None:
     assert model["classes"] == ["happy", "neutral", "sad"] and model["image_size"] == 64
     assert model["arch"]["name"] == "cnn" and model["max_upload_mb"] == 0.5
     assert model["min_face"] == ServeConfig().min_face and model["workers"] == ServeConfig().workers
-    assert model["detector"] == "blazeface" and model["backend"] == "onnx"
+    assert model["detector"] == "blazeface" and model["precision"] == "fp32"  # no validation images: exact back ends only
+    measured = {m["backend"]: m for m in model["backends_measured"]}
+    assert {"torch fp32", "onnx fp32"} <= set(measured)
+    fastest = min((m for m in measured.values() if not m["note"]), key=lambda m: m["ms_per_batch"])
+    assert fastest["backend"] == f"{model['backend']} {model['precision']}"
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
@@ -51,8 +55,10 @@ def test_the_classifier_runs_on_onnxruntime_exported_at_start_up_without_touchin
     shutil.copytree(untrained_run, run)
     before = sorted(p.name for p in run.iterdir())
     served = TestClient(create_app(ServeConfig(run=str(run), device="cpu")))
-    assert served.get("/model").json()["backend"] == "onnx" and sorted(p.name for p in run.iterdir()) == before
-    expected = Classifier(run, device="cpu", backend="torch").predict_faces(face_scene(), min_face=ServeConfig().min_face)[0]
+    measured = {m["backend"]: m for m in served.get("/model").json()["backends_measured"]}
+    assert measured["onnx fp32"]["ms_per_batch"] > 0 and not measured["onnx fp32"]["note"]
+    assert sorted(p.name for p in run.iterdir()) == before
+    expected = Classifier(run, device="cpu", backend="torch", precision="fp32").predict_faces(face_scene(), min_face=ServeConfig().min_face)[0]
     face = post_image(served, png_bytes(face_scene())).json()["faces"][0]
     assert face["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)  # the same model on either engine
     plain = TestClient(create_app(ServeConfig(run=str(run), device="cpu", onnx=False)))
@@ -60,16 +66,16 @@ def test_the_classifier_runs_on_onnxruntime_exported_at_start_up_without_touchin
 
 
 def test_a_failed_start_up_export_keeps_pytorch_with_a_warning(untrained_run, monkeypatch, caplog) -> None:
-    from babyface.serve import app as serve_app
+    from babyface.inference import selection
 
-    def broken(config):
+    def broken(*args, **kwargs):
         raise BabyfaceError("export needs the onnx package; pip install onnx onnxruntime")
 
-    monkeypatch.setattr(serve_app, "export_run", broken)
+    monkeypatch.setattr(selection, "export_onnx", broken)
     with caplog.at_level("WARNING", logger="babyface"):
         served = TestClient(create_app(ServeConfig(run=str(untrained_run), device="cpu")))
     assert served.get("/model").json()["backend"] == "torch"
-    assert "serving the PyTorch model (about 1.5x slower on a CPU): export needs the onnx package" in caplog.text
+    assert "onnx fp32 not considered: export needs the onnx package" in caplog.text
 
 
 def test_index_page_is_served(client) -> None:
@@ -89,7 +95,7 @@ def test_predict_finds_the_face_and_matches_the_predictor(client, untrained_run)
     assert box["right"] - box["left"] == box["bottom"] - box["top"]
     assert abs(sum(face["probabilities"].values()) - 1) < 1e-5
     assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
-    expected = Classifier(untrained_run, device="cpu").predict_faces(image, min_face=ServeConfig().min_face)[0]
+    expected = Classifier(untrained_run, device="cpu", precision="fp32").predict_faces(image, min_face=ServeConfig().min_face)[0]
     assert face["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
 
 

@@ -52,16 +52,27 @@ def test_an_ensemble_is_one_point_at_its_members_summed_time():
 def test_one_epoch_run_writes_table_curves_and_png(tiny_data: Path, tmp_path: Path):
     out = tmp_path / "tta"
     table = time_to_accuracy.main(["--data", str(tiny_data), "--out", str(out), "--epochs", "1", "--peak-seconds", "0.2",
-                                   "--tta", "flip", "--fast-models", "2"])
+                                   "--tta", "flip", "--fast-models", "2", "--baselines", "fp32,bf16", "--parity"])
     assert (out / "time_to_accuracy.png").stat().st_size > 10_000
     assert (out / "time_to_accuracy.md").read_text().strip() == table.strip()
-    assert "| reference | resnet18 | 64×64 | 1 |" in table and "| fast | xception-mini | 48×48 | 1 |" in table
-    assert "| fast (flip TTA) | xception-mini | 48×48 | 1 |" in table
-    assert "| fast ×2 ensemble | xception-mini | 48×48 | 2 |" in table and "| fast ×2 ensemble (flip TTA) |" in table
-    assert "share of peak" in table and "GFLOP/s" in table and "| training s (wall / CPU) | vs reference |" in table
+    assert "| reference | fp32 | resnet18 | 64×64 | 1 |" in table and "| reference bf16 | bf16 | resnet18 | 64×64 | 1 |" in table
+    fast = time_to_accuracy.choose_precision("auto", torch.device("cpu"), warn=False).name
+    assert f"| fast | {fast} | xception-mini | 48×48 | 1 |" in table and "| fast fp32 | fp32 | xception-mini |" in table
+    assert f"| fast (flip TTA) | {fast} | xception-mini | 48×48 | 1 |" in table
+    assert "| fast ×2 ensemble |" in table and "| fast ×2 ensemble (flip TTA) |" in table
+    assert "share of peak" in table and "GFLOP/s" in table and "| time to target vs reference bf16 |" in table
+    assert "CPU " in table and "native bf16" in table  # the hardware line
+    assert "| reference bf16 | reference | " in table and "McNemar p" in table  # the parity table
     metrics = json.loads((out / "runs" / "fast" / "model.json").read_text())["metrics"]
     assert metrics["best_epoch"] == 1 and metrics["val_macro_f1"] is None  # no validation split: nothing to report
     rows = list(csv.DictReader((out / "curves.csv").open()))
-    assert [r["recipe"] for r in rows] == ["reference", "fast", "fast ×2 ensemble", "fast (flip TTA)",
-                                             "fast ×2 ensemble (flip TTA)"]
+    assert [r["recipe"] for r in rows] == ["reference", "reference bf16", "fast", "fast ×2 ensemble", "fast (flip TTA)",
+                                             "fast ×2 ensemble (flip TTA)", "fast fp32"]
     assert all(0 <= float(r["test_accuracy"]) <= 1 and float(r["train_seconds"]) > 0 for r in rows)
+
+
+def test_baselines_always_include_the_fp32_reference():
+    assert time_to_accuracy.baseline_names("fp32,bf16") == ["reference", "reference bf16"]
+    assert time_to_accuracy.baseline_names("auto")[0] == "reference"
+    with pytest.raises(SystemExit):
+        time_to_accuracy.baseline_names("bf16")

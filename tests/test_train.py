@@ -134,13 +134,6 @@ def test_training_steps_fit_a_fixed_batch():
     assert (model(x).argmax(1) == y).all()
 
 
-@pytest.mark.parametrize("precision, device, expected", [("auto", "cpu", False), ("auto", "cuda", True), ("bf16", "cpu", True), ("fp32", "cuda", False)])
-def test_bf16_autocast_choice(precision, device, expected):
-    from babyface.training.fit import use_bf16
-
-    assert use_bf16(TrainConfig(precision=precision), torch.device(device)) is expected
-
-
 def test_without_validation_the_last_epoch_is_kept_and_no_score_is_made_up():
     from babyface.training.fit import improves_on_best
 

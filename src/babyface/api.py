@@ -30,14 +30,14 @@ from babyface.training.seeds import fit_seeds
 
 
 def load(run: str | os.PathLike, *, device: str = "auto", backend: str = "auto", tta: str = "none",
-         min_confidence: float = 0.0, framing: str = "face", batch_size: int = 64) -> Classifier:
+         min_confidence: float = 0.0, framing: str = "face", batch_size: int = 64, precision: str = "auto") -> Classifier:
     """The model in a run folder (single or ensemble), ready to ``predict`` paths, PIL images and numpy arrays.
 
     ``framing='face'`` classifies the square around each image's largest face, as ``babyface predict`` does;
-    ``'whole'`` classifies images as given (already tight face crops). ``backend``, ``tta`` and ``min_confidence``
-    mean what the ``predict`` command's options of the same names mean."""
+    ``'whole'`` classifies images as given (already tight face crops). ``backend``, ``tta``, ``min_confidence`` and
+    ``precision`` mean what the ``predict`` command's options of the same names mean."""
     return Classifier(run, device=device, batch_size=batch_size, min_confidence=min_confidence, backend=backend, tta=tta,
-                      framing=Framing(framing, LIVE_DETECTOR))
+                      framing=Framing(framing, LIVE_DETECTOR), precision=precision)
 
 
 def train(config: TrainConfig | None = None, /, **options: Any) -> Path:

@@ -301,7 +301,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     config = build_config(PredictConfig, args)
     framing = Framing.from_config(config)
     classifier = Classifier(config.run, device=config.device, batch_size=config.batch_size, min_confidence=config.min_confidence,
-                            backend=config.backend, onnx_file=config.onnx, tta=config.tta, framing=framing)
+                            backend=config.backend, onnx_file=config.onnx, tta=config.tta, framing=framing,
+                            precision=config.precision)
     videos = [i for i in config.inputs if is_video_file(i)]
     images = [i for i in config.inputs if not is_video_file(i)]
     warn_if_framing_differs(classifier.meta, framing if images else dataclasses.replace(framing, mode="face"), config.run)

@@ -9,6 +9,9 @@ from torch import nn
 
 from babyface.config import CHOICES
 from babyface.errors import BabyfaceError
+from babyface.hardware import Precision
+
+FP32 = Precision("fp32")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -51,13 +54,18 @@ def predict_logits(
     std: Sequence[float],
     device: torch.device,
     batch_size: int = 128,
+    precision: Precision = FP32,
+    channels_last: bool = False,
 ) -> torch.Tensor:
-    """Logits (N×C float32, on CPU) for uint8 images N×3×H×W, in eval mode."""
+    """Logits (N×C float32, on CPU) for uint8 images N×3×H×W, in eval mode, computed in ``precision`` (autocast)."""
     model.eval()
     outputs = []
     for index in index_batches(len(images), batch_size):
         batch = normalise(images[index].to(device, non_blocking=True), mean, std)
-        outputs.append(model(batch).float().cpu())
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with precision.autocast(device):
+            outputs.append(model(batch).float().cpu())
     if not outputs:
         return torch.empty(0, 0)
     return torch.cat(outputs)

@@ -23,7 +23,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -126,6 +126,19 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
+class ComputeRecord(BaseModel):
+    """How a run was trained to compute, chosen at run time for its hardware (``training.compute``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    precision: Literal["fp32", "bf16", "fp16"]
+    precision_reason: str = ""
+    channels_last: bool = False
+    layout_reason: str = ""
+    device: str = ""
+    hardware: str = ""
+
+
 class ModelMeta(BaseModel):
     """``model.json``, validated once when read: what inference needs (checked) and what training recorded."""
 
@@ -146,6 +159,7 @@ class ModelMeta(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)  # the resolved TrainConfig
     metrics: dict[str, Any] = Field(default_factory=dict)  # validation metrics of the kept epoch
     calibration: dict[str, Any] = Field(default_factory=dict)
+    compute: ComputeRecord | None = None  # the number format and layout training used (weights are always fp32)
     members: Any = Field(default_factory=list)  # an ensemble's members (checked by babyface.bundle.ensemble)
 
     @property

@@ -179,7 +179,8 @@ def watch(config: WatchConfig, sink: EventSink | None = None, opener: Callable[[
           sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
     """Run until the source ends, ``max_seconds`` pass or Ctrl-C; returns counts of frames, faces and events."""
     sink = sink or EventSink(config.events, config.webhook)
-    classifier = Classifier(config.run, device=config.device, min_confidence=config.min_confidence)
+    classifier = Classifier(config.run, device=config.device, min_confidence=config.min_confidence,
+                            precision=config.precision)
     source = FrameSource(config.source, config.reconnect, sink.emit, opener, sleep)
     tracker = EventTracker(config.hold, config.sad_seconds, config.lost_seconds)
     counts = {"frames": 0, "faces": 0, "events": 0}

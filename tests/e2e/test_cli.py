@@ -201,7 +201,7 @@ def test_demo_runs_both_models_and_writes_a_results_table(tmp_path, capsys):
 
 def test_bf16_and_channels_last_train_and_load(tiny_data, tmp_path):
     run = tmp_path / "bf16"
-    assert main(["train", str(tiny_data), "--epochs", "1", "--precision", "bf16", "--channels-last", "--out", str(run), "--no-progress"]) == 0
+    assert main(["train", str(tiny_data), "--epochs", "1", "--precision", "bf16", "--channels-last", "on", "--out", str(run), "--no-progress"]) == 0
     assert main(["evaluate", str(run), str(tiny_data), "--no-progress"]) == 0
     assert json.loads((run / "evaluation" / "metrics.json").read_text())["n"] == 12
 
@@ -212,7 +212,9 @@ def test_gray_model_gives_a_colour_photo_and_its_gray_copy_the_same_answer(tiny_
     from babyface.inference.backends import OnnxBackend, TorchBackend
 
     run = tmp_path / "gray"
-    assert main(["train", str(tiny_data), "--epochs", "1", "--color", "gray", "--out", str(run), "--no-progress"]) == 0
+    # fp32: after one epoch of bf16 training the colour swap below moves the logits too little to compare against
+    assert main(["train", str(tiny_data), "--epochs", "1", "--color", "gray", "--precision", "fp32", "--out", str(run),
+                 "--no-progress"]) == 0
     meta = json.loads((run / "model.json").read_text())
     assert meta["arch"]["kwargs"]["color"] == "gray" and meta["training"]["color"] == "gray"
     assert len(set(meta["mean"])) == 1 and len(set(meta["std"])) == 1  # the luminance's, for every channel

@@ -37,7 +37,7 @@ def mean_member_probabilities(runs: list[Path], files: list[Path], tta: str = "n
     ``detector`` (evaluate's default; predict's is LIVE_DETECTOR)."""
     probs = []
     for run in runs:
-        classifier = Classifier(run, device="cpu", backend="torch", tta=tta, framing=Framing(detector=detector))
+        classifier = Classifier(run, device="cpu", backend="torch", tta=tta, framing=Framing(detector=detector), precision="fp32")
         predictions, _ = classifier.predict_files(files)
         probs.append(torch.tensor([list(p.probabilities.values()) for p in predictions]))
     return torch.stack(probs).mean(0)
@@ -45,7 +45,8 @@ def mean_member_probabilities(runs: list[Path], files: list[Path], tta: str = "n
 
 def test_predict_on_an_ensemble_gives_the_members_mean(ensemble: Path, tiny_run: Path, second_run: Path, tiny_data: Path):
     files = collect_inputs([tiny_data / "test"])
-    predictions = json.loads(run_cli("predict", ensemble, tiny_data / "test", "--format", "json", "--backend", "torch").stdout)
+    predictions = json.loads(run_cli("predict", ensemble, tiny_data / "test", "--format", "json", "--backend", "torch",
+                                     "--precision", "fp32").stdout)
     actual = torch.tensor([list(p["probabilities"].values()) for p in predictions])
     assert torch.allclose(actual, mean_member_probabilities([tiny_run, second_run], files, detector=LIVE_DETECTOR), atol=1e-5)
     assert json.loads((ensemble / "model.json").read_text())["framing"] == {"mode": "whole"}  # as both members'
@@ -55,7 +56,8 @@ def test_predict_on_an_ensemble_gives_the_members_mean(ensemble: Path, tiny_run:
 def test_evaluate_with_flip_tta(which: str, ensemble: Path, tiny_run: Path, second_run: Path, tiny_data: Path, tmp_path: Path):
     run = ensemble if which == "ensemble" else tiny_run
     out = tmp_path / "evaluation"
-    printed = run_cli("evaluate", run, tiny_data, "--tta", "flip", "--out", out, "--bootstrap", "0", "--no-progress").stdout
+    printed = run_cli("evaluate", run, tiny_data, "--tta", "flip", "--out", out, "--bootstrap", "0", "--no-progress",
+                      "--precision", "fp32").stdout
     assert "(TTA: flip)" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tta"] == "flip" and metrics["model"] == ("ensemble" if which == "ensemble" else "cnn")

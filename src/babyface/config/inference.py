@@ -15,7 +15,7 @@ from babyface.config.defaults import (
     DETECTORS,
     LIVE_DETECTOR,
 )
-from babyface.config.training import DEVICE_HELP, PROGRESS_HELP
+from babyface.config.training import DEVICE_HELP, PRECISION_HELP, PROGRESS_HELP
 
 FACES, OUTPUT, VIDEO, RUNTIME, DATA, STATISTICS, SERVER, EVENTS, SOURCE = (
     "faces", "output", "videos", "model and runtime", "data", "statistics", "server", "events", "camera or stream")
@@ -24,6 +24,7 @@ Detector = Literal[DETECTORS]  # type: ignore[valid-type]
 Tta = Literal["none", "flip"]
 Framing = Literal["face", "whole"]
 Backend = Literal["auto", "torch", "onnx"]
+Precision = Literal["auto", "fp32", "bf16"]
 
 RUN_HELP = "run folder written by 'babyface train' (or by 'babyface ensemble')"
 TTA_HELP = "test-time augmentation: none, or flip (average the calibrated probabilities of each image and its mirror)"
@@ -58,6 +59,10 @@ def margin_option(group: str | None = FACES) -> float:
 
 def min_score_option(group: str | None = FACES) -> float | None:
     return option(None, MIN_SCORE_HELP, ge=0, le=1, group=group)
+
+
+def precision_option(group: str | None = RUNTIME) -> str:
+    return option("auto", PRECISION_HELP + " (PyTorch back end; ONNX files carry their own)", group=group)
 
 
 def detector_option(text: str = DETECTOR_HELP, group: str | None = FACES, default: str = DEFAULT_DETECTOR) -> str:
@@ -103,6 +108,7 @@ class EvalConfig(ConfigModel):
                                        "int8 export) to measure the exported model itself; auto = onnx when "
                                        "RUN/model.onnx exists", group=RUNTIME)
     onnx: str = option("", ONNX_HELP, metavar="FILE", group=RUNTIME)
+    precision: Precision = precision_option()
     framing: Framing = option("face", FRAMING_HELP, group=FACES)
     detector: Detector = detector_option()
     margin: float = margin_option()
@@ -127,6 +133,7 @@ class PredictConfig(ConfigModel):
         "auto", "inference engine: torch, onnx (onnxruntime, faster on CPUs; needs 'babyface export'), or auto = onnx "
                 "when RUN/model.onnx exists and onnxruntime is installed", group=RUNTIME)
     onnx: str = option("", ONNX_HELP, metavar="FILE", group=RUNTIME)
+    precision: Precision = precision_option()
     tta: Tta = option("none", TTA_HELP, group=RUNTIME)
     framing: Framing = option("face", FRAMING_HELP + " (photos; in videos faces are always detected)", group=FACES)
     out: str = option("", "videos: folder for timeline.csv and timeline.png; empty = RUN/videos/<video name>",
@@ -204,9 +211,9 @@ class ServeConfig(ConfigModel):
     insecure: bool = option(False, "allow a --host other than 127.0.0.1/localhost without --token: anyone who can reach "
                                    "the port can use the page and API (a warning is printed)", group=SERVER)
     max_upload_mb: float = option(10.0, "largest accepted upload, in megabytes", gt=0, metavar="MB", group=SERVER)
-    onnx: bool = option(True, "on a CPU, run the classifier with onnxruntime (about 1.5x the requests/s): RUN/model.onnx "
-                              "when the run was exported, else a copy exported at start-up into a temporary folder "
-                              "(a few seconds; the run folder is not touched); --no-onnx keeps PyTorch", group=RUNTIME)
+    onnx: bool = option(True, "on a CPU, also consider onnxruntime back ends (fp32 and int8, exported at start-up into a "
+                              "temporary folder, a few seconds; the run folder is not touched) and serve whichever back "
+                              "end measures fastest (see --precision); --no-onnx considers PyTorch only", group=RUNTIME)
     workers: int = option(2, "requests whose faces are detected at the same time (one thread each; about one per CPU "
                              "core)", ge=1, group=SERVER)
     detector: Detector = detector_option(default=LIVE_DETECTOR)
@@ -219,6 +226,10 @@ class ServeConfig(ConfigModel):
     min_confidence: float = option(0.0, MIN_CONFIDENCE_HELP, ge=0, le=1, group=RUNTIME)
     device: str = option("auto", DEVICE_HELP, metavar="DEVICE", group=RUNTIME)
     tta: Tta = option("none", TTA_HELP, group=RUNTIME)
+    precision: Precision = option("auto", PRECISION_HELP + "; on a CPU serve measures every back end at start-up (torch in "
+                                          "fp32 and, where native, bf16; onnx fp32 and int8 with --onnx) and serves the "
+                                          "fastest whose decisions agree with fp32 on 99% of the run's validation images; "
+                                          "fp32 or bf16 fixes the PyTorch number format and skips int8", group=RUNTIME)
 
 
 class WatchConfig(ConfigModel):
@@ -256,6 +267,7 @@ class WatchConfig(ConfigModel):
                                      "of a video file)", ge=0, metavar="SECONDS", group=SOURCE)
     min_confidence: float = option(0.0, MIN_CONFIDENCE_HELP, ge=0, le=1, group=RUNTIME)
     device: str = option("auto", DEVICE_HELP, metavar="DEVICE", group=RUNTIME)
+    precision: Precision = precision_option()
 
 
 class EnsembleConfig(ConfigModel):

@@ -16,6 +16,12 @@ DATA, SOURCES, MODEL, OPTIMISATION, AUGMENTATION, RUNTIME = (
 
 DEVICE_HELP = "where to compute: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N"
 PROGRESS_HELP = "show progress bars on stderr"
+PRECISION_HELP = ("number format of the model's arithmetic (weights are always kept and saved in fp32): bf16 (bfloat16 "
+                  "mixed precision), fp32, or auto = bf16 where the hardware computes it natively (a CPU with AVX-512 "
+                  "BF16 or AMX, a CUDA GPU; fp16 on GPUs without bf16), else fp32; the log says what was chosen and why")
+CHANNELS_LAST_HELP = ("memory layout of images and weights: on (channels-last), off (NCHW), or auto = whichever a few timed "
+                      "steps of this model show to be faster on this machine (remembered in the cache folder); same "
+                      "numbers either way, only speed differs")
 SOURCES_HELP = ("another dataset to combine with DATA (repeatable); classes are matched by folder name after "
                 "--label-map")
 
@@ -161,10 +167,8 @@ class TrainConfig(ConfigModel):
                                  group=OPTIMISATION)
     sync_bn: bool = option(False, "synchronise BatchNorm statistics across processes in distributed training",
                            group=RUNTIME)
-    precision: Literal["auto", "fp32", "bf16"] = option("auto", "number format of training: bf16 (bfloat16 mixed "
-                                                                "precision), fp32, or auto = bf16 on CUDA, else fp32",
-                                                        group=RUNTIME)
-    channels_last: bool = option(False, "channels-last memory layout (can be faster on GPUs)", group=RUNTIME)
+    precision: Literal["auto", "fp32", "bf16"] = option("auto", PRECISION_HELP, group=RUNTIME)
+    channels_last: Literal["auto", "on", "off"] = option("auto", CHANNELS_LAST_HELP, group=RUNTIME)
     seed: int = option(0, "random seed of the splits, initial weights, sampling and augmentation: the same seed "
                           "repeats a run", group=OPTIMISATION)
     seeds: str = option("", "comma-separated seeds, e.g. 0,1,2: one run per seed under OUT/seedN plus a summary and an "
@@ -176,6 +180,12 @@ class TrainConfig(ConfigModel):
                                       default_factory=DataConfig, group=DATA)
     augment: AugmentConfig = option(description="training-time augmentation", default_factory=AugmentConfig,
                                     group=AUGMENTATION)
+
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _layout_switch(cls, value: Any) -> Any:
+        """config.yaml files of earlier versions say channels_last: true/false."""
+        return ("on" if value else "off") if isinstance(value, bool) else value
 
     @field_validator("source_adversary")
     @classmethod

@@ -118,7 +118,8 @@ def _to_model_labels(classes: list[str], samples, meta: ModelMeta, source: str, 
 def evaluate_run(config: EvalConfig) -> dict:
     """Evaluate the bundle in ``config.run`` on ``config.data``; writes metrics, plots and predictions to ``config.out``."""
     classifier = Classifier(config.run, device=config.device, batch_size=config.batch_size, tta=config.tta,
-                            backend=config.backend, onnx_file=config.onnx, framing=Framing.from_config(config))
+                            backend=config.backend, onnx_file=config.onnx, framing=Framing.from_config(config),
+                            precision=config.precision)
     meta, run = classifier.meta, Path(config.run)
     test = resolve_test_set(config, meta, run)
     if config.by:

@@ -81,7 +81,7 @@ class Explainer:
     """Loads a bundle once; ``explain`` gives a Grad-CAM overlay for one image file."""
 
     def __init__(self, run: str | os.PathLike, device: str = "auto"):
-        self.classifier = Classifier(run, device=device, backend="torch")
+        self.classifier = Classifier(run, device=device, backend="torch", precision="fp32")  # gradients in fp32
         if self.classifier.meta.is_ensemble:
             raise BundleError(f"{run}: Grad-CAM explains one model and this is an ensemble; explain one of its members "
                               f"({RunFolder(run).members}/NAME)")

@@ -18,6 +18,7 @@ import torch
 from babyface.bundle import bundle_sha256, load_bundle, read_metadata
 from babyface.engine import index_batches, predict_logits
 from babyface.errors import BabyfaceError, BundleError
+from babyface.hardware import choose_precision
 from babyface.run import ModelMeta, RunFolder
 
 log = logging.getLogger("babyface")
@@ -35,21 +36,29 @@ KEY_PRECISION = "babyface_precision"
 class Backend(Protocol):
     name: str
     meta: ModelMeta
+    precision: str  # fp32, bf16 (torch autocast) or int8 (a quantised ONNX file)
 
     def logits(self, images: torch.Tensor, batch_size: int) -> torch.Tensor: ...
 
 
 class TorchBackend:
+    """PyTorch eager in ``precision`` (fp32, or bf16 autocast: see babyface.hardware.choose_precision)."""
+
     name = "torch"
 
-    def __init__(self, run: str | os.PathLike, device: torch.device):
+    def __init__(self, run: str | os.PathLike, device: torch.device, precision: str = "fp32"):
         self.bundle = load_bundle(run, device)
         self.meta = self.bundle.meta
         self.device = device
+        self.number_format = choose_precision(precision, device)
+
+    @property
+    def precision(self) -> str:
+        return self.number_format.name
 
     def logits(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
         b = self.bundle
-        return predict_logits(b.model, images, b.mean, b.std, self.device, batch_size)
+        return predict_logits(b.model, images, b.mean, b.std, self.device, batch_size, precision=self.number_format)
 
 
 class OnnxBackend:
@@ -119,11 +128,12 @@ def check_exported_from(session, path: Path, run: str | os.PathLike) -> None:
                           f"re-export with 'babyface export {run} --overwrite'")
 
 
-def open_backend(run: str | os.PathLike, backend: str, device: torch.device, onnx_file: str = "") -> Backend:
-    """'torch', 'onnx', or 'auto': onnx when RUN/model.onnx (or ``onnx_file``) exists, onnxruntime is importable and the
-    device is the CPU; a stale or broken ONNX file under 'auto' is reported and torch is used instead."""
+def open_backend(run: str | os.PathLike, backend: str, device: torch.device, onnx_file: str = "",
+                 precision: str = "fp32") -> Backend:
+    """'torch' (in ``precision``), 'onnx', or 'auto': onnx when RUN/model.onnx (or ``onnx_file``) exists, onnxruntime is
+    importable and the device is the CPU; a stale or broken ONNX file under 'auto' is reported and torch is used instead."""
     if backend == "torch":
-        return TorchBackend(run, device)
+        return TorchBackend(run, device, precision)
     if backend == "onnx":
         return OnnxBackend(run, onnx_file or None)
     path = Path(onnx_file) if onnx_file else RunFolder(run).onnx
@@ -132,4 +142,4 @@ def open_backend(run: str | os.PathLike, backend: str, device: torch.device, onn
             return OnnxBackend(run, path)
         except BundleError as exc:
             log.warning("WARNING: %s; using the PyTorch model instead", exc)
-    return TorchBackend(run, device)
+    return TorchBackend(run, device, precision)

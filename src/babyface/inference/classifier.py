@@ -62,13 +62,16 @@ class Classifier:
     run exists and onnxruntime is installed, else torch); see ``babyface.inference.backends``. ``tta='flip'`` averages
     the calibrated probabilities of each image and its mirror. Below ``min_confidence`` the label is ``uncertain``.
     ``framing`` is how ``predict`` frames photos (default: the square around the largest face, as ``data crop`` cuts it).
+    ``precision`` is the PyTorch back end's number format: auto (bf16 where the hardware computes it natively, else
+    fp32), fp32 or bf16; an ONNX file carries its own.
     """
 
     def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64, min_confidence: float = 0.0,
-                 backend: str = "auto", onnx_file: str = "", tta: str = "none", framing: Framing = Framing(detector=LIVE_DETECTOR)):
+                 backend: str = "auto", onnx_file: str = "", tta: str = "none", framing: Framing = Framing(detector=LIVE_DETECTOR),
+                 precision: str = "auto"):
         self.run = Path(run)
         self.device = resolve_device(device)
-        self.backend: Backend = open_backend(run, backend, self.device, onnx_file)
+        self.backend: Backend = open_backend(run, backend, self.device, onnx_file, precision)
         self.batch_size = batch_size
         self.min_confidence = min_confidence
         self.tta = tta
@@ -77,7 +80,7 @@ class Classifier:
 
     def __repr__(self) -> str:
         return (f"Classifier({display_path(self.run)!r}: {self.meta.arch.name}, classes {self.classes}, "
-                f"{self.image_size}px, backend {self.backend.name}, tta {self.tta})")
+                f"{self.image_size}px, backend {self.backend.name} {self.backend.precision}, tta {self.tta})")
 
     @property
     def meta(self) -> ModelMeta:

@@ -16,7 +16,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from babyface.bundle import bundle_sha256
+from babyface.bundle import bundle_sha256, read_metadata
 from babyface.bundle.single import Bundle
 from babyface.config import ExportConfig
 from babyface.data.decoded import decode_images
@@ -39,6 +39,7 @@ from babyface.run import RunFolder
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |logit difference| allowed between the fp32 ONNX model and PyTorch
+INT8_AGREEMENT = 0.99  # least share of decisions an int8 model must share with fp32 on real images
 CALIBRATION_BATCH = 16
 
 
@@ -61,25 +62,45 @@ def export_run(config: ExportConfig) -> dict:
         raise OutputExistsError(f"{out}: already exists; pass --overwrite to replace it or choose another --out")
     if config.int8 and not config.calibration:
         raise BabyfaceError("--int8 needs --calibration DATA (training images to calibrate the int8 ranges on)")
-    classifier = Classifier(config.run, device="cpu", backend="torch")
+    size = read_metadata(config.run).image_size
+    calibration = calibration_images(config.calibration, size, config.calibration_images) if config.calibration else None
+    result = export_onnx(config.run, out, calibration if config.int8 else None, calibration, config.parity_images)
+    parity_file = write_json(out.with_suffix(".parity.json"), result["parity"])
+    return {**result, "parity_file": str(parity_file)}
+
+
+def export_onnx(run: str | Path, out: Path, calibration: torch.Tensor | None, parity_set: torch.Tensor | None = None,
+                parity_images: int = 100) -> dict:
+    """``run``'s model as ONNX at ``out`` (int8 when ``calibration`` images are given), written only when it agrees
+    with PyTorch fp32 on ``parity_set`` (random images if None): fp32 within PARITY_TOLERANCE of its logits, int8 on
+    at least INT8_AGREEMENT of its decisions. Returns the file and the parity record."""
+    classifier = Classifier(run, device="cpu", backend="torch", precision="fp32")
     bundle = classifier.bundle
-    calibration = calibration_images(config.calibration, bundle.image_size, config.calibration_images) if config.calibration else None
-    images, source = parity_images(calibration, bundle.image_size, config.parity_images)
-    precision = "int8" if config.int8 else "fp32"
+    images, source = parity_images_of(parity_set, bundle.image_size, parity_images)
+    precision = "fp32" if calibration is None else "int8"
     with atomic_path(out) as tmp:
-        write_onnx(bundle, tmp, bundle_sha256(config.run))
-        if config.int8:
+        write_onnx(bundle, tmp, bundle_sha256(run))
+        if calibration is not None:
             quantize_int8(tmp, tmp, calibration)
             tag_precision(tmp, "int8")
-        parity = compare_with_torch(classifier, OnnxBackend(config.run, tmp), images)
+        parity = compare_with_torch(classifier, OnnxBackend(run, tmp), images)
         parity.update(precision=precision, source=source, onnx=str(out))
         if precision == "fp32":
             parity.update(tolerance=PARITY_TOLERANCE, passed=parity["max_abs_logit_diff"] < PARITY_TOLERANCE)
-        if parity.get("passed") is False:
-            raise BabyfaceError(f"{out}: ONNX logits differ from PyTorch by {parity['max_abs_logit_diff']:.2e} "
-                                f"(> {PARITY_TOLERANCE}); the file was not written. Please report this with the model name")
-    parity_file = write_json(out.with_suffix(".parity.json"), parity)
-    return {"onnx": str(out), "precision": precision, "parity": parity, "parity_file": str(parity_file)}
+            if not parity["passed"]:
+                raise BabyfaceError(f"{out}: ONNX logits differ from PyTorch by {parity['max_abs_logit_diff']:.2e} "
+                                    f"(> {PARITY_TOLERANCE}); the file was not written. Please report this with the model name")
+        elif source != "random":
+            parity.update(min_agreement=INT8_AGREEMENT, passed=parity["top1_agreement"] >= INT8_AGREEMENT)
+            if not parity["passed"]:
+                raise ParityError(f"{out}: the int8 model agrees with fp32 on {parity['top1_agreement']:.1%} of "
+                                  f"{len(images)} {source} images (< {INT8_AGREEMENT:.0%}); the file was not written: "
+                                  "use the fp32 export (without --int8)")
+    return {"onnx": str(out), "precision": precision, "parity": parity}
+
+
+class ParityError(BabyfaceError):
+    """An exported model that disagrees with PyTorch fp32 more than allowed."""
 
 
 def _check_export_tools() -> None:
@@ -158,7 +179,7 @@ def calibration_images(data: str, size: int, limit: int) -> torch.Tensor:
     return decoded.images
 
 
-def parity_images(calibration: torch.Tensor | None, size: int, n: int) -> tuple[torch.Tensor, str]:
+def parity_images_of(calibration: torch.Tensor | None, size: int, n: int) -> tuple[torch.Tensor, str]:
     if calibration is not None:
         return calibration[:n], "calibration"
     generator = torch.Generator().manual_seed(0)

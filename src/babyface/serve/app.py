@@ -28,13 +28,13 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from babyface import __version__
-from babyface.config import ExportConfig, ServeConfig
+from babyface.config import ServeConfig
 from babyface.data.faces import face_boxes, square_crop
 from babyface.data.images import decode_rgb_bytes
 from babyface.errors import BabyfaceError, ImageDecodeError
 from babyface.evaluation.explain import Explainer
 from babyface.inference.classifier import Classifier, FacePrediction
-from babyface.inference.export import export_run
+from babyface.inference.selection import Candidate, choose_serving_classifier
 from babyface.serve.batching import MicroBatcher
 
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
@@ -43,7 +43,7 @@ MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the image i
 GRADCAM_SIDE = 192  # Grad-CAM overlays are returned at most this many pixels wide
 log = logging.getLogger("babyface")
 SETTING_KEYS = ("detector", "min_score", "margin", "detect_size", "min_face", "min_confidence", "max_upload_mb", "workers", "tta",
-                "onnx")
+                "onnx")  # the requested settings; "precision" in /model is the one served
 MODEL_KEYS = ("arch", "classes", "image_size", "temperature", "babyface_version", "created", "metrics", "calibration")
 
 
@@ -60,7 +60,7 @@ class FaceService:
     def __init__(self, config: ServeConfig):
         self.config = config
         self.exported = tempfile.TemporaryDirectory(prefix="babyface-serve-")
-        self.classifier = serving_classifier(config, Path(self.exported.name))
+        self.classifier, self.candidates = serving_classifier(config, Path(self.exported.name))
         self.detecting = threading.BoundedSemaphore(config.workers)
         self.explaining = threading.Lock()
         self.batcher = MicroBatcher(self.classifier.classify_crops)
@@ -78,7 +78,8 @@ class FaceService:
     def model_info(self) -> dict[str, Any]:
         meta = self.classifier.meta.to_json()
         return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, **{key: getattr(self.config, key) for key in SETTING_KEYS},
-                "backend": self.classifier.backend.name}
+                "backend": self.classifier.backend.name, "precision": self.classifier.backend.precision,
+                "backends_measured": [c.to_dict() for c in self.candidates]}
 
     def predict(self, data: bytes, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
         image = decode_rgb_bytes(data, name="the uploaded image")
@@ -111,20 +112,14 @@ class FaceService:
         return record
 
 
-def serving_classifier(config: ServeConfig, scratch: Path) -> Classifier:
-    """The run's classifier; on a CPU with ``config.onnx``, on onnxruntime: the run's own export when it has a current
-    one, else one exported (with export's parity check) into ``scratch``. Any failure keeps PyTorch, with a warning."""
-    classifier = Classifier(config.run, device=config.device, min_confidence=config.min_confidence, tta=config.tta)
-    if not config.onnx or classifier.backend.name != "torch" or classifier.device.type != "cpu":
-        return classifier
-    onnx_file = scratch / "model.onnx"
-    try:
-        export_run(ExportConfig(run=config.run, out=str(onnx_file), parity_images=16))
-        return Classifier(config.run, device="cpu", min_confidence=config.min_confidence, tta=config.tta,
-                          backend="onnx", onnx_file=str(onnx_file))
-    except BabyfaceError as exc:
-        log.warning("WARNING: serving the PyTorch model (about 1.5x slower on a CPU): %s", exc)
-        return classifier
+def serving_classifier(config: ServeConfig, scratch: Path) -> tuple[Classifier, list[Candidate]]:
+    """The run's classifier on the fastest back end that agrees with PyTorch fp32 (see inference/selection.py): ONNX
+    files are exported (with export's parity checks) into ``scratch``, never into the run folder."""
+
+    def make(**options) -> Classifier:
+        return Classifier(config.run, device=config.device, min_confidence=config.min_confidence, tta=config.tta, **options)
+
+    return choose_serving_classifier(config.run, scratch, make, config.precision, config.onnx)
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -39,6 +39,7 @@ from babyface.models import create_model
 from babyface.progress import progress_bar
 from babyface.run import RunFolder, write_split_manifest
 from babyface.training.adversary import SourceAdversary, adversary_strength
+from babyface.training.compute import Compute, choose_compute
 from babyface.training.coverage import (
     MissingClassLoss,
     SourceCoverage,
@@ -169,11 +170,6 @@ def build_objective(config: TrainConfig, data: PreparedData, model: nn.Module, d
     return Objective(loss_fn.to(device), coverage, weights, rule != "off", adversary, strength, rule, balance)
 
 
-def use_bf16(config: TrainConfig, device: torch.device) -> bool:
-    """bf16 autocast: on CUDA by default; on CPU only when asked (CPUs without AVX-512/AMX run it many times slower)."""
-    return config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-
-
 def train_one_epoch(
     model: nn.Module,
     data: DecodedImages,
@@ -188,9 +184,11 @@ def train_one_epoch(
     dist: DistInfo = DistInfo(),
     ema: AveragedModel | None = None,
     epoch: int = 1,
+    compute: Compute | None = None,
 ) -> dict[str, float]:
     """One pass over ``data``; under DDP each process trains on its slice of every global batch.
-    ``ema`` is updated after every step."""
+    ``ema`` is updated after every step; ``compute`` is the number format and layout (default fp32, NCHW)."""
+    compute = compute or Compute()
     train_mode(model)
     if objective.adversary is not None:
         objective.adversary.train()
@@ -208,16 +206,13 @@ def train_one_epoch(
         labels = data.labels[index].to(device, non_blocking=True)
         sources = objective.coverage.source_ids[index].to(device, non_blocking=True)
         images, lam = mix_batch(images, config.mixup, config.cutmix, generator)
-        inputs = normalise(images, mean, std)
-        if config.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(config, device)):
+        inputs = compute.inputs(normalise(images, mean, std))
+        with compute.precision.autocast(device):
             logits = model(inputs)
-            progress = (epoch - 1 + step / len(batches)) / config.epochs
-            loss, class_loss = objective.loss(logits.float(), labels, sources, lam, progress)
+        progress = (epoch - 1 + step / len(batches)) / config.epochs
+        loss, class_loss = objective.loss(logits.float(), labels, sources, lam, progress)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        compute.backward_and_step(loss, optimizer)
         if ema is not None:
             ema.update_parameters(unwrap(model))
         total_loss += class_loss.item() * len(index)
@@ -228,10 +223,13 @@ def train_one_epoch(
     return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1)}
 
 
-def validate(model: nn.Module, data: DecodedImages, mean: list[float], std: list[float], device: torch.device, batch_size: int) -> dict[str, float]:
+def validate(model: nn.Module, data: DecodedImages, mean: list[float], std: list[float], device: torch.device, batch_size: int,
+             compute: Compute | None = None) -> dict[str, float]:
     if len(data) == 0:
         return {"val_loss": float("nan"), "val_acc": float("nan"), "val_macro_f1": float("nan")}
-    logits = predict_logits(model, data.images, mean, std, device, batch_size=max(batch_size, 64))
+    compute = compute or Compute()
+    logits = predict_logits(model, data.images, mean, std, device, batch_size=max(batch_size, 64),
+                            precision=compute.precision, channels_last=compute.channels_last)
     labels = data.labels
     pred = logits.argmax(1)
     return {
@@ -293,8 +291,7 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
     seed_everything(config.seed)
     data = prepare_data(config)
     model = build_model(config, data).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    compute = choose_compute(config, model, device, stored_compute(RunFolder(out).checkpoint, config, device) if resume else None)
     if config.sync_bn and dist.enabled:
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -322,7 +319,7 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
     trained = DistributedDataParallel(model) if dist.enabled else model
     try:
         run_epochs(config, out, data, trained, objective, optimizer, scheduler, generator, device, dist, state, ema,
-                   on_epoch)
+                   on_epoch, compute)
     except KeyboardInterrupt:
         if state.saved_epoch:
             log.warning("interrupted; the checkpoint of epoch %d is kept: continue with 'babyface train --resume %s'",
@@ -331,7 +328,7 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
             log.warning("interrupted before the first epoch ended; nothing to resume, train again")
         raise
     if dist.is_main:
-        _write_outputs(config, out, data, model, state, device, objective)
+        _write_outputs(config, out, data, model, state, device, objective, compute)
     return out
 
 
@@ -363,7 +360,8 @@ def build_model(config: TrainConfig, data: PreparedData) -> nn.Module:
 
 
 def run_epochs(config, out, data, model, objective: Objective, optimizer, scheduler, generator, device, dist,
-               state: TrainingState, ema: AveragedModel | None = None, on_epoch: EpochHook | None = None) -> None:
+               state: TrainingState, ema: AveragedModel | None = None, on_epoch: EpochHook | None = None,
+               compute: Compute | None = None) -> None:
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if config.early_stopping and state.epoch - state.best["epoch"] >= config.early_stopping:
             log.info("early stopping: no validation macro-F1 gain for %d epochs", config.early_stopping)
@@ -371,9 +369,9 @@ def run_epochs(config, out, data, model, objective: Objective, optimizer, schedu
         start, cpu_start = time.perf_counter(), time.process_time()
         row = {"epoch": epoch, "lr": optimizer.param_groups[-1]["lr"]}  # the classifier's: --init-lr-scale lowers the others
         row.update(train_one_epoch(model, data.train, data.mean, data.std, objective, optimizer, device, config, generator,
-                                   desc=f"epoch {epoch}/{config.epochs}", dist=dist, ema=ema, epoch=epoch))
+                                   desc=f"epoch {epoch}/{config.epochs}", dist=dist, ema=ema, epoch=epoch, compute=compute))
         evaluated = ema.module if ema is not None else unwrap(model)  # with --ema the average is what gets kept
-        row.update(validate(evaluated, data.val, data.mean, data.std, device, config.batch_size))
+        row.update(validate(evaluated, data.val, data.mean, data.std, device, config.batch_size, compute))
         scheduler.step()
         row["seconds"] = round(time.perf_counter() - start, 3)
         row["cpu_seconds"] = round(time.process_time() - cpu_start, 3)
@@ -384,7 +382,8 @@ def run_epochs(config, out, data, model, objective: Objective, optimizer, schedu
             state.best = {"epoch": epoch, **{k: None if math.isnan(row[k]) else row[k] for k in VALIDATION_METRICS}}
             state.best_state = copy.deepcopy(evaluated.state_dict())
         if dist.is_main:
-            save_checkpoint(RunFolder(out).checkpoint, unwrap(model), optimizer, scheduler, generator, state, ema, objective.adversary)
+            save_checkpoint(RunFolder(out).checkpoint, unwrap(model), optimizer, scheduler, generator, state, ema, objective.adversary,
+                            compute)
             state.saved_epoch = epoch
             _write_history(RunFolder(out).history, state.history)
         if on_epoch is not None:
@@ -396,7 +395,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Generator, state: TrainingState,
-                    ema: AveragedModel | None = None, adversary: SourceAdversary | None = None) -> None:
+                    ema: AveragedModel | None = None, adversary: SourceAdversary | None = None,
+                    compute: Compute | None = None) -> None:
     """One dict of tensors and plain values (torchvision-reference style), written atomically."""
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
@@ -411,9 +411,25 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Ge
         "best_state": state.best_state,
         "ema": ema.state_dict() if ema is not None else None,
         "adversary": adversary.state_dict() if adversary is not None else None,
+        "compute": (compute or Compute()).state(),
     }
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
+
+
+def stored_compute(path: Path, config: TrainConfig, device: torch.device) -> dict | None:
+    """The number format and layout a checkpointed run began with (memory-mapped: no weights are read); checkpoints
+    of earlier versions, which did not record it, computed as their config said then."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # a missing or damaged checkpoint is reported by restore_checkpoint
+        return None
+    if not isinstance(checkpoint, dict):
+        return None
+    if isinstance(checkpoint.get("compute"), dict):
+        return checkpoint["compute"]
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    return {"precision": "bf16" if bf16 else "fp32", "channels_last": config.channels_last == "on"}
 
 
 def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch.Generator,
@@ -445,7 +461,7 @@ def restore_checkpoint(path: Path, model, optimizer, scheduler, generator: torch
 
 
 def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn.Module, state: TrainingState,
-                   device: torch.device, objective: Objective) -> None:
+                   device: torch.device, objective: Objective, compute: Compute) -> None:
     history, best = state.history, state.best
     plot_learning_curves(history, RunFolder(out).learning_curves, title=f"{config.model} on {' + '.join(Path(p).name for p in data_sources(config))}")
     if state.best_state is not None:
@@ -462,6 +478,7 @@ def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn
               "label_map": load_label_map(config.data_options.label_map) if config.data_options.label_map else {},
               **objective.summary()},
         calibration=calibration, framing=training_framing(config.data_options.framing, data_sources(config)),
+        compute=compute.record(device),
     )
     meta.temperature = calibration["temperature"]
     save_bundle(out, model, meta)
