@@ -1,7 +1,11 @@
-"""GPU check: short trainings with bf16 autocast and channels_last on CUDA against the same on CPU.
+"""GPU check: short trainings on CUDA in every number format and layout babyface can choose there, against the CPU.
 
-Prints training images/s for the CNN and ResNet-18 and the speed-up of CUDA over this machine's CPU.
-Run with `bash scripts/gpu_check.sh` on a machine with an NVIDIA GPU (about 2 minutes).
+For the CNN and ResNet-18: CUDA with --precision auto (bf16 where the GPU has it) and --channels-last auto (the timed
+probe), bf16 and fp32 with each layout forced, fp16 with its gradient scaler (the path auto takes on GPUs without bf16,
+forced here by hiding bf16 support), and the CPU in fp32. Each trained model is then evaluated on the CPU in fp32, to
+show that what was trained on the GPU in mixed precision loads and predicts anywhere. Prints the hardware, the
+choices auto made and a table of training images/s, the speed-up over the CPU and test accuracy.
+Run with `bash scripts/gpu_check.sh` on a machine with an NVIDIA GPU (about 3 minutes).
 """
 
 from __future__ import annotations
@@ -12,12 +16,24 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import torch
 
-from babyface.config import TrainConfig
+from babyface.config import EvalConfig, TrainConfig
 from babyface.data.synthetic import SynthConfig, generate_dataset
+from babyface.evaluation.evaluate import evaluate_run
+from babyface.hardware import describe_hardware
 from babyface.training.fit import fit
+
+VARIANTS = {  # name: (device, precision, channels_last)
+    "cuda auto": ("cuda", "auto", "auto"),
+    "cuda bf16 channels-last": ("cuda", "bf16", "on"),
+    "cuda bf16 NCHW": ("cuda", "bf16", "off"),
+    "cuda fp16 + grad scaler": ("cuda", "fp16", "auto"),
+    "cuda fp32": ("cuda", "fp32", "off"),
+    "cpu fp32": ("cpu", "fp32", "off"),
+}
 
 
 def images_per_second(run: Path, train_images: int) -> float:
@@ -28,39 +44,49 @@ def images_per_second(run: Path, train_images: int) -> float:
     return train_images * len(timed) / sum(timed)
 
 
-def train(data: Path, out: Path, model: str, device: str, epochs: int, batch_size: int) -> float:
-    cuda = device == "cuda"
+def train(data: Path, out: Path, model: str, variant: str, epochs: int, batch_size: int) -> dict:
+    device, precision, layout = VARIANTS[variant]
     config = TrainConfig(data=str(data), out=str(out), model=model, epochs=epochs, batch_size=batch_size, device=device,
-                         precision="bf16" if cuda else "fp32", channels_last=cuda, progress=False)
-    run = fit(config)
-    train_images = json.loads((run / "model.json").read_text())["data"]["train"]
-    return images_per_second(run, train_images)
+                         precision="auto" if precision == "fp16" else precision, channels_last=layout, progress=False)
+    if precision == "fp16":
+        with mock.patch.object(torch.cuda, "is_bf16_supported", lambda *a, **k: False):
+            run = fit(config)
+    else:
+        run = fit(config)
+    meta = json.loads((run / "model.json").read_text())
+    metrics = evaluate_run(EvalConfig(run=str(run), device="cpu", precision="fp32", framing="whole", bootstrap=0,
+                                      progress=False, out=str(out / "cpu-evaluation")))
+    return {"images_s": images_per_second(run, meta["data"]["train"]), "compute": meta["compute"],
+            "accuracy": metrics["accuracy"]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=1800)
-    parser.add_argument("--gpu-epochs", type=int, default=6)
-    parser.add_argument("--cpu-epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--gpu-epochs", type=int, default=4)
+    parser.add_argument("--cpu-epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device here: nothing to check (run this on a machine with an NVIDIA GPU)")
         return 1
-    name = torch.cuda.get_device_name(0)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         generate_dataset(data, SynthConfig(n=args.n), progress=False)
-        rows = []
-        for model in ("cnn", "resnet18"):
-            gpu = train(data, Path(tmp) / f"{model}-cuda", model, "cuda", args.gpu_epochs, args.batch_size)
-            cpu = train(data, Path(tmp) / f"{model}-cpu", model, "cpu", args.cpu_epochs, args.batch_size)
-            rows.append((model, gpu, cpu))
-    print(f"\nGPU: {name}; torch {torch.__version__}; batch {args.batch_size}; CUDA bf16 autocast + channels_last vs CPU fp32 "
-          f"({torch.get_num_threads()} threads)")
-    print("| model | CUDA images/s | CPU images/s | speed-up |\n|---|---|---|---|")
-    for model, gpu, cpu in rows:
-        print(f"| {model} | {gpu:,.0f} | {cpu:,.0f} | {gpu / cpu:.1f}× |")
+        rows = {(model, variant): train(data, Path(tmp) / f"{model}-{variant.replace(' ', '_')}", model, variant,
+                                        args.cpu_epochs if variant.startswith("cpu") else args.gpu_epochs, args.batch_size)
+                for model in ("cnn", "resnet18") for variant in VARIANTS}
+    print(f"\n{describe_hardware(torch.device('cuda'))}\nbatch {args.batch_size}; test accuracy: each model evaluated on the "
+          "CPU in fp32 after training")
+    print("| model | variant | chosen | images/s | vs CPU fp32 | test accuracy |\n|---|---|---|---|---|---|")
+    for (model, variant), row in rows.items():
+        compute = row["compute"]
+        chosen = f"{compute['precision']}, {'channels-last' if compute['channels_last'] else 'NCHW'}"
+        speed_up = row["images_s"] / rows[model, "cpu fp32"]["images_s"]
+        print(f"| {model} | {variant} | {chosen} | {row['images_s']:,.0f} | {speed_up:.1f}× | {row['accuracy']:.3f} |")
+    for model in ("cnn", "resnet18"):
+        auto = rows[model, "cuda auto"]["compute"]
+        print(f"{model}, cuda auto: {auto['precision_reason']}; {auto['layout_reason']}")
     return 0
 
 

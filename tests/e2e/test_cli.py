@@ -202,8 +202,10 @@ def test_demo_runs_both_models_and_writes_a_results_table(tmp_path, capsys):
 def test_bf16_and_channels_last_train_and_load(tiny_data, tmp_path):
     run = tmp_path / "bf16"
     assert main(["train", str(tiny_data), "--epochs", "1", "--precision", "bf16", "--channels-last", "on", "--out", str(run), "--no-progress"]) == 0
-    assert main(["evaluate", str(run), str(tiny_data), "--no-progress"]) == 0
-    assert json.loads((run / "evaluation" / "metrics.json").read_text())["n"] == 12
+    assert main(["evaluate", str(run), str(tiny_data), "--no-progress", "--precision", "bf16"]) == 0
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert metrics["n"] == 12 and metrics["precision"] == "bf16" and metrics["backend"] == "torch"
+    assert json.loads((run / "model.json").read_text())["compute"]["precision"] == "bf16"
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])

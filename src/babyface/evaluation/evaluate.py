@@ -153,6 +153,7 @@ def evaluate_run(config: EvalConfig) -> dict:
                         "test set says nothing about other groups", grouping.by)
     metrics.update(model=name, run=display_path(config.run), data=test.source, skipped=len(decoded.skipped),
                    data_root=display_path(test.root.resolve()), tta=config.tta, backend=classifier.backend.name,
+                   precision=classifier.backend.precision,
                    framing={**framing.record(), "no_face": framed.no_face, "trained_on": bundle_framing(meta)})
     metrics["calibration"] = calibration_summary(logits, decoded.labels, temperature)
     metrics["ece"] = metrics["calibration"]["ece_after"]
