@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from babyface.bundle import read_metadata
 from babyface.bundle.single import META_FILE, WEIGHTS_FILE, bundle_metadata, save_bundle
 from babyface.config import ExportConfig
 from babyface.data.decoded import decode_images
@@ -28,6 +29,7 @@ from babyface.hardware import describe_hardware
 from babyface.inference.backends import OnnxBackend, TorchBackend
 from babyface.inference.export import ParityError, export_run
 from babyface.models import create_model
+from babyface.run import RunFolder
 
 CLASSES = ["happy", "neutral", "sad"]
 
@@ -65,9 +67,19 @@ def test_accuracy(backend, images: torch.Tensor, labels: torch.Tensor) -> float:
     return float((backend.logits(images, 64).argmax(1) == labels).float().mean())
 
 
-def test_set(data: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def test_set(data: str, size: int, run: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """DATA/test, or for a folder of class folders the test images the run held out (its splits.csv)."""
     split = scan_dataset(data).test
-    decoded = decode_images([s.path for s in split.samples], [s.label for s in split.samples], size, progress=False)
+    if split is not None:
+        paths, labels = [s.path for s in split.samples], [s.label for s in split.samples]
+    else:
+        manifest = RunFolder(run).split_manifest()
+        if manifest is None or not manifest.files("test"):
+            raise SystemExit(f"{data} has no test/ split and {run} no held-out test images in its splits.csv")
+        classes = read_metadata(run).classes
+        rows = manifest.files("test")
+        paths, labels = [manifest.root / r.file for r in rows], [classes.index(r.label) for r in rows]
+    decoded = decode_images(paths, labels, size, progress=False)
     return decoded.images, decoded.labels
 
 
@@ -129,7 +141,7 @@ def main() -> None:
             for run in args.run:
                 work = Path(tmp) / Path(run).name
                 copy_bundle(Path(run), work)
-                rows += benchmark_run(Path(run).name, work, args.data, args, test_set(args.data, args.size))
+                rows += benchmark_run(Path(run).name, work, args.data, args, test_set(args.data, args.size, Path(run)))
         else:
             calibration = Path(tmp) / "synth"
             generate_dataset(calibration, SynthConfig(n=120, size=args.size, seed=0), progress=False)

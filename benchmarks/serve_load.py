@@ -127,9 +127,12 @@ def client(url: str, bodies: list[bytes], count: int, latencies: list[float], er
 
 
 def server_settings(port: int) -> str:
+    """The served settings as /model reports them, and every back end serve measured at start-up."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/model", timeout=10) as response:
         model = json.load(response)
-    return ", ".join(f"{key} {model[key]}" for key in SETTINGS if key in model)
+    measured = "; ".join(f"{m['backend']} {m['ms_per_batch'] or '-'} ms" + (f" agreement {m['agreement']:.1%}" if m["agreement"] is not None else "")
+                         + (f" ({m['note']})" if m["note"] else "") for m in model.get("backends_measured", []))
+    return ", ".join(f"{key} {model[key]}" for key in SETTINGS if key in model) + (f"; measured: {measured}" if measured else "")
 
 
 def main() -> None:
@@ -189,7 +192,7 @@ def measure(run: Path, serve_args: list[str], bodies: list[bytes], requests: int
         server.terminate()
         server.wait(timeout=30)
     p50, p90, p99, worst = np.percentile(latencies, [50, 90, 99, 100]) * 1000 if latencies else (float("nan"),) * 4
-    chosen = dict(part.split(" ", 1) for part in settings.split(", ") if " " in part)
+    chosen = dict(part.split(" ", 1) for part in settings.split("; ")[0].split(", ") if " " in part)
     return {"rate": len(latencies) / seconds, "p50": p50, "p90": p90, "p99": p99, "max": worst, "errors": len(errors),
             "first_error": errors[0] if errors else "", "found": float(np.mean(found)) if found else 0.0,
             "memory": memory_after_warmup, "memory_change": memory_at_end / memory_after_warmup - 1, "settings": settings,

@@ -316,6 +316,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parity", action="store_true",
                         help="also train the fast recipe in fp32 (same seed) and print McNemar's test of each bf16 run "
                              "against its fp32 twin, and bf16-vs-fp32 inference agreement")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of every recipe's training (the fast models of --fast-models take SEED, SEED+1, ...)")
     parser.add_argument("--peak-seconds", type=float, default=3.0,
                         help="seconds spent measuring the CPU's fp32 matmul peak (the fastest matmul counts)")
     return parser.parse_args(argv)
@@ -328,18 +330,18 @@ def main(argv: list[str] | None = None) -> str:
     args.out.mkdir(parents=True, exist_ok=True)
     peak = measure_peak_gflops(args.peak_seconds)
     split_file = write_split_file(args.data, args.out / "split.csv")
-    curves = {name: train_and_score([Curve(name, recipe_config(name, args, split_file))])[0]
+    curves = {name: train_and_score([Curve(name, recipe_config(name, args, split_file, args.seed))])[0]
               for name in baseline_names(args.baselines)}
     scorings = ["none", "flip"] if args.tta == "flip" else ["none"]
     members = [train_and_score([Curve("fast", recipe_config("fast", args, split_file, seed), tta) for tta in scorings])
-               for seed in range(args.fast_models)]
+               for seed in range(args.seed, args.seed + args.fast_models)]
     for scoring in range(len(scorings)):
         curves[members[0][scoring].label] = members[0][scoring]
         if args.fast_models > 1:
             ensemble = ensemble_of([models[scoring] for models in members])
             curves[ensemble.label] = ensemble
     if args.parity:
-        curves["fast fp32"] = train_and_score([Curve("fast fp32", recipe_config("fast fp32", args, split_file))])[0]
+        curves["fast fp32"] = train_and_score([Curve("fast fp32", recipe_config("fast fp32", args, split_file, args.seed))])[0]
     table = format_table(curves, peak)
     parity = parity_table(curves)
     table += f"\n\nbf16 against fp32, same seeds, {len(curves['reference'].labels)} test images:\n\n{parity}" if parity else ""

@@ -112,8 +112,21 @@ def test_int8_export_mostly_agrees_with_fp32(trained_run: Path, tiny_data: Path,
     assert agreement >= 0.7
 
 
-def test_int8_needs_calibration(trained_run: Path, capsys):
-    assert main(["export", str(trained_run), "--int8", "--out", str(trained_run / "x.onnx")]) == 2
+def test_int8_calibrates_on_the_runs_own_validation_images_by_default(trained_run: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(export, "INT8_AGREEMENT", 0.0)
+    out = tmp_path / "val.int8.onnx"
+    assert main(["export", str(trained_run), "--int8", "--out", str(out)]) == 0
+    parity = json.loads(out.with_suffix(".parity.json").read_text())
+    validation = sum(1 for row in (trained_run / "splits.csv").read_text().splitlines() if ",val," in row)
+    assert parity["source"] == "calibration" and parity["images"] == validation and parity["precision"] == "int8"
+
+
+def test_int8_without_validation_images_needs_calibration(trained_run: Path, tmp_path: Path, capsys):
+    bundle_only = tmp_path / "bundle"
+    bundle_only.mkdir()
+    for name in ("model.json", "model.safetensors"):
+        (bundle_only / name).write_bytes((trained_run / name).read_bytes())
+    assert main(["export", str(bundle_only), "--int8"]) == 2
     assert "--calibration" in one_line_error(capsys)
 
 

@@ -93,20 +93,20 @@ def test_hardware_line_names_the_cpu_and_its_flags(monkeypatch):
 # ---------------------------------------------------------------- layout
 
 def test_explicit_layouts_are_not_measured(monkeypatch):
-    monkeypatch.setattr(hardware, "_time_steps", lambda *a, **k: pytest.fail("measured"))
+    monkeypatch.setattr(hardware, "_time_layouts", lambda *a, **k: pytest.fail("measured"))
     model = create_model("cnn", 3, 32)
     assert choose_channels_last("on", model, (4, 3, 32, 32), Precision("fp32"), CPU, train=True)[0] is True
     assert choose_channels_last("off", model, (4, 3, 32, 32), Precision("fp32"), CPU, train=True)[0] is False
 
 
-@pytest.mark.parametrize("nhwc, expected", [(0.5, True), (0.95, False)])
+@pytest.mark.parametrize("nhwc, expected", [(0.5, True), (0.97, False)])
 def test_auto_layout_takes_channels_last_only_when_clearly_faster_and_remembers_it(monkeypatch, tmp_path, nhwc, expected):
-    monkeypatch.setattr(hardware, "_time_steps", lambda *a, channels_last, **k: nhwc if channels_last else 1.0)
+    monkeypatch.setattr(hardware, "_time_layouts", lambda *a, **k: (1.0, nhwc))
     cache = tmp_path / "layouts.json"
     model = create_model("cnn", 3, 32)
     chosen, reason = choose_channels_last("auto", model, (4, 3, 32, 32), Precision("fp32"), CPU, train=True, cache=cache)
     assert chosen is expected and "measured" in reason
-    monkeypatch.setattr(hardware, "_time_steps", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(hardware, "_time_layouts", lambda *a, **k: pytest.fail("measured again"))
     assert choose_channels_last("auto", model, (4, 3, 32, 32), Precision("fp32"), CPU, train=True, cache=cache)[0] is expected
     assert len(json.loads(cache.read_text())) == 1
 

@@ -159,6 +159,7 @@ def test_report_is_self_contained_with_no_broken_images(tiny_run, evaluated, tmp
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
     card = (out / "model_card.md").read_text()
     assert "Not a clinical tool" in card and "macro-F1" in card and "skin_tone" in card and "[" in card
+    assert "Weights are stored in fp32" in card and "Evaluated with the torch back end in" in card
     assert main(["report", str(tiny_run), "--eval", str(evaluated), "--out", str(out)]) == 2  # exists, no --overwrite
 
 

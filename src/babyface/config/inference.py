@@ -164,9 +164,9 @@ class ExportConfig(ConfigModel):
     out: str = option("", "file to write; empty = RUN/model.onnx, with --int8 RUN/model.int8.onnx", metavar="FILE")
     int8: bool = option(False, "static int8 quantisation, calibrated on --calibration images (smaller and faster on "
                                "CPUs, slightly less exact)")
-    calibration: str = option("", "images to calibrate --int8 on (required with it) and to check parity on: DATA (its "
-                                  "training images) or a folder of images; empty = parity on random images",
-                              metavar="DIR")
+    calibration: str = option("", "images to calibrate --int8 on and to check parity on: DATA (its training images) or "
+                                  "a folder of images; empty = the run's own validation images (its splits.csv), else "
+                                  "parity on random images", metavar="DIR")
     calibration_images: int = option(200, "at most this many --calibration images are used", ge=1)
     parity_images: int = option(100, "images for the logit comparison with PyTorch (--calibration images, else random "
                                      "ones)", ge=1)

@@ -303,7 +303,7 @@ def render_model_card(facts: dict) -> str:
         "## Training data",
         f"{data.get('train', '?')} training and {data.get('val', '?')} validation images from `{data.get('root', '?')}` "
         f"({data.get('skipped', 0)} skipped), resized to {meta.image_size}×{meta.image_size}; test set: {m.get('data', '?')} "
-        f"({m['n']} images).", "",
+        f"({m['n']} images).", *compute_lines(meta, m), "",
         "## Metrics (test set, 95% bootstrap intervals)",
         f"- accuracy {interval_text(m['accuracy'], quoted_interval(m, 'accuracy'))}",
         f"- macro-F1 {interval_text(m['macro_f1'], quoted_interval(m, 'macro_f1'))}",
@@ -325,6 +325,18 @@ def render_model_card(facts: dict) -> str:
         "- Confidence is calibrated on the validation split only; recalibrate on data from a new setting.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def compute_lines(meta, metrics: dict) -> list[str]:
+    """How the model was trained and evaluated to compute: number format, layout, hardware."""
+    lines = []
+    if meta.compute is not None:
+        c = meta.compute
+        lines.append(f"Trained in {c.precision} ({c.precision_reason}), {'channels-last' if c.channels_last else 'NCHW'}, "
+                     f"on {c.device}: {c.hardware}. Weights are stored in fp32.")
+    if metrics.get("precision"):
+        lines.append(f"Evaluated with the {metrics.get('backend', 'torch')} back end in {metrics['precision']}.")
+    return ["", *lines] if lines else []
 
 
 def model_card_subgroups(result: dict | None) -> list[str]:

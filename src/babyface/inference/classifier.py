@@ -63,15 +63,15 @@ class Classifier:
     the calibrated probabilities of each image and its mirror. Below ``min_confidence`` the label is ``uncertain``.
     ``framing`` is how ``predict`` frames photos (default: the square around the largest face, as ``data crop`` cuts it).
     ``precision`` is the PyTorch back end's number format: auto (bf16 where the hardware computes it natively, else
-    fp32), fp32 or bf16; an ONNX file carries its own.
+    fp32), fp32 or bf16; an ONNX file carries its own. ``channels_last`` its memory layout: auto (measured), on, off.
     """
 
     def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64, min_confidence: float = 0.0,
                  backend: str = "auto", onnx_file: str = "", tta: str = "none", framing: Framing = Framing(detector=LIVE_DETECTOR),
-                 precision: str = "auto"):
+                 precision: str = "auto", channels_last: str = "auto"):
         self.run = Path(run)
         self.device = resolve_device(device)
-        self.backend: Backend = open_backend(run, backend, self.device, onnx_file, precision)
+        self.backend: Backend = open_backend(run, backend, self.device, onnx_file, precision, channels_last, batch_size)
         self.batch_size = batch_size
         self.min_confidence = min_confidence
         self.tta = tta

@@ -60,10 +60,14 @@ def export_run(config: ExportConfig) -> dict:
     out = Path(config.out) if config.out else (Path(config.run) / INT8_FILE if config.int8 else RunFolder(config.run).onnx)
     if out.exists() and not config.overwrite:
         raise OutputExistsError(f"{out}: already exists; pass --overwrite to replace it or choose another --out")
-    if config.int8 and not config.calibration:
-        raise BabyfaceError("--int8 needs --calibration DATA (training images to calibrate the int8 ranges on)")
     size = read_metadata(config.run).image_size
-    calibration = calibration_images(config.calibration, size, config.calibration_images) if config.calibration else None
+    if config.calibration:
+        calibration = calibration_images(config.calibration, size, config.calibration_images)
+    else:
+        calibration = validation_images(config.run, size, config.calibration_images)
+        if calibration is None and config.int8:
+            raise BabyfaceError(f"--int8: the validation images of {config.run} are not where it was trained; give "
+                                "--calibration DATA (training images to calibrate the int8 ranges on)")
     result = export_onnx(config.run, out, calibration if config.int8 else None, calibration, config.parity_images)
     parity_file = write_json(out.with_suffix(".parity.json"), result["parity"])
     return {**result, "parity_file": str(parity_file)}
@@ -74,7 +78,7 @@ def export_onnx(run: str | Path, out: Path, calibration: torch.Tensor | None, pa
     """``run``'s model as ONNX at ``out`` (int8 when ``calibration`` images are given), written only when it agrees
     with PyTorch fp32 on ``parity_set`` (random images if None): fp32 within PARITY_TOLERANCE of its logits, int8 on
     at least INT8_AGREEMENT of its decisions. Returns the file and the parity record."""
-    classifier = Classifier(run, device="cpu", backend="torch", precision="fp32")
+    classifier = Classifier(run, device="cpu", backend="torch", precision="fp32", channels_last="off")
     bundle = classifier.bundle
     images, source = parity_images_of(parity_set, bundle.image_size, parity_images)
     precision = "fp32" if calibration is None else "int8"
@@ -164,6 +168,18 @@ class _ImageReader:
     def get_next(self) -> dict | None:
         batch = next(self._batches, None)
         return None if batch is None else {INPUT_NAME: batch}
+
+
+def validation_images(run: str | Path, size: int, limit: int = 200) -> torch.Tensor | None:
+    """Up to ``limit`` of the run's validation images (spread over the split manifest), decoded at ``size``; None when
+    the run has no manifest or its images are no longer where it was trained."""
+    manifest = RunFolder(run).split_manifest()
+    paths = [p for p in manifest.paths("val") if p.is_file()] if manifest is not None else []
+    if not paths:
+        return None
+    paths = paths[:: max(1, len(paths) // limit)][:limit]
+    decoded = decode_images(paths, None, size, progress=False, desc="decode validation")
+    return decoded.images if len(decoded) else None
 
 
 def calibration_images(data: str, size: int, limit: int) -> torch.Tensor:

@@ -17,16 +17,13 @@ from typing import Callable
 
 import torch
 
-from babyface.data.decoded import decode_images
 from babyface.errors import BabyfaceError
 from babyface.hardware import choose_precision, cpu_info
 from babyface.inference.classifier import Classifier
-from babyface.inference.export import INT8_AGREEMENT, export_onnx
-from babyface.run import RunFolder
+from babyface.inference.export import INT8_AGREEMENT, export_onnx, validation_images
 
 log = logging.getLogger("babyface")
 
-VALIDATION_IMAGES = 200  # at most this many of the run's validation images calibrate int8 and measure agreement
 TIMING_BATCH = 8  # what the micro-batcher hands the classifier with 8 clients
 TIMING_REPEATS = 7
 MIN_AGREEMENT = INT8_AGREEMENT  # bf16 and int8 must give fp32's decision on 99% of the validation images
@@ -48,18 +45,6 @@ class Candidate:
     def to_dict(self) -> dict:
         return {"backend": self.name, "ms_per_batch": self.ms_per_batch, "agreement": self.agreement,
                 "note": self.note}
-
-
-def validation_images(run: str | Path, size: int, limit: int = VALIDATION_IMAGES) -> torch.Tensor | None:
-    """Up to ``limit`` of the run's validation images (spread over the split manifest), decoded at ``size``; None when
-    the run has no manifest or its images are no longer where it was trained."""
-    manifest = RunFolder(run).split_manifest()
-    paths = [p for p in manifest.paths("val") if p.is_file()] if manifest is not None else []
-    if not paths:
-        return None
-    paths = paths[:: max(1, len(paths) // limit)][:limit]
-    decoded = decode_images(paths, None, size, progress=False, desc="decode validation")
-    return decoded.images if len(decoded) else None
 
 
 def choose_serving_classifier(run: str, scratch: Path, make: Callable[..., Classifier], precision: str = "auto",
