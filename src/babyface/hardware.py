@@ -80,7 +80,11 @@ def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
             model = value.strip()
         elif key in ("flags", "features") and not flags:
             flags = frozenset(value.split())
-    return model or platform.processor() or platform.machine() or "unknown CPU", flags
+    return model or _platform_name(), flags
+
+
+def _platform_name() -> str:
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def _read_cpuinfo() -> tuple[str, frozenset[str]]:
@@ -88,7 +92,7 @@ def _read_cpuinfo() -> tuple[str, frozenset[str]]:
     try:
         return parse_cpuinfo(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
     except OSError:
-        return platform.processor() or platform.machine() or "unknown CPU", frozenset()
+        return _platform_name(), frozenset()
 
 
 @functools.lru_cache(maxsize=1)
