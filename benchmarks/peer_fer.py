@@ -1,12 +1,15 @@
-"""A published peer side by side: the `fer` package (mini-Xception trained on adult FER2013) against babyface bundles
-on the same test images, scored by babyface's own metric code (accuracy and macro-F1 with 95% stratified bootstrap
+"""Published peers side by side: the `fer` package (mini-Xception trained on adult FER2013, TensorFlow) and `PyEmotion`
+(a 4-conv PyTorch CNN trained on FER2013's seven classes, weights inside its wheel) against babyface bundles on the
+same test images, scored by babyface's own metric code (accuracy and macro-F1 with 95% stratified bootstrap
 intervals, per-class recall; 3-way decisions over happy, neutral and sad).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/peer_fer.py --prepared /work/data \\
         [--babyface runs/infant/ensemble ...] [--limit 50] [--out benchmarks/results/peer_fer]
 
-fer is never a babyface dependency: it lives in its own virtual environment (--venv, created on first use with
-the steps in PEER_INSTALL) and runs in a subprocess (benchmarks/peer_fer_worker.py). Framings:
+Neither peer is ever a babyface dependency: each lives in its own virtual environment (--venv, --pyemotion-venv, created
+on first use with the steps in PEERS) and runs in a subprocess (benchmarks/peer_fer_worker.py,
+benchmarks/peer_pyemotion_worker.py; --peer chooses which). PyEmotion classifies the box as it is (no margin, as its
+own MTCNN path does); its ``whole`` is the whole image. Framings:
 ``faces``: babyface's MTCNN (facenet-pytorch, on RGB, minimum score 0.9) finds the largest face; fer classifies
 its raw box with its own 10-pixel offsets and padding, babyface with ``Classifier.predict_faces`` (same detector,
 its 20% margin); no face found → the whole image (counted). ``whole``: the whole image is the face box (fer still
@@ -45,9 +48,35 @@ PEER_INSTALL = (
     ("install", "--no-deps", f"fer=={FER_VERSION}"),
 )
 PEER_CHECK = "from fer.fer import FER; import fer; print(fer.__version__)"
+PYEMOTION_VERSION = "1.0.0"
+# PyEmotion's declared opencv-python, facenet-pytorch, art, termcolor, progress and pytest serve its webcam demo; the
+# worker imports only its networks.py and reads the weights in its wheel, so torch, numpy and Pillow are enough.
+PYEMOTION_INSTALL = (
+    ("install", "torch==2.14.1", "numpy", "pillow"),
+    ("install", "--no-deps", f"PyEmotion=={PYEMOTION_VERSION}"),
+)
+PYEMOTION_CHECK = ("import importlib.metadata as m, importlib.util as u; assert u.find_spec('PyEmotion'); "
+                   "print(m.version('PyEmotion'))")
 READY_MARK = ".babyface-peer-ready"
 FRAMINGS = ("faces", "whole", "bare")
 FER_ONLY = ("bare",)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A published model: how its venv is made and checked, and the worker its venv's python runs."""
+
+    name: str
+    install: tuple
+    check: str
+    worker: str
+    framings: tuple[str, ...]
+
+
+PEERS = {
+    "fer": Peer("fer", PEER_INSTALL, PEER_CHECK, "peer_fer_worker.py", FRAMINGS),
+    "pyemotion": Peer("pyemotion", PYEMOTION_INSTALL, PYEMOTION_CHECK, "peer_pyemotion_worker.py", ("faces", "whole")),
+}
 THUMBS_MAP = {"laughing": "happy", "crying": "sad", "angry": None, "sleeping": None}
 
 
@@ -146,15 +175,15 @@ def peer_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-def ensure_peer_venv(venv: Path) -> str:
-    """Create the peer venv once (reused when its ready mark is there); returns fer's version."""
+def ensure_peer_venv(venv: Path, peer: Peer = PEERS["fer"]) -> str:
+    """Create the peer's venv once (reused when its ready mark is there); returns the peer's version."""
     python = peer_python(venv)
     if not (venv / READY_MARK).is_file():
-        print(f"creating the peer venv {venv} (tensorflow-cpu: a few minutes) ...", flush=True)
+        print(f"creating the {peer.name} peer venv {venv} (a few minutes) ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        for step in PEER_INSTALL:
+        for step in peer.install:
             subprocess.run([str(python), "-m", "pip", *step], check=True)
-    version = subprocess.run([str(python), "-c", PEER_CHECK], check=True, capture_output=True, text=True).stdout.strip()
+    version = subprocess.run([str(python), "-c", peer.check], check=True, capture_output=True, text=True).stdout.strip()
     (venv / READY_MARK).write_text(version + "\n")
     return version
 
@@ -164,9 +193,10 @@ def thread_env(threads: int) -> dict[str, str]:
     return {**os.environ, **{name: str(threads) for name in names}, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def run_fer(venv: Path, pairs: list[tuple[Path, Path]], threads: int, fer_model: str) -> None:
-    """One worker process for every (jobs, predictions) pair: TensorFlow and the model load once."""
-    command = [str(peer_python(venv)), str(WORKER), "--threads", str(threads), "--fer-model", fer_model]
+def run_fer(venv: Path, pairs: list[tuple[Path, Path]], threads: int, fer_model: str, peer: Peer = PEERS["fer"]) -> None:
+    """One worker process for every (jobs, predictions) pair: the framework and the model load once."""
+    command = [str(peer_python(venv)), str(WORKER.with_name(peer.worker)), "--threads", str(threads)]
+    command += ["--fer-model", fer_model] if peer.name == "fer" else []
     command += [str(p) for pair in pairs for p in pair]
     # the peer's own environment only: babyface's PYTHONPATH must not leak into it
     env = {k: v for k, v in thread_env(threads).items() if k != "PYTHONPATH"}
@@ -302,7 +332,7 @@ def group_rows(results: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
 def report_markdown(results: list[dict], sets: list[TestImages], settings: dict) -> str:
     sizes = ", ".join(f"{s.spec.name} ({len(s.files)})" for s in sets)
     lines = [
-        "# fer (published peer) and babyface on the same images",
+        "# Published peers and babyface on the same images",
         "",
         f"Test sets: {sizes}. 3-way decisions (argmax over happy, neutral, sad); accuracy and macro-F1 (over the classes "
         "a set has) with 95% stratified bootstrap intervals (1000 resamples), recall per class h/n/s.",
@@ -310,7 +340,8 @@ def report_markdown(results: list[dict], sets: list[TestImages], settings: dict)
         table_markdown(results, [s.spec.name for s in sets]),
         "",
         *([faces_found_line(results), ""] if faces_found_line(results) else []),
-        (f"fer {settings['fer_version']} ({settings['fer_model']} model), " if settings["fer_version"] else "fer not run, ")
+        "".join(f"{name} {v}" + (f" ({settings['fer_model']} model)" if name == "fer" else "") + ", "
+                for name, v in settings.get("peer_versions", {}).items()) or "no peer run, "
         + f"threads {settings['threads']}"
         + (f", at most {settings['limit']} images per set" if settings["limit"] else "") + ".",
     ]
@@ -333,6 +364,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="a babyface run/bundle folder to score on the same images (repeatable)")
     parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "babyface" / "peer-fer-venv",
                         help="the peer's own virtual environment, created on first use (never babyface's venv)")
+    parser.add_argument("--pyemotion-venv", type=Path, default=Path.home() / ".cache" / "babyface" / "peer-pyemotion-venv",
+                        help="PyEmotion's own virtual environment, created on first use (never babyface's venv)")
+    parser.add_argument("--peer", dest="peers", action="append", choices=sorted(PEERS), default=[],
+                        help="a published peer to run (repeatable); default: fer and pyemotion")
     parser.add_argument("--no-fer", action="store_true", help="score only the --babyface runs (no peer venv needed)")
     parser.add_argument("--fer-model", choices=("tflite", "keras"), default="tflite",
                         help="fer's quantized TFLite model (what FER() uses by default) or its full-precision Keras model")
@@ -351,13 +386,15 @@ def predictions_path(out: Path, model: str, framing: str, set_name: str) -> Path
     return out / f"pred-{model}-{framing}-{set_name}.csv"
 
 
-def fer_predictions(args, sets: list[TestImages], framings: list[str], out: Path) -> str:
-    version = ensure_peer_venv(args.venv)
+def peer_predictions(args, peer: Peer, sets: list[TestImages], framings: list[str], out: Path) -> str:
+    venv = args.venv if peer.name == "fer" else args.pyemotion_venv
+    version = ensure_peer_venv(venv, peer)
+    framings = [f for f in framings if f in peer.framings]
     pairs = []
     for images in sets:
         jobs = write_fer_jobs(images, framings, out)
-        pairs += [(jobs[f], predictions_path(out, "fer", f, images.spec.name)) for f in framings]
-    run_fer(args.venv, pairs, args.threads, args.fer_model)
+        pairs += [(jobs[f], predictions_path(out, peer.name, f, images.spec.name)) for f in framings]
+    run_fer(venv, pairs, args.threads, args.fer_model, peer)
     return version
 
 
@@ -379,7 +416,7 @@ def babyface_runs(args, sets: list[TestImages], framings: list[str], out: Path) 
 def run_name(run: Path, taken: list[str]) -> str:
     """The run folder's name, with its parent's when two runs share it (e.g. two 'ensemble' folders)."""
     folder = run.resolve()
-    return folder.name if folder.name not in taken + ["fer"] else f"{folder.parent.name}-{folder.name}"
+    return folder.name if folder.name not in taken + list(PEERS) else f"{folder.parent.name}-{folder.name}"
 
 
 def score_all(out: Path, models: list[str], framings: list[str], sets: list[TestImages]) -> list[dict]:
@@ -401,16 +438,16 @@ def main(argv=None) -> None:
         sys.exit("no test set found; give --shared-data / --prepared or --set NAME=PATH")
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
     started = time.perf_counter()
-    models, fer_version = [], None
-    if not args.no_fer:
-        fer_version = fer_predictions(args, sets, framings, out)
-        models.append("fer")
+    models, versions = [], {}
+    for name in [] if args.no_fer else (args.peers or list(PEERS)):
+        versions[name] = peer_predictions(args, PEERS[name], sets, framings, out)
+        models.append(name)
     models += babyface_runs(args, sets, framings, out)
     results = score_all(out, models, framings, sets)
-    settings = {"fer_version": fer_version, "fer_model": args.fer_model, "threads": args.threads, "limit": args.limit,
+    settings = {"fer_version": versions.get("fer"), "peer_versions": versions, "fer_model": args.fer_model, "threads": args.threads, "limit": args.limit,
                 "framings": framings, "babyface_runs": args.babyface, "seconds": round(time.perf_counter() - started, 1)}
     report = report_markdown(results, sets, settings)
-    write_json(out / "peer_fer.json", {"settings": settings, "peer_install": [list(s) for s in PEER_INSTALL],
+    write_json(out / "peer_fer.json", {"settings": settings, "peer_install": {n: [list(s) for s in PEERS[n].install] for n in versions},
                                        "sets": [set_summary(s) for s in sets], "results": results})
     write_text(out / "peer_fer.md", report)
     print(report)

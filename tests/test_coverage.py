@@ -113,14 +113,17 @@ def test_report_says_which_source_lacks_which_class_and_what_was_done():
     assert "NOT handled" in off
 
 
-def test_a_one_class_source_is_reported_and_adds_no_loss():
+def test_a_one_class_source_is_reported_and_trained_with_plain_cross_entropy():
     coverage = adult_infant(infant=(0, 0, 30))
-    assert "covers only sad: adds no loss" in "\n".join(coverage_report(coverage, "restrict", "source"))
-    loss_fn = MissingClassLoss(missing_class_log_prior(coverage, "restrict", None))
-    logits = torch.randn(5, 3, requires_grad=True)
-    loss = loss_fn(logits, torch.full((5,), 2), torch.ones(5, dtype=torch.long))
-    loss.backward()
-    assert loss.item() == pytest.approx(0.0) and torch.all(logits.grad == 0)
+    assert "covers only sad: plain cross-entropy over all classes" in "\n".join(coverage_report(coverage, "restrict", "source"))
+    for rule in ("restrict", "prior"):
+        loss_fn = MissingClassLoss(missing_class_log_prior(coverage, rule, None))
+        logits = torch.randn(5, 3, requires_grad=True)
+        labels, infant = torch.full((5,), 2), torch.ones(5, dtype=torch.long)
+        loss = loss_fn(logits, labels, infant)
+        loss.backward()
+        assert loss.item() == pytest.approx(nn.functional.cross_entropy(logits, labels).item(), rel=1e-5)
+        assert torch.all(logits.grad[:, :2] > 0)  # it pushes happy and neutral down: crying is not neutral
 
 
 def test_adversary_reverses_the_gradient_reaching_the_backbone():

@@ -139,7 +139,7 @@ def test_babyface_bundles_are_scored_on_the_same_images(tmp_path: Path, write_ti
     assert not (out / "pred-run-bare-tiny.csv").exists()  # a fer-only framing
     report = (out / "peer_fer.md").read_text()
     assert "| run | faces |" in report and "| run | whole |" in report and "| run | bare |" not in report
-    assert "fer not run" in report
+    assert "no peer run" in report
     with pytest.raises(OutputExistsError):
         peer_fer.main(argv)
 
@@ -170,3 +170,27 @@ def test_babyface_rows_use_the_framing_they_are_named_after(tmp_path: Path, writ
     faces = peer_fer.babyface_predictions(FakePredictor(), images, "faces")
     assert seen == ["whole", "face"]
     assert {row[-2] for row in whole} == {""} and {row[-2] for row in faces} == {1}
+
+
+def test_pyemotion_worker_cuts_the_box_in_grey_and_decides_among_happy_neutral_sad(tmp_path: Path, write_tiny_png) -> None:
+    import torch
+
+    import peer_pyemotion_worker as worker
+
+    image = write_tiny_png(tmp_path / "a.png", size=20)
+    assert worker.face_tensor(str(image), ["", "", "", ""]).shape == (1, 1, 48, 48)
+    crop = worker.face_tensor(str(image), ["2", "3", "10", "12"])
+    assert crop.shape == (1, 1, 48, 48) and -1.0 <= float(crop.min()) <= float(crop.max()) <= 1.0
+
+    class Fake(torch.nn.Module):  # angry, disgust, fear, happy, sad, surprise, neutral: angry wins, sad beats neutral
+        def forward(self, x):
+            return torch.tensor([[0.9, 0.1, 0.1, 0.1, 0.3, 0.8, 0.2]]).expand(len(x), 7)
+
+    jobs = tmp_path / "jobs.csv"
+    with open(jobs, "w", newline="") as handle:
+        csv.writer(handle).writerows([["file", "truth", "face_found", "x", "y", "w", "h", "offset"], [str(image), "sad", "", "", "", "", "", ""]])
+    worker.classify(Fake(), jobs, tmp_path / "pred.csv")
+    row = peer_fer.read_predictions(tmp_path / "pred.csv")[0]
+    assert row["pred"] == "sad" and row["fer_top"] == "angry"
+    assert float(row["p_sad"]) == pytest.approx(0.5) and float(row["p_happy"]) == pytest.approx(1 / 6, abs=1e-5)
+    assert peer_fer.PEERS["pyemotion"].framings == ("faces", "whole")

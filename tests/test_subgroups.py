@@ -42,8 +42,11 @@ def test_group_metrics_equal_hand_computed_ones(tmp_path):
     assert dark["accuracy"] == pytest.approx(1 / 3) and dark["macro_f1"] == pytest.approx((0 + 0 + 1 / 2) / 3)
     assert dark["small"] and missing["n"] == 1 and result["unmatched"] == 1
     assert dark["accuracy_ci"][0] <= dark["accuracy"] <= dark["accuracy_ci"][1]
+    assert light["recall"] == {"happy": 0.5, "neutral": 1.0, "sad": 1.0} and missing["recall"] == {"neutral": 1.0}
     table = format_subgroups(result)
     assert "light" in table and "+0.125" in table and "fewer than 30" in table
+    assert "recall happy / neutral / sad (n)" in table and "0.50 (2) / 1.00 (1) / 1.00 (1)" in table
+    assert "— / 1.00 (1) / —" in table  # the image without metadata is one neutral face
 
 
 def test_missing_column_and_unmatched_files_are_clear_errors(tmp_path):

@@ -255,6 +255,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def format_metrics(metrics: dict) -> str:
+    from babyface.evaluation.affect import format_aucs
     from babyface.evaluation.metrics import interval_text, quoted_interval
 
     calibration = metrics["calibration"]
@@ -272,11 +273,15 @@ def format_metrics(metrics: dict) -> str:
     for name, row in metrics["per_class"].items():
         f1 = interval_text(row["f1"], row.get("f1_ci"))
         lines.append(f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{f1:>26}{row['support']:>9d}")
+    lines += format_aucs(metrics.get("affect_auc", {}))
     for source, row in metrics.get("per_source", {}).items():
         groups = f", {row['n_groups']} groups" if row.get("quote") == "group" else ""
+        recall = " / ".join(f"{r['recall']:.2f}" if r["support"] else "—" for r in row["per_class"].values())
+        aucs = "".join(f"  {name.split('_')[0]}-AUC {r['auc']:.3f}" for name, r in row.get("affect_auc", {}).items())
         lines.append(f"  source {source}: n={row['n']}{groups}  accuracy "
                      f"{interval_text(row['accuracy'], quoted_interval(row, 'accuracy'), 4)}  "
-                     f"macro-F1 {interval_text(row['macro_f1'], quoted_interval(row, 'macro_f1'), 4)}")
+                     f"macro-F1 {interval_text(row['macro_f1'], quoted_interval(row, 'macro_f1'), 4)}  "
+                     f"recall {'/'.join(row['per_class'])} {recall}{aucs}")
     lines.append(f"results: {metrics['out']}")
     return "\n".join(lines)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from babyface.errors import BundleError
 from babyface.io import write_csv
@@ -148,6 +148,7 @@ class ModelMeta(BaseModel):
     format_version: int
     arch: Arch
     classes: list[str] = Field(min_length=2)
+    decision_classes: list[str] = Field(default_factory=list)  # the task's classes, decisions are taken over; [] = all
     image_size: int = Field(ge=8)
     mean: list[FiniteFloat] = Field(min_length=3, max_length=3)
     std: list[PositiveFloat] = Field(min_length=3, max_length=3)
@@ -161,6 +162,24 @@ class ModelMeta(BaseModel):
     calibration: dict[str, Any] = Field(default_factory=dict)
     compute: ComputeRecord | None = None  # the number format and layout training used (weights are always fp32)
     members: Any = Field(default_factory=list)  # an ensemble's members (checked by babyface.bundle.ensemble)
+
+    @model_validator(mode="after")
+    def _decisions_among_classes(self) -> ModelMeta:
+        unknown = [c for c in self.decision_classes if c not in self.classes]
+        if unknown or len(self.decision_classes) == 1 or len(set(self.decision_classes)) != len(self.decision_classes):
+            raise ValueError(f"decision_classes {self.decision_classes} must be two or more distinct classes of {self.classes}")
+        return self
+
+    @property
+    def decides_over(self) -> list[str]:
+        """The classes a decision is taken over: the task's (e.g. happy, neutral, sad of a model that also learned
+        FER2013's angry, disgust, fear and surprise), else all the model's classes."""
+        return list(self.decision_classes or self.classes)
+
+    @property
+    def decision_index(self) -> list[int] | None:
+        """Columns of the model's logits that decisions use; None when they use all of them."""
+        return [self.classes.index(c) for c in self.decision_classes] if self.decision_classes else None
 
     @property
     def is_ensemble(self) -> bool:
@@ -189,7 +208,7 @@ def parse_model_meta(values: Any, where: Path) -> ModelMeta:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"][:1]) or "model.json"
-        problem = f"'{field}' {error['msg'].lower()} (got {error.get('input')!r})"
+        problem = f"'{field}' {error['msg'].lower()} (got {error.get('input')!r})" if error["loc"] else error["msg"]
         if field == "arch":
             problem = f"cannot rebuild the architecture ({problem})"
         raise BundleError(f"{where}: {problem}; the bundle is damaged, retrain or restore it") from None

@@ -99,6 +99,7 @@ def create_ensemble(config: EnsembleConfig) -> Path:
     meta = bundle_metadata(model, members[0].classes, max(m.image_size for m in members), [0.0] * 3, [1.0] * 3,
                            members=[member_record(name, run, member) for name, run, member in zip(names, runs, members)],
                            combine="mean of the members' calibrated probabilities",
+                           decision_classes=members[0].meta.decision_classes,
                            framing=shared_framing([member.meta for member in members]), **data)
     write_json(out / META_FILE, meta.to_json())  # last: a folder with model.json is a complete ensemble
     return out
@@ -116,6 +117,9 @@ def check_same_classes(members: Sequence[Bundle]) -> None:
         if member.classes != first.classes:
             raise BundleError(f"{member.path}: classes {member.classes} differ from {first.classes} of {first.path}; "
                               "ensemble members must share one class list in the same order")
+        if member.meta.decision_classes != first.meta.decision_classes:
+            raise BundleError(f"{member.path}: decides over {member.meta.decides_over}, {first.path} over "
+                              f"{first.meta.decides_over}; ensemble members must take decisions over the same classes")
 
 
 def member_names(runs: Sequence[Path]) -> list[str]:

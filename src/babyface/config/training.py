@@ -113,6 +113,12 @@ class TrainConfig(ConfigModel):
     color: Literal["rgb", "gray"] = option("rgb", "what the model sees of each image: rgb (its colours, the reference) "
                                                   "or gray (luminance only, in training and every later use, so skin "
                                                   "tone and a dataset's colour cannot be a shortcut)", group=MODEL)
+    decide_over: list[str] = option(
+        description="comma-separated classes that decisions are taken over when the model learns more, e.g. "
+                    "happy,neutral,sad for a model that also learns FER2013's angry, disgust, fear and surprise: "
+                    "validation, evaluate, predict and serve answer over these (recorded in model.json); classes the "
+                    "data lacks are left out; empty = all the classes it learns",
+        default_factory=list, metavar="A,B,...", group=MODEL)
     epochs: int = option(23, "passes over the training images", ge=1, group=OPTIMISATION)
     batch_size: int = option(20, "images per training step", ge=1, group=OPTIMISATION)
     optimizer: Literal["adam", "adamw", "sgd"] = option("adam", "optimiser: adam (the reference), adamw (decoupled "
@@ -186,6 +192,14 @@ class TrainConfig(ConfigModel):
     def _layout_switch(cls, value: Any) -> Any:
         """config.yaml files of earlier versions say channels_last: true/false."""
         return ("on" if value else "off") if isinstance(value, bool) else value
+
+    @field_validator("decide_over", mode="before")
+    @classmethod
+    def _class_list(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+            return value
+        return list(dict.fromkeys(c.strip() for item in items for c in item.split(",") if c.strip()))
 
     @field_validator("source_adversary")
     @classmethod

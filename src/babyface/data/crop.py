@@ -3,6 +3,7 @@ records how, so that training can record it in the bundle and evaluate and predi
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -20,8 +21,10 @@ log = logging.getLogger("babyface")
 
 def crop_faces(config: CropConfig) -> dict:
     """OUT/<same relative path> per crop (``_faceN`` suffix for extra faces), crops.csv, no_face.txt, unreadable.txt,
-    framing.json."""
+    framing.json. crops.csv carries the columns of SRC/manifest.csv (e.g. ``stem``, ``identity_group``) for each
+    crop, so that ``data split OUT --manifest OUT/crops.csv --group-by stem`` keeps one photo's crops together."""
     root, listed, paths = list_dataset_files(config.src, min_classes=1)  # e.g. photos of crying infants: sad/ only
+    extra_columns, manifest = source_manifest(root)
     out = prepare_output_dir(config.out, overwrite=config.overwrite)
     rows, no_face, unreadable = [], [], []
     for item, path in progress_bar(list(zip(listed, paths)), config.progress, desc="crop faces", unit="img"):
@@ -37,13 +40,33 @@ def crop_faces(config: CropConfig) -> dict:
         for number, (box, score) in enumerate(squares if config.all_faces else squares[:1]):
             target = _crop_name(Path(item.file), number)
             _save(image.crop(box), out / target)
-            rows.append((item.file, target.as_posix(), *box, f"{score:.4f}"))
-    write_csv(out / "crops.csv", ["source", "file", "left", "top", "right", "bottom", "score"], rows)
+            carried = manifest.get(item.file, {})
+            rows.append((item.file, target.as_posix(), *box, f"{score:.4f}", *(carried.get(c, "") for c in extra_columns)))
+    write_csv(out / "crops.csv", [*CROP_COLUMNS, *extra_columns], rows)
     write_text(out / "no_face.txt", "".join(f"{f}\n" for f in no_face))
     write_framing_file(out, Framing("face", config.detector, config.margin, config.min_score))
     if unreadable:
         write_text(out / "unreadable.txt", "".join(f"{e}\n" for e in unreadable))
     return {"out": str(out), "images": len(listed), "crops": len(rows), "no_face": len(no_face), "unreadable": len(unreadable)}
+
+
+CROP_COLUMNS = ("source", "file", "left", "top", "right", "bottom", "score")
+
+
+def source_manifest(root: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The columns of ROOT/manifest.csv other than crops.csv's own, and each listed file's values; none without one."""
+    path = root / "manifest.csv"
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c for c in reader.fieldnames or [] if c not in CROP_COLUMNS]
+            rows = {row["file"].replace("\\", "/"): row for row in reader if row.get("file")}
+    except FileNotFoundError:
+        return [], {}
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError) as exc:
+        log.warning("%s: not read (%s); crops.csv gets no manifest columns", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return [], {}
+    return (columns, rows) if "file" in (reader.fieldnames or []) else ([], {})
 
 
 def _crop_name(source: Path, number: int) -> Path:

@@ -53,7 +53,7 @@ def resolve_groups(root: Path, files: Sequence[str], paths: Sequence[Path], grou
 def split_dataset(config: SplitConfig) -> dict:
     """Write OUT/train, OUT/test (and OUT/val) as links (or copies) of DATA's images, plus OUT/splits.csv (and DATA's
     framing.json, when ``data crop`` wrote DATA)."""
-    root, listed, paths = list_dataset_files(config.data)
+    root, listed, paths = list_dataset_files(config.data, min_classes=1)  # one class (crying infants) splits too
     files = [f.file for f in listed]
     groups = resolve_groups(root, files, paths, config.group_by, config.manifest, config.progress)
     classes = sorted({f.label for f in listed})

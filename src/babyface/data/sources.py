@@ -78,12 +78,25 @@ def _check_no_overlap(scans: Sequence[DatasetScan]) -> None:
 
 
 def _source_names(scans: Sequence[DatasetScan]) -> list[str]:
-    """Short unique names: the folder names, numbered when two are alike."""
-    names = []
-    for scan in scans:
-        name = scan.root.resolve().name
-        names.append(name if name not in names else f"{name}-{len(names)}")
+    """Short unique names: the folder names, numbered when two are alike. Folders named STEM-A, STEM-B, ... that share
+    no class are one dataset kept in several folders (FER2013's seven classes as fer2013-hsn and fer2013-other) and
+    are one source, STEM: its classes are then all covered, so none of its images is trained as if a class were
+    missing from it."""
+    folders = [scan.root.resolve().name for scan in scans]
+    stems = [name.rsplit("-", 1)[0] if "-" in name.strip("-") else "" for name in folders]
+    names: list[str] = []
+    for folder, stem in zip(folders, stems):
+        parts = [scan for scan, other in zip(scans, stems) if stem and other == stem]
+        if len(parts) > 1 and _no_shared_class(parts):
+            names.append(stem)
+        else:
+            names.append(folder if folder not in names else f"{folder}-{len(names)}")
     return names
+
+
+def _no_shared_class(scans: Sequence[DatasetScan]) -> bool:
+    classes = [c for scan in scans for c in scan.classes]
+    return len(classes) == len(set(classes))
 
 
 def _source_splits(scan: DatasetScan, test_fraction: float | None, seed: int) -> tuple[list[Sample], list[Sample]]:

@@ -26,6 +26,7 @@ from babyface.data.regroup import resolve_groups
 from babyface.data.scan import scan_class_folders, scan_dataset
 from babyface.data.sources import load_label_map, scan_sources
 from babyface.errors import DataError
+from babyface.evaluation.affect import affect_aucs
 from babyface.evaluation.metrics import classification_metrics, interval_text, quoted_interval
 from babyface.evaluation.plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
 from babyface.evaluation.subgroups import analyse_subgroups
@@ -88,9 +89,10 @@ def manifest_test_set(run: Path, meta: ModelMeta) -> TestSet:
     unknown = sorted({row.label for row in rows} - set(meta.classes))
     if unknown:
         raise DataError(f"{RunFolder(run).splits}: labels {unknown} are not among the model's classes {meta.classes}; the manifest is damaged")
+    rows = [row for row, keep in zip(rows, _decided([row.label for row in rows], meta, source)) if keep]
     if not rows:
         raise DataError(f"{source}: no test images in {RunFolder(run).splits}")
-    index = {name: i for i, name in enumerate(meta.classes)}
+    index = {name: i for i, name in enumerate(meta.decides_over)}
     several = len(meta.data.get("sources", [])) > 1
     return TestSet([root / row.file for row in rows], [index[row.label] for row in rows], source, root,
                    [row.source for row in rows] if several else [], own_split=True)
@@ -109,10 +111,22 @@ def _to_model_labels(classes: list[str], samples, meta: ModelMeta, source: str, 
     unknown = [c for c in classes if c not in meta.classes]
     if unknown:
         raise DataError(f"{source}: classes {unknown} are not among the model's classes {meta.classes}; rename or remove those folders")
+    samples = [s for s, keep in zip(samples, _decided([classes[s.label] for s in samples], meta, source)) if keep]
     if not samples:
-        raise DataError(f"{source}: no test images found")
-    index = {name: i for i, name in enumerate(meta.classes)}
+        raise DataError(f"{source}: no test images found" + (f" of the classes decisions are over ({', '.join(meta.decides_over)})"
+                                                             if meta.decision_classes else ""))
+    index = {name: i for i, name in enumerate(meta.decides_over)}
     return TestSet([s.path for s in samples], [index[classes[s.label]] for s in samples], source, root)
+
+
+def _decided(labels: list[str], meta: ModelMeta, source: str) -> list[bool]:
+    """Which test labels are among the classes decisions are taken over; the others are left out, and said so."""
+    keep = [label in meta.decides_over for label in labels]
+    left_out = sorted({label for label, k in zip(labels, keep) if not k})
+    if left_out and any(keep):  # with nothing left the caller fails, saying so in one line
+        log.warning("%s: %d test image(s) of %s left out: the model learned those classes but decides over %s only",
+                    source, keep.count(False), ", ".join(left_out), ", ".join(meta.decides_over))
+    return keep
 
 
 def evaluate_run(config: EvalConfig) -> dict:
@@ -155,10 +169,11 @@ def evaluate_run(config: EvalConfig) -> dict:
                    data_root=display_path(test.root.resolve()), tta=config.tta, backend=classifier.backend.name,
                    precision=classifier.backend.precision,
                    framing={**framing.record(), "no_face": framed.no_face, "trained_on": bundle_framing(meta)})
+    metrics["affect_auc"] = affect_aucs(true, probs, classes, config.bootstrap, config.seed, groups)
     metrics["calibration"] = calibration_summary(logits, decoded.labels, temperature)
     metrics["ece"] = metrics["calibration"]["ece_after"]
     if any(test.sources):
-        metrics["per_source"] = per_source_metrics(decoded.paths, test, true, pred, classes, config, groups, grouping.by)
+        metrics["per_source"] = per_source_metrics(decoded.paths, test, true, probs, classes, config, groups, grouping.by)
     write_json(out / EvaluationFiles.METRICS, metrics)
     write_json(out / EvaluationFiles.CONFUSION_JSON, {"classes": classes, "matrix": metrics["confusion_matrix"]})
     files = [_shown_path(p, test.root) for p in decoded.paths]
@@ -210,17 +225,21 @@ def _plot_reliability(path: Path, logits: torch.Tensor, true: np.ndarray, temper
     plot_reliability_diagram(panels, path, title=f"Calibration of {title}")
 
 
-def per_source_metrics(paths: list[Path], test: TestSet, true, pred, classes: list[str], config: EvalConfig,
+def per_source_metrics(paths: list[Path], test: TestSet, true, probs, classes: list[str], config: EvalConfig,
                        groups: list[str] | None = None, group_by: str = "") -> dict:
-    """Accuracy, macro-F1 (with intervals, group-level ones too when ``groups`` are known) and the rest for each
-    source's share of the test images."""
+    """Accuracy, macro-F1 (with intervals, group-level ones too when ``groups`` are known), the affect AUCs and the
+    rest for each source's share of the test images."""
     source_of = dict(zip(test.paths, test.sources))
     sources = np.array([source_of[p] for p in paths])
     named = np.asarray(groups) if groups is not None else None
-    return {name: classification_metrics(true[sources == name], pred[sources == name], classes,
-                                         n_resamples=config.bootstrap, seed=config.seed, group_by=group_by,
-                                         groups=None if named is None else named[sources == name].tolist())
-            for name in dict.fromkeys(sources.tolist())}
+    result = {}
+    for name in dict.fromkeys(sources.tolist()):
+        mine = sources == name
+        its_groups = None if named is None else named[mine].tolist()
+        result[name] = classification_metrics(true[mine], probs[mine].argmax(1), classes, n_resamples=config.bootstrap,
+                                              seed=config.seed, group_by=group_by, groups=its_groups)
+        result[name]["affect_auc"] = affect_aucs(true[mine], probs[mine], classes, config.bootstrap, config.seed, its_groups)
+    return result
 
 
 @dataclass

@@ -274,7 +274,7 @@ def render_html(facts: dict, gallery: list[dict]) -> str:
     ]
     body = "".join(render_row(row) for row in sections)
     how = (f"cluster bootstrap over {m['n_groups']} groups" if m.get("quote") == "group" else "stratified bootstrap over images")
-    lede = (f"Classes {', '.join(meta.classes)}; {m['n']} test images; 95% intervals: {how}, "
+    lede = (f"Classes {_classes_text(meta)}; {m['n']} test images; 95% intervals: {how}, "
             f"{m.get('ci', {}).get('resamples', 0)} resamples. babyface {html.escape(str(meta.babyface_version))}.")
     warning = ('<p class="warning">Research software, <b>not a clinical tool</b>: a facial expression is not an emotion, '
                "and these numbers hold only for data like the test set.</p>")
@@ -290,13 +290,20 @@ INPUT_COLOUR = {"rgb": " in colour", "gray": " of luminance only (trained with -
                 "mixed": " (ensemble members in colour and in luminance only)"}
 
 
+def _classes_text(meta) -> str:
+    decided = ", ".join(meta.decides_over)
+    if not meta.decision_classes:
+        return decided
+    return f"{decided} (decisions over these; it also learned {', '.join(c for c in meta.classes if c not in meta.decides_over)})"
+
+
 def render_model_card(facts: dict) -> str:
     meta, m = facts["meta"], facts["metrics"]
     cal, data = m.get("calibration", {}), meta.data
     lines = [
         f"# Model card: {meta.arch.name} ({facts['run'].name})", "",
         "## Intended use",
-        f"Research on infant facial expression: classifies a face photo as {', '.join(meta.classes)}. For "
+        f"Research on infant facial expression: classifies a face photo as {_classes_text(meta)}. For "
         "developmental-psychology and affective-computing research and for prototyping baby-monitor features.", "",
         "**Not a clinical tool**: a facial expression is not an emotion, and predictions must not drive care "
         "decisions or any judgement about an individual child.", "",

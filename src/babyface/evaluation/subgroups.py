@@ -65,7 +65,9 @@ def group_metrics(true: np.ndarray, pred: np.ndarray, classes: Sequence[str], ov
         result.update({key: m[key], f"{key}_ci": quoted_interval(m, key), f"{key}_gap": m[key] - overall[key]})
     if identities is not None:
         result.update(n_groups=m["n_groups"], image_level_ci={key: m.get(f"{key}_ci") for key in ("accuracy", "macro_f1")})
-    result.update(confusion_matrix=m["confusion_matrix"], support={c: r["support"] for c, r in m["per_class"].items()})
+    result.update(confusion_matrix=m["confusion_matrix"], support={c: r["support"] for c, r in m["per_class"].items()},
+                  recall={c: r["recall"] for c, r in m["per_class"].items() if r["support"]},
+                  recall_ci={c: r["recall_ci"] for c, r in m["per_class"].items() if r["support"] and "recall_ci" in r})
     return result
 
 
@@ -101,11 +103,14 @@ def format_subgroups(result: dict) -> str:
              + ")"]
     for column, groups in result["columns"].items():
         width = max(len(column), *(len(g) for g in groups)) + 2
-        lines += ["", f"{column:<{width}}{'n':>6}  {'accuracy [95% CI]':<24}{'gap':>7}  {'macro-F1 [95% CI]':<24}{'gap':>7}"]
+        classes = list(next(iter(groups.values()))["support"])
+        lines += ["", f"{column:<{width}}{'n':>6}  {'accuracy [95% CI]':<24}{'gap':>7}  {'macro-F1 [95% CI]':<24}{'gap':>7}"
+                      f"  recall {' / '.join(classes)} (n)"]
         for value, g in groups.items():
+            recall = " / ".join(f"{g['recall'][c]:.2f} ({g['support'][c]})" if c in g.get("recall", {}) else "—" for c in classes)
             lines.append(f"{value:<{width}}{g['n']:>6}  {interval_text(g['accuracy'], g['accuracy_ci']):<24}"
                          f"{g['accuracy_gap']:>+7.3f}  {interval_text(g['macro_f1'], g['macro_f1_ci']):<24}"
-                         f"{g['macro_f1_gap']:>+7.3f}{'  *' if g['small'] else ''}")
+                         f"{g['macro_f1_gap']:>+7.3f}  {recall}{'  *' if g['small'] else ''}")
     if any(g["small"] for groups in result["columns"].values() for g in groups.values()):
         lines.append(f"* fewer than {result['small_group']} images: too few to trust the figures")
     return "\n".join(lines)

@@ -89,7 +89,8 @@ class Classifier:
 
     @property
     def classes(self) -> list[str]:
-        return list(self.meta.classes)
+        """The classes decisions and probabilities are over: the task's, which may be fewer than the model learned."""
+        return self.meta.decides_over
 
     @property
     def image_size(self) -> int:
@@ -107,8 +108,11 @@ class Classifier:
         return self.backend.bundle
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 N×3×S×S at the bundle's size → logits N×C (float32, CPU), without test-time augmentation."""
-        return self.backend.logits(images, self.batch_size)
+        """uint8 N×3×S×S at the bundle's size → logits N×C (float32, CPU) of the decision classes, without test-time
+        augmentation; a softmax over them is the model's distribution given that the face shows one of them."""
+        logits = self.backend.logits(images, self.batch_size)
+        index = self.meta.decision_index
+        return logits if index is None else logits[:, index]
 
     def view_logits(self, images: torch.Tensor) -> torch.Tensor:
         """Logits N×C, or V×N×C with test-time augmentation (one slice per view); ``calibrate`` turns either into
@@ -136,7 +140,7 @@ class Classifier:
         else:
             name, image = "<image>", as_rgb_image(item)
         pixels, box = framed_view(image, self.framing, self.image_size)
-        probs = self.probabilities(torch.from_numpy(pixels).permute(2, 0, 1)[None])[0]
+        probs = self.probabilities(torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None])[0]
         return Prediction(name, *self.label(probs), face_found=None if self.framing.mode == "whole" else box is not None)
 
     def predict_files(self, paths: Sequence[Path], strict: bool = False, progress: bool = False,

@@ -78,6 +78,7 @@ class FaceService:
     def model_info(self) -> dict[str, Any]:
         meta = self.classifier.meta.to_json()
         return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, **{key: getattr(self.config, key) for key in SETTING_KEYS},
+                "classes": self.classifier.classes, "learned_classes": self.classifier.meta.classes,
                 "backend": self.classifier.backend.name, "precision": self.classifier.backend.precision,
                 "backends_measured": [c.to_dict() for c in self.candidates]}
 

@@ -126,9 +126,10 @@ class MissingClassLoss(nn.Module):
 
 def missing_class_log_prior(coverage: SourceCoverage, rule: str, weights: torch.Tensor | None) -> torch.Tensor:
     """The S×C offsets of ``MissingClassLoss`` for 'restrict' (0 / −inf) or 'prior' (log prior / −inf)."""
-    if rule == "prior":
-        return sampled_log_prior(coverage, weights)
-    return torch.zeros(coverage.counts.shape).masked_fill(~coverage.covers, float("-inf"))
+    offsets = sampled_log_prior(coverage, weights) if rule == "prior" else torch.zeros(coverage.counts.shape)
+    offsets = offsets.masked_fill(~coverage.covers, float("-inf"))
+    offsets[coverage.covers.sum(1) == 1] = 0.0  # a one-class source: plain cross-entropy, or it would teach nothing
+    return offsets
 
 
 def coverage_report(coverage: SourceCoverage, rule: str, balance: str) -> list[str]:
@@ -152,7 +153,8 @@ def _rule_for_source(coverage: SourceCoverage, row: int, rule: str) -> str:
     if rule == "off":
         return f"lacks {', '.join(missing)}: NOT handled (--missing-classes off); its images teach 'not {'/'.join(missing)}'"
     if len(covered) == 1:
-        return f"covers only {covered[0]}: adds no loss under the missing-class rule (a one-class source cannot tell classes apart)"
+        return (f"covers only {covered[0]}: plain cross-entropy over all classes (restricted to its one class it would "
+                f"add no loss; the source adversary and the other sources keep its look from meaning {covered[0]})")
     adjusted = ", logit-adjusted by its class prior" if rule == "prior" else ""
     return f"lacks {', '.join(missing)}: softmax over {', '.join(covered)} only{adjusted}"
 

@@ -224,19 +224,32 @@ def train_one_epoch(
 
 
 def validate(model: nn.Module, data: DecodedImages, mean: list[float], std: list[float], device: torch.device, batch_size: int,
-             compute: Compute | None = None) -> dict[str, float]:
-    if len(data) == 0:
-        return {"val_loss": float("nan"), "val_acc": float("nan"), "val_macro_f1": float("nan")}
+             compute: Compute | None = None, decision_index: list[int] | None = None) -> dict[str, float]:
+    """Loss, accuracy and macro-F1 on validation; with ``decision_index``, over those classes' images and logits only,
+    as evaluate and predict will decide."""
     compute = compute or Compute()
     logits = predict_logits(model, data.images, mean, std, device, batch_size=max(batch_size, 64),
-                            precision=compute.precision, channels_last=compute.channels_last)
-    labels = data.labels
+                            precision=compute.precision, channels_last=compute.channels_last) if len(data) else None
+    logits, labels = decision_view(logits, data.labels, decision_index)
+    if logits is None or len(labels) == 0:
+        return {"val_loss": float("nan"), "val_acc": float("nan"), "val_macro_f1": float("nan")}
     pred = logits.argmax(1)
     return {
         "val_loss": float(nn.functional.cross_entropy(logits, labels)),
         "val_acc": float((pred == labels).float().mean()),
         "val_macro_f1": macro_f1(labels.tolist(), pred.tolist()),
     }
+
+
+def decision_view(logits: torch.Tensor | None, labels: torch.Tensor, index: list[int] | None):
+    """The logits of the decision classes for the images labelled with one of them, labels renumbered; as given
+    when decisions are over every class."""
+    if logits is None or index is None:
+        return logits, labels
+    position = torch.full((logits.shape[1],), -1, dtype=torch.long)
+    position[torch.tensor(index)] = torch.arange(len(index))
+    kept = position[labels] >= 0
+    return logits[kept][:, index], position[labels[kept]]
 
 
 CHECKPOINT_FORMAT = "babyface-checkpoint"
@@ -371,7 +384,7 @@ def run_epochs(config, out, data, model, objective: Objective, optimizer, schedu
         row.update(train_one_epoch(model, data.train, data.mean, data.std, objective, optimizer, device, config, generator,
                                    desc=f"epoch {epoch}/{config.epochs}", dist=dist, ema=ema, epoch=epoch, compute=compute))
         evaluated = ema.module if ema is not None else unwrap(model)  # with --ema the average is what gets kept
-        row.update(validate(evaluated, data.val, data.mean, data.std, device, config.batch_size, compute))
+        row.update(validate(evaluated, data.val, data.mean, data.std, device, config.batch_size, compute, data.decision_index))
         scheduler.step()
         row["seconds"] = round(time.perf_counter() - start, 3)
         row["cpu_seconds"] = round(time.process_time() - cpu_start, 3)
@@ -478,6 +491,7 @@ def _write_outputs(config: TrainConfig, out: Path, data: PreparedData, model: nn
               "label_map": load_label_map(config.data_options.label_map) if config.data_options.label_map else {},
               **objective.summary()},
         calibration=calibration, framing=training_framing(config.data_options.framing, data_sources(config)),
+        decision_classes=data.decisions,
         compute=compute.record(device),
     )
     meta.temperature = calibration["temperature"]
@@ -493,7 +507,8 @@ def calibrate_on_validation(model: nn.Module, data: PreparedData, device: torch.
         log.info("no validation split: temperature left at 1.0")
         return {"temperature": 1.0, "split": "none"}
     logits = predict_logits(model, data.val.images, data.mean, data.std, device, batch_size=max(batch_size, 64))
-    summary = calibration_summary(logits, data.val.labels, fit_temperature(logits, data.val.labels))
+    logits, labels = decision_view(logits, data.val.labels, data.decision_index)
+    summary = calibration_summary(logits, labels, fit_temperature(logits, labels))
     log.info("temperature %.3f fitted on validation: NLL %.4f -> %.4f, ECE %.4f -> %.4f", summary["temperature"],
              summary["nll_before"], summary["nll_after"], summary["ece_before"], summary["ece_after"])
     return {**summary, "split": "validation"}

@@ -37,6 +37,11 @@ class PreparedData:
     std: list[float]
     sources: dict[Path, str] = field(default_factory=dict)  # image path -> source name (several --data)
     root: Path = Path(".")  # the split manifest's files are relative to it
+    decisions: list[str] = field(default_factory=list)  # the classes decisions are taken over ([] = all of them)
+
+    @property
+    def decision_index(self) -> list[int] | None:
+        return [self.classes.index(c) for c in self.decisions] if self.decisions else None
 
 
 def prepare_data(config: TrainConfig) -> PreparedData:
@@ -59,22 +64,36 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     if opts.leakage_check:
         test_paths = [s.path for s in scan.test.samples] if scan.test is not None else [scan.root / row.file for row in split_rows]
         _check_train_test_leakage(decoded, test_paths, scan.root, config)
-    train, val = fit_memory_budget(_validation_split(decoded, scan, config), opts.cache_mem)
     sources = {s.path: s.source for split in (scan.train, scan.val, scan.test) if split is not None for s in split.samples if s.source}
+    train, val = fit_memory_budget(_validation_split(decoded, scan, config, sources), opts.cache_mem)
     split_rows += _rows(train, "train", scan, sources) + _rows(val, "val", scan, sources)
     if scan.test is not None:
         split_rows += [_row(s, "test", scan) for s in scan.test.samples]
     mean, std = channel_stats(train.images, gray=config.color == "gray")
-    return PreparedData(scan.classes, train, val, split_rows, decoded.skipped, mean, std, sources, scan.root)
+    return PreparedData(scan.classes, train, val, split_rows, decoded.skipped, mean, std, sources, scan.root,
+                        decision_classes(config.decide_over, scan.classes))
 
 
-def _validation_split(decoded: DecodedImages, scan: DatasetScan, config: TrainConfig) -> tuple[DecodedImages, DecodedImages]:
-    """DATA/val when it exists; else a stratified share of train, keeping --group-by groups whole."""
+def decision_classes(wanted: list[str], classes: list[str]) -> list[str]:
+    """``--decide-over`` among the data's classes, in the model's order; [] when decisions are over all of them."""
+    chosen = [c for c in classes if c in wanted]
+    if wanted and len(chosen) < 2:
+        raise DataError(f"--decide-over {','.join(wanted)}: the data has {len(chosen)} of these classes ({', '.join(classes)} "
+                        "are its classes); name two or more of them, or leave it empty to decide over all")
+    if len(chosen) < len(wanted):
+        log.info("--decide-over: %s not in the data, left out", ", ".join(c for c in wanted if c not in classes))
+    return chosen if len(chosen) < len(classes) else []
+
+
+def _validation_split(decoded: DecodedImages, scan: DatasetScan, config: TrainConfig,
+                      sources: dict[Path, str]) -> tuple[DecodedImages, DecodedImages]:
+    """DATA/val when it exists; else a share of train stratified by source and class (a small infant source gives
+    its share, not whatever whole groups happen to fill a class's quota), keeping --group-by groups whole."""
     opts = config.data_options
     if scan.val is not None:
         val = load_decoded([s.path for s in scan.val.samples], [s.label for s in scan.val.samples], opts, config.progress, "decode val")
         return decoded, val
-    labels = decoded.labels.tolist()
+    labels = _strata(decoded, sources)
     if opts.group_by:
         files = [_relative(p, scan.root) for p in decoded.paths]
         groups = resolve_groups(scan.root, files, decoded.paths, opts.group_by, opts.manifest, config.progress)
@@ -83,6 +102,13 @@ def _validation_split(decoded: DecodedImages, scan: DatasetScan, config: TrainCo
                 decoded.subset([i for i, s in enumerate(assigned) if s == "val"]))
     train_idx, val_idx = stratified_split(labels, opts.val_fraction, config.seed + 1)
     return decoded.subset(train_idx), decoded.subset(val_idx)
+
+
+def _strata(decoded: DecodedImages, sources: dict[Path, str]) -> list[int]:
+    """One code per (source, class) pair of each image."""
+    keys = [(sources.get(p, ""), int(label)) for p, label in zip(decoded.paths, decoded.labels)]
+    codes = {key: i for i, key in enumerate(sorted(set(keys)))}
+    return [codes[key] for key in keys]
 
 
 def _check_train_test_leakage(decoded: DecodedImages, test_paths: list[Path], root: Path, config: TrainConfig) -> None:
