@@ -229,3 +229,18 @@ def test_blazeface_retries_the_end_squares_of_a_wide_frame(monkeypatch) -> None:
     assert seen == [(240, 640), (240, 640), (240, 240), (240, 240)]
     assert 440 <= left < right <= 620 and 30 <= top < bottom <= 210  # in the frame's coordinates
     assert blazeface._detect_in_end_squares(np.zeros((240, 260, 3), np.uint8), 0.5) == []  # nearly square: no squares
+
+
+def test_blazeface_eyes_follow_a_rotation_of_the_face() -> None:
+    from babyface.data import blazeface
+
+    image = scene()
+    found = blazeface.eyes(np.asarray(image))
+    assert found is not None
+    (rx, ry), (lx, ly) = found
+    assert 190 <= rx < lx <= 380 and 60 <= min(ry, ly) and max(ry, ly) <= 260  # the subject's right eye on the left
+    level = np.degrees(np.arctan2(ly - ry, lx - rx))
+    (rx, ry), (lx, ly) = blazeface.eyes(np.asarray(image.rotate(15, center=(280, 160), fillcolor=(90, 120, 160))))
+    turned = np.degrees(np.arctan2(ly - ry, lx - rx))
+    assert abs((level - turned) - 15) < 5  # PIL turns counter-clockwise: the eye line tilts up to the right
+    assert blazeface.eyes(np.full((300, 300, 3), 255, np.uint8)) is None

@@ -204,11 +204,18 @@ def test_parameter_groups_scale_everything_but_the_classifier():
 # ---------------------------------------------------------------- recipes
 
 def test_infant_recipe_ships_and_is_a_valid_train_config():
-    assert {"infant", "infant-v1"} <= set(recipe_names())
+    assert {"infant", "infant-v1", "infant-v2"} <= set(recipe_names())
     config = from_dict(TrainConfig, with_recipe({"recipe": "infant"}))
+    assert config.model == "xception-mini" and config.color == "gray" and config.data_options.image_size == 48
+    assert config.class_balance == "sampler" and parse_seeds(config.seeds) == [0, 1, 2]
+    assert config.decide_over == ["happy", "neutral", "sad"] and config.data_options.group_by == "near-duplicates"
+    assert config.augment == AugmentConfig()  # the reference's augmentation
+
+
+def test_the_second_infant_recipe_is_kept_as_it_was_measured():
+    config = from_dict(TrainConfig, with_recipe({"recipe": "infant-v2"}))
     assert config.model == "resnet18" and config.class_balance == "source" and parse_seeds(config.seeds) == [0, 1, 2]
-    assert config.data_options.group_by == "near-duplicates"
-    assert config.augment == AugmentConfig() and config.lr == TrainConfig().lr  # the reference's augmentation and optimiser
+    assert config.lr == TrainConfig().lr and config.decide_over == []
 
 
 def test_fast_recipe_is_a_valid_train_config_at_48_px():

@@ -59,11 +59,11 @@ def test_init_with_another_architecture_is_a_one_line_error(tiny_data, tmp_path,
 
 def test_recommended_recipe_trains_three_seeds_and_their_ensemble(tiny_data, tmp_path):
     out = tmp_path / "infant"
-    run_cli("train", tiny_data, "--recipe", "infant", "--model", "cnn", "--image-size", "32", "--epochs", "1",
+    run_cli("train", tiny_data, "--recipe", "infant", "--image-size", "32", "--epochs", "1",
             "--out", out, "--no-progress")
     import yaml
 
-    assert yaml.safe_load((out / "seed1" / "config.yaml").read_text())["class_balance"] == "source"
+    assert yaml.safe_load((out / "seed1" / "config.yaml").read_text())["class_balance"] == "sampler"
     assert len(json.loads((out / "ensemble" / "model.json").read_text())["members"]) == 3
     proc = run_cli("predict", out / "ensemble", tiny_data / "test", "--format", "json")
     assert json.loads(proc.stdout)

@@ -115,11 +115,12 @@ def test_serve_answers_over_the_task_classes(seven_class_run, fer_like):
     assert set(answer["faces"][0]["probabilities"]) == {"happy", "neutral", "sad"}
 
 
-def test_decide_over_classes_the_data_lacks_fails_in_one_line(fer_like, tmp_path, capsys):
-    assert main(["train", str(fer_like / "fer-hsn"), "--decide-over", "joy,sorrow", "--epochs", "1",
-                 "--out", str(tmp_path / "r"), "--no-progress"]) != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--decide-over joy,sorrow" in err[0] and "name two or more" in err[0]
+def test_decide_over_classes_the_data_lacks_decides_over_all_and_says_so(fer_like, tmp_path, caplog):
+    run = tmp_path / "r"
+    assert main(["train", str(fer_like / "fer-hsn"), "--decide-over", "joy,sorrow,happy", "--epochs", "1",
+                 "--model", "xception-mini", "--image-size", "32", "--out", str(run), "--no-progress"]) == 0
+    assert "the data has 1 of these classes" in caplog.text and "decisions are over all of them" in caplog.text
+    assert json.loads((run / "model.json").read_text())["decision_classes"] == []
 
 
 def test_a_bundle_whose_decision_classes_are_not_its_classes_is_refused(seven_class_run, tmp_path):
@@ -143,3 +144,13 @@ def test_validation_takes_its_share_of_every_source_and_class(fer_like, group_by
                         if data.sources[p] == source and int(y) == label)
             held = sum(1 for p, y in zip(data.val.paths, data.val.labels) if data.sources[p] == source and int(y) == label)
             assert total == 0 or abs(held - 0.2 * total) <= 1.5, (source, data.classes[label], held, total)
+
+
+def test_the_model_card_lists_sources_per_class_decision_classes_and_aucs(seven_class_run, tmp_path):
+    assert main(["evaluate", str(seven_class_run), "--out", str(seven_class_run / "evaluation"), "--bootstrap", "100",
+                 "--overwrite"]) == 0
+    assert main(["report", str(seven_class_run), "--gallery", "0", "--out", str(tmp_path)]) == 0
+    card = (tmp_path / "model_card.md").read_text()
+    assert "happy, neutral, sad (decisions over these; it also learned angry, fear)" in card
+    assert "| source | angry | fear | happy | neutral | sad |" in card and "| fer |" in card
+    assert "positive vs rest AUC" in card and "negative vs neutral AUC" in card

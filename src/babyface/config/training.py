@@ -113,6 +113,13 @@ class TrainConfig(ConfigModel):
     color: Literal["rgb", "gray"] = option("rgb", "what the model sees of each image: rgb (its colours, the reference) "
                                                   "or gray (luminance only, in training and every later use, so skin "
                                                   "tone and a dataset's colour cannot be a shortcut)", group=MODEL)
+    unlabelled: str = option("", "folder of unlabelled faces (e.g. infants of the population you will use it on) to learn "
+                                 "from by self-training: a first model trained on the labelled data labels the faces it "
+                                 "is sure of (--pseudo-threshold, and the same answer for the mirror image), then the "
+                                 "model is trained again with them as one more source; empty = none", metavar="DIR",
+                             group=SOURCES)
+    pseudo_threshold: float = option(0.9, "calibrated probability from which the first model's answer for an unlabelled "
+                                          "face is kept as its label (--unlabelled)", gt=0, le=1, group=SOURCES)
     decide_over: list[str] = option(
         description="comma-separated classes that decisions are taken over when the model learns more, e.g. "
                     "happy,neutral,sad for a model that also learns FER2013's angry, disgust, fear and surprise: "

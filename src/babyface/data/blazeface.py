@@ -90,6 +90,21 @@ def _detect_once(rgb: np.ndarray, min_score: float, border: float = 0.0) -> list
             for (left, top, right, bottom), score in _weighted_nms(boxes, scores[keep])]
 
 
+def eyes(rgb: np.ndarray, min_score: float = MIN_SCORE) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The eye centres (the subject's right eye, on the image's left, then the left eye) of the highest-scoring face,
+    in pixels of the image, from BlazeFace's keypoints (its first two of six); None when no face scores ``min_score``."""
+    for border in (0.0, RETRY_BORDER):
+        tensor, scale, pad_x, pad_y = _letterbox(rgb, border)
+        model = session()
+        regressors, logits = model.run(None, {model.get_inputs()[0].name: tensor})
+        best = int(np.argmax(logits[0, :, 0]))
+        if 1 / (1 + np.exp(-np.clip(logits[0, best, 0], -80, 80))) >= min_score:
+            points = anchors()[best] + regressors[0, best, 4:8].reshape(2, 2) / SIDE
+            (rx, ry), (lx, ly) = ((points * SIDE - (pad_x, pad_y)) / scale).tolist()
+            return (rx, ry), (lx, ly)
+    return None
+
+
 def _letterbox(rgb: np.ndarray, border: float = 0.0) -> tuple[np.ndarray, float, float, float]:
     """The 1×3×128×128 model input: the image fitted inside grey bars (plus ``border`` of its longer side on every
     side), scaled to -1..1; and the scale and offsets from image to input pixels. (A 3×3 median filter found 1%

@@ -63,7 +63,7 @@ def split_dataset(config: SplitConfig) -> dict:
     rows = []
     for item, source, split, group in zip(listed, paths, assigned, groups):
         target = _target_path(out / split / item.label, source)
-        _link_or_copy(source, target, config.copy_files)
+        link_or_copy(source, target, config.copy_files)
         rows.append((target.relative_to(out).as_posix(), split, item.label, group, item.file))
     write_csv(out / "splits.csv", ["file", "split", "label", "group", "source"], rows)
     copy_framing_file(root, out)  # a split of `data crop` output is still face crops
@@ -81,7 +81,8 @@ def _target_path(folder: Path, source: Path) -> Path:
     return target
 
 
-def _link_or_copy(source: Path, target: Path, copy: bool) -> None:
+def link_or_copy(source: Path, target: Path, copy: bool = False) -> None:
+    """A hard link of ``source`` at ``target`` (a copy across file systems or with ``copy``), folders made."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         if not copy:

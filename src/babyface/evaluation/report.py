@@ -22,6 +22,7 @@ from babyface.bundle.single import read_metadata
 from babyface.config import ReportConfig
 from babyface.data.images import load_rgb
 from babyface.errors import BabyfaceError, ImageDecodeError, OutputExistsError
+from babyface.evaluation.affect import format_aucs
 from babyface.evaluation.metrics import groups_text, interval_text, quoted_interval
 from babyface.io import write_text
 from babyface.run import MODEL_CARD_FILE, REPORT_FILE, EvaluationFiles, RunFolder
@@ -310,13 +311,14 @@ def render_model_card(facts: dict) -> str:
         "## Training data",
         f"{data.get('train', '?')} training and {data.get('val', '?')} validation images from `{data.get('root', '?')}` "
         f"({data.get('skipped', 0)} skipped), resized to {meta.image_size}×{meta.image_size}; test set: {m.get('data', '?')} "
-        f"({m['n']} images).", *compute_lines(meta, m), "",
+        f"({m['n']} images).", *source_lines(data), *compute_lines(meta, m), "",
         "## Metrics (test set, 95% bootstrap intervals)",
         f"- accuracy {interval_text(m['accuracy'], quoted_interval(m, 'accuracy'))}",
         f"- macro-F1 {interval_text(m['macro_f1'], quoted_interval(m, 'macro_f1'))}",
         f"- {interval_note(m)}",
         f"- expected calibration error (15 bins) {cal.get('ece_before', float('nan')):.3f} before, "
-        f"{cal.get('ece_after', float('nan')):.3f} after temperature scaling (T = {cal.get('temperature', 1.0):.3f})", "",
+        f"{cal.get('ece_after', float('nan')):.3f} after temperature scaling (T = {cal.get('temperature', 1.0):.3f})",
+        *(f"- {line}" for line in format_aucs(m.get("affect_auc", {}))), "",
         "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
         *(f"| {name} | {interval_text(r['precision'], r.get('precision_ci'))} | {interval_text(r['recall'], r.get('recall_ci'))} "
           f"| {interval_text(r['f1'], r.get('f1_ci'))} | {r['support']} |" for name, r in m["per_class"].items()), "",
@@ -332,6 +334,19 @@ def render_model_card(facts: dict) -> str:
         "- Confidence is calibrated on the validation split only; recalibrate on data from a new setting.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def source_lines(data: dict) -> list[str]:
+    """The training images of each source and class, and what was done where a source lacks a class."""
+    coverage = data.get("coverage") or {}
+    if not coverage:
+        return []
+    classes = list(next(iter(coverage.values())))
+    lines = ["", f"Sources (training images per class; missing-class rule `{data.get('missing_classes', '?')}`, "
+                 f"sampler `{data.get('class_balance', '?')}`):", "",
+             "| source | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    lines += [f"| {name} | " + " | ".join(str(row.get(c, 0) or "—") for c in classes) + " |" for name, row in coverage.items()]
+    return lines
 
 
 def compute_lines(meta, metrics: dict) -> list[str]:

@@ -280,6 +280,10 @@ def fit(config: TrainConfig, resume: bool = False, on_epoch: EpochHook | None = 
     random-number states, epoch, history and best model, so it ends exactly as an uninterrupted run.
     Under torchrun only rank 0 writes. ``on_epoch`` (see EpochHook) is called after every epoch.
     """
+    if config.unlabelled and not resume:
+        from babyface.training.selftrain import fit_self_training
+
+        return fit_self_training(config, fit)
     dist, device = init_distributed(config.device)
     out = Path(config.out)
     handler = None

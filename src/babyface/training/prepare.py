@@ -77,9 +77,10 @@ def prepare_data(config: TrainConfig) -> PreparedData:
 def decision_classes(wanted: list[str], classes: list[str]) -> list[str]:
     """``--decide-over`` among the data's classes, in the model's order; [] when decisions are over all of them."""
     chosen = [c for c in classes if c in wanted]
-    if wanted and len(chosen) < 2:
-        raise DataError(f"--decide-over {','.join(wanted)}: the data has {len(chosen)} of these classes ({', '.join(classes)} "
-                        "are its classes); name two or more of them, or leave it empty to decide over all")
+    if wanted and len(chosen) < 2:  # e.g. the infant recipe's happy,neutral,sad on folders named laughing and crying
+        log.warning("--decide-over %s: the data has %d of these classes (its classes: %s), so decisions are over all "
+                    "of them", ",".join(wanted), len(chosen), ", ".join(classes))
+        return []
     if len(chosen) < len(wanted):
         log.info("--decide-over: %s not in the data, left out", ", ".join(c for c in wanted if c not in classes))
     return chosen if len(chosen) < len(classes) else []
