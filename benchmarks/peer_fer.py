@@ -142,7 +142,7 @@ def every_kth(items: list, limit: int) -> list:
 def load_test_images(spec: TestSetSpec, limit: int = 0) -> TestImages:
     from babyface.data.scan import scan_class_folders
 
-    split = scan_class_folders(spec.path)
+    split = scan_class_folders(spec.path, min_classes=1)  # a set of crying infants only is a test set too
     kept, dropped = [], {}
     for sample in split.samples:
         folder = split.classes[sample.label]
@@ -340,8 +340,8 @@ def report_markdown(results: list[dict], sets: list[TestImages], settings: dict)
         table_markdown(results, [s.spec.name for s in sets]),
         "",
         *([faces_found_line(results), ""] if faces_found_line(results) else []),
-        "".join(f"{name} {v}" + (f" ({settings['fer_model']} model)" if name == "fer" else "") + ", "
-                for name, v in settings.get("peer_versions", {}).items()) or "no peer run, "
+        ("".join(f"{name} {v}" + (f" ({settings['fer_model']} model)" if name == "fer" else "") + ", "
+                 for name, v in settings.get("peer_versions", {}).items()) or "no peer run, ")
         + f"threads {settings['threads']}"
         + (f", at most {settings['limit']} images per set" if settings["limit"] else "") + ".",
     ]
@@ -374,6 +374,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--framing", choices=FRAMINGS, action="append", default=[],
                         help="faces (largest MTCNN face), whole (whole image as the face box) and/or bare "
                              "(whole image straight into fer's model, no 10-pixel frame; fer only); default: all three")
+    parser.add_argument("--tta", choices=("none", "flip"), default="none",
+                        help="test-time augmentation of the babyface runs (flip: each image and its mirror averaged)")
     parser.add_argument("--limit", type=int, default=0, help="at most this many images per set, spread over its classes (0: all)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch, TensorFlow and TFLite")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "peer_fer",
@@ -405,7 +407,7 @@ def babyface_runs(args, sets: list[TestImages], framings: list[str], out: Path) 
     names = []
     for run in args.babyface:
         name = run_name(Path(run), names)
-        classifier = Classifier(run, device="cpu", backend="torch")
+        classifier = Classifier(run, device="cpu", backend="torch", tta=args.tta)
         for images in sets:
             for framing in [f for f in framings if f not in FER_ONLY]:
                 write_csv(predictions_path(out, name, framing, images.spec.name), HEADER, babyface_predictions(classifier, images, framing))
@@ -445,7 +447,7 @@ def main(argv=None) -> None:
     models += babyface_runs(args, sets, framings, out)
     results = score_all(out, models, framings, sets)
     settings = {"fer_version": versions.get("fer"), "peer_versions": versions, "fer_model": args.fer_model, "threads": args.threads, "limit": args.limit,
-                "framings": framings, "babyface_runs": args.babyface, "seconds": round(time.perf_counter() - started, 1)}
+                "framings": framings, "babyface_runs": args.babyface, "babyface_tta": args.tta, "seconds": round(time.perf_counter() - started, 1)}
     report = report_markdown(results, sets, settings)
     write_json(out / "peer_fer.json", {"settings": settings, "peer_install": {n: [list(s) for s in PEERS[n].install] for n in versions},
                                        "sets": [set_summary(s) for s in sets], "results": results})

@@ -209,6 +209,7 @@ def test_infant_recipe_ships_and_is_a_valid_train_config():
     assert config.model == "xception-mini" and config.color == "gray" and config.data_options.image_size == 48
     assert config.class_balance == "sampler" and parse_seeds(config.seeds) == [0, 1, 2]
     assert config.decide_over == ["happy", "neutral", "sad"] and config.data_options.group_by == "near-duplicates"
+    assert config.missing_classes == "off"
     assert config.augment == AugmentConfig()  # the reference's augmentation
 
 

@@ -154,3 +154,17 @@ def test_the_model_card_lists_sources_per_class_decision_classes_and_aucs(seven_
     assert "happy, neutral, sad (decisions over these; it also learned angry, fear)" in card
     assert "| source | angry | fear | happy | neutral | sad |" in card and "| fer |" in card
     assert "positive vs rest AUC" in card and "negative vs neutral AUC" in card
+
+
+def test_a_run_trained_with_a_merging_label_map_evaluates_on_a_set_without_the_merged_folders(fer_like, tmp_path):
+    mapping = tmp_path / "negative.yaml"
+    mapping.write_text("angry: sad\nfear: sad\n")
+    run = tmp_path / "merged"
+    assert main(["train", str(fer_like / "fer-hsn"), "--data", str(fer_like / "fer-other"), "--label-map", str(mapping),
+                 "--model", "xception-mini", "--image-size", "32", "--epochs", "1", "--out", str(run), "--no-progress",
+                 "--no-leakage-check"]) == 0
+    assert json.loads((run / "model.json").read_text())["classes"] == ["happy", "neutral", "sad"]
+    # the recorded map names angry and fear, which fer-hsn does not have: it applies to the folders there are
+    assert main(["evaluate", str(run), str(fer_like / "fer-hsn"), "--data", str(fer_like / "utk-a"),
+                 "--out", str(tmp_path / "e"), "--bootstrap", "0"]) == 0
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n"] == 12 + 8  # fer-hsn/test, all of utk-a

@@ -29,16 +29,19 @@ def load_label_map(path: str | os.PathLike) -> dict[str, str | None]:
     return data
 
 
-def scan_sources(paths: Sequence[str | os.PathLike], label_map: LabelMap | None, test_fraction: float | None, seed: int) -> DatasetScan:
+def scan_sources(paths: Sequence[str | os.PathLike], label_map: LabelMap | None, test_fraction: float | None, seed: int,
+                 check_map: bool = True) -> DatasetScan:
     """One scan over all ``paths``; a single source without a label map is returned exactly as scanned.
 
     ``test_fraction=None`` makes every image of a one-folder source a test image (evaluating on data
-    that was never trained on)."""
+    that was never trained on). ``check_map=False`` accepts a map naming classes these sources lack (the map a run
+    was trained with, applied to a test set that has only some of its folders)."""
     if len(paths) == 1 and not label_map:
         return scan_dataset(paths[0])
     label_map = dict(label_map or {})
     scans = [scan_dataset(p, min_classes=1) for p in paths]  # a one-class source is fine: classes are counted over all
-    _check_label_map(label_map, scans)
+    if check_map:
+        _check_label_map(label_map, scans)
     classes = sorted({_mapped(c, label_map) for scan in scans for c in scan.classes} - {None})
     if len(classes) < 2:
         raise DataError(f"the label map leaves {len(classes)} class ({', '.join(classes) or 'none'}); at least 2 are needed")

@@ -68,7 +68,7 @@ def resolve_test_set(config: EvalConfig, meta: ModelMeta, run: Path) -> TestSet:
     label_map = load_label_map(config.label_map) if config.label_map else meta.data.get("label_map") or None
     if len(paths) == 1 and not label_map:
         return other_test_set(Path(paths[0]), meta)
-    scan = scan_sources(paths, label_map, None, 0)
+    scan = scan_sources(paths, label_map, None, 0, check_map=bool(config.label_map))
     test = _to_model_labels(scan.classes, scan.test.samples, meta, f"test images of {', '.join(map(str, paths))}", scan.root)
     test.sources = [s.source for s in scan.test.samples]
     return test
