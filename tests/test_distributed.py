@@ -67,3 +67,20 @@ def test_local_slices_cover_the_batch_once(n, world):
     covered = [i for s in slices for i in range(n)[s]]
     assert covered == list(range(n))
     assert max(len(range(n)[s]) for s in slices) - min(len(range(n)[s]) for s in slices) <= 1
+
+
+def _flag_worker(rank: int, store: str, result_path: str) -> None:
+    from babyface.training.distributed import rank0_flag
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:  # each process measured its own layout: rank 0 says channels-last, rank 1 says NCHW
+        agreed = rank0_flag(rank == 0, DistInfo(rank=rank, world_size=2, local_rank=rank), torch.device("cpu"))
+        torch.save(agreed, f"{result_path}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_process_takes_rank_0s_measured_layout(tmp_path):
+    result = tmp_path / "flag"
+    mp.spawn(_flag_worker, args=(str(tmp_path / "rendezvous"), str(result)), nprocs=2, join=True)
+    assert [torch.load(f"{result}.{rank}") for rank in (0, 1)] == [True, True]

@@ -264,3 +264,11 @@ def test_unknown_recipe_names_the_available_ones():
 def test_configs_folder_holds_the_shipped_recipe():
     shipped = Path(__file__).resolve().parents[1] / "configs" / "infant.yaml"
     assert shipped.read_text() == (Path(__file__).resolve().parents[1] / "src/babyface/recipes/infant.yaml").read_text()
+
+
+def test_model_options_add_to_the_recipes_for_its_model_and_another_model_drops_them():
+    config = from_dict(TrainConfig, with_recipe({"recipe": "infant", "model_args": {"stem_stride": 1}}))
+    assert config.model_args == {"width": 32, "stem_stride": 1}
+    other = from_dict(TrainConfig, with_recipe({"recipe": "infant", "model": "cnn"}))
+    assert other.model == "cnn" and other.model_args == {}
+    assert from_dict(TrainConfig, with_recipe({"recipe": "infant", "model": "resnet18", "model_args": {"stem": "small"}})).model_args == {"stem": "small"}

@@ -268,8 +268,19 @@ def load_recipe(name: str) -> dict:
 
 
 def with_recipe(values: dict) -> dict:
-    """``values`` (from --config and flags) laid over the settings of the recipe they name, if any."""
-    return deep_update(load_recipe(values["recipe"]), values) if values.get("recipe") else values
+    """``values`` (from --config and flags) laid over the settings of the recipe they name, if any. Model options
+    given for the recipe's own model are added to the recipe's (``--model-arg stem_stride=1`` keeps its width);
+    another ``--model`` drops the recipe's options, which belong to its model."""
+    if not values.get("recipe"):
+        return values
+    recipe = load_recipe(values["recipe"])
+    merged = deep_update(recipe, values)
+    same_model = values.get("model", recipe.get("model")) == recipe.get("model")
+    if same_model and "model_args" in values:
+        merged["model_args"] = {**recipe.get("model_args", {}), **values["model_args"]}
+    elif not same_model and "model_args" not in values:
+        merged["model_args"] = {}
+    return merged
 
 
 __all__ = ["ConfigModel", "option", "zero_or_at_least", "config_error", "field_flag", "data_sources",

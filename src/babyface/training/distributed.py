@@ -67,6 +67,15 @@ def sum_across(values: list[float], info: DistInfo, device: torch.device) -> lis
     return tensor.tolist()
 
 
+def rank0_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """Rank 0's ``flag`` in every process: a choice each process measured (the memory layout) must be one choice."""
+    if not info.enabled:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

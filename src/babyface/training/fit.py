@@ -50,7 +50,7 @@ from babyface.training.coverage import (
     sampling_weights,
     source_coverage,
 )
-from babyface.training.distributed import DistInfo, barrier, init_distributed, shutdown, sum_across
+from babyface.training.distributed import DistInfo, barrier, init_distributed, rank0_flag, shutdown, sum_across
 from babyface.training.finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
 from babyface.training.prepare import PreparedData, prepare_data
 
@@ -309,6 +309,10 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
     data = prepare_data(config)
     model = build_model(config, data).to(device)
     compute = choose_compute(config, model, device, stored_compute(RunFolder(out).checkpoint, config, device) if resume else None)
+    if rank0_flag(compute.channels_last, dist, device) != compute.channels_last:  # timings differ between processes
+        compute.channels_last = not compute.channels_last
+        compute.layout_reason = "as process 0 measured it"
+        model.to(memory_format=torch.channels_last if compute.channels_last else torch.contiguous_format)
     if config.sync_bn and dist.enabled:
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
