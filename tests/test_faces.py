@@ -244,3 +244,22 @@ def test_blazeface_eyes_follow_a_rotation_of_the_face() -> None:
     turned = np.degrees(np.arctan2(ly - ry, lx - rx))
     assert abs((level - turned) - 15) < 5  # PIL turns counter-clockwise: the eye line tilts up to the right
     assert blazeface.eyes(np.full((300, 300, 3), 255, np.uint8)) is None
+
+
+def test_crop_carries_the_source_manifest_so_crops_split_by_photo(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sad").mkdir(parents=True)
+    scene().save(src / "sad" / "a.png")
+    scene().rotate(5).save(src / "sad" / "a_copy.png")
+    (src / "manifest.csv").write_text("file,label,stem,score\nsad/a.png,sad,photo1,x\nsad/a_copy.png,sad,photo1,y\n")
+    out = tmp_path / "out"
+    assert main(["data", "crop", str(src), str(out), "--detector", "blazeface", "--no-progress"]) == 0
+    with open(out / "crops.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["stem"] for r in rows] == ["photo1", "photo1"] and all(r["label"] == "sad" for r in rows)
+    assert all(float(r["score"]) > 0 for r in rows)  # crops.csv's own column wins over the manifest's
+    split = tmp_path / "split"
+    assert main(["data", "split", str(out), str(split), "--test", "0.5", "--val", "0", "--group-by", "stem",
+                 "--manifest", str(out / "crops.csv"), "--no-progress"]) == 0
+    placed = {p.parent.parent.name for p in split.rglob("*.png")}
+    assert len(placed) == 1  # one photo's crops on one side: a one-class folder splits too

@@ -59,14 +59,15 @@ def source_manifest(root: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            columns = [c for c in reader.fieldnames or [] if c not in CROP_COLUMNS]
-            rows = {row["file"].replace("\\", "/"): row for row in reader if row.get("file")}
+            if "file" not in (reader.fieldnames or []):
+                return [], {}
+            columns = [c for c in reader.fieldnames if c not in CROP_COLUMNS]
+            return columns, {row["file"].replace("\\", "/"): row for row in reader}
     except FileNotFoundError:
         return [], {}
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError) as exc:
-        log.warning("%s: not read (%s); crops.csv gets no manifest columns", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        log.warning("%s: not read (%s); crops.csv gets no manifest columns", path, exc)
         return [], {}
-    return (columns, rows) if "file" in (reader.fieldnames or []) else ([], {})
 
 
 def _crop_name(source: Path, number: int) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -49,9 +50,11 @@ class Compute:
                 "hardware": cpu_info().line() if device.type == "cpu" else torch.cuda.get_device_name(device)}
 
 
-def choose_compute(config: TrainConfig, model: nn.Module, device: torch.device, stored: dict | None = None) -> Compute:
+def choose_compute(config: TrainConfig, model: nn.Module, device: torch.device, stored: dict | None = None,
+                   agree: Callable[[bool], bool] = lambda flag: flag) -> Compute:
     """--precision and --channels-last resolved for this model on this hardware (``stored``: a resumed run's own);
-    logs the choice and its reason, and sets the model's layout."""
+    logs the choice and its reason, and sets the model's layout. ``agree`` turns this process's layout into the one
+    every process uses (under torchrun each measures its own, and timings differ between them)."""
     if stored:
         precision = Precision(stored["precision"], "as the run began (resumed)")
         if precision.name == "bf16" and choose_precision("auto", device, warn=False).name != "bf16":
@@ -62,6 +65,8 @@ def choose_compute(config: TrainConfig, model: nn.Module, device: torch.device, 
         shape = (config.batch_size, 3, config.data_options.image_size, config.data_options.image_size)
         channels_last, layout_reason = choose_channels_last(config.channels_last, model, shape, precision, device,
                                                             train=True, cache=layout_cache(config))
+    if agree(channels_last) != channels_last:
+        channels_last, layout_reason = not channels_last, "as process 0 measured it"
     scaler = torch.amp.GradScaler(device.type) if precision.needs_grad_scaler else None
     if scaler is not None and stored and stored.get("scaler"):
         scaler.load_state_dict(stored["scaler"])

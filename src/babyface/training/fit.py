@@ -308,11 +308,8 @@ def _fit(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, r
     seed_everything(config.seed)
     data = prepare_data(config)
     model = build_model(config, data).to(device)
-    compute = choose_compute(config, model, device, stored_compute(RunFolder(out).checkpoint, config, device) if resume else None)
-    if rank0_flag(compute.channels_last, dist, device) != compute.channels_last:  # timings differ between processes
-        compute.channels_last = not compute.channels_last
-        compute.layout_reason = "as process 0 measured it"
-        model.to(memory_format=torch.channels_last if compute.channels_last else torch.contiguous_format)
+    compute = choose_compute(config, model, device, stored_compute(RunFolder(out).checkpoint, config, device) if resume else None,
+                             agree=lambda flag: rank0_flag(flag, dist, device))
     if config.sync_bn and dist.enabled:
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

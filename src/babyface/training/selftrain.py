@@ -20,7 +20,6 @@ from babyface.data.decoded import decode_images
 from babyface.data.framing import Framing
 from babyface.data.images import display_path
 from babyface.data.regroup import link_or_copy
-from babyface.engine import tta_views
 from babyface.errors import DataError
 from babyface.inference.classifier import Classifier, collect_inputs
 from babyface.io import prepare_output_dir, write_csv
@@ -43,15 +42,12 @@ def fit_self_training(config: TrainConfig, fit) -> Path:
 def pseudo_label(teacher: Path, unlabelled: Path, out: Path, threshold: float, device: str = "auto") -> Path:
     """OUT/<class>/ links to the faces of ``unlabelled`` the teacher is sure of, and OUT/pseudo_labels.csv."""
     files = collect_inputs([unlabelled])
-    classifier = Classifier(teacher, device=device, backend="torch", tta="none", framing=Framing(mode="whole"))
-    views = []
-    for chunk in range(0, len(files), 256):
-        images, names = _decoded(classifier, files[chunk:chunk + 256])
-        views.append((names, torch.stack([classifier.calibrate(classifier.logits(v)) for v in tta_views(images, "flip")])))
-    names = [n for part, _ in views for n in part]
+    classifier = Classifier(teacher, device=device, backend="torch", tta="flip", framing=Framing(mode="whole"))
+    decoded = decode_images(files, None, classifier.image_size, progress=False, desc="decode unlabelled")  # skips logged
+    names = decoded.paths
     if not names:
         raise DataError(f"{display_path(unlabelled)}: none of its {len(files)} image(s) could be decoded; fix or replace them")
-    probs = torch.cat([p for _, p in views], dim=1)  # 2×N×C: the face and its mirror
+    probs = torch.stack([classifier.calibrate(view) for view in classifier.view_logits(decoded.images)])  # the face, its mirror
     mean, agree = probs.mean(0), probs[0].argmax(1) == probs[1].argmax(1)
     confidence, label = mean.max(1)
     kept = agree & (confidence >= threshold)
@@ -70,11 +66,6 @@ def pseudo_label(teacher: Path, unlabelled: Path, out: Path, threshold: float, d
     log.info("self-training: %d of %d unlabelled faces pseudo-labelled (p >= %g, mirror agrees): %s", int(kept.sum()),
              len(names), threshold, ", ".join(f"{c} {n}" for c, n in counts.items()))
     return out
-
-
-def _decoded(classifier: Classifier, paths: list[Path]) -> tuple[torch.Tensor, list[Path]]:
-    decoded = decode_images(paths, None, classifier.image_size, progress=False, desc="decode unlabelled")  # skips logged
-    return decoded.images, decoded.paths
 
 
 def _unique_name(path: Path, root: Path) -> str:
