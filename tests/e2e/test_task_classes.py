@@ -168,3 +168,14 @@ def test_a_run_trained_with_a_merging_label_map_evaluates_on_a_set_without_the_m
     assert main(["evaluate", str(run), str(fer_like / "fer-hsn"), "--data", str(fer_like / "utk-a"),
                  "--out", str(tmp_path / "e"), "--bootstrap", "0"]) == 0
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n"] == 12 + 8  # fer-hsn/test, all of utk-a
+
+
+def test_a_test_set_of_one_class_is_evaluated_over_the_decision_classes(seven_class_run, fer_like, tmp_path):
+    crying = tmp_path / "crying"
+    for split in ("train", "test"):
+        shutil.copytree(fer_like / "fer-hsn" / split / "sad", crying / split / "sad")
+    for data in (crying, crying / "test"):  # a BabyFace layout of one class, and a folder of one class folder
+        out = tmp_path / f"e-{data.name}"
+        assert main(["evaluate", str(seven_class_run), str(data), "--out", str(out), "--bootstrap", "0"]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["n"] == 4 and metrics["per_class"]["sad"]["support"] == 4 and len(metrics["confusion_matrix"]) == 3

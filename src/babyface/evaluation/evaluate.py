@@ -99,11 +99,12 @@ def manifest_test_set(run: Path, meta: ModelMeta) -> TestSet:
 
 
 def other_test_set(root: Path, meta: ModelMeta) -> TestSet:
-    """DATA/test of a BabyFace layout, else every image of a folder of class folders; classes matched by name."""
+    """DATA/test of a BabyFace layout, else every image of a folder of class folders; classes matched by name. One class
+    is a test set too (crying infants only): the model decides over its own classes either way."""
     if root.is_dir() and (root / "train").is_dir() and (root / "test").is_dir():
-        split = scan_dataset(root).test
+        split = scan_dataset(root, min_classes=1).test
         return _to_model_labels(split.classes, split.samples, meta, f"{display_path(root)}/test", root)
-    split = scan_class_folders(root) if root.is_dir() else scan_dataset(root).train
+    split = scan_class_folders(root, min_classes=1) if root.is_dir() else scan_dataset(root, min_classes=1).train
     return _to_model_labels(split.classes, split.samples, meta, display_path(root), root)
 
 
@@ -198,7 +199,7 @@ def training_files(run: Path, meta: ModelMeta, data: Path) -> list[Path]:
     if manifest is not None and data.resolve() == manifest.root.resolve():
         return manifest.paths("train", "val")
     if (data / "train").is_dir() and (data / "test").is_dir():
-        scan = scan_dataset(data)
+        scan = scan_dataset(data, min_classes=1)
         return [s.path for split in (scan.train, scan.val) if split is not None for s in split.samples]
     return []
 
