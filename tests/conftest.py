@@ -92,3 +92,10 @@ def tiny_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "data"
     generate_dataset(out, SynthConfig(n=60, seed=3, size=64), progress=False)
     return out
+
+
+def local_client(app):
+    """FastAPI's TestClient addressing the app as 127.0.0.1 (a token-less server answers only to IP addresses)."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1")

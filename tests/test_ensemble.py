@@ -170,13 +170,12 @@ def test_shared_splits_hold_out_only_what_every_member_held_out(tmp_path: Path):
 
 def test_serving_an_ensemble(two_runs, tmp_path: Path):
     pytest.importorskip("httpx")
-    from fastapi.testclient import TestClient
-
     from babyface.config import ServeConfig
     from babyface.serve.app import create_app
+    from tests.conftest import local_client
 
     out = create_ensemble(EnsembleConfig(runs=[str(r) for r in two_runs], out=str(tmp_path / "ens")))
-    client = TestClient(create_app(ServeConfig(run=str(out), device="cpu", detector="haar", tta="flip")))
+    client = local_client(create_app(ServeConfig(run=str(out), device="cpu", detector="haar", tta="flip")))
     model = client.get("/model").json()
     assert model["arch"]["name"] == "ensemble" and model["tta"] == "flip"
     buffer = io.BytesIO()

@@ -346,3 +346,114 @@ def test_display_path_is_printable() -> None:
     shown = display_path(os.fsdecode(b"/x/\xff.jpg"))
     shown.encode("utf-8")
     assert shown.startswith("/x/") and shown.endswith(".jpg")
+
+
+# ---------------------------------------------------------------- formats by content, memory before decoding
+
+def _png_header_bytes(width: int, height: int, mode: str) -> bytes:
+    """A valid PNG of ``mode`` whose IHDR claims ``width``×``height``: the header is all the budget check reads."""
+    buffer = io.BytesIO()
+    Image.new(mode, (8, 8), 0).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def _eps_bytes() -> bytes:
+    return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n"
+
+
+@pytest.mark.parametrize("name, make", [
+    ("eps-named.png", _eps_bytes),
+    ("tga-named.png", lambda: _saved(Image.new("RGB", (8, 8), (1, 2, 3)), "TGA")),
+    ("pcx-named.png", lambda: _saved(Image.new("RGB", (8, 8), (1, 2, 3)), "PCX")),
+    ("ico-named.png", lambda: _saved(Image.new("RGB", (16, 16), (1, 2, 3)), "ICO")),
+])
+def test_formats_off_the_allow_list_are_refused_whatever_the_name(tmp_path: Path, name, make, monkeypatch) -> None:
+    """EPS would be handed to Ghostscript by Pillow: a stand-in ``gs`` on PATH proves it is never called."""
+    marker = tmp_path / "gs-was-called"
+    fake_gs = tmp_path / "bin" / "gs"
+    fake_gs.parent.mkdir()
+    fake_gs.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    fake_gs.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_gs.parent}{os.pathsep}{os.environ['PATH']}")
+    (tmp_path / name).write_bytes(make())
+    assert "not a readable image" in decode_error(tmp_path / name)
+    from babyface.data.images import decode_rgb_bytes
+
+    with pytest.raises(ImageDecodeError, match="not a readable image"):
+        decode_rgb_bytes(make(), name="upload")
+    assert not marker.exists()
+
+
+def _saved(img: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"])
+def test_every_documented_format_decodes_from_bytes_whatever_it_is_called(fmt) -> None:
+    from babyface.data.images import decode_rgb_bytes, read_header
+
+    if fmt == "WEBP" and not features.check("webp"):
+        pytest.skip("this Pillow has no WebP support")
+    data = _saved(Image.new("RGB", (24, 16), (200, 100, 50)), fmt)
+    image, header = decode_rgb_bytes(data, name="upload.bin")
+    assert image.size == (24, 16) and header.format == fmt and read_header(data).format == fmt
+
+
+@pytest.mark.parametrize("mode, side", [("I;16", 9999), ("RGB", 9999), ("L", 9999), ("RGBA", 8000)])
+def test_small_files_that_would_decode_huge_are_refused_from_the_header(mode, side) -> None:
+    """9999×9999 is under the pixel limit, but 16-bit gray costs ~1.9 GB on the way to RGB: refused before decoding."""
+    from babyface.data.images import decode_cost, decode_rgb_bytes, read_header
+    from babyface.errors import ImageTooLargeError
+
+    data = _png_header_bytes(side, side, mode)
+    assert len(data) < 1000 and side * side <= DEFAULT_MAX_PIXELS
+    header = read_header(data)
+    assert decode_cost(header) > 1024 * 2**20
+    with pytest.raises(ImageTooLargeError, match=r"over the limit of 1024 MB; downscale it") as info:
+        decode_rgb_bytes(data, name="the upload")
+    assert info.value.limit == "memory" and info.value.header == header
+
+
+def test_decode_cost_counts_the_conversion_of_each_mode() -> None:
+    from babyface.data.images import ImageHeader, decode_cost
+
+    rgb_cost = decode_cost(ImageHeader(100, 100, "RGB", "PNG"))
+    assert rgb_cost == 100 * 100 * (4 + 7)
+    assert decode_cost(ImageHeader(100, 100, "I;16", "PNG")) > decode_cost(ImageHeader(100, 100, "L", "PNG"))
+    assert decode_cost(ImageHeader(100, 100, "RGBA", "PNG")) > rgb_cost
+    assert decode_cost(ImageHeader(100, 100, "RGB", "JPEG"), scale=2) == rgb_cost // 4
+
+
+def test_a_jpeg_over_the_budget_decodes_reduced_when_allowed_and_keeps_its_full_size_header() -> None:
+    from babyface.data.images import decode_cost, decode_rgb_bytes
+    from babyface.errors import ImageTooLargeError
+
+    data = noise_jpeg_bytes(800, 600)
+    full = decode_cost(decode_rgb_bytes(data)[1]) / 2**20
+    budget = full / 3  # full size does not fit, half size (a quarter of the memory) does
+    with pytest.raises(ImageTooLargeError):
+        decode_rgb_bytes(data, max_decode_mb=budget)
+    image, header = decode_rgb_bytes(data, max_decode_mb=budget, reduce=True)
+    assert image.size == (400, 300) and (header.width, header.height) == (800, 600)
+
+
+def test_sixteen_bit_conversion_costs_at_most_what_the_budget_counted(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from babyface.data.images import decode_cost, read_header
+
+    side = 1000
+    array = (np.arange(side * side, dtype=np.uint32) % 65536).astype(np.uint16).reshape(side, side)
+    path = tmp_path / "deep.png"
+    Image.fromarray(array).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    tracemalloc.start()
+    load_rgb(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < decode_cost(read_header(path.read_bytes()))  # numpy's arrays are traced; float64 copies would not fit

@@ -11,9 +11,15 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 __version__ = "0.1.0"
+
+# No telemetry. onnxruntime (1.2x) writes a persistent device id and queues usage events for Microsoft under
+# ~/.cache/Microsoft from the moment it is imported, unless this is set first; every babyface module is imported
+# after this one, and child processes inherit it. (FastAPI's OpenTelemetry is switched off in serve/app.py.)
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 _LAZY = {
     "load": "babyface.api", "train": "babyface.api", "evaluate": "babyface.api", "cv": "babyface.api",

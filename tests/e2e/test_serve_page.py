@@ -130,8 +130,8 @@ def test_page_sends_the_token_from_its_address(page, untrained_run, tmp_path: Pa
     once (a prompt) and a wrong answer ends in an error the user sees, not a silent failure."""
     image = tmp_path / "baby.png"
     face_scene().save(image)
-    with running_server(untrained_run, "--token", "s3cret") as url:
-        page.goto(url + "/#token=s3cret")
+    with running_server(untrained_run, "--token", "s3cret-s3cret-s3cret") as url:
+        page.goto(url + "/#token=s3cret-s3cret-s3cret")
         assert upload_and_wait(page, image) == "done", page.text_content("#status")
         assert page.locator("#faces .face .label").count() == 1
         other = page.context.browser.new_page()  # a fresh context: no token in its session storage

@@ -101,14 +101,13 @@ def test_predict_and_the_python_api_answer_over_the_task_classes(seven_class_run
 
 def test_serve_answers_over_the_task_classes(seven_class_run, fer_like):
     pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
-    from fastapi.testclient import TestClient
-
     from babyface.config import ServeConfig
     from babyface.serve.app import create_app
+    from tests.conftest import local_client
 
     buffer = io.BytesIO()
     Image.open(next((fer_like / "fer-hsn" / "test" / "sad").iterdir())).save(buffer, format="PNG")
-    with TestClient(create_app(ServeConfig(run=str(seven_class_run), device="cpu"))) as client:
+    with local_client(create_app(ServeConfig(run=str(seven_class_run), device="cpu"))) as client:
         answer = client.post("/predict", files={"image": ("x.png", buffer.getvalue(), "image/png")}).json()
         info = client.get("/model").json()
     assert info["classes"] == ["happy", "neutral", "sad"] and info["learned_classes"][:2] == ["angry", "fear"]

@@ -31,6 +31,7 @@ from babyface.config.datasets import AuditConfig, CropConfig, DemoConfig, SplitC
 from babyface.config.defaults import (
     DEFAULT_DETECTOR,
     DEFAULT_MARGIN,
+    DEFAULT_MAX_DECODE_MB,
     DEFAULT_MAX_PIXELS,
     DEFAULT_THRESHOLD,
     DETECT_EVERY,
@@ -66,7 +67,7 @@ from babyface.config.training import (
 CHOICES: dict[str, tuple[str, ...]] = {"tta": typing.get_args(Tta)}  # for code that checks a value outside a config
 
 __all__ = [
-    "DEFAULT_DETECTOR", "DEFAULT_MARGIN", "DEFAULT_MAX_PIXELS", "DEFAULT_THRESHOLD", "DETECT_MAX_SIDE",
+    "DEFAULT_DETECTOR", "DEFAULT_MARGIN", "DEFAULT_MAX_DECODE_MB", "DEFAULT_MAX_PIXELS", "DEFAULT_THRESHOLD", "DETECT_MAX_SIDE",
     "DETECT_EVERY", "DETECTOR_MIN_SCORES", "DETECTORS", "LIVE_DETECTOR",
     "AUTO_ADVERSARY", "CHOICES", "RECIPES", "AuditConfig", "AugmentConfig", "CompareConfig", "ConfigModel", "CropConfig",
     "CvConfig", "CvDataConfig", "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig",

@@ -9,6 +9,7 @@ from babyface.config.base import ConfigModel, option, zero_or_at_least
 from babyface.config.defaults import (
     DEFAULT_DETECTOR,
     DEFAULT_MARGIN,
+    DEFAULT_MAX_PIXELS,
     DETECT_EVERY,
     DETECT_MAX_SIDE,
     DETECTOR_MIN_SCORES,
@@ -211,6 +212,19 @@ class ServeConfig(ConfigModel):
     insecure: bool = option(False, "allow a --host other than 127.0.0.1/localhost without --token: anyone who can reach "
                                    "the port can use the page and API (a warning is printed)", group=SERVER)
     max_upload_mb: float = option(10.0, "largest accepted upload, in megabytes", gt=0, metavar="MB", group=SERVER)
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, "refuse uploads whose header claims more pixels than this, before "
+                                                 "decoding (a 413 answer)", gt=0, group=SERVER)
+    max_image_mb: float = option(512.0, "memory one upload may take while it is decoded and converted to RGB, estimated "
+                                        "from its header before decoding (a 16-bit 10,000x10,000 PNG of 200 KB needs "
+                                        "~1.9 GB); a larger JPEG is decoded at 1/2, 1/4 or 1/8 size instead, anything "
+                                        "else gets a 413. At most --workers uploads are decoded at a time",
+                                 gt=0, metavar="MB", group=SERVER)
+    request_timeout: float = option(30.0, "seconds a client may take to send a whole request (headers and upload); "
+                                          "a slower one gets a 408 and is disconnected", gt=0, metavar="SECONDS",
+                                    group=SERVER)
+    max_connections: int = option(200, "open connections at most (also capped by the process's open-file limit); when "
+                                       "full, the slowest idle connection is closed to make room, and a new one is "
+                                       "refused only if every connection is busy", ge=1, group=SERVER)
     onnx: bool = option(True, "on a CPU, also consider onnxruntime back ends (fp32 and int8, exported at start-up into a "
                               "temporary folder, a few seconds; the run folder is not touched) and serve whichever back "
                               "end measures fastest (see --precision); --no-onnx considers PyTorch only", group=RUNTIME)
@@ -239,10 +253,11 @@ class WatchConfig(ConfigModel):
     run: str = option("", RUN_HELP, positional="1")
     source: str = option("", "a camera index (0 = the first camera), a video file, or a stream URL OpenCV can open "
                              "(rtsp://..., http://...)", positional="1")
-    events: str = option("", "also append the events to this JSON-lines file; empty = stdout only", metavar="FILE",
-                         group=EVENTS)
-    webhook: str = option("", "also POST each event as JSON to this http(s) URL (in the background; a failed POST is "
-                              "logged, never fatal); empty = none", metavar="URL", group=EVENTS)
+    events: str = option("", "also append the events to this JSON-lines file (its folder must exist; a failed write "
+                             "is logged and counted, never fatal); empty = stdout only", metavar="FILE", group=EVENTS)
+    webhook: str = option("", "also POST each event as JSON to this http(s) URL (in the background, at most 5 s a "
+                              "POST and 100 events waiting; failures are logged and counted, never fatal); empty = "
+                              "none", metavar="URL", group=EVENTS)
     hold: float = option(2.0, "seconds a new label must last before a 'label' event reports the change, so that one "
                               "noisy frame does not alert (hysteresis)", ge=0, metavar="SECONDS", group=EVENTS)
     sad_seconds: float = option(10.0, "a 'sad_alert' event when a face's label stays sad this many seconds (once per "
@@ -263,8 +278,13 @@ class WatchConfig(ConfigModel):
     reconnect: float = option(30.0, "when a camera or stream stops delivering frames, retry with a doubling wait up "
                                     "to this many seconds between tries, forever; 0 = stop instead (a video file "
                                     "always stops at its end)", ge=0, metavar="SECONDS", group=SOURCE)
-    max_seconds: float = option(0.0, "stop after this many seconds of wall time; 0 = run until Ctrl-C (or the end "
-                                     "of a video file)", ge=0, metavar="SECONDS", group=SOURCE)
+    open_tries: int = option(5, "how many times to try opening a camera or stream that has not opened yet (with the "
+                                "waits of --reconnect in between) before stopping with an error, e.g. for a camera "
+                                "index that does not exist; once it has opened, a drop is retried forever", ge=1,
+                             metavar="N", group=SOURCE)
+    max_seconds: float = option(0.0, "stop after this many seconds of wall time, even while waiting for a camera or "
+                                     "stream; 0 = run until Ctrl-C (or the end of a video file)", ge=0,
+                                metavar="SECONDS", group=SOURCE)
     min_confidence: float = option(0.0, MIN_CONFIDENCE_HELP, ge=0, le=1, group=RUNTIME)
     device: str = option("auto", DEVICE_HELP, metavar="DEVICE", group=RUNTIME)
     precision: Precision = precision_option()

@@ -1,17 +1,23 @@
 """The web page and JSON API of ``babyface serve``: faces found in an uploaded photo, each with its label.
 
 Uploads are read into memory (never onto disk, never logged), limited in size before they are parsed, and
-only ever decoded as images: nothing a client sends becomes a file path.
+only ever decoded as images: nothing a client sends becomes a file path. What an upload is, is decided by its
+bytes (JPEG, PNG, WebP, BMP, GIF, TIFF), not by its declared type; what decoding it would cost is estimated from
+its header and refused (413) above ``--max-image-mb``, and at most ``--workers`` uploads are decoded at a time.
+Every answer is JSON, errors included; guard.py holds the connection-level defences.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io
 import logging
 import os
+import resource
 import secrets
+import signal
 import sys
 import tempfile
 import threading
@@ -26,24 +32,35 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from babyface import __version__
 from babyface.config import ServeConfig
 from babyface.data.faces import face_boxes, square_crop
-from babyface.data.images import decode_rgb_bytes
-from babyface.errors import BabyfaceError, ImageDecodeError
+from babyface.data.images import DOCUMENTED_FORMATS, ImageHeader, decode_rgb_bytes
+from babyface.errors import BabyfaceError, ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from babyface.evaluation.explain import Explainer
 from babyface.inference.classifier import Classifier, FacePrediction
 from babyface.inference.selection import Candidate, choose_serving_classifier
 from babyface.serve.batching import MicroBatcher
+from babyface.serve.guard import (
+    ConnectionPolicy,
+    GuardedH11Protocol,
+    HostCheck,
+    JsonErrors,
+    SecurityHeaders,
+    WrongTokenBackoff,
+    was_cut_off,
+)
 
-ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
 FIELD = "image"
+MIN_TOKEN_LENGTH = 16
+RESERVED_FILES = 64  # open files kept free of connections, for the model, the detector and the log
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the image itself
 GRADCAM_SIDE = 192  # Grad-CAM overlays are returned at most this many pixels wide
 log = logging.getLogger("babyface")
-SETTING_KEYS = ("detector", "min_score", "margin", "detect_size", "min_face", "min_confidence", "max_upload_mb", "workers", "tta",
-                "onnx")  # the requested settings; "precision" in /model is the one served
+SETTING_KEYS = ("detector", "min_score", "margin", "detect_size", "min_face", "min_confidence", "max_upload_mb", "max_pixels",
+                "max_image_mb", "workers", "tta", "onnx")  # the requested settings; "precision" in /model is the one served
 MODEL_KEYS = ("arch", "classes", "image_size", "temperature", "babyface_version", "created", "metrics", "calibration")
 
 
@@ -54,8 +71,9 @@ class InMemoryMultiPartParser(MultiPartParser):
 
 
 class FaceService:
-    """The loaded model and detector settings. At most ``workers`` requests detect faces at a time (2 CPU cores do
-    not share well), and the crops of concurrent requests are classified together (see batching.py)."""
+    """The loaded model and detector settings. At most ``workers`` requests decode their image and detect faces at a
+    time (2 CPU cores do not share well, and a decoded image is the big allocation), and the crops of concurrent
+    requests are classified together (see batching.py)."""
 
     def __init__(self, config: ServeConfig):
         self.config = config
@@ -83,24 +101,26 @@ class FaceService:
                 "backends_measured": [c.to_dict() for c in self.candidates]}
 
     def predict(self, data: bytes, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
-        image = decode_rgb_bytes(data, name="the uploaded image")
         if gradcam:
             self.explainer.class_index(target_class)  # an unknown class fails before any work
-        rgb = np.asarray(image, dtype=np.uint8)
         c = self.config
         with self.detecting:
+            image, header = decode_rgb_bytes(data, "the uploaded image", c.max_pixels, c.max_image_mb, reduce=True)
+            rgb = np.asarray(image, dtype=np.uint8)
             boxes, scores = face_boxes(rgb, c.detector, c.min_score, c.margin, c.detect_size, c.min_face)
         probs = self.batcher.classify([square_crop(rgb, box, self.classifier.image_size) for box in boxes])
         faces = self.classifier.face_predictions(boxes, scores, probs)
-        records = [self._record(face, image, gradcam, target_class) for face in faces]
-        return {"width": image.width, "height": image.height, "face_detected": faces[0].face_detected, "faces": records}
+        scale = full_size_scale(header, image)
+        records = [self._record(face, image, gradcam, target_class, scale) for face in faces]
+        return {"width": round(image.width * scale), "height": round(image.height * scale),
+                "face_detected": faces[0].face_detected, "faces": records}
 
     def close(self) -> None:
         self.batcher.close()
         self.exported.cleanup()
 
-    def _record(self, face: FacePrediction, image: Image.Image, gradcam: bool, target_class: str) -> dict[str, Any]:
-        left, top, right, bottom = face.box
+    def _record(self, face: FacePrediction, image: Image.Image, gradcam: bool, target_class: str, scale: float) -> dict[str, Any]:
+        left, top, right, bottom = (round(v * scale) for v in face.box)
         record = {"box": {"left": left, "top": top, "right": right, "bottom": bottom}, "face_detected": face.face_detected,
                   "detector_score": face.detector_score, "label": face.label, "confidence": face.confidence,
                   "probabilities": face.probabilities}
@@ -111,6 +131,11 @@ class FaceService:
                 explanation = self.explainer.explain_image(crop, "face", target_class or None)
             record["gradcam"] = {"class": explanation.explained_class, "png": png_data_url(explanation.overlay)}
         return record
+
+
+def full_size_scale(header: ImageHeader, image: Image.Image) -> float:
+    """1, or how much larger the upload is than the reduced decode of it (boxes are answered in the upload's pixels)."""
+    return max(header.width, header.height) / max(image.width, image.height)
 
 
 def serving_classifier(config: ServeConfig, scratch: Path) -> tuple[Classifier, list[Candidate]]:
@@ -139,16 +164,31 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, too_large_message(limit))
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, too_large_message(limit))
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, too_large_message(limit))
+            chunks.append(chunk)
+    except ClientDisconnect:
+        if not was_cut_off(request.scope):  # a request cut off by the server was counted there
+            log.warning("WARNING: a client disconnected in the middle of its upload (%d bytes received)", size)
+        raise HTTPException(400, "the upload did not arrive in full") from None
     return b"".join(chunks)
 
 
 def too_large_message(limit: int) -> str:
     return f"upload too large: the limit is {(limit - MULTIPART_OVERHEAD) / 2**20:g} MB; send a smaller image (or start the server with a larger --max-upload-mb)"
+
+
+def image_too_large_message(exc: ImageTooLargeError, config: ServeConfig) -> str:
+    header = exc.header
+    if exc.limit == "pixels":
+        return (f"the uploaded image is {header.width}x{header.height} = {header.pixels:,} pixels, over this server's "
+                f"limit of {config.max_pixels:,}; send a smaller image (or start the server with a larger --max-pixels)")
+    return (f"the uploaded image is {header.describe()}: decoding it would take more than this server's "
+            f"{config.max_image_mb:g} MB per image; send a smaller or 8-bit image, e.g. a JPEG (or start the server "
+            "with a larger --max-image-mb)")
 
 
 async def uploaded_image(request: Request, limit: int) -> bytes:
@@ -168,10 +208,7 @@ async def uploaded_image(request: Request, limit: int) -> bytes:
     upload = form.get(FIELD)
     if not isinstance(upload, UploadFile):
         raise HTTPException(422, f"no image: send one file in a multipart field named '{FIELD}'")
-    part_type = (upload.content_type or "").split(";")[0].strip().lower()
-    if part_type not in ACCEPTED_TYPES:
-        raise HTTPException(415, f"unsupported type {part_type or 'none'!r}; send one of {', '.join(ACCEPTED_TYPES)}")
-    return await upload.read()
+    return await upload.read()  # its declared type is not trusted: decoding decides what it is
 
 
 PREDICT_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -184,6 +221,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def access_token(config: ServeConfig) -> str:
     """--token, else $BABYFACE_TOKEN; refuses to expose the server beyond this machine without one (unless --insecure)."""
     token = config.token or os.environ.get("BABYFACE_TOKEN", "")
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        raise BabyfaceError(f"--token is {len(token)} characters long; give one of at least {MIN_TOKEN_LENGTH}, e.g. "
+                            "from: python -c 'import secrets; print(secrets.token_urlsafe())'")
     if not token and config.host not in LOOPBACK:
         if not config.insecure:
             raise BabyfaceError(f"--host {config.host} makes the page reachable from the network: pass --token SECRET (or set "
@@ -192,37 +232,57 @@ def access_token(config: ServeConfig) -> str:
     return token
 
 
-def require_token(token: str):
-    """A FastAPI dependency: 401 unless the request carries 'Authorization: Bearer TOKEN' (compared in constant time)."""
+def require_token(token: str, backoff: WrongTokenBackoff):
+    """A FastAPI dependency: 401 unless the request carries 'Authorization: Bearer TOKEN' (its UTF-8 bytes, compared
+    in constant time); an address that keeps sending wrong ones gets 429 and must wait (``WrongTokenBackoff``)."""
     expected = f"Bearer {token}".encode()
 
-    def check(request: Request) -> None:
-        if token and not secrets.compare_digest(request.headers.get("authorization", "").encode(), expected):
+    async def check(request: Request) -> None:
+        if not token:
+            return
+        address = request.client.host if request.client else ""
+        wait = backoff.retry_after(address)
+        if wait > 0:
+            raise HTTPException(429, f"too many wrong tokens from this address: wait {wait:.0f} s, then send the right one",
+                                headers={"Retry-After": str(max(1, round(wait)))})
+        sent = request.headers.get("authorization", "").encode("latin-1")  # the raw bytes, as the client sent them
+        if not secrets.compare_digest(sent, expected):
+            backoff.failed(address)
             raise HTTPException(401, "this server needs its access token: send 'Authorization: Bearer TOKEN'",
                                 headers={"WWW-Authenticate": "Bearer"})
+        backoff.succeeded(address)
 
     return check
+
+
+NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "auto_configure": False}  # whatever OTEL_* says
 
 
 def create_app(config: ServeConfig, service: FaceService | None = None) -> FastAPI:
     token = access_token(config)
     service = service or FaceService(config)
-    guarded = [Depends(require_token(token))]
+    guarded = [Depends(require_token(token, WrongTokenBackoff()))]
     limit = int(config.max_upload_mb * 2**20) + MULTIPART_OVERHEAD
-    app = FastAPI(title="babyface", version=__version__,
+    app = FastAPI(title="babyface", version=__version__, telemetry=NO_TELEMETRY,
                   description="Infant facial emotion (happy / neutral / sad) for every face in a photo. Not a clinical tool.")
+    app.state.service = service
     page = resources.files("babyface.serve").joinpath("index.html").read_text(encoding="utf-8")
+    app.add_middleware(SecurityHeaders)
+    if not token:
+        app.add_middleware(HostCheck, own_host=config.host)
+    app.add_middleware(JsonErrors)  # added last: outermost
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
+    async def index() -> str:
         return page
 
     @app.get("/health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
+        """Answered on the event loop, never queued behind predictions in the thread pool."""
         return {"status": "ok"}
 
     @app.get("/model", dependencies=guarded)
-    def model() -> dict[str, Any]:
+    async def model() -> dict[str, Any]:
         return service.model_info()
 
     @app.post("/predict", openapi_extra=PREDICT_BODY, dependencies=guarded)
@@ -231,6 +291,11 @@ def create_app(config: ServeConfig, service: FaceService | None = None) -> FastA
         data = await uploaded_image(request, limit)
         try:
             return await run_in_threadpool(service.predict, data, gradcam, target_class)
+        except ImageTooLargeError as exc:
+            raise HTTPException(413, image_too_large_message(exc, config)) from None
+        except UnsupportedImageError:
+            raise HTTPException(415, f"the upload is not an image this server reads: send a {DOCUMENTED_FORMATS} "
+                                     "file (whatever its declared type)") from None
         except ImageDecodeError as exc:
             raise HTTPException(422, str(exc)) from None
         except BabyfaceError as exc:
@@ -239,12 +304,32 @@ def create_app(config: ServeConfig, service: FaceService | None = None) -> FastA
     return app
 
 
+def open_file_limit() -> int:
+    """The process's open-file limit, raised to its hard limit first (connections are files)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)  # like Ctrl-C: the finally blocks remove the temporary ONNX exports
+
+
 def serve(config: ServeConfig) -> None:
-    """Run the app with uvicorn until interrupted; no access log (requests are not recorded)."""
+    """Run the app with uvicorn until interrupted (Ctrl-C or SIGTERM); no access log (requests are not recorded)."""
     import torch
     import uvicorn
 
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))  # one core per detecting request
+    ConnectionPolicy.request_timeout = config.request_timeout
+    ConnectionPolicy.max_connections = max(1, min(config.max_connections, open_file_limit() - RESERVED_FILES))
     app = create_app(config)
-    print(f"babyface serve: http://{config.host}:{config.port}/  (API docs: /docs)", flush=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+    try:
+        print(f"babyface serve: http://{config.host}:{config.port}/  (API docs: /docs)", flush=True)
+        uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False, http=GuardedH11Protocol,
+                    timeout_keep_alive=5, timeout_graceful_shutdown=5)
+    finally:
+        app.state.service.close()
