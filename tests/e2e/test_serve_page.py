@@ -13,20 +13,15 @@ Skipped, with the reason, only when there is no Chromium (or Chrome) on PATH, or
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import face_scene
+from tests.e2e.serving import running_server
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"))), None)
 # Playwright adds --headless, its own --user-data-dir and --remote-debugging-pipe; these keep Chromium off the network
@@ -34,50 +29,10 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-component-update", "--disable-sync"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_healthy(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"babyface serve exited {server.returncode}: {server.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"babyface serve did not answer on {url} within {seconds} s")
-
-
-@contextlib.contextmanager
-def running_server(run: Path, *options: str):
-    """``babyface serve RUN OPTIONS`` on a free loopback port, its URL; stopped (SIGTERM, then SIGKILL) afterwards."""
-    port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "babyface", "serve", str(run), "--port", str(port), "--device", "cpu", *options],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
-def server(untrained_run):
-    with running_server(untrained_run) as url:
-        yield url
+def server(untrained_run, tmp_path):
+    with running_server(untrained_run, log_dir=tmp_path) as server:
+        yield server.url
 
 
 @pytest.fixture
@@ -130,7 +85,8 @@ def test_page_sends_the_token_from_its_address(page, untrained_run, tmp_path: Pa
     once (a prompt) and a wrong answer ends in an error the user sees, not a silent failure."""
     image = tmp_path / "baby.png"
     face_scene().save(image)
-    with running_server(untrained_run, "--token", "s3cret-s3cret-s3cret") as url:
+    with running_server(untrained_run, "--token", "s3cret-s3cret-s3cret", log_dir=tmp_path) as server:
+        url = server.url
         page.goto(url + "/#token=s3cret-s3cret-s3cret")
         assert upload_and_wait(page, image) == "done", page.text_content("#status")
         assert page.locator("#faces .face .label").count() == 1
