@@ -215,3 +215,17 @@ def test_non_utf8_file_names(tmp_path: Path, write_tiny_png) -> None:
     assert len(scan.train.ignored) == 1
     for shown in scan.train.ignored:
         shown.encode("utf-8")  # printable
+
+
+def test_a_class_folder_whose_name_would_reach_the_terminal_raw_is_refused_at_scan(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from babyface.data.scan import scan_dataset
+    from babyface.errors import DataError
+
+    for name in ("happy", "sad\x1b[31m"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "a.png")
+    with pytest.raises(DataError, match=r"not 1 to 64 printable characters.*rename the folder") as info:
+        scan_dataset(tmp_path)
+    assert "\x1b" not in str(info.value)

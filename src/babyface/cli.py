@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 import types
 import typing
@@ -317,6 +318,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not images:
         return 0
     predictions, skipped = classifier.predict_files(collect_inputs(images), strict=config.strict)
+    refuse_non_finite(predictions)
     text = format_predictions(predictions, classifier.classes, config.format)
     if config.output:
         write_text(config.output, text)
@@ -326,6 +328,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if skipped:
         print(f"{len(skipped)} file(s) skipped (not decodable); see the warnings above", file=sys.stderr)
     return 0 if predictions else 1
+
+
+def refuse_non_finite(predictions: Sequence[Any]) -> None:
+    """BabyfaceError for the first prediction whose probabilities are not all finite: NaN is not JSON, nor an answer."""
+    bad = next((p for p in predictions if not all(map(math.isfinite, p.probabilities.values()))), None)
+    if bad is not None:
+        raise BabyfaceError(f"{bad.file}: the model gave non-finite probabilities (NaN); try --precision fp32, "
+                            "or retrain or restore the bundle")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

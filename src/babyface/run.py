@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from babyface.config.defaults import MAX_IMAGE_SIZE
 from babyface.errors import BundleError
 from babyface.io import write_csv
 
@@ -122,8 +123,36 @@ class Arch(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# Limits on what a model.json may say, so a hostile bundle is refused before anything is built or allocated.
+MAX_META_BYTES = 1 << 20  # a run's model.json is about 4 KB, an ensemble's a few times that
+MAX_NESTING = 32  # levels of JSON nesting; babyface writes about 5
+MAX_CLASS_NAME = 64
+MAX_MEMBER_NAME = 255  # a folder name
+MAX_MEMBERS = 32
+
+
+def _printable(text: str, limit: int) -> bool:
+    return 0 < len(text) <= limit and text.isprintable()
+
+
+def check_class_name(name: str) -> str:
+    if not _printable(name, MAX_CLASS_NAME):  # control characters would reach the terminal with every prediction
+        raise ValueError(f"name {shortened(ascii(name))} is not 1 to {MAX_CLASS_NAME} printable characters")
+    return name
+
+
+def _distinct(names: list[str]) -> list[str]:
+    twice = [name for i, name in enumerate(names) if name in names[:i]]
+    if twice:
+        raise ValueError(f"lists {twice[0]!r} more than once; each class needs its own name")
+    return names
+
+
+ClassName = Annotated[str, AfterValidator(check_class_name)]
+ImageSize = Annotated[int, Field(ge=8, le=MAX_IMAGE_SIZE)]
+Mean = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]  # of pixels scaled to 0..1
+Std = Annotated[float, Field(ge=1e-3, le=10, allow_inf_nan=False)]  # training floors a channel's std at 1e-3
+Temperature = Annotated[float, Field(ge=0.01, le=100, allow_inf_nan=False)]
 
 
 class ComputeRecord(BaseModel):
@@ -147,12 +176,12 @@ class ModelMeta(BaseModel):
     format: str
     format_version: int
     arch: Arch
-    classes: list[str] = Field(min_length=2)
+    classes: Annotated[list[ClassName], AfterValidator(_distinct)] = Field(min_length=2)
     decision_classes: list[str] = Field(default_factory=list)  # the task's classes, decisions are taken over; [] = all
-    image_size: int = Field(ge=8)
-    mean: list[FiniteFloat] = Field(min_length=3, max_length=3)
-    std: list[PositiveFloat] = Field(min_length=3, max_length=3)
-    temperature: PositiveFloat = 1.0
+    image_size: ImageSize
+    mean: list[Mean] = Field(min_length=3, max_length=3)
+    std: list[Std] = Field(min_length=3, max_length=3)
+    temperature: Temperature = 1.0
     babyface_version: str = ""
     created: str = ""
     framing: dict[str, Any] | None = None
@@ -161,13 +190,19 @@ class ModelMeta(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)  # validation metrics of the kept epoch
     calibration: dict[str, Any] = Field(default_factory=dict)
     compute: ComputeRecord | None = None  # the number format and layout training used (weights are always fp32)
-    members: Any = Field(default_factory=list)  # an ensemble's members (checked by babyface.bundle.ensemble)
+    members: Any = Field(default_factory=list)  # an ensemble's MemberRecords, kept as the dicts model.json holds
 
     @model_validator(mode="after")
     def _decisions_among_classes(self) -> ModelMeta:
         unknown = [c for c in self.decision_classes if c not in self.classes]
         if unknown or len(self.decision_classes) == 1 or len(set(self.decision_classes)) != len(self.decision_classes):
             raise ValueError(f"decision_classes {self.decision_classes} must be two or more distinct classes of {self.classes}")
+        return self
+
+    @model_validator(mode="after")
+    def _members_of_an_ensemble(self) -> ModelMeta:
+        if self.is_ensemble:
+            check_member_records(self.members)
         return self
 
     @property
@@ -203,15 +238,71 @@ class ModelMeta(BaseModel):
 
 def parse_model_meta(values: Any, where: Path) -> ModelMeta:
     """``values`` read from ``where`` as ModelMeta, or a one-line BundleError naming the first bad field."""
+    if nested_deeper(values, MAX_NESTING):
+        raise BundleError(f"{where}: nested more than {MAX_NESTING} levels deep; the bundle is damaged, retrain or restore it")
     try:
         return ModelMeta.model_validate(values)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"][:1]) or "model.json"
-        problem = f"'{field}' {error['msg'].lower()} (got {error.get('input')!r})" if error["loc"] else error["msg"]
-        if field == "arch":
-            problem = f"cannot rebuild the architecture ({problem})"
-        raise BundleError(f"{where}: {problem}; the bundle is damaged, retrain or restore it") from None
+        raise BundleError(f"{where}: {first_problem(exc)}; the bundle is damaged, retrain or restore it") from None
+
+
+def first_problem(exc: ValidationError) -> str:
+    """The first error of ``exc`` in one line: the field, what is wrong with it and (shortened) what it got."""
+    error = exc.errors()[0]
+    if error["type"] == "value_error":  # babyface's own validators say what is wrong in full
+        reason = str(error["ctx"]["error"])
+    else:
+        reason = f"{error['msg'].lower()} (got {shortened(repr(error.get('input')))})"
+    if not error["loc"]:
+        return reason
+    field = str(error["loc"][0])
+    problem = f"'{field}' {reason}"
+    return f"cannot rebuild the architecture ({problem})" if field == "arch" else problem
+
+
+def shortened(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """Whether lists and dicts in ``value`` nest more than ``limit`` levels (iterative: any depth is safe to ask)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth == limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+class MemberRecord(BaseModel):
+    """One member as an ensemble's model.json records it (its own bundle, members/NAME, is checked when loaded)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    name: str
+    arch: Arch
+    image_size: ImageSize
+    temperature: Temperature
+    weights_sha256: str = ""
+
+
+def check_member_records(members: Any) -> None:
+    """Raise ValueError unless ``members`` records 2 to MAX_MEMBERS distinct member folders, each within the limits
+    of any bundle (reports and comparisons read these records without loading the members)."""
+    names = [m.get("name") for m in members] if isinstance(members, list) and all(isinstance(m, dict) for m in members) else []
+    if not 2 <= len(names) <= MAX_MEMBERS or not all(map(_folder_name, names)) or len(set(names)) < len(names):
+        raise ValueError(f"'members' must name 2 to {MAX_MEMBERS} distinct member folders")
+    for record in members:
+        try:
+            MemberRecord.model_validate(record)
+        except ValidationError as exc:
+            raise ValueError(f"member {record['name']!r}: {first_problem(exc)}") from None
+
+
+def _folder_name(name: Any) -> bool:
+    return isinstance(name, str) and _printable(name, MAX_MEMBER_NAME) and name not in (".", "..") and not {"/", "\\"} & set(name)
 
 
 # ---------------------------------------------------------------- split manifest

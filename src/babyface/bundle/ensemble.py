@@ -179,23 +179,10 @@ def write_shared_splits(members: Sequence[Bundle], path: Path) -> None:
 # ---------------------------------------------------------------- loading
 
 
-def member_entries(folder: Path, meta: ModelMeta) -> list[dict[str, Any]]:
-    """The members listed in an ensemble's model.json, each named by a plain folder name under ``members/``."""
-    entries = meta.members
-    if (not isinstance(entries, list) or len(entries) < 2
-            or not all(isinstance(entry, dict) and _plain_name(entry.get("name")) for entry in entries)):
-        raise BundleError(f"{folder / META_FILE}: 'members' must name at least two member folders; the ensemble is damaged, "
-                          "recreate it with 'babyface ensemble'")
-    return entries
-
-
-def _plain_name(name: Any) -> bool:
-    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
-
-
 def load_ensemble(folder: Path, meta: ModelMeta, device: torch.device | str = "cpu") -> Bundle:
-    """Each member as a bundle (checked like any bundle, and against the hash recorded for it), then one model."""
-    members = [load_ensemble_member(folder, entry, device) for entry in member_entries(folder, meta)]
+    """Each member as a bundle (checked like any bundle, and against the hash recorded for it), then one model; the
+    member records themselves were checked with the ensemble's model.json (``babyface.run.check_member_records``)."""
+    members = [load_ensemble_member(folder, entry, device) for entry in meta.members]
     for member in members:
         if member.classes != meta.classes:
             raise BundleError(f"{member.path}: classes {member.classes} differ from the ensemble's {meta.classes}; "
@@ -223,7 +210,7 @@ def ensemble_sha256(folder: str | os.PathLike) -> str:
     """SHA-256 over the members' names and weight hashes: what an ensemble's exported ONNX file is tied to."""
     folder = Path(folder)
     digest = hashlib.sha256()
-    for entry in member_entries(folder, read_metadata(folder)):
+    for entry in read_metadata(folder).members:
         name = entry["name"]
         path = folder / MEMBERS_DIR / name
         if not (path / WEIGHTS_FILE).is_file():

@@ -15,15 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from babyface import __version__
 from babyface.errors import BabyfaceError, BundleError
 from babyface.io import atomic_path, write_json
 from babyface.models import create_model
-from babyface.run import BUNDLE_FORMAT, FORMAT_VERSION, META_FILE, WEIGHTS_FILE, ModelMeta, RunFolder, parse_model_meta
+from babyface.run import (
+    BUNDLE_FORMAT,
+    FORMAT_VERSION,
+    MAX_META_BYTES,
+    META_FILE,
+    WEIGHTS_FILE,
+    ModelMeta,
+    RunFolder,
+    parse_model_meta,
+)
 
 REQUIRED_KEYS = ("format", "format_version", "arch", "classes", "image_size", "mean", "std")
 
@@ -90,10 +99,7 @@ def read_metadata(folder: str | os.PathLike) -> ModelMeta:
         raise BundleError(f"{folder}: model folder not found; pass the --out folder of a 'babyface train' run")
     if not meta_path.is_file():
         _missing_files(folder)
-    try:
-        values = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{meta_path}: corrupt model metadata ({exc.__class__.__name__}); retrain or restore the bundle") from None
+    values = _read_json(meta_path)
     if not isinstance(values, dict) or values.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{meta_path}: not a babyface model bundle (format is not {BUNDLE_FORMAT!r})")
     if values.get("format_version") != FORMAT_VERSION:
@@ -110,6 +116,21 @@ def read_metadata(folder: str | os.PathLike) -> ModelMeta:
     return meta
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``, read no further than MAX_META_BYTES (a model.json is a few KB); BundleError for anything else."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_META_BYTES + 1)
+        if len(raw) > MAX_META_BYTES:
+            raise BundleError(
+                f"{path}: larger than {MAX_META_BYTES >> 20} MiB, far more than any model metadata; "
+                "the bundle is damaged, retrain or restore it"
+            )
+        return json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, or a 5000-digit number
+        raise BundleError(f"{path}: corrupt model metadata ({exc.__class__.__name__}); retrain or restore the bundle") from None
+
+
 def _missing_files(folder: Path) -> None:
     raise BundleError(f"{folder}: no {META_FILE} + {WEIGHTS_FILE} here; not a babyface model (did training finish?)")
 
@@ -124,37 +145,60 @@ def weights_sha256(folder: str | os.PathLike) -> str:
 
 
 def load_single(folder: str | os.PathLike, meta: ModelMeta, device: torch.device | str = "cpu") -> Bundle:
-    """Rebuild one model from its checked ``model.json`` and load ``model.safetensors``; BundleError on anything inconsistent."""
+    """Rebuild one model from its checked ``model.json`` and load ``model.safetensors``; BundleError on anything inconsistent.
+
+    The architecture is built on the meta device and checked against the weights' header first, so no memory is
+    taken for a model.json that does not describe the weights beside it (a lie about image_size can ask for 17 GB).
+    """
     folder = Path(folder)
-    try:
-        model = create_model(meta.arch.name, num_classes=len(meta.classes), image_size=meta.image_size, **meta.arch.kwargs)
-    except (BabyfaceError, KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{folder / META_FILE}: cannot rebuild the architecture ({exc})") from None
-    state = _read_weights(folder / WEIGHTS_FILE)
-    _check_state(model, state, folder)
-    model.load_state_dict(state)
+    model = _architecture_on_meta_device(meta, folder)
+    model.load_state_dict(_read_weights(folder / WEIGHTS_FILE, model.state_dict(), folder), assign=True)
     model.to(device).eval()
     return Bundle(model, meta, folder)
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+def _architecture_on_meta_device(meta: ModelMeta, folder: Path) -> nn.Module:
+    """The architecture ``meta`` describes, on the meta device: shapes without storage."""
     try:
-        return load_file(str(path))
+        with torch.device("meta"):
+            return create_model(meta.arch.name, num_classes=len(meta.classes), image_size=meta.image_size, **meta.arch.kwargs)
+    except (BabyfaceError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise BundleError(f"{folder / META_FILE}: cannot rebuild the architecture ({exc})") from None
+
+
+def _read_weights(path: Path, expected: dict[str, torch.Tensor], folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``path``, once its header matches ``expected`` (names and shapes), each finite and of the
+    expected dtype."""
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            _check_shapes(expected, {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}, folder)
+            return {key: _finite(key, weights.get_tensor(key), path).to(expected[key].dtype) for key in weights.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BundleError(f"{path}: not a valid safetensors file ({reason}); the bundle is corrupt, retrain or restore it") from None
+        raise BundleError(
+            f"{path}: not a valid safetensors file ({reason}); the bundle is corrupt, retrain or restore it"
+        ) from None
 
 
-def _check_state(model: nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+def _finite(key: str, tensor: torch.Tensor, path: Path) -> torch.Tensor:
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        raise BundleError(
+            f"{path}: weight {key} holds NaN or infinite values; the bundle is corrupt (did training diverge?), retrain or restore it"
+        )
+    return tensor
+
+
+def _check_shapes(expected: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]], folder: Path) -> None:
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise BundleError(f"{folder}: weights do not match the architecture in {META_FILE} ({detail}); the bundle is inconsistent")
+        raise BundleError(
+            f"{folder}: weights do not match the architecture in {META_FILE} ({detail}); the bundle is inconsistent"
+        )
     for key, tensor in expected.items():
-        if tuple(state[key].shape) != tuple(tensor.shape):
+        if shapes[key] != tuple(tensor.shape):
             raise BundleError(
-                f"{folder}: weight {key} has shape {tuple(state[key].shape)}, the architecture needs {tuple(tensor.shape)}; "
+                f"{folder}: weight {key} has shape {shapes[key]}, the architecture needs {tuple(tensor.shape)}; "
                 "the metadata does not match the weights"
             )

@@ -39,6 +39,7 @@ from babyface.config.defaults import (
     DETECTOR_MIN_SCORES,
     DETECTORS,
     LIVE_DETECTOR,
+    MAX_IMAGE_SIZE,
 )
 from babyface.config.inference import (
     CompareConfig,
@@ -68,7 +69,7 @@ CHOICES: dict[str, tuple[str, ...]] = {"tta": typing.get_args(Tta)}  # for code 
 
 __all__ = [
     "DEFAULT_DETECTOR", "DEFAULT_MARGIN", "DEFAULT_MAX_DECODE_MB", "DEFAULT_MAX_PIXELS", "DEFAULT_THRESHOLD", "DETECT_MAX_SIDE",
-    "DETECT_EVERY", "DETECTOR_MIN_SCORES", "DETECTORS", "LIVE_DETECTOR",
+    "DETECT_EVERY", "DETECTOR_MIN_SCORES", "DETECTORS", "LIVE_DETECTOR", "MAX_IMAGE_SIZE",
     "AUTO_ADVERSARY", "CHOICES", "RECIPES", "AuditConfig", "AugmentConfig", "CompareConfig", "ConfigModel", "CropConfig",
     "CvConfig", "CvDataConfig", "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig",
     "ModelsConfig", "PredictConfig", "ReportConfig", "ServeConfig", "SplitConfig", "SynthCommand", "SynthConfig", "TrainConfig",

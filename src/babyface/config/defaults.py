@@ -16,5 +16,7 @@ DETECT_MAX_SIDE = 640  # photos are shrunk to this for detection only; faces are
 DEFAULT_MAX_PIXELS = 100_000_000  # images with more pixels are refused (babyface.data.images: decompression bombs)
 # an image whose decoding and conversion to RGB would take more memory than this is refused before decoding
 DEFAULT_MAX_DECODE_MB = 1024
+# largest model input side: 5x what any recipe trains at (the cnn's head grows with its square); bundles claiming more are refused
+MAX_IMAGE_SIZE = 512
 # near-duplicate score (babyface.data.duplicates), chosen on infant-web: recall of same-photo pairs vs pairs across infants
 DEFAULT_THRESHOLD = 0.89

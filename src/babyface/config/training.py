@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator, model_validator
 
 from babyface.config.base import ConfigModel, option
-from babyface.config.defaults import DEFAULT_MAX_PIXELS
+from babyface.config.defaults import DEFAULT_MAX_PIXELS, MAX_IMAGE_SIZE
 from babyface.errors import BabyfaceError
 
 DATA, SOURCES, MODEL, OPTIMISATION, AUGMENTATION, RUNTIME = (
@@ -60,7 +60,7 @@ class DataConfig(ConfigModel):
     """How training images are read, split and cached."""
 
     image_size: int = option(64, "side in pixels that images are resized to before the model sees them (64 as in the "
-                                 "reference; the cnn model needs a multiple of 16)", ge=16)
+                                 "reference; the cnn model needs a multiple of 16)", ge=16, le=MAX_IMAGE_SIZE)
     val_fraction: float = option(0.2, "share of each class of the training images held out for validation (choosing "
                                       "the best epoch, calibration) when DATA has no val/ folder", ge=0, lt=1)
     test_fraction: float = option(0.15, "share of each class held out as the test set when DATA is one folder of class "
@@ -282,7 +282,8 @@ class CvConfig(TrainConfig):
 class ModelsConfig(ConfigModel):
     """``babyface models``: the size the table is computed at."""
 
-    image_size: int = option(64, "input side in pixels the parameters and FLOPs are computed for", ge=16)
+    image_size: int = option(64, "input side in pixels the parameters and FLOPs are computed for", ge=16,
+                             le=MAX_IMAGE_SIZE)
     num_classes: int = option(3, "number of classes of the classifier", ge=1)
 
 

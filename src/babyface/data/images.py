@@ -41,8 +41,10 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def display_path(path: str | os.PathLike) -> str:
-    """A printable form of a path, even when the file name is not valid UTF-8."""
-    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    """A printable form of a path, even when the file name is not valid UTF-8 or holds control characters
+    (an escape sequence in a file name must not reach the terminal: it is shown as ``\x1b``)."""
+    text = os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from babyface.data.images import display_path, is_image_file
 from babyface.errors import DataError
+from babyface.run import check_class_name
 
 LAYOUT_HELP = (
     "expected DATA/train/<class>/*.jpg and DATA/test/<class>/*.jpg (the BabyFace layout) "
@@ -80,6 +81,11 @@ def scan_class_folders(root: Path, expected_classes: list[str] | None = None, mi
     if not class_dirs:
         raise DataError(f"{display_path(root)}: no class folders found; {LAYOUT_HELP}")
     classes = [p.name for p in class_dirs]
+    for class_dir in class_dirs:
+        try:
+            check_class_name(class_dir.name)
+        except ValueError as exc:
+            raise DataError(f"{display_path(class_dir)}: class folder {exc} (every prediction prints it); rename the folder") from None
     if len(classes) < min_classes:
         raise DataError(f"{display_path(root)}: only one class folder ({classes[0]}); at least 2 classes are needed")
     if expected_classes is not None and classes != expected_classes:

@@ -211,7 +211,7 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 def format_predictions(predictions: Sequence[Prediction], classes: Sequence[str], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps([p.__dict__ for p in predictions], indent=2) + "\n"
+        return json.dumps([p.__dict__ for p in predictions], indent=2, allow_nan=False) + "\n"
     if fmt == "csv":
         rows = [[p.file, p.label, f"{p.confidence:.6f}", *(f"{p.probabilities[c]:.6f}" for c in classes), found_text(p.face_found)]
                 for p in predictions]
