@@ -64,7 +64,7 @@ def load_frames(count: int, folder: Path | None = None) -> list[bytes]:
     files in ``folder`` (all of them, sorted), each as a 640×480 JPEG frame."""
     if folder is None:
         frames = (one_face_jpeg(seed) for seed in range(100 * count))
-        return list(itertools.islice((f for f in frames if len(detect_faces(decode_rgb_bytes(f), "mtcnn", max_side=640)) == 1), count))
+        return list(itertools.islice((f for f in frames if len(detect_faces(decode_rgb_bytes(f)[0], "mtcnn", max_side=640)) == 1), count))
     files = sorted(p for p in folder.rglob("*") if is_image_file(p))
     if not files:
         raise SystemExit(f"{folder}: no image files")

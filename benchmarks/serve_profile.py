@@ -53,7 +53,7 @@ def stage_timer(times: dict[str, list[float]]) -> Callable:
 def one_request(classifier: Classifier, data: bytes, setting: dict, timed: Callable) -> None:
     """The stages of FaceService.predict, each timed: decode, detection, crops + classifier, JSON."""
     use_memory_format(setting["memory_format"])
-    rgb = np.asarray(timed("decode", decode_rgb_bytes, data))
+    rgb = np.asarray(timed("decode", decode_rgb_bytes, data)[0])
     found = timed("detect", faces.detect_faces, rgb, "mtcnn", 0.9, setting["detect_size"], setting["min_face"])
     boxes = [face.square(0.2, rgb.shape[1], rgb.shape[0]) for face in found] or [(0, 0, rgb.shape[1], rgb.shape[0])]
     probs = timed("classify", classifier.classify_boxes, rgb, boxes)

@@ -49,12 +49,14 @@ from babyface.serve.guard import (
     HostCheck,
     JsonErrors,
     SecurityHeaders,
+    Tally,
     WrongTokenBackoff,
     was_cut_off,
 )
 
 FIELD = "image"
 MIN_TOKEN_LENGTH = 16
+ABANDONED_UPLOADS = Tally("a client disconnected in the middle of its upload")
 RESERVED_FILES = 64  # open files kept free of connections, for the model, the detector and the log
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the image itself
 GRADCAM_SIDE = 192  # Grad-CAM overlays are returned at most this many pixels wide
@@ -172,7 +174,7 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
             chunks.append(chunk)
     except ClientDisconnect:
         if not was_cut_off(request.scope):  # a request cut off by the server was counted there
-            log.warning("WARNING: a client disconnected in the middle of its upload (%d bytes received)", size)
+            ABANDONED_UPLOADS.add()
         raise HTTPException(400, "the upload did not arrive in full") from None
     return b"".join(chunks)
 
