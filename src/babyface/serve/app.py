@@ -104,7 +104,7 @@ class FaceService:
 
     def predict(self, data: bytes, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
         if gradcam:
-            self.explainer.class_index(target_class)  # an unknown class fails before any work
+            self.check_gradcam(target_class)  # fails before any work
         c = self.config
         with self.detecting:
             image, header = decode_rgb_bytes(data, "the uploaded image", c.max_pixels, c.max_image_mb, reduce=True)
@@ -116,6 +116,15 @@ class FaceService:
         records = [self._record(face, image, gradcam, target_class, scale) for face in faces]
         return {"width": round(image.width * scale), "height": round(image.height * scale),
                 "face_detected": faces[0].face_detected, "faces": records}
+
+    def check_gradcam(self, target_class: str) -> None:
+        """BabyfaceError in the API's own words (its parameters, no server paths) when an overlay cannot be made."""
+        if self.classifier.meta.is_ensemble:
+            raise BabyfaceError("gradcam=true explains one model and this server serves an ensemble; start babyface serve "
+                                "on one of its members (RUN/members/NAME) for overlays")
+        if target_class and target_class not in self.classifier.meta.classes:
+            raise BabyfaceError(f"target_class={target_class!r} is not one of the model's classes: "
+                                f"{', '.join(self.classifier.meta.classes)}")
 
     def close(self) -> None:
         self.batcher.close()
