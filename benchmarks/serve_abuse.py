@@ -5,7 +5,8 @@
 
 Starts the real server (its defaults, an untrained CNN bundle: speed does not depend on the weights) on a free
 loopback port. Two normal clients post 640x480 one-face JPEG frames back to back; first alone (quiet), then while a
-second process attacks (abuse), with every attack of the hostile-client review at once:
+second process attacks from its own address, 127.0.0.2, at the lowest CPU priority (nice 19, a stand-in for a
+machine of its own; its CPU time is printed), with every attack of the hostile-client review at once:
 - small files that decode huge: a real 16-bit gray PNG and a real RGB PNG of 9999x9999 (about 200 and 300 KB),
   posted by 3 threads at a time (the review's "three at once took the server from 1.5 to 8.2 GB");
 - an EPS labelled image/png; 150 connections sending their headers a byte every 2 s; 150 trickling their body;
@@ -41,6 +42,7 @@ from serve_load import BOUNDARY, free_port, multipart, one_face_jpeg  # noqa: E4
 from untrained import untrained_bundle  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "babyface" / "serve-abuse"
+ATTACKER = "127.0.0.2"  # the hostile client's own address, as another machine on the network would have (normal: 127.0.0.1)
 HEADERS = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
@@ -64,8 +66,8 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto s
 
 # ---------------------------------------------------------------- normal clients
 
-def post(port: int, body: bytes, timeout: float = 60) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def post(port: int, body: bytes, timeout: float = 60, source: str = "127.0.0.1") -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
     try:
         conn.request("POST", "/predict", body, HEADERS)
         response = conn.getresponse()
@@ -101,6 +103,7 @@ def normal_clients(port: int, bodies: list[bytes], seconds: float, clients: int 
 # ---------------------------------------------------------------- the attacker (a process of its own)
 
 def attack(port: int, seconds: float, results: multiprocessing.Queue) -> None:
+    os.nice(19)  # a stand-in for a machine of its own: the attacker's CPU yields to the server's on these 2 cores
     statuses: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
     stop = time.monotonic() + seconds
@@ -114,7 +117,7 @@ def attack(port: int, seconds: float, results: multiprocessing.Queue) -> None:
         n = 0
         while time.monotonic() < stop:
             try:
-                count(f"decode-huge/EPS upload: HTTP {post(port, files[n % len(files)])[0]}")
+                count(f"decode-huge/EPS upload: HTTP {post(port, files[n % len(files)], source=ATTACKER)[0]}")
             except OSError as exc:
                 count(f"decode-huge upload: {type(exc).__name__}")
             n += 1
@@ -126,7 +129,8 @@ def attack(port: int, seconds: float, results: multiprocessing.Queue) -> None:
             for i, sock in enumerate(socks):
                 try:
                     if sock is None:
-                        sock = socks[i] = socket.create_connection(("127.0.0.1", port), timeout=2)
+                        sock = socks[i] = socket.create_connection(("127.0.0.1", port), timeout=2,
+                                                                   source_address=(ATTACKER, 0))
                         sock.sendall(first_bytes)
                     elif trickle:
                         sock.sendall(trickle)
@@ -152,7 +156,7 @@ def attack(port: int, seconds: float, results: multiprocessing.Queue) -> None:
         head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {HEADERS['Content-Type']}\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         while time.monotonic() < stop:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(ATTACKER, 0)) as sock:
                 sock.sendall(head + body[:len(body) // 2])
             count("upload abandoned half-way")
             time.sleep(0.5)

@@ -190,3 +190,23 @@ def test_the_network_needs_a_token_or_says_loudly_why_not(untrained_run, monkeyp
     client = local_client(create_app(ServeConfig(run=str(untrained_run), device="cpu", host="0.0.0.0")))
     assert client.get("/model").status_code == 401
     assert client.get("/model", headers={"Authorization": "Bearer from-env-from-env-from-env"}).status_code == 200
+
+
+def test_backoff_doubles_after_the_free_tries_up_to_its_cap_and_forgets_the_oldest_addresses() -> None:
+    from babyface.serve.guard import Backoff
+
+    now = [0.0]
+    backoff = Backoff(free_tries=3, max_wait=8, clock=lambda: now[0], remembered=2)
+    waits = []
+    for _ in range(7):
+        backoff.failed("a")
+        waits.append(backoff.retry_after("a"))
+    assert waits == [0, 0, 1, 2, 4, 8, 8]
+    now[0] += 8
+    assert backoff.retry_after("a") == 0
+    backoff.succeeded("a")
+    backoff.failed("a")
+    assert backoff.retry_after("a") == 0  # a success starts the count again
+    backoff.failed("b")
+    backoff.failed("c")
+    assert set(backoff.failures) == {"b", "c"}  # bounded memory: the oldest address is forgotten

@@ -53,8 +53,9 @@ def multipart(data: bytes, content_type: str = "image/png") -> tuple[bytes, str]
 
 
 def request(server: Server, method: str, path: str, body: bytes = b"", headers: dict | None = None,
-            timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+            timeout: float = 30, source: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    """One request from the loopback address ``source`` (the server backs off per address)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout, source_address=(source, 0))
     try:
         conn.putrequest(method, path, skip_host="Host" in (headers or {}), skip_accept_encoding=True)
         for name, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
@@ -66,9 +67,10 @@ def request(server: Server, method: str, path: str, body: bytes = b"", headers: 
         conn.close()
 
 
-def predict(server: Server, data: bytes, content_type: str = "image/png", headers: dict | None = None):
+def predict(server: Server, data: bytes, content_type: str = "image/png", headers: dict | None = None,
+            source: str = "127.0.0.1"):
     body, form_type = multipart(data, content_type)
-    return request(server, "POST", "/predict", body, {"Content-Type": form_type, **(headers or {})})
+    return request(server, "POST", "/predict", body, {"Content-Type": form_type, **(headers or {})}, source=source)
 
 
 def json_error(status: int, body: bytes) -> str:
@@ -105,17 +107,28 @@ def server(untrained_run, tmp_path_factory):
 
 def test_small_files_that_decode_huge_get_a_json_413_before_any_decoding(server) -> None:
     for mode in ("I;16", "RGB"):
-        status, headers, body = predict(server, png_claiming(9999, 9999, mode))
+        status, headers, body = predict(server, png_claiming(9999, 9999, mode), source="127.0.0.2")
         assert status == 413 and headers["content-type"] == "application/json"
         assert "--max-image-mb" in json_error(status, body)
-    status, _, body = predict(server, png_claiming(20000, 20000, "L"))
+    status, _, body = predict(server, png_claiming(20000, 20000, "L"), source="127.0.0.2")
     assert status == 413 and "--max-pixels" in json_error(status, body)
+
+
+def test_an_address_that_keeps_sending_refused_uploads_is_made_to_wait(server) -> None:
+    bomber, bomb = "127.0.0.4", png_claiming(9999, 9999, "I;16")
+    assert [predict(server, bomb, source=bomber)[0] for _ in range(5)] == [413] * 5
+    status, headers, body = predict(server, image_bytes(), source=bomber)  # even a good image: its body is not read
+    assert status == 429 and headers["connection"] == "close" and int(headers["retry-after"]) >= 1
+    assert "refused uploads" in json_error(status, body)
+    assert predict(server, image_bytes())[0] == 200  # other addresses are not held up
+    time.sleep(int(headers["retry-after"]) + 0.2)
+    assert predict(server, image_bytes(), source=bomber)[0] == 200
 
 
 def test_formats_are_judged_by_their_bytes(server, tmp_path: Path) -> None:
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\nshowpage\n"
     for data in (eps, image_bytes("TGA"), image_bytes("PCX")):
-        status, _, body = predict(server, data, "image/png")
+        status, _, body = predict(server, data, "image/png", source="127.0.0.3")
         assert status == 415 and "JPEG, PNG" in json_error(status, body)
     for fmt in ("WEBP", "BMP", "TIFF"):
         status, _, body = predict(server, image_bytes(fmt), "application/octet-stream")  # what curl -F sends

@@ -44,19 +44,22 @@ from babyface.inference.classifier import Classifier, FacePrediction
 from babyface.inference.selection import Candidate, choose_serving_classifier
 from babyface.serve.batching import MicroBatcher
 from babyface.serve.guard import (
+    Backoff,
+    BackoffGate,
     ConnectionPolicy,
     GuardedH11Protocol,
     HostCheck,
     JsonErrors,
     SecurityHeaders,
     Tally,
-    WrongTokenBackoff,
+    client_address,
     was_cut_off,
 )
 
 FIELD = "image"
 MIN_TOKEN_LENGTH = 16
 ABANDONED_UPLOADS = Tally("a client disconnected in the middle of its upload")
+REFUSED_UPLOAD = (413, 415, 422)  # answers that count towards an address's back-off (a bad token counts on its own)
 RESERVED_FILES = 64  # open files kept free of connections, for the model, the detector and the log
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the image itself
 GRADCAM_SIDE = 192  # Grad-CAM overlays are returned at most this many pixels wide
@@ -243,19 +246,15 @@ def access_token(config: ServeConfig) -> str:
     return token
 
 
-def require_token(token: str, backoff: WrongTokenBackoff):
+def require_token(token: str, backoff: Backoff):
     """A FastAPI dependency: 401 unless the request carries 'Authorization: Bearer TOKEN' (its UTF-8 bytes, compared
-    in constant time); an address that keeps sending wrong ones gets 429 and must wait (``WrongTokenBackoff``)."""
+    in constant time); each wrong one counts towards its address's ``backoff`` (which BackoffGate enforces)."""
     expected = f"Bearer {token}".encode()
 
     async def check(request: Request) -> None:
         if not token:
             return
-        address = request.client.host if request.client else ""
-        wait = backoff.retry_after(address)
-        if wait > 0:
-            raise HTTPException(429, f"too many wrong tokens from this address: wait {wait:.0f} s, then send the right one",
-                                headers={"Retry-After": str(max(1, round(wait)))})
+        address = client_address(request.scope)
         sent = request.headers.get("authorization", "").encode("latin-1")  # the raw bytes, as the client sent them
         if not secrets.compare_digest(sent, expected):
             backoff.failed(address)
@@ -272,12 +271,15 @@ NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "auto_configu
 def create_app(config: ServeConfig, service: FaceService | None = None) -> FastAPI:
     token = access_token(config)
     service = service or FaceService(config)
-    guarded = [Depends(require_token(token, WrongTokenBackoff()))]
+    wrong_tokens, refused_uploads = Backoff(), Backoff()
+    guarded = [Depends(require_token(token, wrong_tokens))]
     limit = int(config.max_upload_mb * 2**20) + MULTIPART_OVERHEAD
     app = FastAPI(title="babyface", version=__version__, telemetry=NO_TELEMETRY,
                   description="Infant facial emotion (happy / neutral / sad) for every face in a photo. Not a clinical tool.")
     app.state.service = service
     page = resources.files("babyface.serve").joinpath("index.html").read_text(encoding="utf-8")
+    app.add_middleware(BackoffGate, gates=[(wrong_tokens, ("/predict", "/model"), "wrong tokens"),
+                                           (refused_uploads, ("/predict",), "refused uploads in a row")])
     app.add_middleware(SecurityHeaders)
     if not token:
         app.add_middleware(HostCheck, own_host=config.host)
@@ -296,9 +298,7 @@ def create_app(config: ServeConfig, service: FaceService | None = None) -> FastA
     async def model() -> dict[str, Any]:
         return service.model_info()
 
-    @app.post("/predict", openapi_extra=PREDICT_BODY, dependencies=guarded)
-    async def predict(request: Request, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
-        """Faces (largest first) with box, label, confidence and every class probability; ``gradcam=true`` adds overlays."""
+    async def answer_upload(request: Request, gradcam: bool, target_class: str) -> dict[str, Any]:
         data = await uploaded_image(request, limit)
         try:
             return await run_in_threadpool(service.predict, data, gradcam, target_class)
@@ -311,6 +311,19 @@ def create_app(config: ServeConfig, service: FaceService | None = None) -> FastA
             raise HTTPException(422, str(exc)) from None
         except BabyfaceError as exc:
             raise HTTPException(400, str(exc)) from None
+
+    @app.post("/predict", openapi_extra=PREDICT_BODY, dependencies=guarded)
+    async def predict(request: Request, gradcam: bool = False, target_class: str = "") -> dict[str, Any]:
+        """Faces (largest first) with box, label, confidence and every class probability; ``gradcam=true`` adds overlays."""
+        address = client_address(request.scope)
+        try:
+            answer = await answer_upload(request, gradcam, target_class)
+        except HTTPException as exc:
+            if exc.status_code in REFUSED_UPLOAD:
+                refused_uploads.failed(address)
+            raise
+        refused_uploads.succeeded(address)
+        return answer
 
     return app
 

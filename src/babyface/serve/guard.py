@@ -6,13 +6,15 @@
 - ``SecurityHeaders``: every response says ``nosniff`` and ``no-store``, and may not be framed by another site.
 - ``HostCheck``: without a token, a request must name this machine by an IP address or ``localhost`` in its Host
   header, so that a web page on a rebinding domain cannot reach the token-less server through the browser.
-- ``WrongTokenBackoff``: repeated wrong tokens from one address wait longer and longer before they are even checked.
+- ``Backoff``: an address that keeps sending wrong tokens, or uploads that are refused (too large, not an image),
+  waits longer and longer before its next request is even read (429): refusing costs little, but not nothing.
 - ``JsonErrors``: an unexpected exception becomes a JSON 500 and one log line, not a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
 import json
 import logging
@@ -72,6 +74,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.deadline: asyncio.TimerHandle | None = None
+        self.address = self.client[0] if self.client else ""
         if len(self.open_connections) >= self.policy.max_connections and not self._evict_an_idle_connection():
             self.policy.refused.add()
             transport.abort()
@@ -97,18 +100,28 @@ class GuardedH11Protocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         self._send_json_and_close(400, f"not a valid HTTP request ({msg.rstrip('.').lower()})")
 
-    def _is_idle(self) -> bool:
-        return self.cycle is None or self.cycle.response_complete or self.cycle.more_body and self.deadline is not None
+    def _eviction_rank(self) -> int | None:
+        """Who goes first when the server is full: 0 a connection that has not sent a whole request head yet,
+        1 one idle between requests, 2 one still sending its body; None one waiting for its answer (never)."""
+        if self.cycle is None:
+            return 0
+        if self.cycle.response_complete:
+            return 1
+        return 2 if self.cycle.more_body and self.deadline is not None else None
 
     def _evict_an_idle_connection(self) -> bool:
-        """Close the oldest connection that is not waiting for an answer (slow headers, a trickled body, keep-alive)."""
-        for other in self.open_connections:
-            if other is not self and other._is_idle():
-                self.policy.evicted.add()
-                other._cut_off("the server is full and this connection was the slowest")
-                self.open_connections.pop(other, None)
-                return True
-        return False
+        """Close a connection of the address that holds the most, of lowest rank, the oldest among equals: a client
+        that opens hundreds of connections loses its own, not those of the few a normal client holds."""
+        held = collections.Counter(other.address for other in self.open_connections)
+        ranked = [(-held[other.address], rank, n, other) for n, other in enumerate(self.open_connections)
+                  if other is not self and (rank := other._eviction_rank()) is not None]
+        if not ranked:
+            return False
+        victim = min(ranked, key=lambda item: item[:3])[3]
+        self.policy.evicted.add()
+        victim._cut_off("the server is full and this connection was the slowest")
+        self.open_connections.pop(victim, None)
+        return True
 
     def _arm_deadline(self) -> None:
         self._disarm_deadline()
@@ -211,6 +224,25 @@ class HostCheck:
         await self.app(scope, receive, send)
 
 
+class BackoffGate:
+    """429 for a request from an address that must wait (see ``Backoff``), answered before routing and unread: a
+    flood of refused requests costs as little as it can. ``gates`` holds (backoff, paths it guards, what it counts)."""
+
+    def __init__(self, app: ASGIApp, gates: list[tuple[Backoff, tuple[str, ...], str]]):
+        self.app, self.gates = app, gates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            address = client_address(scope)
+            for backoff, paths, what in self.gates:
+                wait = backoff.retry_after(address) if scope["path"] in paths else 0.0
+                if wait > 0:
+                    return await send_json(send, 429, f"too many {what} from this address: wait {wait:.0f} s before the "
+                                                      "next try", [(b"retry-after", str(max(1, round(wait))).encode()),
+                                                                   (b"connection", b"close")])
+        await self.app(scope, receive, send)
+
+
 class JsonErrors:
     """The outermost middleware: an exception nobody handled is one log line and a JSON 500 (503 when memory ran out)."""
 
@@ -244,16 +276,17 @@ def one_line(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------- tokens
 
-class WrongTokenBackoff:
-    """After ``free_tries`` wrong tokens from one address, its next tries are refused unchecked (429) for 1 s, then
-    2, 4, ... up to ``max_wait`` s after each further wrong one: guessing a 16-character token is hopeless."""
+class Backoff:
+    """After ``free_tries`` failures in a row from one address (wrong tokens, refused uploads), its next requests are
+    refused unread (429) for 1 s, then 2, 4, ... up to ``max_wait`` s after each further failure: guessing a
+    16-character token is hopeless, and a flood of bombs costs the server a handful of requests a minute."""
 
     def __init__(self, free_tries: int = 5, max_wait: float = 60.0, clock: Clock = time.monotonic, remembered: int = 4096):
         self.free_tries, self.max_wait, self.clock, self.remembered = free_tries, max_wait, clock, remembered
         self.failures: OrderedDict[str, tuple[int, float]] = OrderedDict()  # address -> (wrong tries, blocked until)
 
     def retry_after(self, address: str) -> float:
-        """Seconds ``address`` must still wait before a token it sends is checked (0 = check it now)."""
+        """Seconds ``address`` must still wait before its next request is read (0 = read it now)."""
         return max(0.0, self.failures.get(address, (0, 0.0))[1] - self.clock())
 
     def failed(self, address: str) -> None:
@@ -265,3 +298,8 @@ class WrongTokenBackoff:
 
     def succeeded(self, address: str) -> None:
         self.failures.pop(address, None)
+
+
+def client_address(request_scope: Scope) -> str:
+    client = request_scope.get("client")
+    return client[0] if client else ""
