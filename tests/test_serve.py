@@ -210,3 +210,27 @@ def test_backoff_doubles_after_the_free_tries_up_to_its_cap_and_forgets_the_olde
     backoff.failed("b")
     backoff.failed("c")
     assert set(backoff.failures) == {"b", "c"}  # bounded memory: the oldest address is forgotten
+
+
+class FailingService:
+    """A stand-in FaceService whose predictions fail as a server under a memory limit or with a bug would."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def model_info(self) -> dict:
+        return {}
+
+    def predict(self, *args) -> dict:
+        raise self.error
+
+
+@pytest.mark.parametrize("error, status", [(MemoryError(), 503), (RuntimeError("boom in /home/someone/secret/path"), 500)])
+def test_an_unexpected_failure_is_a_json_answer_and_one_log_line(untrained_run, error, status, caplog) -> None:
+    app = create_app(ServeConfig(run=str(untrained_run), device="cpu"), service=FailingService(error))
+    with local_client(app) as failing:
+        response = post_image(failing, png_bytes(face_scene()))
+    assert response.status_code == status and response.headers["content-type"] == "application/json"
+    assert "secret" not in response.json()["detail"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "babyface"]
+    assert len(lines) == 1 and "\n" not in lines[0] and "/predict" in lines[0] and not caplog.records[-1].exc_info

@@ -85,14 +85,14 @@ def test_stored_temperature_is_applied_by_evaluate_and_predict(tiny_run, tiny_da
     hot = tmp_path / "hot"
     shutil.copytree(tiny_run, hot, ignore=shutil.ignore_patterns("evaluation"))
     meta = json.loads((hot / "model.json").read_text())
-    meta["temperature"] = 1000.0  # so soft that every probability is about 1/3
+    meta["temperature"] = 100.0  # so soft that every probability is about 1/3 (the largest a bundle may hold)
     (hot / "model.json").write_text(json.dumps(meta))
     image = sorted((tiny_data / "test" / "happy").iterdir())[0]
     result = predict_json(capsys, hot, image)[0]
     assert all(abs(p - 1 / 3) < 0.01 for p in result["probabilities"].values())
     assert main(["evaluate", str(hot), str(tiny_data), "--out", str(tmp_path / "e"), "--no-progress", "--bootstrap", "0"]) == 0
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
-    assert metrics["calibration"]["temperature"] == 1000.0 and "accuracy_ci" not in metrics
+    assert metrics["calibration"]["temperature"] == 100.0 and "accuracy_ci" not in metrics
 
 
 def predict_json(capsys, *args) -> list[dict]:
