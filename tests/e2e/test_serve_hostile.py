@@ -153,6 +153,19 @@ def test_half_sent_headers_and_trickled_bodies_are_cut_off_and_health_stays_fast
         sock.close()
 
 
+def test_a_slow_second_request_on_a_kept_alive_connection_is_cut_off_too(server) -> None:
+    sock = raw_connection(server, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    first = b""
+    while not first.endswith(b'{"status":"ok"}'):  # the whole first answer, head and body
+        first += sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # and never the rest
+    answer = read_until_closed(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < DEADLINE * 3
+
+
 def test_idle_connections_beyond_the_limit_make_room_for_real_clients(server) -> None:
     idle = [raw_connection(server) for _ in range(60)]  # more than --max-connections 40
     time.sleep(0.3)

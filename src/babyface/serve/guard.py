@@ -89,8 +89,13 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.cycle is not None and not self.cycle.more_body:
+        if self._answering():
             self._disarm_deadline()  # the whole request is in: the app may take its time to answer
+
+    def _answering(self) -> bool:
+        """The current request has come in whole and its answer is not sent yet (an answered request's cycle stays
+        until the next request's head is complete: bytes of that head do not count)."""
+        return self.cycle is not None and not self.cycle.response_complete and not self.cycle.more_body
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -134,7 +139,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _too_slow(self) -> None:
         self.deadline = None
-        if self.cycle is not None and not self.cycle.response_complete and not self.cycle.more_body:
+        if self._answering():
             return  # the whole request came in after all: the app answers it
         self.policy.timed_out.add()
         self._cut_off(f"request not complete within {self.policy.request_timeout:g} s; send it faster")
@@ -150,7 +155,8 @@ class GuardedH11Protocol(H11Protocol):
     def _send_json_and_close(self, status: int, detail: str) -> None:
         if self.transport.is_closing():
             return
-        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and (self.cycle is None or not self.cycle.response_started):
+        unanswered = self.conn.our_state is h11.SEND_RESPONSE and not (self.cycle and self.cycle.response_started)
+        if self.conn.our_state is h11.IDLE or unanswered:  # IDLE: no request head yet (or the next one's not whole)
             body = json_body(status, detail)
             try:
                 self.transport.write(self.conn.send(h11.Response(status_code=status, headers=[
