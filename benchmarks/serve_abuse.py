@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from babyface.hardware import describe_hardware  # noqa: E402
-from serve_load import BOUNDARY, free_port, multipart, one_face_jpeg  # noqa: E402
+from serve_load import BOUNDARY, free_port, multipart, one_face_jpeg, start_server  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "babyface" / "serve-abuse"
@@ -201,24 +201,6 @@ def sample_server(pid: int, stop: threading.Event, samples: list[dict]) -> None:
     while not stop.is_set():
         samples.append({**memory_mb(pid), "sockets": open_connections(pid)})
         stop.wait(0.5)
-
-
-def start_server(run: Path, port: int, serve_args: list[str], log_path: Path):
-    import subprocess
-    import urllib.request
-
-    log = open(log_path, "w")  # noqa: SIM115 (the server writes it until it stops)
-    proc = subprocess.Popen([sys.executable, "-m", "babyface", "serve", str(run), "--port", str(port), "--device", "cpu",
-                             *serve_args], stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-            return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"server did not start: {log_path.read_text()[-2000:]}")
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float]:

@@ -96,9 +96,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(run: Path, port: int, serve_args: list[str]) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "babyface", "serve", str(run), "--port", str(port), "--device", "cpu", *serve_args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+def start_server(run: Path, port: int, serve_args: list[str], log_path: Path | None = None) -> subprocess.Popen:
+    """`babyface serve` answering /health on ``port``; its stderr goes to ``log_path`` (else a temporary file)."""
+    log_path = log_path or Path(tempfile.mkstemp(prefix="babyface-serve-", suffix=".log")[1])
+    with open(log_path, "w") as log:  # the server keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "babyface", "serve", str(run), "--port", str(port), "--device", "cpu",
+                                 *serve_args], stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -107,7 +110,7 @@ def start_server(run: Path, port: int, serve_args: list[str]) -> subprocess.Pope
         except OSError:
             time.sleep(0.3)
     proc.kill()
-    raise SystemExit(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+    raise SystemExit(f"server did not start: {log_path.read_text()[-2000:]}")
 
 
 def client(url: str, bodies: list[bytes], count: int, latencies: list[float], errors: list[str], first: int = 0,

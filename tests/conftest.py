@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Callable
 
@@ -99,3 +100,17 @@ def local_client(app):
     from fastapi.testclient import TestClient
 
     return TestClient(app, base_url="http://127.0.0.1")
+
+
+def png_claiming(width: int, height: int, mode: str = "L") -> bytes:
+    """A valid tiny PNG of ``mode`` whose IHDR claims ``width``×``height`` (a decompression-bomb header: Pillow
+    reads the size, decoding would fail or explode)."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new(mode, (8, 8), 0).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    return bytes(data)

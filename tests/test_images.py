@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ from PIL import Image, features
 
 from babyface.data.images import DEFAULT_MAX_PIXELS, display_path, is_image_file, load_resized, load_rgb
 from babyface.errors import DataError, ImageDecodeError
+from tests.conftest import png_claiming
 
 FIX_WORDS = ("remove", "re-export", "re-copy", "downscale", "raise --max-pixels", "fix")
 
@@ -275,18 +274,10 @@ def test_truncated_png(tmp_path: Path) -> None:
     decode_error(tmp_path / "half.png")
 
 
-def _png_with_claimed_size(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("L", (8, 8), 0).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    assert data[12:16] == b"IHDR"
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
-    return bytes(data)
 
 
 def test_decompression_bomb_header_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "bomb.png").write_bytes(_png_with_claimed_size(20000, 20000))
+    (tmp_path / "bomb.png").write_bytes(png_claiming(20000, 20000))
     with Image.open(tmp_path / "bomb.png") as img:  # the patched header is valid: Pillow reads the size
         assert img.size == (20000, 20000)
     assert 20000 * 20000 > DEFAULT_MAX_PIXELS
@@ -350,14 +341,6 @@ def test_display_path_is_printable() -> None:
 
 # ---------------------------------------------------------------- formats by content, memory before decoding
 
-def _png_header_bytes(width: int, height: int, mode: str) -> bytes:
-    """A valid PNG of ``mode`` whose IHDR claims ``width``×``height``: the header is all the budget check reads."""
-    buffer = io.BytesIO()
-    Image.new(mode, (8, 8), 0).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
-    return bytes(data)
 
 
 def _eps_bytes() -> bytes:
@@ -410,7 +393,7 @@ def test_small_files_that_would_decode_huge_are_refused_from_the_header(mode, si
     from babyface.data.images import decode_cost, decode_rgb_bytes, read_header
     from babyface.errors import ImageTooLargeError
 
-    data = _png_header_bytes(side, side, mode)
+    data = png_claiming(side, side, mode)
     assert len(data) < 1000 and side * side <= DEFAULT_MAX_PIXELS
     header = read_header(data)
     assert decode_cost(header) > 1024 * 2**20

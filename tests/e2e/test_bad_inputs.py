@@ -7,8 +7,6 @@ import io
 import json
 import os
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from babyface.cli import main
 from babyface.data.images import load_rgb
 from babyface.data.scan import scan_dataset
 from babyface.errors import BundleError, ImageDecodeError
+from tests.conftest import png_claiming
 
 NON_UTF8 = os.fsdecode(b"b\xe9b\xe9_\xff.png")  # a Latin-1 name that is not valid UTF-8
 
@@ -33,22 +32,13 @@ def jpeg_bytes(size=(40, 40), mode="RGB") -> bytes:
     return buffer.getvalue()
 
 
-def png_with_header_size(width: int, height: int) -> bytes:
-    """A tiny real PNG whose IHDR claims ``width``×``height`` (a decompression-bomb header)."""
-    buffer = io.BytesIO()
-    Image.new("L", (4, 4), 128).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = 8 + 8  # signature, then length + type of the IHDR chunk
-    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
-    data[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])))
-    return bytes(data)
 
 
 BAD_FILES = {
     "truncated.jpg": lambda: jpeg_bytes()[:300],
     "empty.jpg": lambda: b"",
     "text.jpg": lambda: b"hello, I am a text file\n",
-    "bomb.png": lambda: png_with_header_size(20000, 20000),
+    "bomb.png": lambda: png_claiming(20000, 20000),
 }
 
 

@@ -13,16 +13,13 @@ import io
 import json
 import os
 import socket
-import struct
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from tests.conftest import face_scene
+from tests.conftest import face_scene, png_claiming
 from tests.e2e.serving import Server, running_server
 
 TOKEN = "correct-horse-battery-staple-ünïcode"
@@ -35,14 +32,6 @@ def image_bytes(fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def png_claiming(width: int, height: int, mode: str) -> bytes:
-    """A valid PNG of ``mode`` whose header claims ``width``×``height`` (a few dozen bytes that decode huge)."""
-    buffer = io.BytesIO()
-    Image.new(mode, (8, 8), 0).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
-    return bytes(data)
 
 
 def multipart(data: bytes, content_type: str = "image/png") -> tuple[bytes, str]:

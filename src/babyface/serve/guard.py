@@ -30,7 +30,7 @@ log = logging.getLogger("babyface")
 Clock = Callable[[], float]
 
 
-def json_body(status: int, detail: str) -> bytes:
+def json_body(detail: str) -> bytes:
     return json.dumps({"detail": detail}).encode()
 
 
@@ -157,7 +157,7 @@ class GuardedH11Protocol(H11Protocol):
             return
         unanswered = self.conn.our_state is h11.SEND_RESPONSE and not (self.cycle and self.cycle.response_started)
         if self.conn.our_state is h11.IDLE or unanswered:  # IDLE: no request head yet (or the next one's not whole)
-            body = json_body(status, detail)
+            body = json_body(detail)
             try:
                 self.transport.write(self.conn.send(h11.Response(status_code=status, headers=[
                     (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -170,7 +170,7 @@ class GuardedH11Protocol(H11Protocol):
 # ---------------------------------------------------------------- ASGI middleware
 
 async def send_json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json_body(status, detail)
+    body = json_body(detail)
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
