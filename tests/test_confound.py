@@ -31,9 +31,10 @@ DETERMINISTIC = {"batch_size": 32, "precision": "fp32", "channels_last": "off"}
 def rows(tmp_path_factory) -> dict[str, dict]:
     confound = _benchmark()
     # fp32 in the standard layout: auto picked bf16 and a layout by timing, and the outcome moved with them (default
-    # B/A 0.91 in one run, 0.43 in another). Measured so (seed 0): plain A neutral recall 0.625, B/A 0.06; default
-    # A 0.75, B/A 0.64. 8 epochs since the synthetic faces got their own geometry.
-    sizes = confound.Sizes(n=600, probe=150, image_size=48, epochs=8)
+    # B/A 0.91 in one run, 0.43 in another, at 8 epochs). Pinned, 8 epochs left the default at B/A 0.64, below what
+    # this test has always asked; 12 epochs (seed 0, twice alike): plain A neutral recall 0.93, B/A 0.37; default
+    # A 0.93, B/A 0.95.
+    sizes = confound.Sizes(n=600, probe=150, image_size=48, epochs=12)
     configs = [c for c in confound.CONFIGS if c["name"] in ("plain", "default")]
     measured = confound.measure(sizes, [SEED], configs, tmp_path_factory.mktemp("confound"), base=DETERMINISTIC, log=print)
     return {row["config"]: row for row in measured}
@@ -48,4 +49,4 @@ def test_plain_training_forgets_neutral_for_the_source_without_it(rows):
 def test_default_settings_keep_neutral_for_the_source_without_it(rows):
     default = rows["default"]
     assert default["A neutral recall"] >= 0.4
-    assert default["B/A"] >= 0.5 and default["B/A"] >= rows["plain"]["B/A"] + 0.3  # most of it kept, far more than plain
+    assert default["B/A"] >= 0.8
