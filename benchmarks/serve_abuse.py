@@ -2,6 +2,7 @@
 
     python benchmarks/serve_abuse.py                      # 20 s quiet, then 40 s of attacks, 2 normal clients
     python benchmarks/serve_abuse.py --seconds 60 --serve-args="--request-timeout 10"
+    python benchmarks/serve_abuse.py --run runs/infant --images ../shared/data/infant-cry-scenes   # a real model, real photos
 
 Starts the real server (its defaults, an untrained CNN bundle: speed does not depend on the weights) on a free
 loopback port. Two normal clients post 640x480 one-face JPEG frames back to back; first alone (quiet), then while a
@@ -38,7 +39,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from babyface.hardware import describe_hardware  # noqa: E402
-from serve_load import BOUNDARY, free_port, multipart, one_face_jpeg, start_server  # noqa: E402
+from serve_load import BOUNDARY, free_port, load_frames, multipart, one_face_jpeg, start_server  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "babyface" / "serve-abuse"
@@ -212,13 +213,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40, help="length of the abuse phase")
     parser.add_argument("--quiet-seconds", type=float, default=20, help="length of the quiet phase before it")
     parser.add_argument("--serve-args", default="", help="extra `babyface serve` flags")
+    parser.add_argument("--run", type=Path, help="serve this run (default: an untrained CNN bundle)")
+    parser.add_argument("--images", type=Path, help="normal clients post these photos as 640x480 frames (default: 8 "
+                                                    "synthetic one-face frames)")
     args = parser.parse_args()
     print(describe_hardware())
     huge_decoding_pngs()
-    bodies = [multipart(one_face_jpeg(seed)) for seed in range(8)]
+    frames = load_frames(0, args.images) if args.images else [one_face_jpeg(seed) for seed in range(8)]
+    bodies = [multipart(frame) for frame in frames]
     with tempfile.TemporaryDirectory() as tmp:
         port, log_path = free_port(), Path(tmp) / "serve.log"
-        server = start_server(untrained_bundle(Path(tmp) / "run"), port, shlex.split(args.serve_args), log_path)
+        run = args.run or untrained_bundle(Path(tmp) / "run")
+        server = start_server(run, port, shlex.split(args.serve_args), log_path)
         try:
             normal_clients(port, bodies, 3)  # warm-up
             samples: list[dict] = []
