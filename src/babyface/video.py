@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from babyface.camera import _cv2
 from babyface.config import DETECT_EVERY, PredictConfig
 from babyface.data.faces import FaceBox, detect_faces, square_crop
 from babyface.errors import BabyfaceError
@@ -33,14 +34,6 @@ MAX_MISSED = 2  # a track survives (at its predicted box) this many detection ro
 
 def is_video_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
-
-def _cv2():
-    try:
-        import cv2
-    except ImportError:
-        raise BabyfaceError("video needs OpenCV: pip install 'opencv-python-headless>=4.8,<5'") from None
-    return cv2
 
 
 # ---------------------------------------------------------------- tracking

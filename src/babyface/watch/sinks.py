@@ -1,29 +1,4 @@
-"""``babyface watch``: a baby monitor. Faces in a camera, a video file or a stream are detected, tracked, classified
-and smoothed as in video analysis (``babyface.video``); a rolling state per face turns the smoothed labels into
-**events**, one JSON object per line, on stdout and optionally a file and a webhook:
-
-- ``started`` / ``stopped``; ``source_lost`` / ``source_back`` when a camera or stream drops and comes back;
-- ``face_seen`` when a new face appears, ``face_lost`` when it has not been seen for ``--lost-seconds``;
-- ``label`` when a face's smoothed label changes and the new one has lasted ``--hold`` seconds (hysteresis: one
-  noisy frame never alerts);
-- ``sad_alert`` once per sad spell, when a face's label has stayed sad for ``--sad-seconds``.
-
-Frames are only ever held in memory: nothing is written but the events.
-
-What is guaranteed when things go wrong (no output ever stops the others, or the watching):
-
-- stdout gets every event, until it is closed (``| head -1``); then watch goes on with ``--events`` and
-  ``--webhook``, or stops cleanly when there is neither.
-- ``--events`` is checked at start-up (a folder, a missing folder or a file that cannot be written is a one-line
-  error); a write that fails later (a full disk) loses that event's line only: one warning, then counted at stop.
-- ``--webhook`` is at most once, best effort, never retried: one POST at a time from a background thread, each given
-  ``WEBHOOK_DEADLINE`` (5 s) in all, connect to last byte (a receiver that trickles bytes cannot hold it); at most
-  ``WEBHOOK_QUEUE`` (100) events wait, beyond that the oldest is dropped. The first failure is one warning; when the
-  receiver answers again, and at stop, the losses are counted. At stop what is still queued gets one more deadline
-  in all, so a hanging receiver delays the exit by at most that.
-- A camera or stream that never opens is an error after ``--open-tries`` tries; one that opened once and drops is
-  reopened forever. ``--max-seconds`` ends the watch in every state, waiting for a source included.
-"""
+"""Where watch's events go: stdout, an ``--events`` file and a ``--webhook``; a failing output never stops the others."""
 
 from __future__ import annotations
 
@@ -31,7 +6,6 @@ import contextlib
 import http.client
 import json
 import logging
-import math
 import os
 import socket
 import sys
@@ -39,29 +13,19 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, TextIO
+from typing import Any, BinaryIO, Callable, TextIO
 
-import numpy as np
-
-from babyface.config import WatchConfig
 from babyface.errors import BabyfaceError
-from babyface.inference.classifier import Classifier
-from babyface.video import VideoAnalyser, _cv2, detection_chunks
 
 log = logging.getLogger("babyface")
 WEBHOOK_DEADLINE = 5.0  # seconds a webhook POST may take in all, connect to last byte, before it is given up
 WEBHOOK_QUEUE = 100  # events waiting for the webhook; beyond, the oldest is dropped
-DEFAULT_FPS = 25.0  # for sources that do not say (many cameras and streams)
 
 
 class NoOutputLeft(Exception):
     """stdout was closed and there is no ``--events`` or ``--webhook``: nobody reads the events any more."""
-
-
-# ---------------------------------------------------------------- events out
 
 
 class EventSink:
@@ -313,185 +277,3 @@ class Watchdog:
         self.timer.cancel()
 
 
-# ---------------------------------------------------------------- per-face state
-
-
-@dataclass
-class FaceState:
-    label: str  # the reported label
-    last_seen: float
-    candidate: str | None = None  # a different label waiting out --hold
-    candidate_since: float = 0.0
-    sad_since: float | None = None
-    alerted: bool = False
-
-
-class EventTracker:
-    """Smoothed labels per face in, events out: hysteresis on label changes, sad spells, faces lost."""
-
-    def __init__(self, hold: float, sad_seconds: float, lost_seconds: float):
-        self.hold, self.sad_seconds, self.lost_seconds = hold, sad_seconds, lost_seconds
-        self.faces: dict[int, FaceState] = {}
-
-    def observe(self, t: float, face_id: int, label: str, probabilities: dict[str, float]) -> list[dict[str, Any]]:
-        """Events caused by face ``face_id`` having smoothed label ``label`` at stream time ``t`` (seconds)."""
-        facts = {"t": round(t, 3), "face_id": face_id, "probabilities": {k: round(v, 4) for k, v in probabilities.items()}}
-        state = self.faces.get(face_id)
-        if state is None:
-            state = self.faces[face_id] = FaceState(label, t, sad_since=t if label == "sad" else None)
-            return [{"event": "face_seen", "label": label, **facts}, *self._sad_alert(state, t, facts)]
-        state.last_seen = t
-        events = []
-        if label == state.label:
-            state.candidate = None
-        elif label != state.candidate:
-            state.candidate, state.candidate_since = label, t
-        if state.candidate is not None and t - state.candidate_since >= self.hold:
-            events.append({"event": "label", "label": state.candidate, "previous": state.label, **facts})
-            state.label, state.candidate = state.candidate, None
-            state.sad_since, state.alerted = (state.candidate_since if state.label == "sad" else None), False
-        return events + self._sad_alert(state, t, facts)
-
-    def _sad_alert(self, state: FaceState, t: float, facts: dict[str, Any]) -> list[dict[str, Any]]:
-        if self.sad_seconds <= 0 or state.sad_since is None or state.alerted or t - state.sad_since < self.sad_seconds:
-            return []
-        state.alerted = True
-        return [{"event": "sad_alert", "label": "sad", "sad_for": round(t - state.sad_since, 3), **facts}]
-
-    def expire(self, t: float) -> list[dict[str, Any]]:
-        """``face_lost`` for every face not seen for more than ``lost_seconds`` before ``t``."""
-        lost = [face_id for face_id, state in self.faces.items() if t - state.last_seen > self.lost_seconds]
-        events = [
-            {
-                "event": "face_lost",
-                "t": round(t, 3),
-                "face_id": face_id,
-                "label": self.faces[face_id].label,
-                "last_seen": round(self.faces[face_id].last_seen, 3),
-            }
-            for face_id in lost
-        ]
-        for face_id in lost:
-            del self.faces[face_id]
-        return events
-
-
-# ---------------------------------------------------------------- frames in
-
-
-class FrameSource:
-    """BGR frames from a camera index, a video file or a stream URL. A file ends at its end. A camera or stream that
-    stops is reopened with a doubling wait (1 s, 2 s, ... up to ``reconnect`` seconds), forever, unless ``reconnect``
-    is 0; one that has never opened is given up after ``open_tries`` tries. With ``max_seconds`` the frames end when
-    that much time has passed by ``clock``, waits included (they are cut to the time left)."""
-
-    def __init__(
-        self,
-        source: str,
-        reconnect: float,
-        emit: Callable[[dict], None],
-        opener: Callable[[Any], Any] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        open_tries: int = 5,
-        max_seconds: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.source, self.reconnect, self.emit, self.sleep = source, reconnect, emit, sleep
-        self.open_tries, self.clock = open_tries, clock
-        self.stop_at = clock() + max_seconds if max_seconds else math.inf
-        self.is_file = Path(source).is_file()
-        self.target: Any = int(source) if source.isdigit() else source
-        self.opener = opener or _cv2().VideoCapture
-        self.fps = DEFAULT_FPS
-        if not self.is_file and not source.isdigit() and "://" not in source:
-            raise BabyfaceError(f"{source}: no such video file; give a file, a camera index (0) or a stream URL (rtsp://...)")
-
-    def time_left(self) -> float:
-        return self.stop_at - self.clock()
-
-    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        index, wait, tries, opened_once, lost = 0, 1.0, 0, False, False
-        retries = not self.is_file and self.reconnect > 0
-        while True:
-            capture = self.opener(self.target)
-            tries += 1
-            if capture.isOpened():
-                fps = capture.get(5)  # cv2.CAP_PROP_FPS
-                self.fps = fps if 0 < fps < 1000 else DEFAULT_FPS
-                if lost:
-                    self.emit({"event": "source_back", "source": self.source})
-                opened_once, lost, wait = True, False, 1.0
-                while True:
-                    ok, frame = capture.read()
-                    if not ok:
-                        break
-                    yield index, frame
-                    index += 1
-            capture.release()
-            left = self.time_left()
-            if not opened_once and (not retries or tries >= self.open_tries or left <= 0):
-                raise self._never_opened(tries)
-            if not retries or left <= 0:
-                return
-            self.emit({"event": "source_lost", "source": self.source, "retry_in": round(min(wait, left), 3)})
-            lost = True
-            self.sleep(min(wait, left))
-            wait = min(wait * 2, self.reconnect)
-
-    def _never_opened(self, tries: int) -> BabyfaceError:
-        if tries == 1:
-            return BabyfaceError(f"{self.source}: OpenCV cannot open it; check the camera index, file or URL")
-        return BabyfaceError(
-            f"{self.source}: OpenCV cannot open it ({tries} tries); check the camera index or URL, or give it more --open-tries"
-        )
-
-
-# ---------------------------------------------------------------- the loop
-
-
-def watch(
-    config: WatchConfig,
-    sink: EventSink | None = None,
-    opener: Callable[[Any], Any] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
-    """Run until the source ends, ``max_seconds`` pass, stdout closes with no other output, or Ctrl-C; returns
-    counts of frames, faces and events."""
-    sink = sink or EventSink(config.events, config.webhook)
-    classifier = Classifier(config.run, device=config.device, min_confidence=config.min_confidence, precision=config.precision)
-    tracker = EventTracker(config.hold, config.sad_seconds, config.lost_seconds)
-    counts = {"frames": 0, "faces": 0, "events": 0}
-    started = clock()
-
-    def record(event: dict[str, Any]) -> None:
-        counts["events"] += 1
-        counts["faces"] += event["event"] == "face_seen"
-        sink.emit(event)
-
-    def emit(event: dict[str, Any]) -> None:
-        record(event)
-        if not sink.has_output:
-            raise NoOutputLeft
-
-    source = FrameSource(config.source, config.reconnect, emit, opener, sleep, config.open_tries, config.max_seconds, clock)
-    try:
-        emit({"event": "started", "source": config.source, "run": config.run, "classes": classifier.classes})
-        frames = ((index, frame) for index, frame in source.frames() if index % config.every == 0)
-        analyser = VideoAnalyser(classifier, config, source.fps)
-        for chunk, before, after in detection_chunks(analyser, frames, config.detect_every):
-            analyser.fps = source.fps
-            counts["frames"] += len(chunk)
-            for row in analyser.rows(chunk, before, after):
-                for event in tracker.observe(row.time, row.face_id, row.label, row.probabilities):
-                    emit(event)
-            for event in tracker.expire(chunk[-1][0] / source.fps):
-                emit(event)
-            if source.time_left() <= 0:
-                break
-    except (KeyboardInterrupt, NoOutputLeft):
-        pass
-    finally:
-        record({"event": "stopped", "frames": counts["frames"], "faces": counts["faces"], "seconds": round(clock() - started, 1)})
-        sink.close()
-    return counts
