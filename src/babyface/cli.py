@@ -33,6 +33,7 @@ from babyface.config import (
     EvalConfig,
     ExplainConfig,
     ExportConfig,
+    MeasureConfig,
     ModelsConfig,
     PredictConfig,
     ReportConfig,
@@ -312,13 +313,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     videos = [i for i in config.inputs if is_video_file(i)]
     images = [i for i in config.inputs if not is_video_file(i)]
     warn_if_framing_differs(classifier.meta, framing if images else dataclasses.replace(framing, mode="face"), config.run)
-    for summary in analyse_videos(classifier, videos, config):
-        print(f"{summary['video']}: {summary['frames']} frames, {summary['faces']} face(s), {summary['frames_per_second']} frames/s; "
-              f"timeline.csv and timeline.png in {summary['out']}" + (f"; annotated video {summary['annotated']}" if summary["annotated"] else ""))
+    for summary in analyse_videos(classifier, videos, config, measure=config.measures):
+        print_video_summary(summary)
     if not images:
         return 0
-    predictions, skipped = classifier.predict_files(collect_inputs(images), strict=config.strict)
+    paths = collect_inputs(images)
+    predictions, skipped = classifier.predict_files(paths, strict=config.strict)
     refuse_non_finite(predictions)
+    if config.measures:
+        attach_measures(predictions, paths, config)
     text = format_predictions(predictions, classifier.classes, config.format)
     if config.output:
         write_text(config.output, text)
@@ -328,6 +331,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if skipped:
         print(f"{len(skipped)} file(s) skipped (not decodable); see the warnings above", file=sys.stderr)
     return 0 if predictions else 1
+
+
+def print_video_summary(summary: dict) -> None:
+    print(f"{summary['video']}: {summary['frames']} frames, {summary['faces']} face(s), {summary['frames_per_second']} frames/s; "
+          f"timeline.csv and timeline.png in {summary['out']}" + (f"; annotated video {summary['annotated']}" if summary["annotated"] else "")
+          + (f"; {summary['measured']}" if summary.get("measured") else ""))
+
+
+def attach_measures(predictions: Sequence[Any], paths: Sequence[Path], config: PredictConfig) -> None:
+    """Each prediction gets the measures of its photo's largest face (the one classified), or none when it was skipped."""
+    from babyface.measures.photos import measure_photos
+
+    rows, _, tally = measure_photos(paths, config.detector, config.min_score, config.framing, strict=config.strict)
+    largest = {row.file: row.measures for row in rows if row.face == 0}
+    for prediction in predictions:
+        prediction.measures = largest.get(prediction.file)
+    print(tally.summary(), file=sys.stderr)
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from babyface.inference.classifier import collect_inputs
+    from babyface.io import write_text
+    from babyface.measures.photos import format_measures, measure_photos
+    from babyface.video import analyse_videos, is_video_file
+
+    config = build_config(MeasureConfig, args)
+    videos = [i for i in config.inputs if is_video_file(i)]
+    images = [i for i in config.inputs if not is_video_file(i)]
+    for summary in analyse_videos(None, videos, config.video_config(config.out), config.progress, measure=True):
+        print_video_summary(summary)
+    if not images:
+        return 0
+    rows, skipped, tally = measure_photos(collect_inputs(images), config.detector, config.min_score, config.framing,
+                                          strict=config.strict)
+    text = format_measures(rows, config.format)
+    if config.output:
+        write_text(config.output, text)
+        print(f"measures of {len(rows)} face(s) written to {config.output}")
+    else:
+        sys.stdout.write(text)
+    print(tally.summary() + (f"; {len(skipped)} file(s) skipped (not decodable)" if skipped else ""), file=sys.stderr)
+    return 0 if rows else 1
 
 
 def refuse_non_finite(predictions: Sequence[Any]) -> None:
@@ -487,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("evaluate", cmd_evaluate, EvalConfig, "evaluate a trained run on a test set")
     command("predict", cmd_predict, PredictConfig,
             "predict the emotion in image files or folders, or of every face over time in videos")
+    command("measure", cmd_measure, MeasureConfig, "measure each face in photos and videos: eye openness, smile, brow "
+            "lowering, frown, mouth opening, head pose (Baby FACS action-unit proxies; no trained run needed)")
     command("export", cmd_export, ExportConfig, "export a run's model to ONNX (optionally int8), checked against PyTorch")
     command("ensemble", cmd_ensemble, EnsembleConfig, "combine runs into one model that averages their calibrated probabilities")
     command("explain", cmd_explain, ExplainConfig, "Grad-CAM heatmaps over images: which region drove the prediction")

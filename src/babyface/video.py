@@ -24,6 +24,8 @@ from babyface.data.faces import FaceBox, detect_faces, square_crop
 from babyface.errors import BabyfaceError
 from babyface.inference.classifier import Classifier
 from babyface.io import atomic_path, prepare_output_dir, write_csv
+from babyface.measures.facial import MEASURE_NAMES
+from babyface.measures.photos import Tally, measure_rgb
 from babyface.progress import progress_bar
 from babyface.run import RunFolder
 
@@ -152,17 +154,21 @@ class FaceRow:
     frame: int
     face_id: int
     box: tuple[int, int, int, int]
-    probabilities: dict[str, float]
+    probabilities: dict[str, float]  # empty when only measuring
     label: str
+    measures: dict[str, float] | None = None  # with measuring on; None where the face was skipped (too small, unconfirmed)
 
 
 class VideoAnalyser:
-    """Runs detection rounds, tracking, interpolation, classification and smoothing over a stream of frames."""
+    """Runs detection rounds, tracking, interpolation, classification and smoothing over a stream of frames; with
+    ``measure``, also the face measures of every face in every frame (``babyface.measures``). Without a classifier it
+    only measures."""
 
-    def __init__(self, classifier: Classifier, config: PredictConfig, fps: float):
-        self.classifier, self.config, self.fps = classifier, config, fps
+    def __init__(self, classifier: Classifier | None, config: PredictConfig, fps: float, measure: bool = False):
+        self.classifier, self.config, self.fps, self.measure = classifier, config, fps, measure
         self.tracker = FaceTracker()
         self.history: dict[int, deque] = defaultdict(lambda: deque(maxlen=config.smooth))
+        self.tally = Tally()  # faces measured and skipped
 
     def detect(self, rgb: np.ndarray) -> dict[int, FaceBox]:
         faces = detect_faces(rgb, self.config.detector, self.config.min_score, max_side=self.config.detect_size,
@@ -171,24 +177,31 @@ class VideoAnalyser:
 
     def rows(self, frames: Sequence[tuple[int, np.ndarray]], before: dict[int, FaceBox], after: dict[int, FaceBox]) -> list[FaceRow]:
         """Rows for a chunk of RGB frames that starts at detection round ``before`` and ends just before ``after``."""
-        jobs, crops = [], []
+        jobs, crops, measures = [], [], []
         for step, (index, rgb) in enumerate(frames):
             height, width = rgb.shape[:2]
-            for face_id, box in interpolate(before, after, step / len(frames)).items():
+            boxes = interpolate(before, after, step / len(frames))
+            for face_id, box in boxes.items():
                 square = box.square(self.config.margin, width, height)
                 jobs.append((index, face_id, square))
-                crops.append(square_crop(rgb, square, self.classifier.image_size))
+                if self.classifier is not None:
+                    crops.append(square_crop(rgb, square, self.classifier.image_size))
+            if self.measure:
+                measures += [found and found[2] for found in measure_rgb(rgb, list(boxes.values()), self.tally)]
         if not jobs:
             return []
-        probs = self.classifier.classify_crops(crops)  # one batch per chunk
-        return [self._smoothed_row(index, face_id, box, row) for (index, face_id, box), row in zip(jobs, probs)]
+        probs = self.classifier.classify_crops(crops) if self.classifier is not None else [None] * len(jobs)  # one batch
+        measures = measures or [None] * len(jobs)
+        return [self._smoothed_row(index, face_id, box, row, values)
+                for (index, face_id, box), row, values in zip(jobs, probs, measures)]
 
-    def _smoothed_row(self, index: int, face_id: int, box: tuple[int, int, int, int], probs) -> FaceRow:
-        history = self.history[face_id]
-        history.append(probs)
-        mean = sum(history) / len(history)
-        label, _, probabilities = self.classifier.label(mean)
-        return FaceRow(round(index / self.fps, 4), index, face_id, box, probabilities, label)
+    def _smoothed_row(self, index: int, face_id: int, box: tuple[int, int, int, int], probs, measures) -> FaceRow:
+        label, probabilities = "", {}
+        if probs is not None:
+            history = self.history[face_id]
+            history.append(probs)
+            label, _, probabilities = self.classifier.label(sum(history) / len(history))
+        return FaceRow(round(index / self.fps, 4), index, face_id, box, probabilities, label, measures)
 
 
 def detection_chunks(analyser: VideoAnalyser, frames: Iterator[tuple[int, np.ndarray]], detect_every: int | None):
@@ -212,12 +225,15 @@ def detection_chunks(analyser: VideoAnalyser, frames: Iterator[tuple[int, np.nda
 
 # ---------------------------------------------------------------- outputs
 
-def analyse_video(classifier: Classifier, path: str | os.PathLike, config: PredictConfig, progress: bool = True) -> dict:
-    """Write timeline.csv and timeline.png (and the annotated video with ``config.annotate``); returns a summary."""
+def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config: PredictConfig, progress: bool = True,
+                  measure: bool = False) -> dict:
+    """Write timeline.csv and timeline.png (and the annotated video with ``config.annotate``) into ``config.out``
+    (empty: RUN/videos/<video name>); with ``measure`` the face measures too, and without a classifier only them.
+    Returns a summary."""
     path = Path(path)
     capture, info = open_video(path)
     out = prepare_output_dir(config.out or RunFolder(config.run).video(path.stem), overwrite=config.overwrite)
-    analyser = VideoAnalyser(classifier, config, info.fps)
+    analyser = VideoAnalyser(classifier, config, info.fps, measure)
     rows: list[FaceRow] = []
     started, used = time.perf_counter(), 0
     with contextlib.ExitStack() as stack:
@@ -232,19 +248,30 @@ def analyse_video(classifier: Classifier, path: str | os.PathLike, config: Predi
             if writer is not None:
                 write_annotated(writer, chunk, chunk_rows)
     seconds = time.perf_counter() - started
-    write_timeline(out / "timeline.csv", rows, classifier.classes)
+    classes = classifier.classes if classifier is not None else []
+    write_timeline(out / "timeline.csv", rows, classes, measure)
     from babyface.evaluation.plots import plot_timeline
 
-    plot_timeline([row.__dict__ for row in rows], classifier.classes, out / "timeline.png", title=path.name)
+    plot_timeline([row.__dict__ for row in rows], classes, out / "timeline.png", title=path.name, measures=measure)
     return {"video": str(path), "out": str(out), "frames": used, "faces": len({r.face_id for r in rows}), "rows": len(rows),
             "seconds": round(seconds, 3), "frames_per_second": round(used / seconds, 1) if seconds > 0 else None,
-            "annotated": config.annotate or None}
+            "annotated": config.annotate or None, "measured": analyser.tally.summary() if measure else None}
 
 
-def write_timeline(path: Path, rows: Sequence[FaceRow], classes: Sequence[str]) -> Path:
-    header = ["time", "frame", "face_id", "left", "top", "right", "bottom", *(f"p_{c}" for c in classes), "label"]
-    return write_csv(path, header, ([r.time, r.frame, r.face_id, *r.box, *(f"{r.probabilities[c]:.4f}" for c in classes), r.label]
-                                    for r in rows))
+def write_timeline(path: Path, rows: Sequence[FaceRow], classes: Sequence[str], measures: bool = False) -> Path:
+    """One row per face per used frame: time, frame, face id, box, the smoothed probabilities and label (with a
+    classifier) and the measures (with ``measures``; empty cells where a face was skipped)."""
+    header = ["time", "frame", "face_id", "left", "top", "right", "bottom", *(f"p_{c}" for c in classes)]
+    header += ["label"] if classes else []
+    header += list(MEASURE_NAMES) if measures else []
+
+    def cells(r: FaceRow) -> list:
+        row = [r.time, r.frame, r.face_id, *r.box, *(f"{r.probabilities[c]:.4f}" for c in classes)] + ([r.label] if classes else [])
+        if measures:
+            row += [r.measures[m] for m in MEASURE_NAMES] if r.measures else [""] * len(MEASURE_NAMES)
+        return row
+
+    return write_csv(path, header, (cells(r) for r in rows))
 
 
 @contextlib.contextmanager
@@ -289,14 +316,15 @@ def draw_face(cv2, bgr: np.ndarray, row: FaceRow) -> None:
     cv2.putText(bgr, text, (left + 3, y - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def analyse_videos(classifier: Classifier, paths: Sequence[str | os.PathLike], config: PredictConfig, progress: bool = True) -> list[dict]:
+def analyse_videos(classifier: Classifier | None, paths: Sequence[str | os.PathLike], config: PredictConfig,
+                   progress: bool = True, measure: bool = False) -> list[dict]:
     """``analyse_video`` for each video; with several, ``--out`` holds one folder per video."""
     if config.annotate and len(paths) > 1:
-        raise BabyfaceError(f"--annotate {config.annotate} takes one input video, got {len(paths)}; run predict once per video")
+        raise BabyfaceError(f"--annotate {config.annotate} takes one input video, got {len(paths)}; run it once per video")
     summaries = []
     for path in paths:
         out = str(Path(config.out) / Path(path).stem) if config.out and len(paths) > 1 else config.out
-        summaries.append(analyse_video(classifier, path, _with_out(config, out), progress))
+        summaries.append(analyse_video(classifier, path, _with_out(config, out), progress, measure))
     return summaries
 
 

@@ -45,6 +45,9 @@ ONNX_HELP = "ONNX file for --backend onnx, e.g. RUN/model.int8.onnx; empty = RUN
 DETECT_EVERY_HELP = ("run the face detector on every N-th used frame, boxes in between interpolated; auto = "
                      + ", ".join(f"{n} with {d}" for d, n in DETECT_EVERY.items()) + " (what keeps 25 frames/s on 2 cores)")
 BATCH_HELP = "images per forward pass (more is faster but needs more memory)"
+MEASURES_HELP = ("also measure each face (eye openness, smile, brow lowering, frown, mouth opening, head pose; "
+                 "see 'babyface measure'): extra columns in the predictions and in videos' timeline.csv, and a "
+                 "measures panel under each face in timeline.png")
 GROUP_BY_EVAL_HELP = (
     "which test images belong together (one infant, one video): a --manifest column (e.g. identity_group) or "
     "'near-duplicates' (copies and near-copies of a photo); accuracy and macro-F1 then also get a 95% interval that "
@@ -64,6 +67,23 @@ def min_score_option(group: str | None = FACES) -> float | None:
 
 def precision_option(group: str | None = RUNTIME) -> str:
     return option("auto", PRECISION_HELP + " (PyTorch back end; ONNX files carry their own)", group=group)
+
+
+def every_option() -> int:
+    return option(1, "videos: use every N-th frame (1 = all)", ge=1, group=VIDEO)
+
+
+def detect_every_option() -> int | None:
+    return option(None, "videos: " + DETECT_EVERY_HELP, ge=1, group=VIDEO)
+
+
+def detect_size_option() -> int:
+    return option(320, "videos: frames are shrunk to this longest side in pixels for detection only (0 = full size)",
+                  ge=0, group=VIDEO)
+
+
+def min_face_option() -> float:
+    return option(0.0, "videos: " + MIN_FACE_HELP, ge=0, lt=1, group=VIDEO)
 
 
 def detector_option(text: str = DETECTOR_HELP, group: str | None = FACES, default: str = DEFAULT_DETECTOR) -> str:
@@ -141,12 +161,10 @@ class PredictConfig(ConfigModel):
                       metavar="DIR", group=VIDEO)
     annotate: str = option("", "videos: also write this video file with boxes and labels drawn in (one input video "
                                "only); empty = none", metavar="FILE", group=VIDEO)
-    every: int = option(1, "videos: use every N-th frame (1 = all)", ge=1, group=VIDEO)
-    detect_every: int | None = option(None, "videos: " + DETECT_EVERY_HELP, ge=1, group=VIDEO)
-    detect_size: Annotated[int, zero_or_at_least(32)] = option(
-        320, "videos: frames are shrunk to this longest side in pixels for detection only (0 = full size)", ge=0,
-        group=VIDEO)
-    min_face: float = option(0.0, "videos: " + MIN_FACE_HELP, ge=0, lt=1, group=VIDEO)
+    every: int = every_option()
+    detect_every: int | None = detect_every_option()
+    detect_size: Annotated[int, zero_or_at_least(32)] = detect_size_option()
+    min_face: float = min_face_option()
     smooth: int = option(5, "videos: moving average of each face's probabilities over this many used frames "
                             "(1 = none)", ge=1, group=VIDEO)
     detector: Detector = detector_option(DETECTOR_HELP + "; for photos with --framing face, and for videos",
@@ -155,6 +173,39 @@ class PredictConfig(ConfigModel):
     margin: float = margin_option()
     overwrite: bool = option(False, "videos: write into a --out folder, or over an --annotate file, that already exists",
                              group=VIDEO)
+    measures: bool = option(False, MEASURES_HELP, group=OUTPUT)
+
+
+class MeasureConfig(ConfigModel):
+    """``babyface measure``: eye openness, smile, brow lowering, frown, mouth opening and head pose of every face in
+    photos and videos, from MediaPipe's landmark and blendshape models; no trained run needed."""
+
+    inputs: list[str] = option(description="image files and/or folders, or video files (.mp4, .avi, .mov, .mkv, ...)",
+                               default_factory=list, positional="+")
+    format: Literal["table", "json", "csv"] = option("table", "photos: how the measures are printed or written (one row "
+                                                              "per face)", group=OUTPUT)
+    output: str = option("", "photos: write the measures to this file instead of printing them", metavar="FILE",
+                         group=OUTPUT)
+    out: str = option("measures", "videos: folder for timeline.csv (a row per face per frame) and timeline.png; with "
+                                  "several videos, one folder each inside it", metavar="DIR", group=VIDEO)
+    overwrite: bool = option(False, "videos: write into a --out folder that already holds results", group=VIDEO)
+    strict: bool = option(False, "stop at the first file that cannot be decoded instead of skipping it with a warning",
+                          group=RUNTIME)
+    framing: Framing = option("face", "photos: face = measure every detected face (the whole image when none is found); "
+                                      "whole = the image is one face crop", group=FACES)
+    detector: Detector = detector_option(default=LIVE_DETECTOR)
+    min_score: float | None = min_score_option()
+    every: int = every_option()
+    detect_every: int | None = detect_every_option()
+    detect_size: Annotated[int, zero_or_at_least(32)] = detect_size_option()
+    min_face: float = min_face_option()
+    progress: bool = option(True, PROGRESS_HELP, group=OUTPUT)
+
+    def video_config(self, out: str) -> "PredictConfig":
+        """The video analysis settings of ``predict`` that measuring a video shares."""
+        return PredictConfig(inputs=self.inputs, out=out, overwrite=self.overwrite, every=self.every,
+                             detect_every=self.detect_every, detect_size=self.detect_size, min_face=self.min_face,
+                             detector=self.detector, min_score=self.min_score, smooth=1)
 
 
 class ExportConfig(ConfigModel):
@@ -244,6 +295,13 @@ class ServeConfig(ConfigModel):
                                           "fp32 and, where native, bf16; onnx fp32 and int8 with --onnx) and serves the "
                                           "fastest whose decisions agree with fp32 on 99% of the run's validation images; "
                                           "fp32 or bf16 fixes the PyTorch number format and skips int8", group=RUNTIME)
+    live: str = option("", "a camera index (0), video file or stream URL (rtsp://...) to show annotated on the page, as "
+                           "'babyface watch' would read it: every face boxed and labelled, streamed to the page (GET "
+                           "/live) behind the same --token; a camera or stream that drops is reopened, a video file "
+                           "plays once at its own speed; empty: no live view", metavar="SOURCE", group="live view")
+    live_fps: float = option(10.0, "the most frames per second the live view sends to each viewer (the analysis itself "
+                                   "runs as fast as the CPU allows, skipping frames it cannot keep up with); lower it "
+                                   "for a slow network", ge=0.5, le=30, metavar="FPS", group="live view")
 
 
 class WatchConfig(ConfigModel):

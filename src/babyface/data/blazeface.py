@@ -37,19 +37,26 @@ def anchors() -> np.ndarray:
     return np.concatenate(grids).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=1)
-def session():
+def single_thread_session(path: Path, what: str, fix: str):
+    """An onnxruntime CPU session of ``path`` on one thread; a one-line BabyfaceError naming ``what`` and ``fix`` when
+    the file is missing or damaged."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    # one frame is ~1 ms of work: extra threads cost more in hand-offs than they save, and serve runs one per worker
+    # one frame or face is milliseconds of work: extra threads cost more in hand-offs than they save, and serve runs
+    # one per worker
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     try:
-        return onnxruntime.InferenceSession(str(MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own exception types)
-        raise BabyfaceError(f"{MODEL_FILE}: cannot load the BlazeFace model ({exc}); reinstall babyface, "
-                            "or use --detector mtcnn") from None
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise BabyfaceError(f"{path}: cannot load the {what} ({reason}); {fix}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def session():
+    return single_thread_session(MODEL_FILE, "BlazeFace model", "reinstall babyface, or use --detector mtcnn")
 
 
 def detect(rgb: np.ndarray, min_score: float = MIN_SCORE) -> list[tuple[float, float, float, float, float]]:

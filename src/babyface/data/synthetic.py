@@ -465,13 +465,15 @@ _STYLES = {
 
 
 def render_face(
-    label: str, rng: np.random.Generator, size: int = 128, grayscale: bool | None = None, style: str = "photo"
+    label: str, rng: np.random.Generator, size: int = 128, grayscale: bool | None = None, style: str = "photo",
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[Image.Image, dict]:
     """Return the image and its parameters (label, skin_tone index, grayscale, mouth_curve, mouth_open, brow_angle, eye_open, tears, ...).
 
     ``grayscale=None`` draws it with probability ``DEFAULT_GRAYSCALE_SHARE`` (one draw from ``rng``).
     The image is "L" mode when grayscale, else "RGB"; save it as JPEG with ``params["jpeg_quality"]``.
-    ``style`` is one of ``STYLES``; the face parameters are drawn the same way in every style.
+    ``style`` is one of ``STYLES``; the face parameters are drawn the same way in every style. ``overrides`` replaces
+    drawn parameters (e.g. ``{"eye_open": 0.05}`` for shut eyes) after they are drawn, so the rest stays the same.
     """
     if label not in EXPRESSION_PRIORS:
         raise BabyfaceError(f"unknown synthetic class {label!r}; use one of {', '.join(CLASSES)}")
@@ -485,6 +487,7 @@ def render_face(
     params.update(_sample_appearance(rng, look.skin_tones))
     params.update(_sample_photo(rng))
     params.update(_sample_geometry(rng))
+    params.update(overrides or {})
     canvas = 2 * size  # render at 2x, then box-downsample: cheap antialiasing
     image = look.background(canvas, rng)
     image.alpha_composite(_posed_face(canvas, params))
@@ -602,3 +605,48 @@ def write_moving_faces_video(path: str | Path, frames: int = 50, size: tuple[int
     finally:
         writer.release()
     return Path(path)
+
+
+SCRIPTED_SCENES = ("open", "closed", "covered", "empty")
+
+
+def write_scripted_face_video(path: str | Path, script: Sequence[tuple[str, float]], size: tuple[int, int] = (320, 240),
+                              fps: float = 10.0, seed: int = 0) -> Path:
+    """An MP4 of one synthetic neutral face, still in the middle of a plain background, acting out ``script``: a list
+    of (scene, seconds) with scene ``open`` (eyes open), ``closed`` (eyes shut), ``covered`` (a cloth over the face
+    that keeps moving, as over an infant who wriggles) or ``empty`` (the face gone, the scene still). Test input for
+    watch's asleep, face_hidden and face_lost events."""
+    import cv2
+
+    side = min(size) // 2
+    faces = {scene: np.asarray(render_face("neutral", np.random.default_rng(seed), size=side, grayscale=False,
+                                           overrides={"eye_open": eye, "mouth_open": 0.0})[0])[:, :, ::-1]
+             for scene, eye in (("open", 0.9), ("closed", 0.02))}
+    x, y = (size[0] - side) // 2, (size[1] - side) // 2
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    try:
+        frame_index = 0
+        for scene, seconds in script:
+            if scene not in SCRIPTED_SCENES:
+                raise BabyfaceError(f"unknown scene {scene!r}; use one of {', '.join(SCRIPTED_SCENES)}")
+            for _ in range(round(seconds * fps)):
+                frame = np.full((size[1], size[0], 3), (160, 120, 90), np.uint8)
+                if scene in faces or scene == "covered":
+                    frame[y:y + side, x:x + side] = faces.get(scene, faces["open"])
+                if scene == "covered":
+                    _draw_cloth(frame, x, y, side, frame_index)
+                writer.write(frame)
+                frame_index += 1
+    finally:
+        writer.release()
+    return Path(path)
+
+
+def _draw_cloth(frame: np.ndarray, x: int, y: int, side: int, t: int) -> None:
+    """A striped cloth over the face square, shifting a few pixels every frame."""
+    shift = int(6 * np.sin(t / 2.0))
+    top, bottom = max(0, y - side // 8 + shift), y + side + side // 8 + shift
+    left, right = max(0, x - side // 8 - shift), x + side + side // 8 - shift
+    cloth = frame[top:bottom, left:right]
+    stripes = ((np.arange(cloth.shape[0])[:, None] + t * 3) // 6) % 2
+    cloth[:] = np.where(stripes[:, :, None] == 1, (200, 210, 230), (150, 170, 210)).astype(np.uint8)

@@ -325,25 +325,42 @@ CLASS_COLOURS = {"happy": "#e8a317", "neutral": "#7b8794", "sad": "#3e7cb1"}
 MAX_TIMELINE_PANELS = 12
 
 
-def plot_timeline(rows: Sequence[dict], classes: Sequence[str], path: PathLike, title: str = "") -> Path:
-    """Smoothed class probabilities over time, one panel per face id (the most seen faces when there are many)."""
+MEASURE_COLOURS = {"eye_open_left": "#2a9d8f", "eye_open_right": "#8ab17d", "smile": "#e8a317", "brow_lower": "#3e7cb1",
+                   "frown": "#6a4c93", "mouth_open": "#d1495b"}
+
+
+def plot_timeline(rows: Sequence[dict], classes: Sequence[str], path: PathLike, title: str = "",
+                  measures: bool = False) -> Path:
+    """Smoothed class probabilities over time, one panel per face id (the most seen faces when there are many); with
+    ``measures``, under each a panel of the face measures in MEASURE_COLOURS (rows' ``measures``; gaps where a face
+    was skipped). Without classes, only the measures."""
     by_face: dict[int, list[dict]] = {}
     for row in rows:
         by_face.setdefault(row["face_id"], []).append(row)
     faces = sorted(sorted(by_face, key=lambda f: -len(by_face[f]))[:MAX_TIMELINE_PANELS])
-    fig = _new_figure(9, 1.2 + 2.0 * max(len(faces), 1), title or "emotion over time")
+    kinds = (["classes"] if classes else []) + (["measures"] if measures else [])
+    panels = [(face, kind) for face in faces for kind in kinds]
+    fig = _new_figure(9, 1.2 + 2.0 * max(len(panels), 1), title or ("emotion over time" if classes else "face measures over time"))
     with plt.rc_context(STYLE):
-        axes = np.atleast_1d(fig.subplots(max(len(faces), 1), 1, sharex=True, squeeze=False)[:, 0])
-        for ax, face in zip(axes, faces):
+        axes = np.atleast_1d(fig.subplots(max(len(panels), 1), 1, sharex=True, squeeze=False)[:, 0])
+        for ax, (face, kind) in zip(axes, panels):
             times = [r["time"] for r in by_face[face]]
-            for name in classes:
-                ax.plot(times, [r["probabilities"][name] for r in by_face[face]], label=name, color=CLASS_COLOURS.get(name), lw=1.6)
-            ax.set_title(f"face {face}", loc="left")
+            if kind == "classes":
+                for name in classes:
+                    ax.plot(times, [r["probabilities"][name] for r in by_face[face]], label=name, color=CLASS_COLOURS.get(name), lw=1.6)
+                ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+            else:
+                for name, colour in MEASURE_COLOURS.items():
+                    values = [r["measures"][name] if r.get("measures") else np.nan for r in by_face[face]]
+                    ax.plot(times, values, label=name.replace("_", " "), color=colour, lw=1.3)
+            ax.set_title(f"face {face}" + (" · measures" if kind == "measures" else ""), loc="left")
             ax.set_ylim(0, 1)
-            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         if not faces:
             axes[0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0].transAxes)
-        axes[0].legend(loc="upper right", ncols=len(classes), frameon=False)
+        for kind in kinds:
+            first = next(ax for ax, (_, k) in zip(axes, panels) if k == kind) if panels else axes[0]
+            first.legend(loc="upper right" if kind == "classes" else "center right", ncols=len(classes) if kind == "classes" else 3,
+                         frameon=False, fontsize=8)
         axes[-1].set_xlabel("time (s)")
     return save_figure(fig, path)
 

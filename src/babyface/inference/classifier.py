@@ -36,6 +36,7 @@ class Prediction:
     confidence: float
     probabilities: dict[str, float]
     face_found: bool | None = None  # None: not looked for (--framing whole); False: the whole image was classified
+    measures: dict[str, float] | None = None  # predict --measures: the classified face's measures (babyface.measures)
 
 
 @dataclass
@@ -212,18 +213,27 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 def format_predictions(predictions: Sequence[Prediction], classes: Sequence[str], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([p.__dict__ for p in predictions], indent=2, allow_nan=False) + "\n"
+    measures = _measure_names(predictions)
     if fmt == "csv":
-        rows = [[p.file, p.label, f"{p.confidence:.6f}", *(f"{p.probabilities[c]:.6f}" for c in classes), found_text(p.face_found)]
-                for p in predictions]
-        return csv_text(["file", "label", "confidence", *(f"p_{c}" for c in classes), "face_found"], rows)
-    return _table(predictions, classes)
+        rows = [[p.file, p.label, f"{p.confidence:.6f}", *(f"{p.probabilities[c]:.6f}" for c in classes), found_text(p.face_found),
+                 *((p.measures or {}).get(m, "") for m in measures)] for p in predictions]
+        return csv_text(["file", "label", "confidence", *(f"p_{c}" for c in classes), "face_found", *measures], rows)
+    return _table(predictions, classes, measures)
 
 
-def _table(predictions: Sequence[Prediction], classes: Sequence[str]) -> str:
+def _measure_names(predictions: Sequence[Prediction]) -> list[str]:
+    """The measure columns (``predict --measures``), in their order, or none."""
+    return next((list(p.measures) for p in predictions if p.measures), [])
+
+
+def _table(predictions: Sequence[Prediction], classes: Sequence[str], measures: Sequence[str] = ()) -> str:
     width = max([len("file")] + [len(p.file) for p in predictions])
-    header = f"{'file':<{width}}  {'label':<10} " + " ".join(f"{c:>9}" for c in classes) + "  face_found"
+    header = (f"{'file':<{width}}  {'label':<10} " + " ".join(f"{c:>9}" for c in classes) + "  face_found"
+              + "".join(f"  {m}" for m in measures))
     lines = [header, "-" * len(header)]
     for p in predictions:
+        values = p.measures or {}
         lines.append(f"{p.file:<{width}}  {p.label:<10} " + " ".join(f"{p.probabilities[c]:>9.3f}" for c in classes)
-                     + f"  {found_text(p.face_found) or '-'}")
+                     + f"  {found_text(p.face_found) or '-':<{10 if measures else 0}}"
+                     + "".join(f"  {values[m]:>{len(m)}g}" if m in values else f"  {'-':>{len(m)}}" for m in measures))
     return "\n".join(lines) + "\n"
