@@ -480,5 +480,5 @@ def test_watch_stops_cleanly_when_stdout_closes_and_there_is_no_other_output(unt
     )
     assert counts["events"] == 2  # started, stopped
     assert warnings(caplog) == [
-        "WARNING: stdout was closed (e.g. by '| head'); nothing else to write to (no --events or --webhook)"
+        "WARNING: stdout was closed (e.g. by '| head'); nothing else to write to (no --events, --webhook or --mqtt)"
     ]

@@ -320,8 +320,26 @@ class WatchConfig(ConfigModel):
                               "noisy frame does not alert (hysteresis)", ge=0, metavar="SECONDS", group=EVENTS)
     sad_seconds: float = option(10.0, "a 'sad_alert' event when a face's label stays sad this many seconds (once per "
                                       "sad spell); 0 = never", ge=0, metavar="SECONDS", group=EVENTS)
-    lost_seconds: float = option(3.0, "a 'face_lost' event when a face has not been seen for this many seconds",
+    lost_seconds: float = option(3.0, "a 'face_lost' event when a face has not been seen for this many seconds "
+                                      "(with --hidden-seconds: and the scene where it was has been still that long)",
                                  gt=0, metavar="SECONDS", group=EVENTS)
+    asleep_seconds: float = option(30.0, "an 'asleep' event when a face's eyes stay shut this many seconds, 'awake' when "
+                                         "they then stay open --hold seconds (eye openness from the face landmarks; "
+                                         "the events and the 'eyes' field need them); 0 = do not measure the eyes",
+                                   ge=0, metavar="SECONDS", group=EVENTS)
+    hidden_seconds: float = option(5.0, "a 'face_hidden' alert when a face has not been found for this many seconds "
+                                        "while the frame keeps changing where it was (someone is there: the face "
+                                        "covered or turned away), unlike 'face_lost' (the scene is still); 0 = off",
+                                   ge=0, metavar="SECONDS", group=EVENTS)
+    snapshots: str = option("", "save the frame of each alert (sad_alert, face_hidden, asleep, awake) as a JPEG in this "
+                                "folder, named in the event; checked at start; empty = no picture is ever stored",
+                            metavar="DIR", group=EVENTS)
+    snapshot_keep: int = option(100, "keep only the newest this many snapshots in --snapshots (older ones are deleted)",
+                                ge=1, metavar="N", group=EVENTS)
+    mqtt: str = option("", "also publish to an MQTT broker (e.g. Home Assistant's): mqtt://[user:password@]host:port/topic"
+                           " gets each event on TOPIC/events, the faces' state retained on TOPIC/state and online/"
+                           "offline on TOPIC/availability; a broker that is down is retried with back-off, never "
+                           "fatal; empty = none", metavar="URL", group=EVENTS)
     every: int = option(1, "use every N-th frame (1 = all)", ge=1, group=VIDEO)
     detect_every: int | None = option(None, DETECT_EVERY_HELP + " (events lag by about that many frames)", ge=1,
                                       group=VIDEO)

@@ -1,14 +1,22 @@
 """``babyface watch``: a baby monitor. Faces in a camera, a video file or a stream are detected, tracked, classified
-and smoothed as in video analysis (``babyface.video``); a rolling state per face turns the smoothed labels into
-**events**, one JSON object per line, on stdout and optionally a file and a webhook:
+and smoothed as in video analysis (``babyface.video``), their eyes measured (``babyface.measures``); a rolling state
+per face (``babyface.watch.state``) turns them into **events**, one JSON object per line, on stdout and optionally a
+file, a webhook and an MQTT broker:
 
 - ``started`` / ``stopped``; ``source_lost`` / ``source_back`` when a camera or stream drops and comes back;
-- ``face_seen`` when a new face appears, ``face_lost`` when it has not been seen for ``--lost-seconds``;
+- ``face_seen`` when a new face appears (with ``replaces`` when it is a vanished face back under a new id);
 - ``label`` when a face's smoothed label changes and the new one has lasted ``--hold`` seconds (hysteresis: one
   noisy frame never alerts);
-- ``sad_alert`` once per sad spell, when a face's label has stayed sad for ``--sad-seconds``.
+- ``sad_alert`` once per sad spell, when a face's label has stayed sad for ``--sad-seconds``;
+- ``asleep`` when a face's eyes have stayed shut ``--asleep-seconds``, ``awake`` when they then stay open ``--hold``
+  seconds (``eyes`` in face_seen and label events: open, shut or null before the landmarks have seen them);
+- ``face_hidden`` when a face has not been found for ``--hidden-seconds`` while the frame keeps changing where it was
+  (someone is there: the face covered or turned away); ``face_lost`` when it has not been seen for
+  ``--lost-seconds`` and the scene where it was is still.
 
-Frames are only ever held in memory: nothing is written but the events.
+Frames are only ever held in memory, unless ``--snapshots DIR`` asks for the frame of each alert (``snapshot`` in the
+event; the newest ``--snapshot-keep`` kept). ``--mqtt`` also keeps every face's state (label, eyes, asleep, hidden)
+retained on the broker, for a dashboard to show at once.
 
 What is guaranteed when things go wrong (no output ever stops the others, or the watching):
 
@@ -21,6 +29,9 @@ What is guaranteed when things go wrong (no output ever stops the others, or the
   ``WEBHOOK_QUEUE`` (100) events wait, beyond that the oldest is dropped. The first failure is one warning; when the
   receiver answers again, and at stop, the losses are counted. At stop what is still queued gets one more deadline
   in all, so a hanging receiver delays the exit by at most that.
+- ``--mqtt`` is best effort: a broker that is down or refuses is one warning, retried with back-off (1 s to 30 s),
+  at most 100 events waiting; the losses are counted when it answers again and at stop.
+- ``--snapshots`` is checked at start-up (one line if it cannot be written); a write that fails later is one warning.
 - A camera or stream that never opens is an error after ``--open-tries`` tries; one that opened once and drops is
   reopened forever. ``--max-seconds`` ends the watch in every state, waiting for a source included.
 """
@@ -28,13 +39,17 @@ What is guaranteed when things go wrong (no output ever stops the others, or the
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from typing import Any, Callable
+
+import numpy as np
 
 from babyface.camera import FrameSource
 from babyface.config import WatchConfig
 from babyface.inference.classifier import Classifier
-from babyface.video import VideoAnalyser, detection_chunks
+from babyface.video import FaceRow, VideoAnalyser, detection_chunks
 from babyface.watch.sinks import EventSink, NoOutputLeft
+from babyface.watch.snapshots import ALERTS, Snapshots
 from babyface.watch.state import EventTracker
 
 # ---------------------------------------------------------------- the loop
@@ -49,9 +64,10 @@ def watch(
 ) -> dict[str, Any]:
     """Run until the source ends, ``max_seconds`` pass, stdout closes with no other output, or Ctrl-C; returns
     counts of frames, faces and events."""
-    sink = sink or EventSink(config.events, config.webhook)
+    snapshots = Snapshots(config.snapshots, config.snapshot_keep) if config.snapshots else None
+    sink = sink or EventSink(config.events, config.webhook, mqtt=config.mqtt)
     classifier = Classifier(config.run, device=config.device, min_confidence=config.min_confidence, precision=config.precision)
-    tracker = EventTracker(config.hold, config.sad_seconds, config.lost_seconds)
+    tracker = EventTracker(config.hold, config.sad_seconds, config.lost_seconds, config.asleep_seconds, config.hidden_seconds)
     counts = {"frames": 0, "faces": 0, "events": 0}
     started = clock()
 
@@ -60,7 +76,9 @@ def watch(
         counts["faces"] += event["event"] == "face_seen"
         sink.emit(event)
 
-    def emit(event: dict[str, Any]) -> None:
+    def emit(event: dict[str, Any], rgb: np.ndarray | None = None) -> None:
+        if snapshots is not None and rgb is not None and event["event"] in ALERTS:
+            event = {**event, "snapshot": snapshots.save(event, rgb)}
         record(event)
         if not sink.has_output:
             raise NoOutputLeft
@@ -69,15 +87,12 @@ def watch(
     try:
         emit({"event": "started", "source": config.source, "run": config.run, "classes": classifier.classes})
         frames = ((index, frame) for index, frame in source.frames() if index % config.every == 0)
-        analyser = VideoAnalyser(classifier, config, source.fps)
+        analyser = VideoAnalyser(classifier, config, source.fps, measure=config.asleep_seconds > 0)
         for chunk, before, after in detection_chunks(analyser, frames, config.detect_every):
             analyser.fps = source.fps
             counts["frames"] += len(chunk)
-            for row in analyser.rows(chunk, before, after):
-                for event in tracker.observe(row.time, row.face_id, row.label, row.probabilities):
-                    emit(event)
-            for event in tracker.expire(chunk[-1][0] / source.fps):
-                emit(event)
+            if follow_chunk(tracker, analyser.rows(chunk, before, after), chunk, source.fps, emit):
+                sink.state(tracker.state(), chunk[-1][0] / source.fps)
             if source.time_left() <= 0:
                 break
     except (KeyboardInterrupt, NoOutputLeft):
@@ -85,4 +100,33 @@ def watch(
     finally:
         record({"event": "stopped", "frames": counts["frames"], "faces": counts["faces"], "seconds": round(clock() - started, 1)})
         sink.close()
+        if snapshots is not None:
+            snapshots.close()
     return counts
+
+
+def follow_chunk(tracker: EventTracker, rows: list[FaceRow], chunk: list[tuple[int, np.ndarray]], fps: float,
+                 emit: Callable[..., None]) -> bool:
+    """Feed one chunk's rows and frames to the tracker, frame by frame, emitting its events with their frame;
+    whether any event was emitted."""
+    by_frame: dict[int, list[FaceRow]] = defaultdict(list)
+    for row in rows:
+        by_frame[row.frame].append(row)
+    emitted = False
+    for index, rgb in chunk:
+        events = []
+        for row in by_frame[index]:
+            events += tracker.observe(row.time, row.face_id, row.label, row.probabilities, row.box, eyes_open(row))
+        tracker.look(index / fps, rgb)
+        events += tracker.expire(index / fps)
+        for event in events:
+            emit(event, rgb)
+        emitted = emitted or bool(events)
+    return emitted
+
+
+def eyes_open(row: FaceRow) -> float | None:
+    """The mean openness of a face's two eyes, or None when it was not measured."""
+    if not row.measures:
+        return None
+    return (row.measures["eye_open_left"] + row.measures["eye_open_right"]) / 2

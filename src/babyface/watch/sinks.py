@@ -33,25 +33,34 @@ class EventSink:
     ``--webhook``. A failing output is reported once and counted; it never stops the others."""
 
     def __init__(
-        self, events_file: str = "", webhook: str = "", stream: TextIO | None = None, webhook_deadline: float = WEBHOOK_DEADLINE
+        self, events_file: str = "", webhook: str = "", stream: TextIO | None = None, webhook_deadline: float = WEBHOOK_DEADLINE,
+        mqtt: str = "",
     ):
         self.stream: TextIO | None = stream or sys.stdout
         self.events_file = events_file
         self.file = open_events_file(events_file) if events_file else None
         self.webhook = Webhook(webhook, webhook_deadline) if webhook else None
+        self.mqtt = _mqtt_publisher(mqtt) if mqtt else None
         self.emitted = self.unwritten = 0
 
     @property
     def has_output(self) -> bool:
-        return self.stream is not None or self.file is not None or self.webhook is not None
+        return self.stream is not None or self.file is not None or self.webhook is not None or self.mqtt is not None
+
+    def state(self, faces: dict[str, Any], t: float) -> None:
+        """The faces' current state, for the outputs that keep one (MQTT's retained state topic)."""
+        if self.mqtt is not None:
+            self.mqtt.publish_state(json.dumps({"time": _now(), "t": round(t, 3), "faces": faces}))
 
     def emit(self, event: dict[str, Any]) -> None:
-        line = json.dumps({"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **event})
+        line = json.dumps({"time": _now(), **event})
         self.emitted += 1
         self._print(line)
         self._append(line)
         if self.webhook is not None:
             self.webhook.put(line)
+        if self.mqtt is not None:
+            self.mqtt.publish_event(line)
 
     def _print(self, line: str) -> None:
         if self.stream is None:
@@ -62,8 +71,9 @@ class EventSink:
             self._stdout_closed()
 
     def _stdout_closed(self) -> None:
-        others = " and ".join(name for name, on in (("--events", self.file), ("--webhook", self.webhook)) if on)
-        then = f"the events go on to {others} only" if others else "nothing else to write to (no --events or --webhook)"
+        outputs = (("--events", self.file), ("--webhook", self.webhook), ("--mqtt", self.mqtt))
+        others = " and ".join(name for name, on in outputs if on)
+        then = f"the events go on to {others} only" if others else "nothing else to write to (no --events, --webhook or --mqtt)"
         log.warning("WARNING: stdout was closed (e.g. by '| head'); %s", then)
         if self.stream is sys.stdout:
             point_stdout_at_devnull()
@@ -86,10 +96,22 @@ class EventSink:
     def close(self) -> None:
         if self.webhook is not None:
             self.webhook.close()
+        if self.mqtt is not None:
+            self.mqtt.close()
         if self.file is not None:
             self.file.close()
             if self.unwritten:
                 log.warning("WARNING: --events %s: %d of %d events not written", self.events_file, self.unwritten, self.emitted)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _mqtt_publisher(url: str):
+    from babyface.watch.mqtt import MqttPublisher  # paho-mqtt is imported only when --mqtt is used
+
+    return MqttPublisher(url)
 
 
 def open_events_file(path: str) -> BinaryIO:
