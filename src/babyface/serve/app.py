@@ -4,7 +4,8 @@ Uploads are read into memory (never onto disk, never logged), limited in size be
 only ever decoded as images: nothing a client sends becomes a file path. What an upload is, is decided by its
 bytes (JPEG, PNG, WebP, BMP, GIF, TIFF), not by its declared type; what decoding it would cost is estimated from
 its header and refused (413) above ``--max-image-mb``, and at most ``--workers`` uploads are decoded at a time.
-Every answer is JSON, errors included; guard.py holds the connection-level defences.
+Every answer but the page and the live view's MJPEG stream (live.py, with ``--live``) is JSON, errors included;
+guard.py holds the connection-level defences.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from babyface.serve.guard import (
     client_address,
     was_cut_off,
 )
+from babyface.serve.live import LIVE_PATHS, LiveView, live_routes, page_with_live
 
 FIELD = "image"
 MIN_TOKEN_LENGTH = 16
@@ -270,15 +272,29 @@ NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "auto_configu
 
 def create_app(config: ServeConfig, service: FaceService | None = None) -> FastAPI:
     token = access_token(config)
+    live = LiveView(config) if config.live else None  # a --live that names no file, camera or URL fails before the model loads
     service = service or FaceService(config)
     wrong_tokens, refused_uploads = Backoff(), Backoff()
     guarded = [Depends(require_token(token, wrong_tokens))]
     limit = int(config.max_upload_mb * 2**20) + MULTIPART_OVERHEAD
-    app = FastAPI(title="babyface", version=__version__, telemetry=NO_TELEMETRY,
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        """The live view's threads run while the server does (they classify with the loaded model)."""
+        if live:
+            live.start(service.classifier, service.batcher.classify)
+        try:
+            yield
+        finally:
+            if live:
+                await run_in_threadpool(live.close)
+
+    app = FastAPI(title="babyface", version=__version__, telemetry=NO_TELEMETRY, lifespan=lifespan,
                   description="Infant facial emotion (happy / neutral / sad) for every face in a photo. Not a clinical tool.")
-    app.state.service = service
-    page = resources.files("babyface.serve").joinpath("index.html").read_text(encoding="utf-8")
-    app.add_middleware(BackoffGate, gates=[(wrong_tokens, ("/predict", "/model"), "wrong tokens"),
+    app.state.service, app.state.live = service, live
+    page = page_with_live(resources.files("babyface.serve").joinpath("index.html").read_text(encoding="utf-8"), live is not None)
+    guarded_paths = ("/predict", "/model", *(LIVE_PATHS if live else ()))
+    app.add_middleware(BackoffGate, gates=[(wrong_tokens, guarded_paths, "wrong tokens"),
                                            (refused_uploads, ("/predict",), "refused uploads in a row")])
     app.add_middleware(SecurityHeaders)
     if not token:
@@ -325,6 +341,8 @@ def create_app(config: ServeConfig, service: FaceService | None = None) -> FastA
         refused_uploads.succeeded(address)
         return answer
 
+    if live:
+        app.include_router(live_routes(live, guarded))
     return app
 
 
@@ -351,9 +369,21 @@ def serve(config: ServeConfig) -> None:
     ConnectionPolicy.request_timeout = config.request_timeout
     ConnectionPolicy.max_connections = max(1, min(config.max_connections, open_file_limit() - RESERVED_FILES))
     app = create_app(config)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list | None = None) -> None:
+            if app.state.live:  # first, so that the live streams end and their connections close instead of
+                app.state.live.stop()  # holding the shutdown for timeout_graceful_shutdown
+            await super().shutdown(sockets)
+
     try:
         print(f"babyface serve: http://{config.host}:{config.port}/  (API docs: /docs)", flush=True)
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False, http=GuardedH11Protocol,
-                    timeout_keep_alive=5, timeout_graceful_shutdown=5)
+        server = Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", access_log=False,
+                                       http=GuardedH11Protocol, timeout_keep_alive=5, timeout_graceful_shutdown=5))
+        server.run()  # what uvicorn.run does, with the live view stopped as the shutdown begins
+        if not server.started:
+            raise SystemExit(3)  # uvicorn.run's exit when the server could not start
     finally:
+        if app.state.live:
+            app.state.live.close()  # before the classifier it uses goes
         app.state.service.close()
