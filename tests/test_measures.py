@@ -52,6 +52,37 @@ def test_landmarks_follow_the_face_and_the_eyes_open_and_shut() -> None:
     assert left < nose[0] < right and top < nose[1] < bottom
 
 
+# What the shipped models give on fixed faces: a re-converted or replaced model file that changes its output fails here
+PINNED = {
+    "open eyes": (lambda: synthetic_face(0.9, seed=0), {"eye_open_left": 0.991, "eye_open_right": 0.995, "smile": 0.0,
+                                                        "brow_raise": 0.995, "yaw": 4.6, "pitch": -0.6, "roll": 3.2}),
+    "shut eyes": (lambda: synthetic_face(0.02, seed=0), {"eye_open_left": 0.134, "eye_open_right": 0.234, "smile": 0.008,
+                                                         "brow_raise": 0.792, "eye_squeeze": 0.347, "yaw": 4.4, "roll": 2.0}),
+    "smiling": (lambda: np.asarray(render_face("happy", np.random.default_rng(1), size=160, grayscale=False)[0]),
+                {"smile": 0.629, "eye_open_left": 0.949, "brow_raise": 0.713, "pitch": -16.2, "roll": 10.0}),
+}
+
+
+@pytest.mark.parametrize("name", PINNED)
+def test_the_models_output_is_pinned_on_fixed_faces(name: str) -> None:
+    make, expected = PINNED[name]
+    values = measured(make())
+    for key, value in expected.items():
+        assert values[key] == pytest.approx(value, abs=1.0 if key in ("yaw", "pitch", "roll") else 0.02), key
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not (SHARED / "utk-infant-smile").is_dir(), reason="needs ../shared/data/utk-infant-smile")
+def test_the_models_output_is_pinned_on_real_infant_faces() -> None:
+    from PIL import Image
+
+    files = sorted((SHARED / "utk-infant-smile" / "happy").glob("*"))[:3]
+    got = [measured(np.asarray(Image.open(f).convert("RGB"))) for f in files]
+    assert [g["smile"] for g in got] == pytest.approx([0.512, 0.662, 0.003], abs=0.02)
+    assert [g["eye_open_left"] for g in got] == pytest.approx([0.496, 0.868, 0.843], abs=0.02)
+    assert [g["yaw"] for g in got] == pytest.approx([4.3, -7.7, 11.9], abs=1.0)
+
+
 def test_the_blendshape_sides_are_the_infants_own() -> None:
     """Shutting the lids of the eye on the image's left (the infant's right) in landmark space must close
     ``eye_open_right`` only: this pins which blendshape is which side."""
