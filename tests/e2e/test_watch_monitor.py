@@ -103,3 +103,14 @@ def test_events_and_the_retained_state_reach_a_real_mqtt_broker(untrained_run, t
         finally:
             late.close()
     assert named(events, "asleep")
+
+
+def test_a_broker_that_is_down_is_one_warning_and_the_watch_goes_on(untrained_run, tmp_path, capsys, caplog) -> None:
+    from tests.mosquitto import free_port
+
+    clip = write_scripted_face_video(tmp_path / "clip.mp4", [("open", 1.0)], fps=FPS)
+    events = watch_events(untrained_run, clip, capsys, "--mqtt", f"mqtt://127.0.0.1:{free_port()}/{PREFIX}")
+    assert events[0]["event"] == "started" and events[-1]["event"] == "stopped" and named(events, "face_seen")
+    mqtt_lines = [r.getMessage() for r in caplog.records if r.name == "babyface" and "--mqtt" in r.getMessage()]
+    assert len(mqtt_lines) >= 1 and "cannot reach the broker" in mqtt_lines[0] and "goes on" in mqtt_lines[0]
+    assert sum("cannot reach the broker" in line for line in mqtt_lines) == 1  # said once, not at every retry
