@@ -189,3 +189,14 @@ def test_predict_measures_adds_the_columns_to_photo_predictions(tmp_path, untrai
     assert main(["predict", str(untrained_run), str(tmp_path / "face.png"), "--format", "csv", "--measures"]) == 0
     rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     assert len(rows) == 1 and float(rows[0]["eye_open_left"]) > 0.8 and "yaw" in rows[0]
+
+
+def test_the_python_api_measures_a_path_and_an_array_alike(tmp_path) -> None:
+    import babyface
+    from PIL import Image
+
+    rgb = synthetic_face(0.9)
+    Image.fromarray(rgb).save(tmp_path / "face.png")
+    from_file, from_array = babyface.measure(tmp_path / "face.png"), babyface.measure(rgb)
+    assert len(from_file) == len(from_array) == 1
+    assert from_file[0].measures == from_array[0].measures and from_file[0].measures["eye_open_left"] > 0.8

@@ -11,6 +11,9 @@
     metrics["accuracy"], metrics["macro_f1"]
 
     out = babyface.cv(data="faces", folds="5", data_options={"group_by": "identity_group", "manifest": "ids.csv"})
+
+    faces = babyface.measure("baby.jpg")                # FaceMeasures per face: eyes, smile, brows, head pose
+    faces[0].measures["smile"]
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from babyface.config import LIVE_DETECTOR, CvConfig, EvalConfig, TrainConfig, from_dict, merge, with_recipe
 from babyface.data.framing import Framing
+from babyface.data.images import load_rgb
 from babyface.evaluation.evaluate import evaluate_run
-from babyface.inference.classifier import Classifier
+from babyface.inference.classifier import Classifier, as_rgb_image
+from babyface.measures.photos import FaceMeasures, Tally, measure_image
 from babyface.run import default_run_folder
 from babyface.training.cv import run_cv
 from babyface.training.fit import fit
@@ -66,3 +73,15 @@ def cv(config: CvConfig | None = None, /, **options: Any) -> Path:
     if not config.out:
         config.out = str(default_run_folder(f"cv-{config.model}"))
     return run_cv(config, resume=resume)
+
+
+def measure(image: str | os.PathLike | Any, *, detector: str = LIVE_DETECTOR, framing: str = "face",
+            min_score: float | None = None) -> list[FaceMeasures]:
+    """The measures of every face in a photo (a path, a PIL image or an H×W×3 uint8 array), largest first, as
+    ``babyface measure`` gives them; ``framing="whole"`` for a tight face crop. A face too small for landmarks, or
+    not confirmed by the landmark model, has no entry."""
+    if isinstance(image, (str, os.PathLike)):
+        rgb, name = load_rgb(image), str(image)
+    else:
+        rgb, name = as_rgb_image(image), "image"
+    return measure_image(np.asarray(rgb), name, detector, min_score, framing, Tally())

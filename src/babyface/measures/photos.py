@@ -79,16 +79,21 @@ def measure_rgb(rgb: np.ndarray, boxes: Sequence[FaceBox], tally: Tally) -> list
     return out
 
 
-def measure_photo(path: Path, detector: str, min_score: float | None, framing: str, tally: Tally) -> list[FaceMeasures]:
-    rgb = np.asarray(load_rgb(path))
+def measure_image(rgb: np.ndarray, name: str, detector: str, min_score: float | None, framing: str,
+                  tally: Tally) -> list[FaceMeasures]:
+    """The measures of every face of an H×W×3 uint8 RGB image (``name`` goes into the rows), largest face first."""
     boxes, detected = face_boxes_of(rgb, detector, min_score, framing)
     tally.add("whole_image", int(not detected and framing == "face"))
     rows = []
     for index, found in enumerate(measure_rgb(rgb, boxes, tally)):
         if found is not None:
             box, presence, values = found
-            rows.append(FaceMeasures(display_path(path), index, _rounded(box), detected, presence, values))
+            rows.append(FaceMeasures(name, index, _rounded(box), detected, presence, values))
     return rows
+
+
+def measure_photo(path: Path, detector: str, min_score: float | None, framing: str, tally: Tally) -> list[FaceMeasures]:
+    return measure_image(np.asarray(load_rgb(path)), display_path(path), detector, min_score, framing, tally)
 
 
 def measure_photos(paths: Sequence[Path], detector: str, min_score: float | None = None, framing: str = "face",
