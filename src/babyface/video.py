@@ -21,6 +21,7 @@ import numpy as np
 from babyface.camera import _cv2
 from babyface.config import DETECT_EVERY, PredictConfig
 from babyface.data.faces import FaceBox, detect_faces, square_crop
+from babyface.data.night import for_detection, night_active, stretch_contrast
 from babyface.errors import BabyfaceError
 from babyface.inference.classifier import Classifier
 from babyface.io import atomic_path, prepare_output_dir, write_csv
@@ -171,6 +172,8 @@ class VideoAnalyser:
         self.tally = Tally()  # faces measured and skipped
 
     def detect(self, rgb: np.ndarray) -> dict[int, FaceBox]:
+        if night_active(self.config.night, rgb):
+            rgb = for_detection(rgb)  # infrared noise costs the detector faces (babyface.data.night)
         faces = detect_faces(rgb, self.config.detector, self.config.min_score, max_side=self.config.detect_size,
                              min_face=self.config.min_face)
         return self.tracker.update(faces)
@@ -181,11 +184,13 @@ class VideoAnalyser:
         for step, (index, rgb) in enumerate(frames):
             height, width = rgb.shape[:2]
             boxes = interpolate(before, after, step / len(frames))
+            night = self.classifier is not None and night_active(self.config.night, rgb)
             for face_id, box in boxes.items():
                 square = box.square(self.config.margin, width, height)
                 jobs.append((index, face_id, square))
                 if self.classifier is not None:
-                    crops.append(square_crop(rgb, square, self.classifier.image_size))
+                    crop = square_crop(rgb, square, self.classifier.image_size)
+                    crops.append(stretch_contrast(crop) if night else crop)
             if self.measure:
                 measures += [found and found[2] for found in measure_rgb(rgb, list(boxes.values()), self.tally)]
         if not jobs:

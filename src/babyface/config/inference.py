@@ -26,6 +26,7 @@ Tta = Literal["none", "flip"]
 Framing = Literal["face", "whole"]
 Backend = Literal["auto", "torch", "onnx"]
 Precision = Literal["auto", "fp32", "bf16"]
+Night = Literal["auto", "on", "off"]
 
 RUN_HELP = "run folder written by 'babyface train' (or by 'babyface ensemble')"
 TTA_HELP = "test-time augmentation: none, or flip (average the calibrated probabilities of each image and its mirror)"
@@ -84,6 +85,12 @@ def detect_size_option() -> int:
 
 def min_face_option() -> float:
     return option(0.0, "videos: " + MIN_FACE_HELP, ge=0, lt=1, group=VIDEO)
+
+
+def night_option() -> str:
+    return option("auto", "videos: night mode for infrared cameras: detect on a denoised copy of each frame and classify "
+                          "contrast-stretched faces (measured in benchmarks/night.py); auto = for grey frames only, on, "
+                          "or off", group=VIDEO)
 
 
 def detector_option(text: str = DETECTOR_HELP, group: str | None = FACES, default: str = DEFAULT_DETECTOR) -> str:
@@ -165,6 +172,7 @@ class PredictConfig(ConfigModel):
     detect_every: int | None = detect_every_option()
     detect_size: Annotated[int, zero_or_at_least(32)] = detect_size_option()
     min_face: float = min_face_option()
+    night: Night = night_option()
     smooth: int = option(5, "videos: moving average of each face's probabilities over this many used frames "
                             "(1 = none)", ge=1, group=VIDEO)
     detector: Detector = detector_option(DETECTOR_HELP + "; for photos with --framing face, and for videos",
@@ -199,13 +207,14 @@ class MeasureConfig(ConfigModel):
     detect_every: int | None = detect_every_option()
     detect_size: Annotated[int, zero_or_at_least(32)] = detect_size_option()
     min_face: float = min_face_option()
+    night: Night = night_option()
     progress: bool = option(True, PROGRESS_HELP, group=OUTPUT)
 
     def video_config(self, out: str) -> "PredictConfig":
         """The video analysis settings of ``predict`` that measuring a video shares."""
         return PredictConfig(inputs=self.inputs, out=out, overwrite=self.overwrite, every=self.every,
                              detect_every=self.detect_every, detect_size=self.detect_size, min_face=self.min_face,
-                             detector=self.detector, min_score=self.min_score, smooth=1)
+                             detector=self.detector, min_score=self.min_score, smooth=1, night=self.night)
 
 
 class ExportConfig(ConfigModel):
@@ -346,6 +355,7 @@ class WatchConfig(ConfigModel):
     detect_size: Annotated[int, zero_or_at_least(32)] = option(
         320, "frames are shrunk to this longest side in pixels for detection only (0 = full size)", ge=0, group=VIDEO)
     min_face: float = option(0.0, MIN_FACE_HELP, ge=0, lt=1, group=VIDEO)
+    night: Night = night_option()
     smooth: int = option(15, "moving average of each face's probabilities over this many used frames (1 = none)",
                          ge=1, group=VIDEO)
     detector: Detector = detector_option(default=LIVE_DETECTOR)
