@@ -192,8 +192,9 @@ def test_predict_measures_adds_the_columns_to_photo_predictions(tmp_path, untrai
 
 
 def test_the_python_api_measures_a_path_and_an_array_alike(tmp_path) -> None:
-    import babyface
     from PIL import Image
+
+    import babyface
 
     rgb = synthetic_face(0.9)
     Image.fromarray(rgb).save(tmp_path / "face.png")

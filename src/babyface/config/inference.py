@@ -265,8 +265,8 @@ class ServeConfig(ConfigModel):
                                     "interface: the page is then reachable from the network)", metavar="ADDRESS",
                        group=SERVER)
     port: int = option(8000, "TCP port to listen on (0 = any free port)", ge=0, le=65535, group=SERVER)
-    token: str = option("", "a secret that /predict and /model require (API clients send 'Authorization: Bearer SECRET'; "
-                            "the page asks for it once, or open http://HOST:PORT/#token=SECRET); needed with any --host "
+    token: str = option("", "a secret that /predict, /model and the --live stream require (API clients send "
+                            "'Authorization: Bearer SECRET'; the page asks for it once, or open http://HOST:PORT/#token=SECRET); needed with any --host "
                             "but 127.0.0.1/localhost; empty = $BABYFACE_TOKEN, else none", metavar="SECRET",
                         group=SERVER)
     insecure: bool = option(False, "allow a --host other than 127.0.0.1/localhost without --token: anyone who can reach "
