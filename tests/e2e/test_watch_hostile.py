@@ -19,7 +19,8 @@ from babyface.data.synthetic import write_moving_faces_video
 from babyface.watch import WEBHOOK_DEADLINE
 from tests.test_watch import hang, receiver, refuse, trickle
 
-WATCH_ARGS = ["--device", "cpu", "--hold", "0.5", "--sad-seconds", "0"]
+# the eyes are off: these tests are about the outputs, and the landmarks would cost seconds a run on 200 frames
+WATCH_ARGS = ["--device", "cpu", "--hold", "0.5", "--sad-seconds", "0", "--asleep-seconds", "0"]
 STARTUP = 15.0  # seconds python, torch and the model may take to start on a busy 2-core machine
 pytestmark = pytest.mark.timeout(60)  # a watch that hangs before its first line, say, still ends the test
 
