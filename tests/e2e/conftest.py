@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,23 @@ def tiny_run(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "cnn"
     run_cli("train", tiny_data, "--model", "cnn", "--epochs", "2", "--out", out, "--seed", "1", "--no-progress")
     return out
+
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"))), None)
+# Playwright adds --headless, its own --user-data-dir and --remote-debugging-pipe; these keep Chromium off the network
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def page():
+    """A page in headless Chromium (the machine's own, driven by Playwright); the browser is closed after the test."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright: pip install 'babyface[test]'")
+    if not CHROMIUM:
+        pytest.skip("the browser test needs Chromium or Chrome on PATH (Debian: apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()

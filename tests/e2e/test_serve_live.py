@@ -22,7 +22,6 @@ from babyface.errors import BabyfaceError
 from babyface.serve.live import BOUNDARY, MAX_VIEWERS
 from tests.conftest import face_scene
 from tests.e2e.serving import Server, running_server
-from tests.e2e.test_serve_page import CHROMIUM, CHROMIUM_FLAGS
 
 TOKEN = "live-view-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -179,25 +178,16 @@ def test_viewers_beyond_the_limit_get_a_json_503_until_a_place_is_free(server) -
             conn.close()
 
 
-def test_the_page_shows_the_stream_and_its_status(server, tmp_path: Path) -> None:
+def test_the_page_shows_the_stream_and_its_status(server, page, tmp_path: Path) -> None:
     """The page (token from its address) draws the stream's frames on its canvas and says what the status says."""
     code, _, body = get(server, "/")
     assert code == 200 and b'id="live"' in body and b'api("/live")' in body
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser check needs playwright: pip install 'babyface[test]'")
-    if not CHROMIUM:
-        pytest.skip("the browser check needs Chromium or Chrome on PATH (Debian: apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(f"{server.url}/#token={TOKEN}")
-            page.wait_for_function("Number(document.getElementById('live-canvas').dataset.frames || 0) >= 3", timeout=15_000)
-            page.wait_for_function("document.getElementById('live-status').textContent.includes('frames/s')", timeout=5_000)
-            page.screenshot(path=tmp_path / "live_page.png")
-            size = page.evaluate("[document.getElementById('live-canvas').width, document.getElementById('live-canvas').height]")
-            line = page.text_content("#live-status")
-        finally:
-            browser.close()
+    page.goto(f"{server.url}/#token={TOKEN}")
+    page.wait_for_function("Number(document.getElementById('live-canvas').dataset.frames || 0) >= 3", timeout=15_000)
+    page.wait_for_function("document.getElementById('live-status').textContent.includes('frames/s')", timeout=5_000)
+    page.screenshot(path=tmp_path / "live_page.png")
+    size = page.evaluate("[document.getElementById('live-canvas').width, document.getElementById('live-canvas').height]")
+    line = page.text_content("#live-status")
     assert tuple(size) == SIZE
     assert line.startswith("Live: clip.mp4 · ") and line.endswith(" · 1 face"), line
 

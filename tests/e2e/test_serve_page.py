@@ -14,7 +14,6 @@ Skipped, with the reason, only when there is no Chromium (or Chrome) on PATH, or
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 from pathlib import Path
 
@@ -23,30 +22,11 @@ import pytest
 from tests.conftest import face_scene
 from tests.e2e.serving import running_server
 
-CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"))), None)
-# Playwright adds --headless, its own --user-data-dir and --remote-debugging-pipe; these keep Chromium off the network
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
-
 
 @pytest.fixture
 def server(untrained_run, tmp_path):
     with running_server(untrained_run, log_dir=tmp_path) as server:
         yield server.url
-
-
-@pytest.fixture
-def page():
-    """A page in headless Chromium (the machine's own, driven by Playwright); the browser is closed after the test."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright: pip install 'babyface[test]'")
-    if not CHROMIUM:
-        pytest.skip("the browser test needs Chromium or Chrome on PATH (Debian: apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
-        finally:
-            browser.close()
 
 
 def api_prediction(url: str, image: Path) -> dict:
