@@ -28,8 +28,9 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy.ndimage import gaussian_filter
 
-from babyface.data.audit import AuditConfig, audit_described, list_dataset_files
 from babyface.data.duplicates import describe_files
+from babyface.data.scan import list_dataset_files
+from babyface.tools.audit import AuditConfig, audit_described
 
 CLASSES = ("happy", "neutral", "sad")
 STAGES = ("list", "describe", "pairs")

@@ -32,9 +32,9 @@ from babyface.bundle import load_bundle
 from babyface.config import TrainConfig, merge
 from babyface.data.decoded import decode_images
 from babyface.data.scan import scan_dataset
-from babyface.data.synthetic import STYLES, SynthConfig, generate_dataset
-from babyface.engine import predict_logits
-from babyface.io import prepare_output_dir, write_json, write_text
+from babyface.forward import predict_logits
+from babyface.outputs import prepare_output_dir, write_json, write_text
+from babyface.tools.synthetic import STYLES, SynthConfig, generate_dataset
 from babyface.training.fit import fit
 
 MISSING = "neutral"  # the class source B lacks in training
@@ -57,7 +57,7 @@ class Sizes:
     image_size: int = 48
     epochs: int = 8
     model: str = "resnet18"
-    style: str = "studio"  # source B's look (babyface.data.synthetic.STYLES); A is always "photo"
+    style: str = "studio"  # source B's look (babyface.tools.synthetic.STYLES); A is always "photo"
 
 
 @dataclasses.dataclass

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from babyface.data.faces import FaceBox, detect_faces
 from babyface.data.images import is_image_file, load_rgb
+from babyface.faces.detectors import FaceBox, detect_faces
 
 
 def scene_files(folder: Path, limit: int) -> list[Path]:

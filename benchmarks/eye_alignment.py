@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/eye_alignment.py SRC OUT [SRC OUT ...] [--min-angle 3] [--max-angle 45]
 
-Each image's eyes are found with BlazeFace's keypoints (babyface.data.blazeface.eyes) and the image is rotated about
+Each image's eyes are found with BlazeFace's keypoints (babyface.faces.blazeface.eyes) and the image is rotated about
 their midpoint so that the line between them is level; the size and framing stay as they were (corners the rotation
 uncovers are filled with the image's mean colour). Images with no face found, or tilted less than --min-angle or more
 than --max-angle degrees (a profile, or a wrong detection), are copied as they are. The folder layout (train/test/
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from babyface.data.blazeface import eyes
 from babyface.data.images import is_image_file, load_rgb
-from babyface.io import write_csv
+from babyface.faces.blazeface import eyes
+from babyface.outputs import write_csv
 
 
 def eye_angle(rgb: np.ndarray) -> tuple[float, tuple[float, float]] | None:

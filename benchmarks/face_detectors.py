@@ -11,7 +11,7 @@ Run it alone. Detectors run at babyface's settings (photos shrunk to 640 px for 
 - pasted: share of infant-web faces pasted at about 120 px on a 640×480 canvas that are found where they were
   pasted (the centre of the largest box inside the pasted square).
 - agree: share of the images where both this detector and MTCNN find a face whose largest boxes overlap by
-  IoU ≥ 0.5, after the box alignment of babyface.data.faces.ALIGN_TO_MTCNN (raw: before it).
+  IoU ≥ 0.5, after the box alignment of babyface.faces.detectors.ALIGN_TO_MTCNN (raw: before it).
 Also prints the medians that ALIGN_TO_MTCNN holds, measured on the raw boxes; --sheet-dir writes a contact
 sheet of each detector's largest crop per scene, to judge by eye how many are really faces.
 """
@@ -28,9 +28,9 @@ import torch
 from PIL import Image
 
 from babyface.config import DETECT_MAX_SIDE, DETECTORS
-from babyface.data import faces
-from babyface.data.faces import FaceBox, detect_faces
 from babyface.data.images import is_image_file, load_rgb
+from babyface.faces import detectors as faces
+from babyface.faces.detectors import FaceBox, detect_faces
 
 FRAME = (640, 480)
 PASTED_SIDE = 120

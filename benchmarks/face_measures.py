@@ -164,7 +164,7 @@ def measure_face(rgb: np.ndarray, detect_on: np.ndarray | None = None) -> tuple[
 
 def bundle_framing(classifier):
     """The framing the bundle was trained with (model.json), to classify test images the same way."""
-    from babyface.data.framing import Framing
+    from babyface.faces.framing import Framing
 
     record = classifier.meta.framing or {"mode": "face"}
     if record.get("mode") == "whole":
@@ -244,7 +244,7 @@ def auc(positive: np.ndarray, score: np.ndarray) -> float:
 
 
 def interval(values: np.ndarray) -> list[float]:
-    from babyface.evaluation.metrics import percentile_interval
+    from babyface.metrics import percentile_interval
 
     return percentile_interval(values[np.isfinite(values)])
 
@@ -559,7 +559,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     import torch
 
-    from babyface.data.framing import describe
+    from babyface.faces.framing import describe
     from babyface.hardware import describe_hardware
 
     args = parse_args(argv)

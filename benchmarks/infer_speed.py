@@ -24,12 +24,12 @@ from babyface.bundle.single import META_FILE, WEIGHTS_FILE, bundle_metadata, sav
 from babyface.config import ExportConfig
 from babyface.data.decoded import decode_images
 from babyface.data.scan import scan_dataset
-from babyface.data.synthetic import SynthConfig, generate_dataset
 from babyface.hardware import describe_hardware
 from babyface.inference.backends import OnnxBackend, TorchBackend
 from babyface.inference.export import ParityError, export_run
 from babyface.models import create_model
 from babyface.run import RunFolder
+from babyface.tools.synthetic import SynthConfig, generate_dataset
 
 CLASSES = ["happy", "neutral", "sad"]
 

@@ -10,7 +10,7 @@ images in a test set from this population, is E[p_i] (infants' image counts do n
 Gauss-Hermite quadrature.
 
 For every simulated test set both intervals are computed exactly as ``babyface evaluate`` computes them
-(``babyface.evaluation.metrics``: the stratified image bootstrap's percentile interval, and the cluster bootstrap's
+(``babyface.metrics``: the stratified image bootstrap's percentile interval, and the cluster bootstrap's
 logit-scale t interval, 1,000 resamples each) and the table reports how often each contains the true accuracy (it
 should be 95%), with the mean interval widths; a third column shows the plain percentile interval of the same cluster
 bootstrap, to show why babyface does not use it.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from babyface.evaluation.metrics import bootstrap_scores, cluster_bootstrap_scores, group_interval, percentile_interval
+from babyface.metrics import bootstrap_scores, cluster_bootstrap_scores, group_interval, percentile_interval
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ import torch
 from babyface.config import DataConfig, TrainConfig
 from babyface.data.cache import load_decoded
 from babyface.data.scan import scan_dataset
-from babyface.data.synthetic import SynthConfig, generate_dataset
 from babyface.models import create_model
+from babyface.tools.synthetic import SynthConfig, generate_dataset
 from babyface.training.fit import Objective, build_optimizer, train_one_epoch
 
 MB = 2**20

@@ -21,7 +21,7 @@ contrast, light and sharpness and the sensor noise are simulated. The noise is a
 so the 640-px infant-web and cry crops average it away more than the 200-px utk crops when they are shrunk.
 
 Measured per condition:
-- face detector recall (BlazeFace, ``babyface.data.faces.detect_faces`` at its own threshold) on
+- face detector recall (BlazeFace, ``babyface.faces.detectors.detect_faces`` at its own threshold) on
   infant-cry-scenes (every image shows a face: recall = share with at least one face found) and on the test crops;
 - the CNN (classified whole, as the bundle was trained; flip TTA) on the test crops: accuracy and macro-F1 with 95%
   stratified bootstrap intervals (babyface's metric code), recall per class;
@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 import face_measures as fm
+from babyface.data.images import luminance_of
 from babyface.data.night import DENOISE_SIGMA, STRETCH_PERCENTILES, for_detection, stretch_contrast
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ CLAHE_CLIP, CLAHE_TILES = 2.0, 8
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """H×W float32 BT.601 luminance (0..255) of an H×W×3 uint8 RGB image."""
-    return rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return luminance_of(rgb)
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -151,8 +152,8 @@ def scene_files(folder: Path, limit: int) -> list[Path]:
 
 
 def detector_recall(files: list[Path], condition: str, seed: int) -> tuple[int, int]:
-    from babyface.data.faces import detect_faces
     from babyface.data.images import load_rgb
+    from babyface.faces.detectors import detect_faces
 
     found = 0
     for path in files:
@@ -167,7 +168,7 @@ def run_condition(condition: str, images: list[fm.Image], scenes: list[Path], cl
     from PIL import Image as PilImage
 
     from babyface.data.images import load_rgb, resize_square
-    from babyface.evaluation.metrics import classification_metrics
+    from babyface.metrics import classification_metrics
 
     started = time.perf_counter()
     crops, faces = [], []
@@ -281,7 +282,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     import torch
 
-    from babyface.data.framing import describe
+    from babyface.faces.framing import describe
     from babyface.hardware import describe_hardware
 
     args = parse_args(argv)

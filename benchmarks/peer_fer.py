@@ -208,7 +208,7 @@ def run_fer(venv: Path, pairs: list[tuple[Path, Path]], threads: int, fer_model:
 
 def largest_face_box(rgb: np.ndarray):
     """The largest face babyface's default detector finds (as ``Classifier.predict_faces`` looks), or None."""
-    from babyface.data.faces import detect_faces
+    from babyface.faces.detectors import detect_faces
     from babyface.inference.classifier import DETECT_MAX_SIDE
 
     return next(iter(detect_faces(rgb, "mtcnn", max_side=DETECT_MAX_SIDE)), None)
@@ -225,7 +225,7 @@ def box_columns(face) -> list:
 def write_fer_jobs(images: TestImages, framings: list[str], out: Path) -> dict[str, Path]:
     """jobs-SET-FRAMING.csv: the largest MTCNN face per image (faces), no box: the whole image (whole, bare)."""
     from babyface.data.images import load_rgb
-    from babyface.io import write_csv
+    from babyface.outputs import write_csv
 
     header = ["file", "truth", "face_found", "x", "y", "w", "h", "offset"]
     pairs = list(zip(images.files, images.truths))
@@ -260,8 +260,8 @@ def prediction_row(file: str, truth: str, probabilities: dict[str, float], face_
 def babyface_predictions(classifier, images: TestImages, framing: str) -> list[list]:
     """babyface's predictions as ``babyface predict`` makes them: ``faces`` = the default face square (the whole
     image where no face is found), ``whole`` = ``--framing whole``."""
-    from babyface.data.framing import Framing
     from babyface.errors import DataError
+    from babyface.faces.framing import Framing
 
     mode = "face" if framing == "faces" else "whole"
     predictions, skipped = classifier.predict_files(images.files, framing=Framing(mode=mode))
@@ -281,7 +281,7 @@ def read_predictions(path: Path) -> list[dict]:
 
 def score_predictions(rows: list[dict], n_resamples: int = 1000, seed: int = 0) -> dict:
     """babyface's metrics (as `babyface evaluate` computes them) over happy/neutral/sad, plus faces found."""
-    from babyface.evaluation.metrics import classification_metrics
+    from babyface.metrics import classification_metrics
 
     index = {name: i for i, name in enumerate(CLASSES)}
     metrics = classification_metrics([index[r["truth"]] for r in rows], [index[r["pred"]] for r in rows], CLASSES,
@@ -302,7 +302,7 @@ def recall_text(metrics: dict) -> str:
 
 def table_markdown(results: list[dict], set_names: list[str]) -> str:
     """One row per (model, framing); per test set: accuracy [95% CI], macro-F1 [95% CI], recall per class."""
-    from babyface.evaluation.metrics import interval_text
+    from babyface.metrics import interval_text
 
     header = ["model", "framing"] + [f"{name} {what}" for name in set_names for what in ("acc [95% CI]", "macro-F1 [95% CI]", "recall")]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -402,7 +402,7 @@ def peer_predictions(args, peer: Peer, sets: list[TestImages], framings: list[st
 
 def babyface_runs(args, sets: list[TestImages], framings: list[str], out: Path) -> list[str]:
     from babyface.inference.classifier import Classifier
-    from babyface.io import write_csv
+    from babyface.outputs import write_csv
 
     names = []
     for run in args.babyface:
@@ -429,7 +429,7 @@ def score_all(out: Path, models: list[str], framings: list[str], sets: list[Test
 
 
 def main(argv=None) -> None:
-    from babyface.io import prepare_output_dir, write_json, write_text
+    from babyface.outputs import prepare_output_dir, write_json, write_text
 
     args = parse_args(argv)
     torch_threads(args.threads)

@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from babyface.data.faces import detect_faces  # noqa: E402
 from babyface.data.images import decode_rgb_bytes, is_image_file, load_rgb  # noqa: E402
-from babyface.data.synthetic import CLASSES, render_face  # noqa: E402
+from babyface.faces.detectors import detect_faces  # noqa: E402
 from babyface.hardware import describe_hardware  # noqa: E402
+from babyface.tools.synthetic import CLASSES, render_face  # noqa: E402
 from face_detectors import as_frame  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 

@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from babyface.config import ServeConfig  # noqa: E402
-from babyface.data import faces  # noqa: E402
 from babyface.data.images import decode_rgb_bytes  # noqa: E402
+from babyface.faces import detectors as faces  # noqa: E402
 from babyface.inference.classifier import Classifier  # noqa: E402
 from detector_settings import scene_files  # noqa: E402
 from serve_load import load_frames  # noqa: E402

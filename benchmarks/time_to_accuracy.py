@@ -49,8 +49,8 @@ from babyface.config import TrainConfig, from_dict, with_recipe  # noqa: E402
 from babyface.data.cache import load_decoded  # noqa: E402
 from babyface.data.decoded import DecodedImages  # noqa: E402
 from babyface.data.scan import scan_dataset  # noqa: E402
-from babyface.engine import predict_logits, tta_views  # noqa: E402
 from babyface.evaluation.compare import mcnemar  # noqa: E402
+from babyface.forward import predict_logits, tta_views  # noqa: E402
 from babyface.hardware import Precision, choose_precision, describe_hardware  # noqa: E402
 from babyface.models import model_info  # noqa: E402
 from babyface.training.fit import fit  # noqa: E402

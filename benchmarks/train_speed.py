@@ -34,9 +34,9 @@ from torch.utils.data import DataLoader
 from babyface.config import TrainConfig
 from babyface.data.decoded import channel_stats, decode_images
 from babyface.data.scan import scan_dataset
-from babyface.data.synthetic import SynthConfig, generate_dataset
 from babyface.hardware import describe_hardware
 from babyface.models import create_model
+from babyface.tools.synthetic import SynthConfig, generate_dataset
 from babyface.training.compute import choose_compute
 from babyface.training.fit import Objective, build_optimizer, train_one_epoch
 from naive_pipeline import NaiveFolder, naive_epoch

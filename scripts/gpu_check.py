@@ -21,9 +21,9 @@ from unittest import mock
 import torch
 
 from babyface.config import EvalConfig, TrainConfig
-from babyface.data.synthetic import SynthConfig, generate_dataset
 from babyface.evaluation.evaluate import evaluate_run
 from babyface.hardware import describe_hardware
+from babyface.tools.synthetic import SynthConfig, generate_dataset
 from babyface.training.fit import fit
 
 VARIANTS = {  # name: (device, precision, channels_last)

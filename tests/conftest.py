@@ -59,7 +59,7 @@ FACE_SEED = 21  # a synthetic face MTCNN finds with a score ≥ 0.95 here, shrun
 
 def face_scene(seed: int = FACE_SEED, size: tuple[int, int] = (400, 300), at: tuple[int, int] = (200, 80)) -> Image.Image:
     """A synthetic face (one MTCNN finds at FACE_SEED) pasted onto a plain background."""
-    from babyface.data.synthetic import render_face
+    from babyface.tools.synthetic import render_face
 
     face, _ = render_face("happy", np.random.default_rng(seed), size=160, grayscale=False)
     canvas = Image.new("RGB", size, (90, 120, 160))
@@ -88,7 +88,7 @@ def perturb_batchnorm() -> Callable:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """60 synthetic faces (48 train, 12 test) at 64×64 in the BabyFace layout."""
-    from babyface.data.synthetic import SynthConfig, generate_dataset
+    from babyface.tools.synthetic import SynthConfig, generate_dataset
 
     out = tmp_path_factory.mktemp("tiny") / "data"
     generate_dataset(out, SynthConfig(n=60, seed=3, size=64), progress=False)

@@ -13,7 +13,6 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from babyface.cli import main
-from babyface.data.audit import AuditConfig, audit_dataset
 from babyface.data.duplicates import (
     DEFAULT_THRESHOLD,
     Pair,
@@ -24,7 +23,8 @@ from babyface.data.duplicates import (
     pair_scores,
     signatures,
 )
-from babyface.data.synthetic import SynthConfig, generate_dataset, render_face
+from babyface.tools.audit import AuditConfig, audit_dataset
+from babyface.tools.synthetic import SynthConfig, generate_dataset, render_face
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 INFANT_WEB = SHARED_DATA / "infant-web"

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from babyface.config import AugmentConfig
-from babyface.data.augment import GRAY_WEIGHTS, affine_matrices, augment_batch, to_gray
+from babyface.data.augment import affine_matrices, augment_batch
+from babyface.data.decoded import luminance
+from babyface.data.images import LUMA
 
 # every transform off; tests switch on the one they check
 OFF = AugmentConfig(hflip=0.0, rotation=0.0, shear=0.0, scale_min=1.0, scale_max=1.0,
@@ -123,7 +125,7 @@ def test_grayscale_p1_gives_equal_channels() -> None:
     x = images()
     y = augment_batch(x, only(grayscale=1.0), gen())
     assert torch.equal(y[:, 0], y[:, 1]) and torch.equal(y[:, 1], y[:, 2])
-    weights = torch.tensor(GRAY_WEIGHTS).view(1, 3, 1, 1)
+    weights = torch.tensor(LUMA).view(1, 3, 1, 1)
     assert torch.allclose(y[:, :1], (x * weights).sum(dim=1, keepdim=True), atol=1e-6)
     assert y.min() >= 0 and y.max() <= 1
 
@@ -134,7 +136,7 @@ def test_grayscale_p0_leaves_colour() -> None:
 
 
 def test_to_gray_of_white_is_white() -> None:
-    assert torch.allclose(to_gray(torch.ones(1, 3, 2, 2)), torch.ones(1, 1, 2, 2))
+    assert torch.allclose(luminance(torch.ones(1, 3, 2, 2)), torch.ones(1, 1, 2, 2))
 
 
 def test_brightness_only_scales_each_sample() -> None:
@@ -151,14 +153,14 @@ def test_brightness_only_scales_each_sample() -> None:
 def test_contrast_only_keeps_gray_mean() -> None:
     x = images(batch=3, low=0.3, high=0.7)
     y = augment_batch(x, only(contrast=0.3), gen(2))  # factors in [0.7, 1.3]: stays inside [0, 1]
-    assert torch.allclose(to_gray(y).mean(dim=(1, 2, 3)), to_gray(x).mean(dim=(1, 2, 3)), atol=1e-5)
+    assert torch.allclose(luminance(y).mean(dim=(1, 2, 3)), luminance(x).mean(dim=(1, 2, 3)), atol=1e-5)
     assert not torch.allclose(y.std(dim=(1, 2, 3)), x.std(dim=(1, 2, 3)), atol=1e-4)
 
 
 def test_saturation_only_keeps_gray() -> None:
     x = images(batch=3, low=0.3, high=0.7)
     y = augment_batch(x, only(saturation=0.3), gen(3))
-    assert torch.allclose(to_gray(y), to_gray(x), atol=1e-5)
+    assert torch.allclose(luminance(y), luminance(x), atol=1e-5)
     assert not torch.allclose(y, x, atol=1e-4)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from babyface.evaluation.compare import mcnemar
-from babyface.evaluation.metrics import (
+from babyface.metrics import (
     bootstrap_scores,
     classification_metrics,
     cluster_bootstrap_scores,

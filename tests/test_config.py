@@ -1,4 +1,4 @@
-"""babyface.config (defaults, from_dict, YAML, merge), cli.build_config precedence, and babyface.io output safety."""
+"""babyface.config (defaults, from_dict, YAML, merge), cli.build_config precedence, and babyface.outputs output safety."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from babyface.config import (
     to_dict,
 )
 from babyface.errors import BabyfaceError, OutputExistsError
-from babyface.io import atomic_path, prepare_output_dir, write_json, write_text
+from babyface.outputs import atomic_path, prepare_output_dir, write_json, write_text
 
 
 def one_line_error(exc_info, *needles: str) -> str:

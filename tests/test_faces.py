@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from babyface.cli import main
-from babyface.data import faces
-from babyface.data.faces import FaceBox, detect_faces
-from babyface.data.synthetic import render_face
 from babyface.errors import BabyfaceError
+from babyface.faces import detectors as faces
+from babyface.faces.detectors import FaceBox, detect_faces
+from babyface.tools.synthetic import render_face
 
 needs_mtcnn = pytest.mark.skipif(not __import__("importlib").util.find_spec("facenet_pytorch"), reason="facenet-pytorch not installed")
 
@@ -74,7 +74,7 @@ def test_crop_command_keeps_layout_and_lists_images_without_faces(tmp_path: Path
     assert crop.size[0] == crop.size[1] > 80
     assert (out / "no_face.txt").read_text() == "sad/empty.jpg\n"
     assert "broken.jpg" in (out / "unreadable.txt").read_text()
-    # how the crops were cut, for `train` to record in the bundle (babyface.data.framing)
+    # how the crops were cut, for `train` to record in the bundle (babyface.faces.framing)
     assert json.loads((out / "framing.json").read_text()) == {"mode": "face", "detector": "mtcnn", "margin": 0.1, "min_score": 0.9}
 
 
@@ -107,13 +107,13 @@ def test_crop_accepts_a_folder_of_one_class(tmp_path: Path) -> None:
 @pytest.mark.parametrize("size", [(1, 1), (12, 30), (19, 19)])
 def test_images_too_small_for_mtcnn_have_no_face(size):
     pytest.importorskip("facenet_pytorch")
-    from babyface.data.faces import detect_faces
+    from babyface.faces.detectors import detect_faces
 
     assert detect_faces(np.zeros((*size, 3), np.uint8)) == []
 
 
 def test_detection_side_from_max_side_and_min_face() -> None:
-    from babyface.data.faces import MIN_FACE_PIXELS, detection_side
+    from babyface.faces.detectors import MIN_FACE_PIXELS, detection_side
 
     assert detection_side((480, 640), 320, 0.0) == 320  # no min_face: max_side alone
     assert detection_side((480, 640), 0, 0.1) == math.ceil(640 * MIN_FACE_PIXELS / 48)  # a 48-px face becomes MIN_FACE_PIXELS
@@ -151,7 +151,7 @@ def test_channels_last_detector_gives_the_same_boxes_as_nchw() -> None:
 # ---------------------------------------------------------------- BlazeFace (onnxruntime, ships with babyface)
 
 def test_blazeface_anchors_follow_mediapipes_grid() -> None:
-    from babyface.data import blazeface
+    from babyface.faces import blazeface
 
     centres = blazeface.anchors()
     assert centres.shape == (896, 2)
@@ -173,7 +173,7 @@ def test_blazeface_finds_the_pasted_face_in_mtcnns_box_convention() -> None:
 
 
 def test_blazeface_retries_a_face_that_fills_the_frame_inside_a_grey_border(monkeypatch) -> None:
-    from babyface.data import blazeface
+    from babyface.faces import blazeface
 
     face, _ = render_face("happy", np.random.default_rng(21), size=160, grayscale=False)
     rgb = np.asarray(face)
@@ -192,7 +192,7 @@ def test_blazeface_takes_images_of_any_shape(shape) -> None:
 
 
 def test_missing_blazeface_model_is_a_one_line_error(monkeypatch, tmp_path) -> None:
-    from babyface.data import blazeface
+    from babyface.faces import blazeface
 
     blazeface.session.cache_clear()
     monkeypatch.setattr(blazeface, "MODEL_FILE", tmp_path / "gone.onnx")
@@ -216,7 +216,7 @@ def test_blazeface_finds_real_infant_faces() -> None:
 
 
 def test_blazeface_retries_the_end_squares_of_a_wide_frame(monkeypatch) -> None:
-    from babyface.data import blazeface
+    from babyface.faces import blazeface
 
     face, _ = render_face("happy", np.random.default_rng(21), size=160, grayscale=False)
     frame = np.full((240, 640, 3), 90, np.uint8)
@@ -232,7 +232,7 @@ def test_blazeface_retries_the_end_squares_of_a_wide_frame(monkeypatch) -> None:
 
 
 def test_blazeface_eyes_follow_a_rotation_of_the_face() -> None:
-    from babyface.data import blazeface
+    from babyface.faces import blazeface
 
     image = scene()
     found = blazeface.eyes(np.asarray(image))

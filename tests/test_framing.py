@@ -14,9 +14,12 @@ from PIL import Image
 
 from babyface.cli import main
 from babyface.config import EvalConfig
-from babyface.data import faces as faces_module
-from babyface.data.faces import DEFAULT_MARGIN, FaceBox
-from babyface.data.framing import (
+from babyface.data.images import load_resized, resize_square
+from babyface.evaluation import evaluate as evaluate_module
+from babyface.evaluation.evaluate import evaluate_run
+from babyface.faces import detectors as faces_module
+from babyface.faces.detectors import DEFAULT_MARGIN, FaceBox
+from babyface.faces.framing import (
     FRAMING_FILE,
     Framing,
     decode_framed,
@@ -26,9 +29,6 @@ from babyface.data.framing import (
     training_framing,
     write_framing_file,
 )
-from babyface.data.images import load_resized, resize_square
-from babyface.evaluation import evaluate as evaluate_module
-from babyface.evaluation.evaluate import evaluate_run
 from babyface.inference.classifier import Classifier
 from babyface.run import ModelMeta
 from tests.conftest import face_scene

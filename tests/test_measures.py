@@ -14,11 +14,11 @@ import pytest
 pytest.importorskip("cv2", reason="measures need OpenCV: pip install 'opencv-python-headless>=4.8,<5'")
 
 from babyface.cli import main  # noqa: E402
-from babyface.data.synthetic import render_face, write_scripted_face_video  # noqa: E402
 from babyface.errors import BabyfaceError  # noqa: E402
 from babyface.measures import landmarks  # noqa: E402
 from babyface.measures.facial import MEASURE_NAMES, head_pose, measures_of  # noqa: E402
 from babyface.measures.photos import Tally, face_boxes_of, measure_rgb  # noqa: E402
+from babyface.tools.synthetic import render_face, write_scripted_face_video  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # the upper and lower lid points of the eye around landmark 33, which sits on the image's left: the infant's right eye

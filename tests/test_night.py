@@ -14,7 +14,7 @@ pytest.importorskip("cv2", reason="the night transforms need OpenCV: pip install
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import night  # noqa: E402
-from babyface.data.synthetic import render_face  # noqa: E402
+from babyface.tools.synthetic import render_face  # noqa: E402
 
 
 def face(seed: int = 0, size: int = 128) -> np.ndarray:
@@ -105,8 +105,8 @@ def test_the_stretch_gives_a_flat_face_its_contrast_back_and_leaves_a_blank_one(
 def test_video_analysis_at_night_detects_on_a_denoised_frame_and_classifies_stretched_faces(monkeypatch):
     from babyface import video
     from babyface.config import PredictConfig
-    from babyface.data.faces import FaceBox
     from babyface.data.night import for_detection, stretch_contrast
+    from babyface.faces.detectors import FaceBox
 
     seen: list[np.ndarray] = []
     monkeypatch.setattr(video, "detect_faces", lambda rgb, *args, **kwargs: seen.append(rgb) or [FaceBox(20, 20, 100, 100, 0.9)])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from babyface.evaluation.plots import (
+from babyface.plots import (
     plot_confusion_matrix,
     plot_learning_curves,
     plot_prediction_grid,

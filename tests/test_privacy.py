@@ -38,7 +38,7 @@ def test_predict_with_onnxruntime_leaves_nothing_under_microsoft(untrained_run, 
     done = run_with_home(home, "-m", "babyface", "predict", str(untrained_run), str(image), "--device", "cpu",
                          "--detector", "blazeface")
     assert done.returncode == 0, done.stderr
-    script = ("import babyface.inference.backends, babyface.data.blazeface, onnxruntime; "
+    script = ("import babyface.inference.backends, babyface.faces.blazeface, onnxruntime; "
               "print(onnxruntime.get_device())")
     assert run_with_home(home, "-c", script).returncode == 0
     assert telemetry_files(home) == []

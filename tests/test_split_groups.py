@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 
 from babyface.cli import main
 from babyface.data.splits import group_stratified_split
-from babyface.data.synthetic import SynthConfig, generate_dataset
+from babyface.tools.synthetic import SynthConfig, generate_dataset
 
 
 def test_group_split_keeps_groups_whole_and_close_to_targets() -> None:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from babyface.data.synthetic import (
+from babyface.errors import BabyfaceError, OutputExistsError
+from babyface.tools.synthetic import (
     CLASSES,
     METADATA_COLUMNS,
     SKIN_TONES,
@@ -21,7 +22,6 @@ from babyface.data.synthetic import (
     generate_dataset,
     render_face,
 )
-from babyface.errors import BabyfaceError, OutputExistsError
 
 SMALL = SynthConfig(n=30, seed=7, size=48)
 MEDIUM = SynthConfig(n=300, seed=3, size=64)

@@ -8,9 +8,9 @@ import torch
 
 from babyface.config import TrainConfig
 from babyface.data.decoded import channel_stats
-from babyface.engine import index_batches, normalise, resolve_device
 from babyface.errors import BabyfaceError
-from babyface.evaluation.metrics import classification_metrics, macro_f1
+from babyface.forward import index_batches, normalise, resolve_device
+from babyface.metrics import classification_metrics, macro_f1
 from babyface.models import create_model
 from babyface.training.coverage import sampling_weights, source_coverage
 from babyface.training.fit import build_optimizer, build_scheduler, class_weights, epoch_order

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from babyface.config import PredictConfig, from_dict
-from babyface.engine import logits_with_tta
 from babyface.errors import BabyfaceError
+from babyface.forward import logits_with_tta
 from babyface.inference.calibration import calibrated_probabilities, negative_log_likelihood
 from babyface.inference.classifier import Classifier
 

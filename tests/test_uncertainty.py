@@ -9,13 +9,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from babyface.config import parse_seeds
 from babyface.errors import BabyfaceError
-from babyface.evaluation.metrics import (
-    bootstrap_scores,
-    classification_metrics,
-    confusion_matrices,
-    scores_from_confusion,
-    stratified_resamples,
-)
+from babyface.experiments.seeds import summarise_seeds
 from babyface.inference.calibration import (
     calibrated_probabilities,
     expected_calibration_error,
@@ -23,7 +17,13 @@ from babyface.inference.calibration import (
     negative_log_likelihood,
     reliability_bins,
 )
-from babyface.training.seeds import summarise_seeds
+from babyface.metrics import (
+    bootstrap_scores,
+    classification_metrics,
+    confusion_matrices,
+    scores_from_confusion,
+    stratified_resamples,
+)
 
 CLASSES = ["happy", "neutral", "sad"]
 

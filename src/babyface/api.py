@@ -25,15 +25,15 @@ from typing import Any
 import numpy as np
 
 from babyface.config import LIVE_DETECTOR, CvConfig, EvalConfig, TrainConfig, from_dict, merge, with_recipe
-from babyface.data.framing import Framing
 from babyface.data.images import load_rgb
 from babyface.evaluation.evaluate import evaluate_run
+from babyface.experiments.cv import run_cv
+from babyface.experiments.seeds import fit_seeds
+from babyface.faces.framing import Framing
 from babyface.inference.classifier import Classifier, as_rgb_image
 from babyface.measures.photos import FaceMeasures, Tally, measure_image
 from babyface.run import default_run_folder
-from babyface.training.cv import run_cv
 from babyface.training.fit import fit
-from babyface.training.seeds import fit_seeds
 
 
 def load(run: str | os.PathLike, *, device: str = "auto", backend: str = "auto", tta: str = "none",

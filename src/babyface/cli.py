@@ -182,7 +182,7 @@ def parse_model_args(pairs: Sequence[str] | None) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- commands
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from babyface.data.synthetic import SynthConfig, generate_dataset
+    from babyface.tools.synthetic import SynthConfig, generate_dataset
 
     config: SynthConfig = build_config(SynthCommand, args)
     summary = generate_dataset(config.out, config, overwrite=config.overwrite, progress=config.progress)
@@ -191,9 +191,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from babyface.experiments.seeds import fit_seeds
     from babyface.run import default_run_folder
     from babyface.training.fit import fit
-    from babyface.training.seeds import fit_seeds
 
     if args.resume:
         out = fit(resume_config(args), resume=True)
@@ -225,8 +225,8 @@ def resume_config(args: argparse.Namespace, cls: type[C] = TrainConfig, saved_na
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
+    from babyface.experiments.cv import CV_CONFIG, run_cv
     from babyface.run import default_run_folder
-    from babyface.training.cv import CV_CONFIG, run_cv
 
     if args.resume:
         out = run_cv(resume_config(args, CvConfig, CV_CONFIG, "cv"), resume=True)
@@ -258,7 +258,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def format_metrics(metrics: dict) -> str:
     from babyface.evaluation.affect import format_aucs
-    from babyface.evaluation.metrics import interval_text, quoted_interval
+    from babyface.metrics import interval_text, quoted_interval
 
     calibration = metrics["calibration"]
     tta = f" (TTA: {metrics['tta']})" if metrics.get("tta", "none") != "none" else ""
@@ -290,7 +290,7 @@ def format_metrics(metrics: dict) -> str:
 
 def group_interval_lines(metrics: dict) -> list[str]:
     """The group-level intervals of ``evaluate``'s metrics, when groups were known, and that they are the ones to quote."""
-    from babyface.evaluation.metrics import groups_text, interval_text
+    from babyface.metrics import groups_text, interval_text
 
     if metrics.get("quote") != "group":
         return []
@@ -300,9 +300,9 @@ def group_interval_lines(metrics: dict) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from babyface.data.framing import Framing, warn_if_framing_differs
+    from babyface.faces.framing import Framing, warn_if_framing_differs
     from babyface.inference.classifier import Classifier, collect_inputs, format_predictions
-    from babyface.io import write_text
+    from babyface.outputs import write_text
     from babyface.video import analyse_videos, is_video_file
 
     config = build_config(PredictConfig, args)
@@ -352,8 +352,8 @@ def attach_measures(predictions: Sequence[Any], paths: Sequence[Path], config: P
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from babyface.inference.classifier import collect_inputs
-    from babyface.io import write_text
     from babyface.measures.photos import format_measures, measure_photos
+    from babyface.outputs import write_text
     from babyface.video import analyse_videos, is_video_file
 
     config = build_config(MeasureConfig, args)
@@ -426,7 +426,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from babyface.evaluation.compare import compare_runs, format_comparison
-    from babyface.io import write_json
+    from babyface.outputs import write_json
 
     config = build_config(CompareConfig, args)
     result = compare_runs(config.runs, config.group_by, config.manifest, config.bootstrap, config.seed)
@@ -464,7 +464,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_data_audit(args: argparse.Namespace) -> int:
-    from babyface.data.audit import AuditConfig, audit_dataset, write_audit
+    from babyface.tools.audit import AuditConfig, audit_dataset, write_audit
 
     config = build_config(AuditConfig, args)
     config.out = config.out or str(Path(config.data) / "audit")
@@ -478,7 +478,7 @@ def cmd_data_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_data_split(args: argparse.Namespace) -> int:
-    from babyface.data.regroup import SplitConfig, split_dataset
+    from babyface.tools.split import SplitConfig, split_dataset
 
     config = build_config(SplitConfig, args)
     summary = split_dataset(config)
@@ -488,7 +488,7 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 
 
 def cmd_data_crop(args: argparse.Namespace) -> int:
-    from babyface.data.crop import CropConfig, crop_faces
+    from babyface.tools.crop import CropConfig, crop_faces
 
     config = build_config(CropConfig, args)
     summary = crop_faces(config)
@@ -498,7 +498,7 @@ def cmd_data_crop(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from babyface.demo import DemoConfig, run_demo
+    from babyface.tools.demo import DemoConfig, run_demo
 
     config = build_config(DemoConfig, args)
     run_demo(config)

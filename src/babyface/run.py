@@ -29,7 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from babyface.config.defaults import MAX_IMAGE_SIZE
 from babyface.errors import BundleError
-from babyface.io import write_csv
+from babyface.outputs import write_csv
 
 # ---------------------------------------------------------------- artifact names
 

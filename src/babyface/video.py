@@ -20,13 +20,13 @@ import numpy as np
 
 from babyface.camera import _cv2
 from babyface.config import DETECT_EVERY, PredictConfig
-from babyface.data.faces import FaceBox, detect_faces, square_crop
 from babyface.data.night import for_detection, night_active, stretch_contrast
 from babyface.errors import BabyfaceError
+from babyface.faces.detectors import FaceBox, detect_faces, square_crop
 from babyface.inference.classifier import Classifier
-from babyface.io import atomic_path, prepare_output_dir, write_csv
 from babyface.measures.facial import MEASURE_NAMES
 from babyface.measures.photos import Tally, measure_rgb
+from babyface.outputs import atomic_path, prepare_output_dir, write_csv
 from babyface.progress import progress_bar
 from babyface.run import RunFolder
 
@@ -255,7 +255,7 @@ def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config
     seconds = time.perf_counter() - started
     classes = classifier.classes if classifier is not None else []
     write_timeline(out / "timeline.csv", rows, classes, measure)
-    from babyface.evaluation.plots import plot_timeline
+    from babyface.plots import plot_timeline
 
     plot_timeline([row.__dict__ for row in rows], classes, out / "timeline.png", title=path.name, measures=measure)
     return {"video": str(path), "out": str(out), "frames": used, "faces": len({r.face_id for r in rows}), "rows": len(rows),

@@ -87,7 +87,7 @@ def test_cv_resumes_fold_by_fold(cv_run, tiny_data, capsys, caplog):
 
 
 def test_leave_one_source_out(tmp_path):
-    from babyface.data.synthetic import SynthConfig, generate_dataset
+    from babyface.tools.synthetic import SynthConfig, generate_dataset
 
     for name, style in (("photos", "photo"), ("studio", "studio")):
         generate_dataset(tmp_path / name, SynthConfig(n=24, seed=1, size=48, style=style), progress=False)
@@ -127,7 +127,7 @@ def test_bad_cv_input_is_one_line_and_nothing_is_trained(tiny_data, tmp_path, ca
 
 def test_images_missing_from_the_manifest_stand_alone(tiny_data, tmp_path, caplog):
     from babyface.config import CvConfig
-    from babyface.training.cv import make_plan
+    from babyface.experiments.cv import make_plan
 
     partial = tmp_path / "partial.csv"
     rows = read_csv(tiny_data / "metadata.csv")

@@ -11,7 +11,7 @@ import torch
 
 from babyface.cli import main
 from babyface.config import DEFAULT_DETECTOR, LIVE_DETECTOR
-from babyface.data.framing import Framing
+from babyface.faces.framing import Framing
 from babyface.inference.classifier import Classifier, collect_inputs
 from tests.e2e.conftest import run_cli
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import babyface
-from babyface.data.synthetic import SynthConfig, generate_dataset
+from babyface.tools.synthetic import SynthConfig, generate_dataset
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

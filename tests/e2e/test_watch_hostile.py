@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from babyface.data.synthetic import write_moving_faces_video
+from babyface.tools.synthetic import write_moving_faces_video
 from babyface.watch import WEBHOOK_DEADLINE
 from tests.test_watch import hang, receiver, refuse, trickle
 

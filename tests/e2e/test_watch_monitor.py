@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("cv2", reason="watch needs OpenCV: pip install 'opencv-python-headless>=4.8,<5'")
 
 from babyface.cli import main  # noqa: E402
-from babyface.data.synthetic import write_scripted_face_video  # noqa: E402
+from babyface.tools.synthetic import write_scripted_face_video  # noqa: E402
 from tests.mosquitto import mosquitto_broker  # noqa: E402
 from tests.test_mqtt import PREFIX, Subscriber, wait_until  # noqa: E402
 

@@ -24,11 +24,11 @@ from torch.nn import functional as F
 
 from babyface.bundle.single import Bundle, bundle_metadata, load_single, read_metadata, weights_sha256
 from babyface.config import EnsembleConfig
-from babyface.data.framing import shared_framing
 from babyface.data.images import display_path
-from babyface.engine import normalise
 from babyface.errors import BabyfaceError, BundleError, OutputExistsError
-from babyface.io import atomic_path, prepare_output_dir, write_json
+from babyface.faces.framing import shared_framing
+from babyface.forward import normalise
+from babyface.outputs import atomic_path, prepare_output_dir, write_json
 from babyface.run import (
     ENSEMBLE,
     MEMBERS_DIR,

@@ -21,8 +21,8 @@ from torch import nn
 
 from babyface import __version__
 from babyface.errors import BabyfaceError, BundleError
-from babyface.io import atomic_path, write_json
 from babyface.models import create_model
+from babyface.outputs import atomic_path, write_json
 from babyface.run import (
     BUNDLE_FORMAT,
     FORMAT_VERSION,

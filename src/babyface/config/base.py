@@ -17,7 +17,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from babyface.errors import BabyfaceError
-from babyface.io import write_text
+from babyface.outputs import write_text
 
 C = TypeVar("C", bound="ConfigModel")
 

@@ -119,7 +119,7 @@ class DemoConfig(ConfigModel):
     """``babyface demo``: synthetic faces, the CNN and ResNet-18 trained on them, both evaluated, a results table.
 
     Few enough epochs that ``make demo`` (venv included) ends within 7 minutes on 2 CPU cores: 6 each, on the cosine
-    schedule and settings of babyface.demo.DEMO_SETTINGS."""
+    schedule and settings of babyface.tools.demo.DEMO_SETTINGS."""
 
     out: str = option("demo_out", "folder for the data, both runs and results.md", metavar="DIR")
     n: int = option(1800, "synthetic images to generate", ge=6)

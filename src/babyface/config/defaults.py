@@ -1,7 +1,7 @@
 """Defaults that the configs share with the code below them: ``babyface.data`` imports these from here, so the
 configs (and the command line built from them) import nothing from ``babyface.data``."""
 
-# The face pipeline's defaults (babyface.data.faces), shared by data crop, evaluate, predict, serve and video.
+# The face pipeline's defaults (babyface.faces.detectors), shared by data crop, evaluate, predict, serve and video.
 DETECTORS = ("blazeface", "mtcnn", "haar")
 DEFAULT_DETECTOR = "mtcnn"  # data crop and evaluate: the crops the models are trained on (benchmarks/face_detectors.py)
 LIVE_DETECTOR = "blazeface"  # predict, serve and watch: as many faces found as MTCNN at 1/30 of the time (same benchmark)

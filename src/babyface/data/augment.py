@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from babyface.config import AugmentConfig
-
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+from babyface.data.decoded import luminance
 
 
 @dataclass
@@ -66,13 +65,13 @@ def apply_params(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     if params.brightness is not None:
         x = (x * _per_sample(params.brightness, x)).clamp(0, 1)
     if params.contrast is not None:
-        mean = to_gray(x).mean(dim=(1, 2, 3), keepdim=True)
+        mean = luminance(x).mean(dim=(1, 2, 3), keepdim=True)
         x = ((x - mean) * _per_sample(params.contrast, x) + mean).clamp(0, 1)
     if params.saturation is not None:
-        gray = to_gray(x)
+        gray = luminance(x)
         x = ((x - gray) * _per_sample(params.saturation, x) + gray).clamp(0, 1)
     if params.gray is not None:
-        x = torch.where(params.gray.to(x.device).view(-1, 1, 1, 1), to_gray(x).expand_as(x), x)
+        x = torch.where(params.gray.to(x.device).view(-1, 1, 1, 1), luminance(x).expand_as(x), x)
     if params.erase is not None:
         x = erase(x, params.erase)
     return x
@@ -149,7 +148,3 @@ def resized_crop(theta: torch.Tensor, min_area: float, generator: torch.Generato
     out[:, :, 2] = crop * theta[:, :, 2] + offset
     return out
 
-
-def to_gray(x: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(GRAY_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * weights).sum(dim=1, keepdim=True)

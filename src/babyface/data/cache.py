@@ -37,7 +37,7 @@ from babyface.config import DataConfig
 from babyface.data.decoded import DecodedImages, MappedImages, decode_images, decode_into
 from babyface.data.images import DEFAULT_MAX_PIXELS, display_path
 from babyface.errors import BabyfaceError, ImageDecodeError
-from babyface.io import atomic_path, write_json
+from babyface.outputs import atomic_path, write_json
 from babyface.progress import progress_bar
 
 log = logging.getLogger("babyface")

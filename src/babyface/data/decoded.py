@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from babyface.data.images import DEFAULT_MAX_PIXELS, load_resized
+from babyface.data.images import DEFAULT_MAX_PIXELS, LUMA, load_resized
 from babyface.errors import ImageDecodeError
 from babyface.progress import progress_bar
 
 log = logging.getLogger("babyface")
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luminance weights, as Pillow's convert("L")
 
 
 def luminance(images: torch.Tensor) -> torch.Tensor:

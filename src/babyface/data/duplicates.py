@@ -30,7 +30,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from babyface.config import DEFAULT_THRESHOLD
-from babyface.data.images import DEFAULT_MAX_PIXELS, ImageHeader, display_path, load_resized_with_header
+from babyface.data.images import DEFAULT_MAX_PIXELS, ImageHeader, display_path, load_resized_with_header, luminance_of
 from babyface.errors import ImageDecodeError
 from babyface.progress import progress_bar
 
@@ -103,7 +103,7 @@ def to_gray(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim == 4 and images.shape[1] == 3 and images.shape[-1] != 3:
         images = images.transpose(0, 2, 3, 1)
-    gray = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) if images.ndim == 4 else images.astype(np.float32)
+    gray = luminance_of(images) if images.ndim == 4 else images.astype(np.float32)
     if gray.shape[1:] != (SIZE, SIZE):
         gray = _resize_batch(gray)
     return gray

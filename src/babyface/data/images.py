@@ -25,6 +25,7 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 # Pillow opens the JPEG that many phones write (a second, preview picture appended) as format MPO
 JPEG_FORMATS = ("JPEG", "MPO")
 DOCUMENTED_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luminance weights, as Pillow's convert("L")
 # bytes per pixel of Pillow's own storage: one-band modes as stored, every multi-band mode (RGB too) in 4 bytes
 _STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I": 4, "F": 4}
 # bytes per pixel of the intermediate images to_rgb makes on the way to RGB
@@ -230,3 +231,8 @@ def resize_square(img: Image.Image, size: int) -> np.ndarray:
     """The model's view of an RGB image: squashed to ``size``×``size``; HxWx3 uint8."""
     img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(img, dtype=np.uint8)
+
+
+def luminance_of(rgb: np.ndarray) -> np.ndarray:
+    """The float32 luminance (``LUMA``) of RGB pixels on the last axis (…×3, uint8 or float; alpha ignored)."""
+    return rgb[..., :3].astype(np.float32) @ np.array(LUMA, np.float32)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from babyface.data.images import luminance_of
+
 NIGHT_MODES = ("auto", "on", "off")
 DENOISE_SIGMA = 1.5  # pixels of Gaussian blur before detection
 STRETCH_PERCENTILES = (1.0, 99.0)  # of the luminance, mapped to 0 and 255
@@ -42,7 +44,7 @@ def for_detection(rgb: np.ndarray, sigma: float = DENOISE_SIGMA) -> np.ndarray:
 def stretch_contrast(rgb: np.ndarray, percentiles: tuple[float, float] = STRETCH_PERCENTILES) -> np.ndarray:
     """Every channel mapped linearly so that the luminance's ``percentiles`` become 0 and 255 (clipped); an image with
     (almost) no contrast comes back as it is."""
-    luminance = rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luminance = luminance_of(rgb)
     low, high = np.percentile(luminance, percentiles)
     if high - low < 1:
         return rgb.copy()

@@ -125,3 +125,23 @@ def _find_images(class_dir: Path) -> tuple[list[Path], list[str]]:
             else:
                 ignored.append(display_path(path))
     return files, ignored
+
+
+@dataclass
+class DatasetFile:
+    """One image of a dataset as audit, data split and data crop list it."""
+
+    file: str  # relative to DATA, '/'-separated
+    split: str  # train / val / test, or 'all' for one folder of class folders
+    label: str
+
+
+def list_dataset_files(data: str | os.PathLike, min_classes: int = 2) -> tuple[Path, list[DatasetFile], list[Path]]:
+    """Every image of DATA with its split and class: (root, files, absolute paths)."""
+    scan = scan_dataset(data, min_classes=min_classes)
+    files, paths = [], []
+    for split_name, split in scan.splits().items():
+        for sample in split.samples:
+            files.append(DatasetFile(sample.path.relative_to(scan.root).as_posix(), split_name, split.classes[sample.label]))
+            paths.append(sample.path)
+    return scan.root, files, paths

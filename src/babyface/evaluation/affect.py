@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from babyface.evaluation.metrics import CONFIDENCE, group_codes, group_resample_weights, percentile_interval
+from babyface.metrics import CONFIDENCE, group_codes, group_resample_weights, percentile_interval
 
 POSITIVE, NEGATIVE, NEUTRAL = "happy", "sad", "neutral"
 

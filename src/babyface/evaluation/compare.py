@@ -21,9 +21,9 @@ from typing import Sequence
 import numpy as np
 
 from babyface.bundle.single import read_metadata
-from babyface.data.regroup import resolve_groups
+from babyface.data.groups import resolve_groups
 from babyface.errors import BabyfaceError
-from babyface.evaluation.metrics import interval_text, paired_cluster_bootstrap, quoted_interval
+from babyface.metrics import interval_text, paired_cluster_bootstrap, quoted_interval
 from babyface.models import create_model
 from babyface.models.registry import count_params
 from babyface.run import Arch, EvaluationFiles, ModelMeta, RunFolder

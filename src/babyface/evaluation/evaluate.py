@@ -11,7 +11,15 @@ import torch
 
 from babyface.config import EvalConfig, data_sources, save_yaml
 from babyface.data.duplicates import signatures
-from babyface.data.framing import (
+from babyface.data.groups import resolve_groups
+from babyface.data.images import display_path
+from babyface.data.leakage import check_leakage, file_signatures
+from babyface.data.scan import scan_class_folders, scan_dataset
+from babyface.data.sources import load_label_map, scan_sources
+from babyface.errors import DataError
+from babyface.evaluation.affect import affect_aucs
+from babyface.evaluation.subgroups import analyse_subgroups
+from babyface.faces.framing import (
     FramedImages,
     Framing,
     bundle_framing,
@@ -20,19 +28,11 @@ from babyface.data.framing import (
     load_framed,
     warn_if_framing_differs,
 )
-from babyface.data.images import display_path
-from babyface.data.leakage import check_leakage, file_signatures
-from babyface.data.regroup import resolve_groups
-from babyface.data.scan import scan_class_folders, scan_dataset
-from babyface.data.sources import load_label_map, scan_sources
-from babyface.errors import DataError
-from babyface.evaluation.affect import affect_aucs
-from babyface.evaluation.metrics import classification_metrics, interval_text, quoted_interval
-from babyface.evaluation.plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
-from babyface.evaluation.subgroups import analyse_subgroups
 from babyface.inference.calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
 from babyface.inference.classifier import Classifier
-from babyface.io import prepare_output_dir, write_csv, write_json
+from babyface.metrics import classification_metrics, interval_text, quoted_interval
+from babyface.outputs import prepare_output_dir, write_csv, write_json
+from babyface.plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
 from babyface.run import SPLITS_FILE, EvaluationFiles, ModelMeta, RunFolder, read_split_manifest
 
 log = logging.getLogger("babyface")

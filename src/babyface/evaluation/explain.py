@@ -22,10 +22,10 @@ from torch import nn
 
 from babyface.config import ExplainConfig
 from babyface.data.images import display_path, load_rgb, resize_square
-from babyface.engine import normalise
 from babyface.errors import BabyfaceError, BundleError, ImageDecodeError
+from babyface.forward import normalise
 from babyface.inference.classifier import Classifier
-from babyface.io import atomic_path, prepare_output_dir, write_json
+from babyface.outputs import atomic_path, prepare_output_dir, write_json
 from babyface.run import RunFolder
 
 log = logging.getLogger("babyface")

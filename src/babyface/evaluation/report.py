@@ -23,8 +23,8 @@ from babyface.config import ReportConfig
 from babyface.data.images import load_rgb
 from babyface.errors import BabyfaceError, ImageDecodeError, OutputExistsError
 from babyface.evaluation.affect import format_aucs
-from babyface.evaluation.metrics import groups_text, interval_text, quoted_interval
-from babyface.io import write_text
+from babyface.metrics import groups_text, interval_text, quoted_interval
+from babyface.outputs import write_text
 from babyface.run import MODEL_CARD_FILE, REPORT_FILE, EvaluationFiles, RunFolder
 
 log = logging.getLogger("babyface")

@@ -16,7 +16,7 @@ import numpy as np
 
 from babyface.data.images import display_path
 from babyface.errors import DataError
-from babyface.evaluation.metrics import classification_metrics, interval_text, quoted_interval
+from babyface.metrics import classification_metrics, interval_text, quoted_interval
 
 SMALL_GROUP = 30
 MISSING = "(no metadata)"

@@ -17,8 +17,8 @@ import torch
 
 from babyface.bundle import bundle_sha256, load_bundle, read_metadata
 from babyface.data.cache import default_cache_dir
-from babyface.engine import index_batches, predict_logits
 from babyface.errors import BabyfaceError, BundleError
+from babyface.forward import index_batches, predict_logits
 from babyface.hardware import choose_channels_last, choose_precision, layout_cache_file
 from babyface.run import ModelMeta, RunFolder
 

@@ -15,14 +15,14 @@ from PIL import Image
 
 from babyface.bundle.single import Bundle
 from babyface.config import LIVE_DETECTOR
-from babyface.data.faces import DEFAULT_MARGIN, DETECT_MAX_SIDE, face_boxes, square_crop
-from babyface.data.framing import Framing, decode_framed, found_text, framed_view
 from babyface.data.images import display_path, is_image_file, load_rgb, to_rgb
-from babyface.engine import logits_with_tta, resolve_device, tta_views
 from babyface.errors import BabyfaceError, DataError
+from babyface.faces.detectors import DEFAULT_MARGIN, DETECT_MAX_SIDE, face_boxes, square_crop
+from babyface.faces.framing import Framing, decode_framed, found_text, framed_view
+from babyface.forward import logits_with_tta, resolve_device, tta_views
 from babyface.inference.backends import Backend, TorchBackend, open_backend
 from babyface.inference.calibration import calibrated_probabilities
-from babyface.io import csv_text
+from babyface.outputs import csv_text
 from babyface.run import ModelMeta
 
 log = logging.getLogger("babyface")

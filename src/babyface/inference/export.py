@@ -20,8 +20,8 @@ from babyface.bundle import bundle_sha256, read_metadata
 from babyface.bundle.single import Bundle
 from babyface.config import ExportConfig
 from babyface.data.decoded import decode_images
-from babyface.engine import index_batches, normalise
 from babyface.errors import BabyfaceError, DataError, OutputExistsError
+from babyface.forward import index_batches, normalise
 from babyface.inference.backends import (
     INPUT_NAME,
     INT8_FILE,
@@ -34,7 +34,7 @@ from babyface.inference.backends import (
     onnxruntime_available,
 )
 from babyface.inference.classifier import Classifier
-from babyface.io import atomic_path, write_json
+from babyface.outputs import atomic_path, write_json
 from babyface.run import RunFolder
 
 OPSET = 17

@@ -1,6 +1,6 @@
 """MediaPipe's face landmark model (478 points) and blendshape model (52 coefficients), run with onnxruntime.
 
-Both graphs are MediaPipe's Face Landmarker (Apache-2.0, ``data/weights/LICENSE-mediapipe.txt`` and ``NOTICE``),
+Both graphs are MediaPipe's Face Landmarker (Apache-2.0, ``faces/weights/LICENSE-mediapipe.txt`` and ``NOTICE``),
 converted once to ONNX by ``scripts/face_landmarker_to_onnx.py``. As in MediaPipe, the landmark model sees a
 256×256 square around a detected face (``ROI_SCALE`` times the detector's box), levelled so the eyes are
 horizontal: the first pass finds the eye line, and a face tilted more than ``LEVEL_FROM`` degrees is cut again,
@@ -17,10 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from babyface.data.blazeface import single_thread_session
+from babyface.faces.blazeface import single_thread_session
 from babyface.measures.mediapipe_face import BLENDSHAPE_LANDMARKS, BLENDSHAPE_NAMES
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "data" / "weights"
+WEIGHTS = Path(__file__).resolve().parents[1] / "faces" / "weights"
 LANDMARKS_FILE = WEIGHTS / "face_landmarks.onnx"
 BLENDSHAPES_FILE = WEIGHTS / "face_blendshapes.onnx"
 SIDE = 256  # the landmark model's input side

@@ -11,12 +11,12 @@ from typing import Sequence
 
 import numpy as np
 
-from babyface.data.faces import FaceBox, detect_faces
 from babyface.data.images import display_path, load_rgb
 from babyface.errors import ImageDecodeError
-from babyface.io import csv_text
+from babyface.faces.detectors import FaceBox, detect_faces
 from babyface.measures.facial import MEASURE_NAMES, measures_of
 from babyface.measures.landmarks import MIN_FACE_SIDE, face_meshes
+from babyface.outputs import csv_text
 
 log = logging.getLogger("babyface")
 

@@ -37,10 +37,10 @@ from starlette.requests import ClientDisconnect
 
 from babyface import __version__
 from babyface.config import ServeConfig
-from babyface.data.faces import face_boxes, square_crop
 from babyface.data.images import DOCUMENTED_FORMATS, ImageHeader, decode_rgb_bytes
 from babyface.errors import BabyfaceError, ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from babyface.evaluation.explain import Explainer
+from babyface.faces.detectors import face_boxes, square_crop
 from babyface.inference.classifier import Classifier, FacePrediction
 from babyface.inference.selection import Candidate, choose_serving_classifier
 from babyface.serve.batching import MicroBatcher

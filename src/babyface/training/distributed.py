@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from babyface.engine import resolve_device
+from babyface.forward import resolve_device
 
 
 @dataclass(frozen=True)

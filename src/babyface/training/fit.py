@@ -25,17 +25,17 @@ from babyface.bundle.single import bundle_metadata, save_bundle
 from babyface.config import TrainConfig, adversary_weight, data_sources, save_yaml, to_dict
 from babyface.data.augment import apply_params, draw_params
 from babyface.data.decoded import DecodedImages
-from babyface.data.framing import training_framing
 from babyface.data.images import display_path
 from babyface.data.mix import mix_batch, mixed_loss
 from babyface.data.sources import load_label_map
-from babyface.engine import index_batches, normalise, predict_logits
 from babyface.errors import BabyfaceError
-from babyface.evaluation.metrics import macro_f1
-from babyface.evaluation.plots import plot_learning_curves
+from babyface.faces.framing import training_framing
+from babyface.forward import index_batches, normalise, predict_logits
 from babyface.inference.calibration import calibration_summary, fit_temperature
-from babyface.io import atomic_path, prepare_output_dir, write_csv
+from babyface.metrics import macro_f1
 from babyface.models import create_model
+from babyface.outputs import atomic_path, prepare_output_dir, write_csv
+from babyface.plots import plot_learning_curves
 from babyface.progress import progress_bar
 from babyface.run import RunFolder, write_split_manifest
 from babyface.training.adversary import SourceAdversary, adversary_strength

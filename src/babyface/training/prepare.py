@@ -14,9 +14,9 @@ from babyface.data.cache import fit_memory_budget, load_decoded
 from babyface.data.decoded import DecodedImages, channel_stats
 from babyface.data.duplicates import Signatures, signatures
 from babyface.data.folds import apply_split_file
+from babyface.data.groups import resolve_groups
 from babyface.data.images import display_path
 from babyface.data.leakage import check_leakage, file_signatures
-from babyface.data.regroup import resolve_groups
 from babyface.data.scan import DatasetScan, Sample
 from babyface.data.sources import load_label_map, scan_sources
 from babyface.data.splits import group_stratified_split, limit_per_class, stratified_split

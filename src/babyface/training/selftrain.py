@@ -17,12 +17,12 @@ import torch
 
 from babyface.config import TrainConfig
 from babyface.data.decoded import decode_images
-from babyface.data.framing import Framing
 from babyface.data.images import display_path
-from babyface.data.regroup import link_or_copy
+from babyface.data.layout import link_or_copy
 from babyface.errors import DataError
+from babyface.faces.framing import Framing
 from babyface.inference.classifier import Classifier, collect_inputs
-from babyface.io import prepare_output_dir, write_csv
+from babyface.outputs import prepare_output_dir, write_csv
 
 log = logging.getLogger("babyface")
 SELF_TRAINING_DIR = "self-training"

@@ -154,6 +154,7 @@ class MqttPublisher:
         self.connected = self.announce_online = self.closing = self.stopped = False
         self.offline_sent = self.offline_delivered = False
         self.failing_since: tuple[int, int] | None = None  # (failures, dropped) when the failure spell began
+        self.dropped_offline_from = 0  # dropped when the connection was last lost: drops from then on were lost offline
         self.warned_full = False
         self.client = self._make_client(client_id or f"babyface-{secrets.token_hex(4)}", connect_timeout, reconnect_delay)
         self.sender = threading.Thread(target=self._send_all, name="babyface-mqtt", daemon=True)
@@ -308,6 +309,8 @@ class MqttPublisher:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         with self.changed:
             was_connected, self.connected = self.connected, False
+            if was_connected:
+                self.dropped_offline_from = self.dropped
             self.changed.notify_all()
         if was_connected and not self.closing:
             self._failed("connection lost" if str(reason_code) == "Unspecified error" else f"connection lost: {reason_code}")
@@ -318,7 +321,7 @@ class MqttPublisher:
             self.failures += 1
             if self.failing_since is not None or self.closing:
                 return
-            self.failing_since = (self.failures - 1, self.dropped)
+            self.failing_since = (self.failures - 1, self.dropped_offline_from)  # drops before the first failure count
         log.warning(
             "WARNING: --mqtt %s: cannot reach the broker (%s); watch goes on and retries with backoff; the events are "
             "still in the other outputs",

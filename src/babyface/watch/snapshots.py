@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from babyface.errors import BabyfaceError
-from babyface.io import atomic_path
+from babyface.outputs import atomic_path
 
 log = logging.getLogger("babyface")
 ALERTS = frozenset({"sad_alert", "face_hidden", "asleep", "awake"})  # the events that get a snapshot

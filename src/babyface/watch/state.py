@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from babyface.data.faces import FaceBox
+from babyface.faces.detectors import FaceBox
 
 EYES_SHUT, EYES_OPEN = 0.35, 0.55  # smoothed eye openness below / above which the eyes count as shut / open
 EYE_SMOOTH = 5  # observations averaged for the eye state

@@ -7,9 +7,9 @@ import logging
 import time
 
 from babyface.config import DemoConfig, EvalConfig, TrainConfig
-from babyface.data.synthetic import SynthConfig, generate_dataset
 from babyface.evaluation.evaluate import evaluate_run
-from babyface.io import prepare_output_dir, write_text
+from babyface.outputs import prepare_output_dir, write_text
+from babyface.tools.synthetic import SynthConfig, generate_dataset
 from babyface.training.fit import fit
 
 log = logging.getLogger("babyface")

@@ -10,7 +10,7 @@ import numpy as np
 from babyface.bundle import read_metadata
 from babyface.bundle.ensemble import create_ensemble
 from babyface.config import EnsembleConfig, TrainConfig, parse_seeds
-from babyface.io import prepare_output_dir, write_json, write_text
+from babyface.outputs import prepare_output_dir, write_json, write_text
 from babyface.run import SEEDS_SUMMARY_JSON, SEEDS_SUMMARY_MD
 from babyface.training.fit import fit
 

@@ -152,7 +152,7 @@ def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 def _detect_blazeface(rgb: np.ndarray, min_score: float) -> list[FaceBox]:
-    from babyface.data import blazeface
+    from babyface.faces import blazeface
 
     return [FaceBox(*map(float, face)) for face in blazeface.detect(rgb, min_score)]
 

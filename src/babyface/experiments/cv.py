@@ -37,13 +37,13 @@ from babyface.config import (
     to_dict,
 )
 from babyface.data.folds import FoldPlan, all_samples, plan_folds, relative_file
+from babyface.data.groups import NEAR_DUPLICATES, resolve_groups
 from babyface.data.images import display_path
-from babyface.data.regroup import NEAR_DUPLICATES, resolve_groups
 from babyface.data.sources import load_label_map, scan_sources
 from babyface.errors import BabyfaceError, DataError
-from babyface.evaluation.cv import FoldResult, summarise_cv
 from babyface.evaluation.evaluate import evaluate_run
-from babyface.io import prepare_output_dir, write_csv
+from babyface.experiments.cv_summary import FoldResult, summarise_cv
+from babyface.outputs import prepare_output_dir, write_csv
 from babyface.run import EvaluationFiles, RunFolder
 from babyface.training.distributed import barrier, init_distributed, shutdown
 from babyface.training.fit import fit

@@ -1,7 +1,7 @@
 """Cross-validation results: each fold's evaluation, the pooled out-of-fold predictions (every image tested once, by
 the model that never saw its group), their metrics with group-level intervals, a summary table, a plot and a report.
 
-Reads what ``evaluate`` wrote in each fold (``metrics.json``, ``predictions.csv``); ``babyface.training.cv`` trains
+Reads what ``evaluate`` wrote in each fold (``metrics.json``, ``predictions.csv``); ``babyface.experiments.cv`` trains
 and evaluates the folds and then calls :func:`summarise_cv`.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from babyface.errors import BabyfaceError
-from babyface.evaluation.metrics import classification_metrics, interval_text, quoted_interval
-from babyface.evaluation.plots import plot_confusion_matrix, plot_cv_folds
 from babyface.evaluation.report import CSS, card, figure, interval_note, table
-from babyface.io import write_csv, write_json, write_text
+from babyface.metrics import classification_metrics, interval_text, quoted_interval
+from babyface.outputs import write_csv, write_json, write_text
+from babyface.plots import plot_confusion_matrix, plot_cv_folds
 from babyface.run import EvaluationFiles
 
 SUMMARY_JSON = "cv_summary.json"

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 
 from babyface.data.decoded import DecodedImages, decode_images
-from babyface.data.faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, face_squares, resolve_min_score
 from babyface.data.images import DEFAULT_MAX_PIXELS, display_path, load_resized, load_rgb, resize_square
-from babyface.io import write_json
+from babyface.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MARGIN, face_squares, resolve_min_score
+from babyface.outputs import write_json
 from babyface.run import ModelMeta
 
 log = logging.getLogger("babyface")
@@ -232,7 +232,7 @@ def framing_mismatch(meta: ModelMeta, used: Framing, run: str | os.PathLike) -> 
 
 def _cut_alike(trained: dict[str, Any], used: dict[str, Any]) -> bool:
     """Whether faces are cut the same way: the detector and its threshold do not matter, because every detector
-    draws MTCNN's box (babyface.data.faces.ALIGN_TO_MTCNN); the margin does."""
+    draws MTCNN's box (babyface.faces.detectors.ALIGN_TO_MTCNN); the margin does."""
     return trained["mode"] == used["mode"] and (used["mode"] == "whole" or trained["margin"] == used["margin"])
 
 

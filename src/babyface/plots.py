@@ -1,6 +1,6 @@
 """Figures for the infant facial-emotion classifier: learning curves, confusion matrix, prediction grid.
 
-Every figure is written with :func:`babyface.io.save_figure` (atomic PNG, 120 dpi, figure closed).
+Every figure is written with :func:`babyface.outputs.save_figure` (atomic PNG, 120 dpi, figure closed).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
-from babyface.io import save_figure  # noqa: E402
+from babyface.outputs import save_figure  # noqa: E402
 
 PathLike = str | os.PathLike
 

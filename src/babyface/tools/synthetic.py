@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from babyface.config.datasets import CLASSES, STYLES, SynthConfig
 from babyface.errors import BabyfaceError
-from babyface.io import atomic_path, prepare_output_dir, write_text
+from babyface.outputs import atomic_path, prepare_output_dir, write_text
 from babyface.progress import progress_bar
 
 RGB = tuple[int, int, int]

@@ -8,12 +8,12 @@ import logging
 from pathlib import Path
 
 from babyface.config import CropConfig
-from babyface.data.audit import list_dataset_files
-from babyface.data.faces import face_squares
-from babyface.data.framing import Framing, write_framing_file
 from babyface.data.images import DEFAULT_MAX_PIXELS, load_rgb
+from babyface.data.scan import list_dataset_files
 from babyface.errors import ImageDecodeError
-from babyface.io import atomic_path, prepare_output_dir, write_csv, write_text
+from babyface.faces.detectors import face_squares
+from babyface.faces.framing import Framing, write_framing_file
+from babyface.outputs import atomic_path, prepare_output_dir, write_csv, write_text
 from babyface.progress import progress_bar
 
 log = logging.getLogger("babyface")

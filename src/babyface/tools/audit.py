@@ -17,21 +17,14 @@ from babyface.config import AuditConfig
 from babyface.data.duplicates import DescribedFiles, Pair, describe_files, duplicate_clusters
 from babyface.data.images import display_path, load_resized
 from babyface.data.manifest import read_manifest_column
-from babyface.data.scan import scan_dataset
+from babyface.data.scan import DatasetFile, list_dataset_files
 from babyface.errors import BabyfaceError
-from babyface.io import atomic_path, prepare_output_dir, write_json, write_text
+from babyface.outputs import atomic_path, prepare_output_dir, write_json, write_text
 
 log = logging.getLogger("babyface")
 KINDS = ("leakage", "conflict", "duplicate")
 SHEET_TILE = 112
 SHEET_MAX_TILES = 24
-
-
-@dataclass
-class AuditedFile:
-    file: str  # relative to DATA, '/'-separated
-    split: str  # train / val / test, or 'all' for one folder of class folders
-    label: str
 
 
 @dataclass
@@ -46,7 +39,7 @@ class Cluster:
 @dataclass
 class AuditReport:
     root: Path
-    files: list[AuditedFile]
+    files: list[DatasetFile]
     stats: dict
     unreadable: list[str]
     pairs: list[Pair]
@@ -61,17 +54,6 @@ class AuditReport:
         return bool(self.count("leakage") or self.count("conflict") or self.group_leakage)
 
 
-def list_dataset_files(data: str | os.PathLike, min_classes: int = 2) -> tuple[Path, list[AuditedFile], list[Path]]:
-    """Every image of DATA with its split and class: (root, files, absolute paths)."""
-    scan = scan_dataset(data, min_classes=min_classes)
-    files, paths = [], []
-    for split_name, split in scan.splits().items():
-        for sample in split.samples:
-            files.append(AuditedFile(sample.path.relative_to(scan.root).as_posix(), split_name, split.classes[sample.label]))
-            paths.append(sample.path)
-    return scan.root, files, paths
-
-
 def audit_dataset(config: AuditConfig) -> AuditReport:
     """Describe every image, find exact and near duplicates, group them into clusters and classify them."""
     root, listed, paths = list_dataset_files(config.data)
@@ -79,7 +61,7 @@ def audit_dataset(config: AuditConfig) -> AuditReport:
     return audit_described(config, root, listed, described)
 
 
-def audit_described(config: AuditConfig, root: Path, listed: Sequence[AuditedFile], described: DescribedFiles) -> AuditReport:
+def audit_described(config: AuditConfig, root: Path, listed: Sequence[DatasetFile], described: DescribedFiles) -> AuditReport:
     """The audit of already described files (``listed`` and ``described`` as ``audit_dataset`` makes them)."""
     files = [listed[i] for i in described.kept]
     pairs, grouped = duplicate_clusters(described, config.threshold)
@@ -101,7 +83,7 @@ def _pairs_by_cluster(grouped: Sequence[list[int]], pairs: Sequence[Pair]) -> li
     return by_cluster
 
 
-def _classify(members: list[int], pairs: list[Pair], files: Sequence[AuditedFile]) -> Cluster:
+def _classify(members: list[int], pairs: list[Pair], files: Sequence[DatasetFile]) -> Cluster:
     kinds = []
     if len({files[i].split for i in members}) > 1:
         kinds.append("leakage")
@@ -112,7 +94,7 @@ def _classify(members: list[int], pairs: list[Pair], files: Sequence[AuditedFile
     return Cluster(members, kinds, pairs)
 
 
-def _image_stats(files: Sequence[AuditedFile], headers, grayscale: Sequence[bool], unreadable: int) -> dict:
+def _image_stats(files: Sequence[DatasetFile], headers, grayscale: Sequence[bool], unreadable: int) -> dict:
     per_split: dict[str, Counter] = {}
     for f in files:
         per_split.setdefault(f.split, Counter())[f.label] += 1
@@ -132,7 +114,7 @@ def _image_stats(files: Sequence[AuditedFile], headers, grayscale: Sequence[bool
     }
 
 
-def _group_leakage(config: AuditConfig, root: Path, files: Sequence[AuditedFile]) -> list[dict]:
+def _group_leakage(config: AuditConfig, root: Path, files: Sequence[DatasetFile]) -> list[dict]:
     if not (config.manifest and config.group_by):
         raise BabyfaceError("--manifest and --group-by go together: name the CSV and the column that holds each file's group")
     groups = read_manifest_column(config.manifest, config.group_by, root).values

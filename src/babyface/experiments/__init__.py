@@ -1,0 +1,1 @@
+"""What orchestrates training, evaluation and ensembling together: cross-validation and multi-seed runs."""
