@@ -169,7 +169,7 @@ def test_shared_splits_hold_out_only_what_every_member_held_out(tmp_path: Path):
 
 
 def test_serving_an_ensemble(two_runs, tmp_path: Path):
-    pytest.importorskip("httpx")
+    pytest.importorskip("httpx2")
     from babyface.config import ServeConfig
     from babyface.serve.app import create_app
     from tests.conftest import local_client

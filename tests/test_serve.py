@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests.conftest import face_scene, local_client
 
-pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx: pip install 'babyface[test]'")
+pytest.importorskip("httpx2", reason="FastAPI's TestClient needs httpx2: pip install 'babyface[test]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from babyface.config import ServeConfig  # noqa: E402

@@ -65,3 +65,26 @@ def test_a_bad_array_is_a_one_line_error(untrained_run) -> None:
     model = babyface.load(untrained_run, framing="whole")
     with pytest.raises(babyface.errors.DataError, match="uint8"):
         model.predict(np.zeros((8, 8, 3), dtype=np.float32))
+
+
+def _in_mode(rgb: Image.Image, mode: str) -> Image.Image:
+    if mode == "I;16":
+        return Image.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257))
+    return rgb.convert(mode)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("error")  # any warning (PyTorch's "NumPy array is not writable", Pillow's, ...) fails
+@pytest.mark.parametrize("framing", ["whole", "face"])
+def test_images_of_every_mode_read_only_arrays_and_lists_predict_without_a_warning(api_run, framing) -> None:
+    folder, namespace = api_run
+    model = babyface.load(folder / "runs" / "cnn", framing=framing)
+    rgb = Image.open(folder / "baby.jpg").convert("RGB")
+    images = [_in_mode(rgb, mode) for mode in ("RGB", "L", "LA", "RGBA", "P", "CMYK", "I;16", "I", "F", "1")]
+    read_only = np.asarray(rgb)
+    assert not read_only.flags.writeable  # what np.asarray(Image.open(f)) hands a notebook user
+    gray_read_only = np.asarray(rgb.convert("L"))
+    predictions = model.predict([*images, read_only, gray_read_only])
+    assert len(predictions) == len(images) + 2
+    assert model.predict(read_only).label == predictions[0].label
+    assert all(set(p.probabilities) == set(predictions[0].probabilities) for p in predictions)

@@ -100,7 +100,7 @@ def test_predict_and_the_python_api_answer_over_the_task_classes(seven_class_run
 
 
 def test_serve_answers_over_the_task_classes(seven_class_run, fer_like):
-    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+    pytest.importorskip("httpx2", reason="FastAPI's TestClient needs httpx2")
     from babyface.config import ServeConfig
     from babyface.serve.app import create_app
     from tests.conftest import local_client
