@@ -199,3 +199,32 @@ def test_real_mtcnn_predict_frames_a_photo_as_serve_does(tmp_path, untrained_run
     assert prediction.probabilities == pytest.approx(served.probabilities, abs=1e-6)
     (whole,), _ = classifier.predict_files([tmp_path / "scene.png"], framing=Framing("whole"))
     assert whole.probabilities != pytest.approx(served.probabilities, abs=1e-4)
+
+
+def test_framing_follows_the_bundle_unless_given(tiny_data, tmp_path, capsys) -> None:
+    """A run trained on tight crops (no framing.json: model.json records whole) is evaluated and used whole by default;
+    one trained on `data crop` output with face squares; an explicit --framing wins, with the one warning."""
+    tight, cropped = tmp_path / "tight", tmp_path / "cropped"
+    shutil.copytree(tiny_data, tight)
+    shutil.copytree(tiny_data, cropped)
+    write_framing_file(cropped, Framing())
+    runs = {}
+    for name, data in (("tight", tight), ("cropped", cropped)):
+        runs[name] = tmp_path / f"run-{name}"
+        assert main(["train", str(data), "--epochs", "1", "--image-size", "32", "--no-augment", "--out", str(runs[name]),
+                     "--no-progress"]) == 0
+    assert Classifier(runs["tight"], device="cpu").framing.mode == "whole"
+    assert Classifier(runs["cropped"], device="cpu").framing.mode == "face"
+    capsys.readouterr()
+    assert main(["evaluate", str(runs["tight"]), str(tight), "--bootstrap", "0", "--no-progress"]) == 0
+    assert not [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
+    metrics = json.loads((runs["tight"] / "evaluation" / "metrics.json").read_text())
+    assert metrics["framing"]["mode"] == "whole" and metrics["framing"]["trained_on"] == {"mode": "whole"}
+    image = next((tight / "test" / "happy").iterdir())
+    assert main(["predict", str(runs["tight"]), str(image), "--format", "json", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["face_found"] is None  # classified whole: no face looked for
+    assert main(["evaluate", str(runs["tight"]), str(tight), "--framing", "face", "--out", str(tmp_path / "e"),
+                 "--bootstrap", "0", "--no-progress"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["framing"]["mode"] == "face"
+    assert any("pass --framing whole" in line for line in warnings)

@@ -37,11 +37,12 @@ from babyface.training.fit import fit
 
 
 def load(run: str | os.PathLike, *, device: str = "auto", backend: str = "auto", tta: str = "none",
-         min_confidence: float = 0.0, framing: str = "face", batch_size: int = 64, precision: str = "auto") -> Classifier:
+         min_confidence: float = 0.0, framing: str = "auto", batch_size: int = 64, precision: str = "auto") -> Classifier:
     """The model in a run folder (single or ensemble), ready to ``predict`` paths, PIL images and numpy arrays.
 
-    ``framing='face'`` classifies the square around each image's largest face, as ``babyface predict`` does;
-    ``'whole'`` classifies images as given (already tight face crops). ``backend``, ``tta``, ``min_confidence`` and
+    ``framing='auto'`` frames images as the run's training images were (its model.json says: whole for runs trained
+    on tight crops, face for runs trained on ``data crop`` output); ``'face'`` classifies the square around each
+    image's largest face; ``'whole'`` classifies images as given (already tight face crops). ``backend``, ``tta``, ``min_confidence`` and
     ``precision`` mean what the ``predict`` command's options of the same names mean."""
     return Classifier(run, device=device, batch_size=batch_size, min_confidence=min_confidence, backend=backend, tta=tta,
                       framing=Framing(framing, LIVE_DETECTOR), precision=precision)

@@ -312,7 +312,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                             precision=config.precision)
     videos = [i for i in config.inputs if is_video_file(i)]
     images = [i for i in config.inputs if not is_video_file(i)]
-    warn_if_framing_differs(classifier.meta, framing if images else dataclasses.replace(framing, mode="face"), config.run)
+    used = classifier.framing
+    warn_if_framing_differs(classifier.meta, used if images else dataclasses.replace(used, mode="face"), config.run)
     for summary in analyse_videos(classifier, videos, config, measure=config.measures):
         print_video_summary(summary)
     if not images:
@@ -321,7 +322,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictions, skipped = classifier.predict_files(paths, strict=config.strict)
     refuse_non_finite(predictions)
     if config.measures:
-        attach_measures(predictions, paths, config)
+        attach_measures(predictions, paths, config, classifier.framing.mode)
     text = format_predictions(predictions, classifier.classes, config.format)
     if config.output:
         write_text(config.output, text)
@@ -339,11 +340,12 @@ def print_video_summary(summary: dict) -> None:
           + (f"; {summary['measured']}" if summary.get("measured") else ""))
 
 
-def attach_measures(predictions: Sequence[Any], paths: Sequence[Path], config: PredictConfig) -> None:
-    """Each prediction gets the measures of its photo's largest face (the one classified), or none when it was skipped."""
+def attach_measures(predictions: Sequence[Any], paths: Sequence[Path], config: PredictConfig, framing: str) -> None:
+    """Each prediction gets the measures of its photo's largest face (the one classified), or none when it was skipped;
+    ``framing`` is how the photos were classified (face or whole, --framing auto resolved for the run)."""
     from babyface.measures.photos import measure_photos
 
-    rows, _, tally = measure_photos(paths, config.detector, config.min_score, config.framing, strict=config.strict)
+    rows, _, tally = measure_photos(paths, config.detector, config.min_score, framing, strict=config.strict)
     largest = {row.file: row.measures for row in rows if row.face == 0}
     for prediction in predictions:
         prediction.measures = largest.get(prediction.file)

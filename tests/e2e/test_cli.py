@@ -64,14 +64,14 @@ def test_same_seed_gives_identical_history(tiny_data, tmp_path):
 
 def test_evaluate_writes_metrics_plots_and_predictions(tiny_run, tiny_data, tmp_path):
     out = tmp_path / "eval"
-    proc = run_cli("evaluate", tiny_run, tiny_data, "--out", out, "--no-progress")
+    proc = run_cli("evaluate", tiny_run, tiny_data, "--out", out, "--framing", "face", "--no-progress")
     assert "accuracy" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 12 and 0 <= metrics["accuracy"] <= 1
     assert sum(sum(row) for row in metrics["confusion_matrix"]) == 12
     preds = read_csv(out / "predictions.csv")
     assert len(preds) == 12 and set(preds[0]) == {"file", "true", "predicted", "p_happy", "p_neutral", "p_sad", "face_found"}
-    assert {r["face_found"] for r in preds} <= {"true", "false"}  # the default framing looks for faces
+    assert {r["face_found"] for r in preds} <= {"true", "false"}  # --framing face looks for faces
     assert all(r["file"].startswith("test/") for r in preds)
     assert abs(sum(float(preds[0][f"p_{c}"]) for c in ("happy", "neutral", "sad")) - 1) < 1e-4
     for png in ("confusion_matrix.png", "predictions_grid.png"):

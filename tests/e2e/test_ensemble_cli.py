@@ -46,7 +46,7 @@ def mean_member_probabilities(runs: list[Path], files: list[Path], tta: str = "n
 def test_predict_on_an_ensemble_gives_the_members_mean(ensemble: Path, tiny_run: Path, second_run: Path, tiny_data: Path):
     files = collect_inputs([tiny_data / "test"])
     predictions = json.loads(run_cli("predict", ensemble, tiny_data / "test", "--format", "json", "--backend", "torch",
-                                     "--precision", "fp32").stdout)
+                                     "--precision", "fp32", "--framing", "face").stdout)
     actual = torch.tensor([list(p["probabilities"].values()) for p in predictions])
     assert torch.allclose(actual, mean_member_probabilities([tiny_run, second_run], files, detector=LIVE_DETECTOR), atol=1e-5)
     assert json.loads((ensemble / "model.json").read_text())["framing"] == {"mode": "whole"}  # as both members'

@@ -24,13 +24,16 @@ FACES, OUTPUT, VIDEO, RUNTIME, DATA, STATISTICS, SERVER, EVENTS, SOURCE = (
 Detector = Literal[DETECTORS]  # type: ignore[valid-type]
 Tta = Literal["none", "flip"]
 Framing = Literal["face", "whole"]
+ModelFraming = Literal["auto", "face", "whole"]  # auto: as the bundle records its training images
 Backend = Literal["auto", "torch", "onnx"]
 Precision = Literal["auto", "fp32", "bf16"]
 Night = Literal["auto", "on", "off"]
 
 RUN_HELP = "run folder written by 'babyface train' (or by 'babyface ensemble')"
 TTA_HELP = "test-time augmentation: none, or flip (average the calibrated probabilities of each image and its mirror)"
-FRAMING_HELP = ("face: classify the square around each image's largest detected face, cut as 'babyface data crop' cuts "
+FRAMING_HELP = ("auto: as the run's training images were framed (model.json records it: face for runs trained on "
+                "'babyface data crop' output, whole for runs trained on tight crops; face when a run does not say); "
+                "face: classify the square around each image's largest detected face, cut as 'babyface data crop' cuts "
                 "it (the whole image when no face is found); whole: classify images as given, for images that are "
                 "already tight face crops")
 DETECTOR_HELP = ("face detector: blazeface (MediaPipe's, about 3 ms a photo), mtcnn (about 30 times slower; cuts the "
@@ -137,7 +140,7 @@ class EvalConfig(ConfigModel):
                                        "RUN/model.onnx exists", group=RUNTIME)
     onnx: str = option("", ONNX_HELP, metavar="FILE", group=RUNTIME)
     precision: Precision = precision_option()
-    framing: Framing = option("face", FRAMING_HELP, group=FACES)
+    framing: ModelFraming = option("auto", FRAMING_HELP, group=FACES)
     detector: Detector = detector_option()
     margin: float = margin_option()
     min_score: float | None = min_score_option()
@@ -163,7 +166,7 @@ class PredictConfig(ConfigModel):
     onnx: str = option("", ONNX_HELP, metavar="FILE", group=RUNTIME)
     precision: Precision = precision_option()
     tta: Tta = option("none", TTA_HELP, group=RUNTIME)
-    framing: Framing = option("face", FRAMING_HELP + " (photos; in videos faces are always detected)", group=FACES)
+    framing: ModelFraming = option("auto", FRAMING_HELP + " (photos; in videos faces are always detected)", group=FACES)
     out: str = option("", "videos: folder for timeline.csv and timeline.png; empty = RUN/videos/<video name>",
                       metavar="DIR", group=VIDEO)
     annotate: str = option("", "videos: also write this video file with boxes and labels drawn in (one input video "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,14 +32,22 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 
 @dataclass(frozen=True)
 class Framing:
-    mode: str = "face"  # face | whole
+    mode: str = "face"  # face | whole, or auto: as the bundle records (``for_bundle``)
     detector: str = DEFAULT_DETECTOR
     margin: float = DEFAULT_MARGIN
     min_score: float | None = None  # None: the detector's own threshold, which is what gets recorded
 
     def __post_init__(self) -> None:
-        if self.mode == "face":
+        if self.mode != "whole":
             object.__setattr__(self, "min_score", resolve_min_score(self.detector, self.min_score))
+
+    def for_bundle(self, meta: ModelMeta) -> Framing:
+        """``auto`` resolved to the framing of the bundle's training images (face when it records none); an explicit
+        face or whole is kept as it is."""
+        if self.mode != "auto":
+            return self
+        trained = bundle_framing(meta)
+        return replace(self, mode="whole" if trained is not None and trained["mode"] == "whole" else "face")
 
     @classmethod
     def from_config(cls, config: Any) -> Framing:
@@ -221,7 +229,7 @@ def framing_mismatch(meta: ModelMeta, used: Framing, run: str | os.PathLike) -> 
     run = display_path(run)
     if trained["mode"] == "whole":
         return (f"{run} was trained on whole images as given, but each image is now cut to the square around its detected "
-                "face (--framing face, the default); if your images are already tight face crops like the training images, "
+                "face (--framing face); if your images are already tight face crops like the training images, "
                 "pass --framing whole")
     if used.mode == "whole":
         return (f"{run} was trained on {describe(trained)}, but --framing whole classifies whole images; drop --framing whole "

@@ -62,13 +62,14 @@ class Classifier:
     ``backend``: 'torch', 'onnx' (``onnx_file``, default RUN/model.onnx) or 'auto' (onnx when an exported model of this
     run exists and onnxruntime is installed, else torch); see ``babyface.inference.backends``. ``tta='flip'`` averages
     the calibrated probabilities of each image and its mirror. Below ``min_confidence`` the label is ``uncertain``.
-    ``framing`` is how ``predict`` frames photos (default: the square around the largest face, as ``data crop`` cuts it).
+    ``framing`` is how ``predict`` frames photos (default ``auto``: as the bundle's training images were framed, the
+    square around the largest face, as ``data crop`` cuts it, when the bundle does not say).
     ``precision`` is the PyTorch back end's number format: auto (bf16 where the hardware computes it natively, else
     fp32), fp32 or bf16; an ONNX file carries its own. ``channels_last`` its memory layout: auto (measured), on, off.
     """
 
     def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64, min_confidence: float = 0.0,
-                 backend: str = "auto", onnx_file: str = "", tta: str = "none", framing: Framing = Framing(detector=LIVE_DETECTOR),
+                 backend: str = "auto", onnx_file: str = "", tta: str = "none", framing: Framing = Framing("auto", LIVE_DETECTOR),
                  precision: str = "auto", channels_last: str = "auto"):
         self.run = Path(run)
         self.device = resolve_device(device)
@@ -76,7 +77,7 @@ class Classifier:
         self.batch_size = batch_size
         self.min_confidence = min_confidence
         self.tta = tta
-        self.framing = framing
+        self.framing = framing.for_bundle(self.meta)
         tta_views(torch.zeros(0, 3, 1, 1), tta)  # an unknown --tta fails here, not at the first image
 
     def __repr__(self) -> str:
