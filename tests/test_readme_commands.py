@@ -1,5 +1,5 @@
-"""Every `babyface ...` command printed in the README (the CLI tour and the Results section) parses with the real
-command line: a renamed or dropped flag, or a value out of its choices, fails here before a reader meets it."""
+"""Every `babyface ...` command printed in the README (the CLI tour and its Results) and in docs/results.md parses
+with the real command line: a renamed or dropped flag, or a value out of its choices, fails here before a reader meets it."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 
 from babyface.cli import build_parser
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", ROOT / "docs" / "results.md"]
 
 
 def readme_commands() -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    blocks = [block for page in PAGES for block in re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), re.S)]
     lines = " ".join(blocks).replace("\\\n", " ").splitlines()
     commands = []
     for line in lines:
@@ -27,7 +28,7 @@ def readme_commands() -> list[str]:
 
 def test_the_readme_prints_commands() -> None:
     commands = readme_commands()
-    assert len(commands) >= 30  # the CLI tour and every Results block
+    assert len(commands) >= 40  # the CLI tour, the README's results and every block of docs/results.md
     assert any(c.startswith("babyface evaluate runs/probe") for c in commands)  # the Results section is included
 
 
