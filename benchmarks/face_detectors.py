@@ -11,8 +11,8 @@ Run it alone. Detectors run at babyface's settings (photos shrunk to 640 px for 
 - pasted: share of infant-web faces pasted at about 120 px on a 640×480 canvas that are found where they were
   pasted (the centre of the largest box inside the pasted square).
 - agree: share of the images where both this detector and MTCNN find a face whose largest boxes overlap by
-  IoU ≥ 0.5, after the box alignment of babyface.faces.detectors.ALIGN_TO_MTCNN (raw: before it).
-Also prints the medians that ALIGN_TO_MTCNN holds, measured on the raw boxes; --sheet-dir writes a contact
+  IoU ≥ 0.5, after each detector's box alignment (its ``alignment``, babyface.faces.registry; raw: before it).
+Also prints the medians that the alignments hold, measured on the raw boxes; --sheet-dir writes a contact
 sheet of each detector's largest crop per scene, to judge by eye how many are really faces.
 """
 
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from babyface.config import DETECT_MAX_SIDE, DETECTORS
+from babyface.config import DETECT_MAX_SIDE
 from babyface.data.images import is_image_file, load_rgb
-from babyface.faces import detectors as faces
+from babyface.faces import registry
 from babyface.faces.detectors import FaceBox, detect_faces
 
 FRAME = (640, 480)
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder holding infant-cry-scenes/ and infant-web/")
     parser.add_argument("--limit", type=int, default=0, help="use about this many images of each set (0 = all)")
     parser.add_argument("--frames", type=int, default=60, help="640×480 frames timed per detector and thread count")
-    parser.add_argument("--detectors", default=",".join(DETECTORS))
+    parser.add_argument("--detectors", default=",".join(registry.detector_names()))
     parser.add_argument("--sheet-dir", type=Path, help="write one contact sheet of scene crops per detector here")
     args = parser.parse_args()
     detectors = args.detectors.split(",")
@@ -130,11 +130,15 @@ def main() -> None:
     rng = np.random.default_rng(0)
     pastes = [pasted(rgb, rng) for rgb in web]
     frames = [as_frame(rgb) for rgb in scenes[:: max(1, len(scenes) // args.frames)][: args.frames]]
-    alignment, faces.ALIGN_TO_MTCNN = faces.ALIGN_TO_MTCNN, {}  # detect raw boxes, to measure the alignment itself
+    classes = {d: type(registry.get_detector(d)) for d in detectors}
+    alignment = {d: cls.alignment for d, cls in classes.items() if cls.alignment is not None}
+    for cls in classes.values():
+        cls.alignment = None  # detect raw boxes, to measure the alignment itself
     raw = {d: {"scenes": [largest(x, d) for x in scenes], "web": [largest(x, d) for x in web],
                "pasted": [largest(frame, d) for frame, _ in pastes]} for d in detectors}
     found = {d: {k: [aligned(b, alignment.get(d)) for b in v] for k, v in sets.items()} for d, sets in raw.items()}
-    faces.ALIGN_TO_MTCNN = alignment
+    for d, cls in classes.items():
+        cls.alignment = alignment.get(d)
     reference = found.get("mtcnn")
     print(f"{len(scenes)} infant-cry-scenes, {len(web)} infant-web images ({len(pastes)} pasted at {PASTED_SIDE} px on "
           f"640×480), {len(frames)} timed 640×480 frames; {torch.get_num_threads()} torch threads available\n")

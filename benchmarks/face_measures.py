@@ -118,9 +118,12 @@ def every_kth(items: list, limit: int) -> list:
 
 
 def split_groups(folder: Path) -> dict[str, str]:
-    """Resolved file path → group, from the splits.csv beside a prepared test folder (empty when there is none)."""
-    splits = folder.parent / "splits.csv"
-    if not splits.is_file():
+    """Resolved file path → group, from the layout.csv (splits.csv before) that ``data split`` wrote beside a prepared
+    test folder (empty when there is none)."""
+    from babyface.tools.split import layout_file
+
+    splits = layout_file(folder.parent)
+    if splits is None:
         return {}
     with open(splits, newline="", encoding="utf-8") as handle:
         return {os.path.realpath(folder.parent / row["file"]): row["group"] for row in csv.DictReader(handle) if row.get("group")}

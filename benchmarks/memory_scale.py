@@ -42,7 +42,10 @@ from babyface.data.cache import load_decoded
 from babyface.data.scan import scan_dataset
 from babyface.models import create_model
 from babyface.tools.synthetic import SynthConfig, generate_dataset
-from babyface.training.fit import Objective, build_optimizer, train_one_epoch
+from babyface.training.fit import train_one_epoch
+from babyface.training.objective import Objective
+from babyface.training.prepare import PreparedData
+from babyface.training.trainer import Trainer, build_optimizer
 
 MB = 2**20
 
@@ -78,11 +81,14 @@ def epoch_seconds(data, n_images: int, batches: int, batch_size: int, model_name
     model = create_model(model_name, 3, image_size)
     config = TrainConfig(batch_size=batch_size, progress=False)
     optimizer = build_optimizer(model, config)
-    mean, std = [0.5] * 3, [0.25] * 3
-    warmup = data.subset(picked[:batch_size * 2])
-    train_one_epoch(model, warmup, mean, std, Objective.plain(warmup), optimizer, torch.device("cpu"), config, generator)
+
+    def one_epoch(images) -> None:
+        data = PreparedData.bare(images, [0.5] * 3, [0.25] * 3)
+        train_one_epoch(Trainer(config, data, model, Objective.plain(images), optimizer, generator, torch.device("cpu")))
+
+    one_epoch(data.subset(picked[:batch_size * 2]))  # warm-up
     start = time.perf_counter()
-    train_one_epoch(model, subset, mean, std, Objective.plain(subset), optimizer, torch.device("cpu"), config, generator)
+    one_epoch(subset)
     per_batch = (time.perf_counter() - start) / math.ceil(len(picked) / batch_size)
     return per_batch * math.ceil(n_images / batch_size)
 

@@ -38,7 +38,10 @@ from babyface.hardware import describe_hardware
 from babyface.models import create_model
 from babyface.tools.synthetic import SynthConfig, generate_dataset
 from babyface.training.compute import choose_compute
-from babyface.training.fit import Objective, build_optimizer, train_one_epoch
+from babyface.training.fit import train_one_epoch
+from babyface.training.objective import Objective
+from babyface.training.prepare import PreparedData
+from babyface.training.trainer import Trainer, build_optimizer
 from naive_pipeline import NaiveFolder, naive_epoch
 
 SIZE = 64
@@ -73,11 +76,12 @@ def babyface_epochs(name: str, decoded, mean, std, config: TrainConfig, epochs: 
     compute = choose_compute(config.replace(precision="auto" if auto else "fp32", channels_last="auto" if auto else "off"),
                              model, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
+    trainer = Trainer(config, PreparedData.bare(decoded, mean, std), model, Objective.plain(decoded), optimizer, generator,
+                      torch.device("cpu"), compute=compute)
     times = []
     for _ in range(epochs):
         t = time.perf_counter()
-        train_one_epoch(model, decoded, mean, std, Objective.plain(decoded), optimizer, torch.device("cpu"), config, generator,
-                        compute=compute)
+        train_one_epoch(trainer)
         times.append(time.perf_counter() - t)
     chosen = f"{compute.precision.name}{', channels-last' if compute.channels_last else ''}"
     return {"seconds": min(times), "compute": chosen}

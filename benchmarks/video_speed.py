@@ -20,8 +20,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from babyface.config import DETECT_EVERY, PredictConfig  # noqa: E402
+from babyface.config import PredictConfig  # noqa: E402
 from babyface.faces.detectors import detect_faces  # noqa: E402
+from babyface.faces.registry import get_detector  # noqa: E402
 from babyface.inference.classifier import Classifier  # noqa: E402
 from babyface.tools.synthetic import write_moving_faces_video  # noqa: E402
 from babyface.video import analyse_video  # noqa: E402
@@ -33,10 +34,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=250)
     parser.add_argument("--run", type=Path)
     parser.add_argument("--model", default="resnet18", help="architecture of the untrained bundle used without --run")
-    parser.add_argument("--detector", default=PredictConfig().detector)
+    parser.add_argument("--detector", default=PredictConfig().faces.detector)
     parser.add_argument("--detect-every", type=int, help="default: the detector's own (predict's auto)")
     parser.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
-    parser.add_argument("--detect-size", type=int, default=PredictConfig().detect_size)
+    parser.add_argument("--detect-size", type=int, default=PredictConfig().faces.detect_size)
     parser.add_argument("--annotate", action="store_true", help="also write the annotated video")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,7 +53,7 @@ def main() -> None:
         summary = analyse_video(Classifier(run, device="cpu"), clip, config, progress=False)
     print(f"{summary['frames']} frames of 640×480, {summary['faces']} face id(s), {summary['rows']} face rows: "
           f"{summary['seconds']:.2f} s = {summary['frames_per_second']:.1f} frames/s "
-          f"({args.detector} on every {args.detect_every or DETECT_EVERY[args.detector]} frame(s), {args.threads} thread(s)"
+          f"({args.detector} on every {args.detect_every or get_detector(args.detector).detect_every} frame(s), {args.threads} thread(s)"
           f"{', annotated' if args.annotate else ''})")
 
 

@@ -25,12 +25,13 @@ from babyface.bundle.single import (
 )
 from babyface.errors import BabyfaceError, BundleError
 from babyface.models import create_model
-from babyface.run import ENSEMBLE, Arch
+from babyface.run import ENSEMBLE, Arch, MemberRecord
 
 CLASSES = ["happy", "neutral", "sad"]
 SIZE = 32
 MEAN = [0.5, 0.4, 0.3]
 STD = [0.25, 0.2, 0.15]
+CREATED = "2026-01-02T03:04:05+00:00"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def pristine_cnn_bundle(tmp_path_factory, perturb_batchnorm) -> tuple[Path, torc
     torch.manual_seed(0)
     model = perturb_batchnorm(create_model("cnn", len(CLASSES), SIZE))
     folder = tmp_path_factory.mktemp("pristine") / "run"
-    meta = bundle_metadata(model, CLASSES, SIZE, MEAN, STD, temperature=1.5, note="unit test")
+    meta = bundle_metadata(model, CLASSES, SIZE, MEAN, STD, temperature=1.5, created=CREATED)
     assert save_bundle(folder, model, meta) == folder
     return folder, model
 
@@ -84,7 +85,7 @@ def test_round_trip_gives_identical_outputs(saved_cnn_bundle) -> None:
     assert loaded.path == folder
     assert loaded.classes == CLASSES and loaded.image_size == SIZE
     assert loaded.mean == MEAN and loaded.std == STD
-    assert loaded.temperature == 1.5 and loaded.meta.note == "unit test"
+    assert loaded.temperature == 1.5 and loaded.meta.created == CREATED
     assert loaded.model.arch_name == "cnn" and loaded.model.arch_kwargs == model.arch_kwargs
     assert not loaded.model.training
     x = torch.rand(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
@@ -209,6 +210,19 @@ def test_missing_required_key(saved_cnn_bundle, key: str) -> None:
     bundle_error(folder, key)
 
 
+@pytest.mark.parametrize(("renamed", "phrase"), [
+    ({"temperature": "temprature"}, "'temprature' is not a key babyface knows (did you mean 'temperature'?)"),
+    ({"decision_classes": "decisions"}, "'decisions' is not a key babyface knows (did you mean 'decision_classes'?)"),
+], ids=["misspelt", "renamed"])
+def test_a_renamed_top_level_key_is_refused_naming_it(saved_cnn_bundle, renamed: dict, phrase: str) -> None:
+    folder, _ = saved_cnn_bundle
+    values = json.loads((folder / META_FILE).read_text())
+    values.setdefault("decision_classes", ["happy", "sad"])
+    (folder / META_FILE).write_text(json.dumps({renamed.get(key, key): value for key, value in values.items()}))
+    message = bundle_error(folder, str(folder / META_FILE), phrase, "rename or remove it")
+    assert "damaged" not in message
+
+
 def test_metadata_lies_about_classes(saved_cnn_bundle) -> None:
     folder, _ = saved_cnn_bundle
     edit_meta(folder, classes=["a", "b", "c", "d"])
@@ -327,7 +341,11 @@ def test_a_gray_bundle_loads_gray_and_says_so(tmp_path: Path):
     save_bundle(tmp_path / "gray", model, bundle_metadata(model, ["happy", "neutral", "sad"], 32, [0.5] * 3, [0.25] * 3))
     loaded = load_bundle(tmp_path / "gray")
     assert loaded.meta.color == "gray" and len(loaded.model._forward_pre_hooks) == 1
-    members = [{"arch": {"name": "cnn", "kwargs": {"color": c}}} for c in ("gray", "gray")]
+    members = [member(name, color="gray") for name in "ab"]
     ensemble = loaded.meta.model_copy(update={"arch": Arch(name=ENSEMBLE), "members": members})
     assert ensemble.color == "gray"
-    assert ensemble.model_copy(update={"members": members + [{"arch": {"name": "cnn", "kwargs": {}}}]}).color == "mixed"
+    assert ensemble.model_copy(update={"members": [*members, member("c")]}).color == "mixed"
+
+
+def member(name: str, **kwargs) -> MemberRecord:
+    return MemberRecord(name=name, arch=Arch(name="cnn", kwargs=kwargs), image_size=32, temperature=1.0)

@@ -16,15 +16,8 @@ from safetensors.torch import load_file
 from babyface.cli import build_config, build_parser
 from babyface.config import DataConfig, TrainConfig
 from babyface.data import decoded as decoded_module
-from babyface.data.cache import (
-    DecodeCache,
-    cache_dir_for,
-    decode_cached,
-    default_cache_dir,
-    fit_memory_budget,
-    load_decoded,
-)
-from babyface.data.decoded import DecodedImages, MappedImages, decode_images
+from babyface.data.cache import DecodeCache, cache_dir_for, default_cache_dir, load_decoded
+from babyface.data.decoded import DecodedImages, MappedImages, decode_images, fit_memory_budget
 from babyface.errors import ImageDecodeError
 from babyface.training.fit import fit
 from babyface.training.prepare import prepare_data
@@ -56,8 +49,10 @@ def decodes(monkeypatch) -> list[Path]:
     return seen
 
 
-def cached(paths, folder: Path, **kwargs) -> DecodedImages:
-    return decode_cached(paths, list(range(len(paths))), SIZE, folder, progress=False, **kwargs)
+def cached(paths, folder: Path, labels=None, size: int = SIZE, **options) -> DecodedImages:
+    """``paths`` through the decode cache in ``folder`` (labels 0, 1, ... unless given)."""
+    opts = DataConfig(image_size=size, cache_dir=str(folder), **options)
+    return load_decoded(paths, list(range(len(paths))) if labels is None else labels, opts, False, "decode")
 
 
 def plain(paths) -> torch.Tensor:
@@ -97,7 +92,7 @@ def test_other_sizes_and_folders_get_their_own_pool(faces, tmp_path, decodes) ->
     folder = tmp_path / "cache"
     cached(faces, folder)
     decodes.clear()
-    other = decode_cached(faces, None, 32, folder, progress=False)
+    other = cached(faces, folder, labels=[-1] * 12, size=32)
     assert len(decodes) == 12 and other.images.shape == (12, 3, 32, 32)
     assert len(list(folder.glob("*.json"))) == 2
 
@@ -240,3 +235,9 @@ def test_requests_for_parts_of_one_folder_share_its_pool(faces, tmp_path, decode
     cached(faces[1:4] + [write_tiny_png(faces[0].with_name("new.png"))], folder)
     entries = json.loads(next(folder.glob("*.json")).read_text())["entries"]
     assert sorted(Path(e[1]).name for e in entries) == sorted([p.name for p in faces[1:]] + ["new.png"])
+
+
+def test_load_decoded_is_the_one_entry_point_and_decoded_never_calls_back(faces, tmp_path) -> None:
+    unlabelled = load_decoded(faces, None, DataConfig(image_size=SIZE, cache_dir=str(tmp_path / "cache")), False, "decode")
+    assert unlabelled.labels.tolist() == [-1] * 12 and isinstance(unlabelled.images, MappedImages)
+    assert "babyface.data.cache" not in Path(decoded_module.__file__).read_text()  # the cache is built on decoded, not around it

@@ -20,7 +20,7 @@ from babyface.training.coverage import (
     sampling_weights,
     source_coverage,
 )
-from babyface.training.fit import epoch_order
+from babyface.training.objective import epoch_order
 
 CLASSES = ["happy", "neutral", "sad"]
 

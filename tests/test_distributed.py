@@ -12,7 +12,10 @@ from torch.nn.parallel import DistributedDataParallel
 from babyface.config import TrainConfig
 from babyface.data.decoded import DecodedImages
 from babyface.training.distributed import DistInfo
-from babyface.training.fit import Objective, train_one_epoch
+from babyface.training.fit import train_one_epoch
+from babyface.training.objective import Objective
+from babyface.training.prepare import PreparedData
+from babyface.training.trainer import Trainer
 
 
 def toy_model() -> nn.Module:
@@ -33,9 +36,10 @@ def run_epochs(model: nn.Module, batch_size: int, info: DistInfo) -> nn.Module:
     trained = DistributedDataParallel(model) if info.enabled else model
     optimizer = torch.optim.SGD(trained.parameters(), lr=0.1)
     generator = torch.Generator().manual_seed(5)
+    trainer = Trainer(config, PreparedData.bare(toy_data(), [0.5] * 3, [0.25] * 3), trained, Objective.plain(toy_data()),
+                      optimizer, generator, torch.device("cpu"), dist=info)
     for _ in range(2):
-        train_one_epoch(trained, toy_data(), [0.5] * 3, [0.25] * 3, Objective.plain(toy_data()), optimizer,
-                        torch.device("cpu"), config, generator, dist=info)
+        train_one_epoch(trainer)
     return model
 
 

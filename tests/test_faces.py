@@ -14,7 +14,7 @@ from PIL import Image
 
 from babyface.cli import main
 from babyface.errors import BabyfaceError
-from babyface.faces import detectors as faces
+from babyface.faces import mtcnn
 from babyface.faces.detectors import FaceBox, detect_faces
 from babyface.tools.synthetic import render_face
 
@@ -48,11 +48,11 @@ def test_mtcnn_finds_the_pasted_face_from_pil_and_numpy() -> None:
 
 
 def test_missing_dependency_and_unknown_detector_give_one_line_errors(monkeypatch) -> None:
-    faces._mtcnn.cache_clear()
+    mtcnn._mtcnn.cache_clear()
     monkeypatch.setitem(sys.modules, "facenet_pytorch", None)
     with pytest.raises(BabyfaceError, match="pip install facenet-pytorch==2.5.3"):
         detect_faces(scene())
-    faces._mtcnn.cache_clear()
+    mtcnn._mtcnn.cache_clear()
     with pytest.raises(BabyfaceError, match="use one of blazeface, mtcnn, haar"):
         detect_faces(scene(), detector="yolo")
 
@@ -137,7 +137,7 @@ def test_channels_last_detector_gives_the_same_boxes_as_nchw() -> None:
 
     image = scene()
     fast = detect_faces(image)
-    nets = (faces._mtcnn().pnet, faces._mtcnn().rnet, faces._mtcnn().onet)
+    nets = (mtcnn._mtcnn().pnet, mtcnn._mtcnn().rnet, mtcnn._mtcnn().onet)
     try:
         for net in nets:
             net.to(memory_format=torch.contiguous_format)

@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from babyface.cli import main
-from babyface.config import EvalConfig
+from babyface.config import DEFAULT_MARGIN, EvalConfig, TrainingCropDetection
 from babyface.data.images import load_resized, resize_square
 from babyface.evaluation import evaluate as evaluate_module
 from babyface.evaluation.evaluate import evaluate_run
 from babyface.faces import detectors as faces_module
-from babyface.faces.detectors import DEFAULT_MARGIN, FaceBox
+from babyface.faces.detectors import FaceBox
 from babyface.faces.framing import (
     FRAMING_FILE,
     Framing,
@@ -77,7 +77,7 @@ def test_face_framing_cuts_the_face_square_and_falls_back_to_the_whole_image(tmp
     scene(face=False).save(tmp_path / "b.png")
     paths = [tmp_path / "a.png", tmp_path / "b.png"]
     with caplog.at_level(logging.INFO, logger="babyface"):
-        framed = decode_framed(paths, None, 64, Framing(margin=0.3), progress=False)
+        framed = decode_framed(paths, None, 64, Framing(faces=TrainingCropDetection(margin=0.3)), progress=False)
     box = expected_square(0.3)
     assert framed.boxes == [box, None] and framed.face_found == [True, False] and framed.no_face == 1
     images = framed.decoded.images.permute(0, 2, 3, 1).numpy()
@@ -131,7 +131,7 @@ def test_evaluate_classifies_and_shows_face_squares(tmp_path, untrained_run, red
 def test_training_framing_from_data_crop_folders_or_as_declared(tmp_path) -> None:
     cropped, plain = tmp_path / "cropped", tmp_path / "plain"
     cropped.mkdir(), plain.mkdir()
-    face = Framing("face", "haar", 0.3, 0.8)
+    face = Framing("face", TrainingCropDetection(detector="haar", margin=0.3, min_score=0.8))
     write_framing_file(cropped, face)
     assert training_framing("auto", [cropped]) == {"mode": "face", "detector": "haar", "margin": 0.3, "min_score": 0.8}
     assert training_framing("auto", [plain]) == training_framing("auto", [cropped, plain]) == {"mode": "whole"}
@@ -146,7 +146,7 @@ def test_data_split_keeps_framing_json(tmp_path, write_tiny_png) -> None:
     for i in range(4):
         for label in ("happy", "sad"):
             write_tiny_png(src / label / f"{i}.png", value=40 * i + (label == "sad"), size=8)
-    write_framing_file(src, Framing(margin=0.25))
+    write_framing_file(src, Framing(faces=TrainingCropDetection(margin=0.25)))
     assert main(["data", "split", str(src), str(tmp_path / "split"), "--test", "0.25", "--val", "0", "--no-progress"]) == 0
     assert json.loads((tmp_path / "split" / FRAMING_FILE).read_text())["margin"] == 0.25
 
@@ -164,7 +164,7 @@ def test_mismatch_messages_say_what_to_do() -> None:
     assert framing_mismatch(recorded(None), Framing(), "run") is None  # old bundle: unknown, no warning
     assert "pass --framing whole" in framing_mismatch(whole, Framing(), "run")
     assert "drop --framing whole" in framing_mismatch(face, Framing("whole"), "run")
-    assert "--margin 0.2" in framing_mismatch(face, Framing(margin=0.4), "run")
+    assert "--margin 0.2" in framing_mismatch(face, Framing(faces=TrainingCropDetection(margin=0.4)), "run")
     assert framing_mismatch(recorded({"mode": "face"}), Framing(), "run") is None  # missing settings: defaults
 
 

@@ -85,6 +85,11 @@ def meta(**changes: Any) -> Mutation:
     return lambda folder: edit_json(folder / META_FILE, lambda values: values.update(changes))
 
 
+def renamed(old: str, new: str) -> Mutation:
+    """model.json with its top-level key ``old`` renamed ``new``."""
+    return lambda folder: edit_json(folder / META_FILE, lambda values: values.__setitem__(new, values.pop(old)))
+
+
 def arch_kwargs(**changes: Any) -> Mutation:
     return lambda folder: edit_json(folder / META_FILE, lambda values: values["arch"]["kwargs"].update(changes))
 
@@ -156,7 +161,10 @@ SINGLE_CASES = {
         raw_meta('"data": {}', '"data": ' + "[" * 100_000 + "]" * 100_000),
         "corrupt model metadata (RecursionError)",
     ),
-    "over-1-MiB": (meta(note="x" * MAX_META_BYTES), "larger than 1 MiB"),
+    "over-1-MiB": (meta(created="x" * MAX_META_BYTES), "larger than 1 MiB"),
+    "renamed-key": (renamed("temperature", "temprature"), "model.json: 'temprature' is not a key babyface knows (did you"),
+    "unknown-key": (meta(note="unit test"), "model.json: 'note' is not a key babyface knows; rename or remove it"),
+    "unknown-key-ansi-and-long": (meta(**{"\x1b[2J" + "x" * 10_000: 1}), "'\\x1b[2Jxxx"),
     "duplicate-classes": (meta(classes=["happy", "happy", "sad"]), "'classes' lists 'happy' more than once"),
     "duplicate-decision-classes": (meta(decision_classes=["happy", "happy"]), "two or more distinct classes"),
     "ansi-class": (meta(classes=["\x1b[31mhappy", "neutral", "sad"]), "name '\\x1b[31mhappy' is not 1 to 64 printable"),
@@ -184,7 +192,10 @@ ENSEMBLE_CASES = {
     "members-nested-deep": (member_record(run=nested(40)), "nested more than 32 levels deep"),
     "own-meta-image-size-2048": (in_member(meta(image_size=2048)), "member 'a' cannot be loaded"),
     "own-meta-ansi-class": (in_member(meta(classes=["\x1b[31mhappy", "neutral", "sad"])), "printable characters"),
-    "own-meta-over-1-MiB": (in_member(meta(note="x" * MAX_META_BYTES)), "larger than 1 MiB"),
+    "own-meta-over-1-MiB": (in_member(meta(created="x" * MAX_META_BYTES)), "larger than 1 MiB"),
+    "renamed-key": (renamed("combine", "combined"), "model.json: 'combined' is not a key babyface knows (did you mean 'combine'?)"),
+    "member-renamed-key": (member_record(runs="a"), "member 'a': 'runs' is not a key babyface knows (did you mean 'run'?)"),
+    "own-meta-renamed-key": (in_member(renamed("temperature", "temprature")), "'temprature' is not a key babyface knows"),
     "own-weights-nan": (in_member(weight(math.nan)), "holds NaN or infinite values"),
 }
 

@@ -129,7 +129,8 @@ def test_video_analysis_at_night_detects_on_a_denoised_frame_and_classifies_stre
         seen.clear()
         recorder = Recorder()
         recorder.crops = []
-        analyser = video.VideoAnalyser(recorder, PredictConfig(night=mode, detector="blazeface"), fps=10)
+        config = PredictConfig(night=mode, detector="blazeface")
+        analyser = video.VideoAnalyser(recorder, config.faces, config.video, fps=10)
         boxes = analyser.detect(ir)
         analyser.rows([(0, ir)], boxes, boxes)
         assert np.array_equal(seen[0], for_detection(ir)) is denoised, mode

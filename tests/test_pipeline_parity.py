@@ -16,14 +16,10 @@ from torch.utils.data import DataLoader
 from babyface.config import AugmentConfig, DataConfig, TrainConfig
 from babyface.data.augment import draw_params
 from babyface.data.scan import Sample
-from babyface.training.fit import (
-    Objective,
-    PreparedData,
-    build_optimizer,
-    prepare_data,
-    train_one_epoch,
-    validate,
-)
+from babyface.training.fit import train_one_epoch, validate
+from babyface.training.objective import Objective
+from babyface.training.prepare import PreparedData, prepare_data
+from babyface.training.trainer import Trainer, build_optimizer
 
 CLASSES = ("disc", "horizontal", "vertical")
 
@@ -81,8 +77,9 @@ def train_fast(data: PreparedData, config: TrainConfig, seed: int) -> nn.Module:
     model = small_cnn()
     optimizer = build_optimizer(model, config)
     generator = torch.Generator().manual_seed(seed)
+    trainer = Trainer(config, data, model, Objective.plain(data.train), optimizer, generator, torch.device("cpu"))
     for _ in range(EPOCHS):
-        train_one_epoch(model, data.train, data.mean, data.std, Objective.plain(data.train), optimizer, torch.device("cpu"), config, generator)
+        train_one_epoch(trainer)
     return model
 
 
@@ -109,7 +106,7 @@ def test_fast_and_per_image_pipelines_reach_the_same_validation_metrics(shapes) 
     results = {"fast": [], "naive": []}
     for seed in (0, 1, 2):
         for name, train in (("fast", train_fast), ("naive", train_naive)):
-            results[name].append(validate(train(data, config, seed), data.val, data.mean, data.std, torch.device("cpu"), 64))
+            results[name].append(validate(train(data, config, seed), data, torch.device("cpu"), 64))
     mean = {name: {key: float(np.mean([r[key] for r in runs])) for key in ("val_acc", "val_macro_f1")} for name, runs in results.items()}
     for key in ("val_acc", "val_macro_f1"):
         assert mean["fast"][key] > 0.75 and mean["naive"][key] > 0.75, mean  # both learned the task

@@ -29,7 +29,8 @@ from babyface.inference.backends import OnnxBackend, TorchBackend
 from babyface.inference.export import export_run
 from babyface.models import create_model
 from babyface.training.finetune import freeze_stages, init_from, load_init_run, parameter_groups, train_mode
-from babyface.training.fit import ema_with_warmup, fit
+from babyface.training.fit import fit
+from babyface.training.trainer import ema_with_warmup
 
 
 def generator(seed: int = 0) -> torch.Generator:

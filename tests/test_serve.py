@@ -39,7 +39,7 @@ def test_health_and_model_metadata(client) -> None:
     model = client.get("/model").json()
     assert model["classes"] == ["happy", "neutral", "sad"] and model["image_size"] == 64
     assert model["arch"]["name"] == "cnn" and model["max_upload_mb"] == 0.5
-    assert model["min_face"] == ServeConfig().min_face and model["workers"] == ServeConfig().workers
+    assert model["min_face"] == ServeConfig().faces.min_face and model["workers"] == ServeConfig().workers
     assert model["detector"] == "blazeface" and model["precision"] == "fp32"  # no validation images: exact back ends only
     measured = {m["backend"]: m for m in model["backends_measured"]}
     assert {"torch fp32", "onnx fp32"} <= set(measured)
@@ -58,7 +58,7 @@ def test_the_classifier_runs_on_onnxruntime_exported_at_start_up_without_touchin
     measured = {m["backend"]: m for m in served.get("/model").json()["backends_measured"]}
     assert measured["onnx fp32"]["ms_per_batch"] > 0 and not measured["onnx fp32"]["note"]
     assert sorted(p.name for p in run.iterdir()) == before
-    expected = Classifier(run, device="cpu", backend="torch", precision="fp32").predict_faces(face_scene(), min_face=ServeConfig().min_face)[0]
+    expected = Classifier(run, device="cpu", backend="torch", precision="fp32").predict_faces(face_scene(), ServeConfig().faces)[0]
     face = post_image(served, png_bytes(face_scene())).json()["faces"][0]
     assert face["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)  # the same model on either engine
     plain = local_client(create_app(ServeConfig(run=str(run), device="cpu", onnx=False)))
@@ -95,7 +95,7 @@ def test_predict_finds_the_face_and_matches_the_predictor(client, untrained_run)
     assert box["right"] - box["left"] == box["bottom"] - box["top"]
     assert abs(sum(face["probabilities"].values()) - 1) < 1e-5
     assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
-    expected = Classifier(untrained_run, device="cpu", precision="fp32").predict_faces(image, min_face=ServeConfig().min_face)[0]
+    expected = Classifier(untrained_run, device="cpu", precision="fp32").predict_faces(image, ServeConfig().faces)[0]
     assert face["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
 
 

@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 
 from babyface.cli import main
 from babyface.data.splits import group_stratified_split
+from babyface.tools.split import layout_file
 from babyface.tools.synthetic import SynthConfig, generate_dataset
 
 
@@ -64,7 +65,7 @@ def read_rows(path: Path) -> list[dict]:
 def test_split_command_near_duplicates_links_and_layout(folders_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert main(["data", "split", str(folders_data), str(out), "--group-by", "near-duplicates", "--seed", "2", "--no-progress"]) == 0
-    rows = read_rows(out / "splits.csv")
+    rows = read_rows(out / "layout.csv")
     assert len(rows) == 62 and {r["split"] for r in rows} == {"train", "val", "test"}
     by_source = {r["source"]: r for r in rows}
     for name in ("happy/happy_00000", "sad/sad_00002"):
@@ -72,7 +73,16 @@ def test_split_command_near_duplicates_links_and_layout(folders_data: Path, tmp_
         assert original["group"] == copy["group"] and original["split"] == copy["split"]
     first = rows[0]
     assert (out / first["file"]).stat().st_ino == (folders_data / first["source"]).stat().st_ino  # a hard link
-    assert sorted(p.name for p in out.iterdir()) == ["splits.csv", "test", "train", "val"]
+    assert sorted(p.name for p in out.iterdir()) == ["layout.csv", "test", "train", "val"]  # not a second kind of splits.csv
+    assert layout_file(out) == out / "layout.csv"
+
+
+def test_the_layout_of_an_earlier_split_is_found_under_its_old_name(tmp_path: Path) -> None:
+    assert layout_file(tmp_path) is None
+    (tmp_path / "splits.csv").write_text("file,split,label,group,source\n")
+    assert layout_file(tmp_path) == tmp_path / "splits.csv"
+    (tmp_path / "layout.csv").write_text("file,split,label,group,source\n")
+    assert layout_file(tmp_path) == tmp_path / "layout.csv"  # the current name wins
 
 
 def test_split_command_manifest_copy_and_no_val(folders_data: Path, tmp_path: Path, capsys) -> None:
@@ -83,7 +93,7 @@ def test_split_command_manifest_copy_and_no_val(folders_data: Path, tmp_path: Pa
     assert main(["data", "split", str(folders_data), str(out), "--val", "0", "--test", "0.25", "--copy",
                  "--group-by", "infant", "--manifest", str(manifest), "--no-progress"]) == 0
     assert "3 file(s) have no infant" in capsys.readouterr().err
-    rows = read_rows(out / "splits.csv")
+    rows = read_rows(out / "layout.csv")
     assert {r["split"] for r in rows} == {"train", "test"} and not (out / "val").exists()
     splits_of = defaultdict(set)
     for r in rows:
@@ -106,7 +116,7 @@ def test_train_uses_data_val_and_grouped_validation(folders_data: Path, tmp_path
     assert main(["data", "split", str(folders_data), str(split), "--no-progress"]) == 0
     assert main(["train", str(split), "--out", str(tmp_path / "run"), *TRAIN_FAST]) == 0
     recorded = Counter(r["split"] for r in read_rows(tmp_path / "run" / "splits.csv"))
-    on_disk = Counter(r["split"] for r in read_rows(split / "splits.csv"))
+    on_disk = Counter(r["split"] for r in read_rows(split / "layout.csv"))
     assert recorded == on_disk  # val is DATA/val, not a share of train
 
     assert main(["train", str(folders_data), "--out", str(tmp_path / "grouped"), "--group-by", "near-duplicates",

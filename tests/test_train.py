@@ -13,7 +13,8 @@ from babyface.forward import index_batches, normalise, resolve_device
 from babyface.metrics import classification_metrics, macro_f1
 from babyface.models import create_model
 from babyface.training.coverage import sampling_weights, source_coverage
-from babyface.training.fit import build_optimizer, build_scheduler, class_weights, epoch_order
+from babyface.training.objective import class_weights, epoch_order
+from babyface.training.trainer import build_optimizer, build_scheduler
 
 
 def lrs(config: TrainConfig, epochs: int) -> list[float]:
@@ -135,7 +136,7 @@ def test_training_steps_fit_a_fixed_batch():
 
 
 def test_without_validation_the_last_epoch_is_kept_and_no_score_is_made_up():
-    from babyface.training.fit import improves_on_best
+    from babyface.training.checkpoint import improves_on_best
 
     nan = {"val_macro_f1": float("nan")}
     assert improves_on_best(nan, {"val_macro_f1": None, "epoch": 3})  # no validation split: every epoch replaces the last

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from babyface.config import LIVE_DETECTOR, CvConfig, EvalConfig, TrainConfig, from_dict, merge, with_recipe
+from babyface.config import LIVE_DETECTOR, CvConfig, EvalConfig, FaceDetection, TrainConfig, from_dict, merge, with_recipe
 from babyface.data.images import load_rgb
 from babyface.evaluation.evaluate import evaluate_run
 from babyface.experiments.cv import run_cv
@@ -45,7 +45,7 @@ def load(run: str | os.PathLike, *, device: str = "auto", backend: str = "auto",
     image's largest face; ``'whole'`` classifies images as given (already tight face crops). ``backend``, ``tta``, ``min_confidence`` and
     ``precision`` mean what the ``predict`` command's options of the same names mean."""
     return Classifier(run, device=device, batch_size=batch_size, min_confidence=min_confidence, backend=backend, tta=tta,
-                      framing=Framing(framing, LIVE_DETECTOR), precision=precision)
+                      framing=Framing(framing, FaceDetection()), precision=precision)
 
 
 def train(config: TrainConfig | None = None, /, **options: Any) -> Path:

@@ -48,11 +48,15 @@ from babyface.config import (
     with_recipe,
 )
 from babyface.errors import BabyfaceError
-from babyface.run import RunFolder
+from babyface.faces.registry import describe_detectors, detector_names
+from babyface.run import EvaluationMetrics, RunFolder
 
 C = TypeVar("C", bound=ConfigModel)
 
 log = logging.getLogger("babyface")
+
+# what ``option(choices_from=...)`` names: a registry's names and one line describing them, for the choices and help
+REGISTRIES: dict[str, Callable[[], tuple[list[str], str]]] = {"detectors": lambda: (detector_names(), describe_detectors())}
 
 
 # ---------------------------------------------------------------- options from the config models
@@ -86,7 +90,10 @@ class Leaf:
         text = self.field.description or ""
         kwargs: dict[str, Any] = {"help": text.replace("%", "%%")}
         metavar = self.cli.get("metavar")
-        if typing.get_origin(self.field.annotation) is typing.Literal:
+        if self.cli.get("choices_from"):
+            kwargs["choices"], described = REGISTRIES[self.cli["choices_from"]]()
+            kwargs["help"] += f": {described}".replace("%", "%%")
+        elif typing.get_origin(self.field.annotation) is typing.Literal:
             kwargs["choices"] = typing.get_args(self.field.annotation)
         elif self.shape in (int, float, str):
             kwargs["type"] = self.shape
@@ -192,7 +199,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from babyface.experiments.seeds import fit_seeds
-    from babyface.run import default_run_folder
+    from babyface.run import SeedsFolder, default_run_folder
     from babyface.training.fit import fit
 
     if args.resume:
@@ -204,9 +211,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not config.out:
             config.out = str(default_run_folder(config.model))
         if config.seeds:
-            out = fit_seeds(config)
-            print((out / "summary.md").read_text(encoding="utf-8"))
-            print(f"runs: {out}/seed*/  summary: {out / 'summary.json'}")
+            seeds = SeedsFolder(fit_seeds(config))
+            print(seeds.summary_md.read_text(encoding="utf-8"))
+            print(f"runs: {seeds.path}/seed*/  summary: {seeds.summary_json}")
             return 0
         out = fit(config)
     print(f"run folder: {out}  (model.json, model.safetensors, history.csv, learning_curves.png, train.log)")
@@ -225,11 +232,11 @@ def resume_config(args: argparse.Namespace, cls: type[C] = TrainConfig, saved_na
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from babyface.experiments.cv import CV_CONFIG, run_cv
-    from babyface.run import default_run_folder
+    from babyface.experiments.cv import run_cv
+    from babyface.run import CvFolder, default_run_folder
 
     if args.resume:
-        out = run_cv(resume_config(args, CvConfig, CV_CONFIG, "cv"), resume=True)
+        out = run_cv(resume_config(args, CvConfig, CvFolder(args.resume).config.name, "cv"), resume=True)
     else:
         config = build_config(CvConfig, args)
         if not config.data and not config.sources:
@@ -237,66 +244,69 @@ def cmd_cv(args: argparse.Namespace) -> int:
         if not config.out:
             config.out = str(default_run_folder(f"cv-{config.model}"))
         out = run_cv(config)
-    print((out / "cv_summary.md").read_text(encoding="utf-8"))
-    print(f"folds: {out}/fold*/  summary: {out / 'cv_summary.json'}  plot: {out / 'cv_folds.png'}  report: {out / 'report.html'}")
+    folder = CvFolder(out)
+    print(folder.summary_md.read_text(encoding="utf-8"))
+    print(f"folds: {out}/fold*/  summary: {folder.summary_json}  plot: {folder.folds_png}  report: {folder.report}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from babyface.evaluation.evaluate import evaluate_run
+    from babyface.run import EvaluationFiles, read_evaluation_metrics
 
     config = build_config(EvalConfig, args)
-    metrics = evaluate_run(config)
-    print(format_metrics(metrics))
-    if "subgroups" in metrics:
+    result = evaluate_run(config)
+    out = Path(result["out"])
+    print(format_metrics(read_evaluation_metrics(out), out))  # what metrics.json holds, as every reader sees it
+    if "subgroups" in result:
         from babyface.evaluation.subgroups import format_subgroups
 
-        print("\n" + format_subgroups(metrics["subgroups"]))
-        print(f"subgroup results: {Path(metrics['out']) / 'subgroups.json'}")
+        print("\n" + format_subgroups(result["subgroups"]))
+        print(f"subgroup results: {out / EvaluationFiles.SUBGROUPS}")
     return 0
 
 
-def format_metrics(metrics: dict) -> str:
+def format_metrics(metrics: EvaluationMetrics, out: Path) -> str:
+    """What ``evaluate`` prints: metrics.json in a few lines."""
     from babyface.evaluation.affect import format_aucs
-    from babyface.metrics import interval_text, quoted_interval
+    from babyface.metrics import interval_text
 
-    calibration = metrics["calibration"]
-    tta = f" (TTA: {metrics['tta']})" if metrics.get("tta", "none") != "none" else ""
-    framing = metrics.get("framing", {})
-    no_face = f", no face found in {framing['no_face']} (classified whole)" if framing.get("no_face") else ""
-    lines = [f"{metrics['model']}{tta} on {metrics['data']}: n={metrics['n']}, framing {framing.get('mode', 'whole')}{no_face}",
-             f"accuracy {interval_text(metrics['accuracy'], metrics.get('accuracy_ci'), 4)}  "
-             f"macro-F1 {interval_text(metrics['macro_f1'], metrics.get('macro_f1_ci'), 4)}  (95% bootstrap intervals"
-             + (", images resampled as if independent)" if metrics.get("quote") == "group" else ")"),
+    calibration, framing = metrics.calibration, metrics.framing
+    tta = f" (TTA: {metrics.tta})" if metrics.tta != "none" else ""
+    no_face = f", no face found in {framing.no_face} (classified whole)" if framing and framing.no_face else ""
+    lines = [f"{metrics.model}{tta} on {metrics.data}: n={metrics.n}, framing {framing.mode if framing else 'whole'}{no_face}",
+             f"accuracy {interval_text(metrics.accuracy, metrics.accuracy_ci, 4)}  "
+             f"macro-F1 {interval_text(metrics.macro_f1, metrics.macro_f1_ci, 4)}  (95% bootstrap intervals"
+             + (", images resampled as if independent)" if metrics.quote == "group" else ")"),
              *group_interval_lines(metrics),
-             f"ECE ({calibration['bins']} bins) {calibration['ece_before']:.4f} at T=1, "
-             f"{calibration['ece_after']:.4f} at T={calibration['temperature']:.3f}",
+             f"ECE ({calibration.bins} bins) {calibration.ece_before:.4f} at T=1, "
+             f"{calibration.ece_after:.4f} at T={calibration.temperature:.3f}",
              f"{'class':<12}{'precision':>10}{'recall':>10}{'f1 [95% interval]':>26}{'support':>9}"]
-    for name, row in metrics["per_class"].items():
-        f1 = interval_text(row["f1"], row.get("f1_ci"))
-        lines.append(f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{f1:>26}{row['support']:>9d}")
-    lines += format_aucs(metrics.get("affect_auc", {}))
-    for source, row in metrics.get("per_source", {}).items():
-        groups = f", {row['n_groups']} groups" if row.get("quote") == "group" else ""
-        recall = " / ".join(f"{r['recall']:.2f}" if r["support"] else "—" for r in row["per_class"].values())
-        aucs = "".join(f"  {name.split('_')[0]}-AUC {r['auc']:.3f}" for name, r in row.get("affect_auc", {}).items())
-        lines.append(f"  source {source}: n={row['n']}{groups}  accuracy "
-                     f"{interval_text(row['accuracy'], quoted_interval(row, 'accuracy'), 4)}  "
-                     f"macro-F1 {interval_text(row['macro_f1'], quoted_interval(row, 'macro_f1'), 4)}  "
-                     f"recall {'/'.join(row['per_class'])} {recall}{aucs}")
-    lines.append(f"results: {metrics['out']}")
+    for name, row in metrics.per_class.items():
+        f1 = interval_text(row.f1, row.f1_ci)
+        lines.append(f"{name:<12}{row.precision:>10.3f}{row.recall:>10.3f}{f1:>26}{row.support:>9d}")
+    lines += format_aucs(metrics.affect_auc)
+    for source, scores in metrics.per_source.items():
+        groups = f", {scores.n_groups} groups" if scores.quote == "group" else ""
+        recall = " / ".join(f"{r.recall:.2f}" if r.support else "—" for r in scores.per_class.values())
+        aucs = "".join(f"  {name.split('_')[0]}-AUC {r['auc']:.3f}" for name, r in scores.affect_auc.items())
+        lines.append(f"  source {source}: n={scores.n}{groups}  accuracy "
+                     f"{interval_text(scores.accuracy, scores.quoted_interval('accuracy'), 4)}  "
+                     f"macro-F1 {interval_text(scores.macro_f1, scores.quoted_interval('macro_f1'), 4)}  "
+                     f"recall {'/'.join(scores.per_class)} {recall}{aucs}")
+    lines.append(f"results: {out}")
     return "\n".join(lines)
 
 
-def group_interval_lines(metrics: dict) -> list[str]:
+def group_interval_lines(metrics: EvaluationMetrics) -> list[str]:
     """The group-level intervals of ``evaluate``'s metrics, when groups were known, and that they are the ones to quote."""
     from babyface.metrics import groups_text, interval_text
 
-    if metrics.get("quote") != "group":
+    if metrics.quote != "group":
         return []
-    return [f"accuracy {interval_text(metrics['accuracy'], metrics['accuracy_group_ci'], 4)}  "
-            f"macro-F1 {interval_text(metrics['macro_f1'], metrics['macro_f1_group_ci'], 4)}  (95% intervals over "
-            f"{groups_text(metrics)}, whole groups resampled: quote these, images of one group are not independent)"]
+    return [f"accuracy {interval_text(metrics.accuracy, metrics.accuracy_group_ci, 4)}  "
+            f"macro-F1 {interval_text(metrics.macro_f1, metrics.macro_f1_group_ci, 4)}  (95% intervals over "
+            f"{groups_text(metrics.model_dump())}, whole groups resampled: quote these, images of one group are not independent)"]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -345,7 +355,7 @@ def attach_measures(predictions: Sequence[Any], paths: Sequence[Path], config: P
     ``framing`` is how the photos were classified (face or whole, --framing auto resolved for the run)."""
     from babyface.measures.photos import measure_photos
 
-    rows, _, tally = measure_photos(paths, config.detector, config.min_score, framing, strict=config.strict)
+    rows, _, tally = measure_photos(paths, config.faces.detector, config.faces.min_score, framing, strict=config.strict)
     largest = {row.file: row.measures for row in rows if row.face == 0}
     for prediction in predictions:
         prediction.measures = largest.get(prediction.file)
@@ -365,8 +375,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
         print_video_summary(summary)
     if not images:
         return 0
-    rows, skipped, tally = measure_photos(collect_inputs(images), config.detector, config.min_score, config.framing,
-                                          strict=config.strict)
+    rows, skipped, tally = measure_photos(collect_inputs(images), config.faces.detector, config.faces.min_score,
+                                          config.framing, strict=config.strict)
     text = format_measures(rows, config.format)
     if config.output:
         write_text(config.output, text)
@@ -485,7 +495,7 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     config = build_config(SplitConfig, args)
     summary = split_dataset(config)
     counts = ", ".join(f"{key} {n}" for key, n in summary["counts"].items())
-    print(f"{summary['groups']} groups kept whole; {counts}; splits.csv in {summary['out']}")
+    print(f"{summary['groups']} groups kept whole; {counts}; every image's split in {summary['layout']}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Emotion over time in a video: faces detected, tracked across frames, classified and smoothed.
 
 The detector runs on every ``detect_every``-th used frame (every frame with BlazeFace), on a copy shrunk to
-``detect_size`` (MTCNN and Haar); detections are linked to tracks by IoU, so each face keeps its id, and in the
+``detect_size`` (MTCNN and Haar), as the ``VideoOptions`` and ``FaceDetection`` of babyface.config.faces say;
+detections are linked to tracks by IoU, so each face keeps its id, and in the
 frames between two detections a face's box is interpolated linearly between them. Each face is cut out as a square (``FaceBox.square``),
 classified by the Classifier, and its probabilities are averaged over the last ``smooth`` used frames.
 """
@@ -19,10 +20,11 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from babyface.camera import _cv2
-from babyface.config import DETECT_EVERY, PredictConfig
+from babyface.config import FaceDetection, PredictConfig, VideoOptions
 from babyface.data.night import for_detection, night_active, stretch_contrast
 from babyface.errors import BabyfaceError
 from babyface.faces.detectors import FaceBox, detect_faces, square_crop
+from babyface.faces.registry import get_detector
 from babyface.inference.classifier import Classifier
 from babyface.measures.facial import MEASURE_NAMES
 from babyface.measures.photos import Tally, measure_rgb
@@ -161,21 +163,25 @@ class FaceRow:
 
 
 class VideoAnalyser:
-    """Runs detection rounds, tracking, interpolation, classification and smoothing over a stream of frames; with
+    """Runs detection rounds, tracking, interpolation, classification and smoothing (a moving average of ``smooth``
+    used frames) over a stream of frames, faces found as ``faces`` says, frames used as ``video`` says; with
     ``measure``, also the face measures of every face in every frame (``babyface.measures``). Without a classifier it
     only measures."""
 
-    def __init__(self, classifier: Classifier | None, config: PredictConfig, fps: float, measure: bool = False):
-        self.classifier, self.config, self.fps, self.measure = classifier, config, fps, measure
+    def __init__(self, classifier: Classifier | None, faces: FaceDetection, video: VideoOptions, fps: float,
+                 smooth: int = 1, measure: bool = False):
+        self.classifier, self.faces, self.video, self.fps, self.measure = classifier, faces, video, fps, measure
+        # the detector's own interval unless --detect-every says; an unknown detector fails here, before any frame
+        self.detect_every = video.detect_every or get_detector(faces.detector).detect_every
         self.tracker = FaceTracker()
-        self.history: dict[int, deque] = defaultdict(lambda: deque(maxlen=config.smooth))
+        self.history: dict[int, deque] = defaultdict(lambda: deque(maxlen=smooth))
         self.tally = Tally()  # faces measured and skipped
 
     def detect(self, rgb: np.ndarray) -> dict[int, FaceBox]:
-        if night_active(self.config.night, rgb):
+        if night_active(self.video.night, rgb):
             rgb = for_detection(rgb)  # infrared noise costs the detector faces (babyface.data.night)
-        faces = detect_faces(rgb, self.config.detector, self.config.min_score, max_side=self.config.detect_size,
-                             min_face=self.config.min_face)
+        faces = detect_faces(rgb, self.faces.detector, self.faces.min_score, max_side=self.faces.detect_size,
+                             min_face=self.faces.min_face)
         return self.tracker.update(faces)
 
     def rows(self, frames: Sequence[tuple[int, np.ndarray]], before: dict[int, FaceBox], after: dict[int, FaceBox]) -> list[FaceRow]:
@@ -184,9 +190,9 @@ class VideoAnalyser:
         for step, (index, rgb) in enumerate(frames):
             height, width = rgb.shape[:2]
             boxes = interpolate(before, after, step / len(frames))
-            night = self.classifier is not None and night_active(self.config.night, rgb)
+            night = self.classifier is not None and night_active(self.video.night, rgb)
             for face_id, box in boxes.items():
-                square = box.square(self.config.margin, width, height)
+                square = box.square(self.faces.margin, width, height)
                 jobs.append((index, face_id, square))
                 if self.classifier is not None:
                     crop = square_crop(rgb, square, self.classifier.image_size)
@@ -209,11 +215,11 @@ class VideoAnalyser:
         return FaceRow(round(index / self.fps, 4), index, face_id, box, probabilities, label, measures)
 
 
-def detection_chunks(analyser: VideoAnalyser, frames: Iterator[tuple[int, np.ndarray]], detect_every: int | None):
-    """(RGB frames from one detection round up to the next, faces at the first, faces at the next round);
-    ``detect_every`` None: the detector's own interval (DETECT_EVERY)."""
+def detection_chunks(analyser: VideoAnalyser, frames: Iterator[tuple[int, np.ndarray]]):
+    """(RGB frames from one detection round up to the next, faces at the first, faces at the next round), a round
+    every ``analyser.detect_every`` frames."""
     cv2 = _cv2()
-    detect_every = detect_every or DETECT_EVERY[analyser.config.detector]
+    detect_every = analyser.detect_every
     chunk: list[tuple[int, np.ndarray]] = []
     before: dict[int, FaceBox] = {}
     for index, bgr in frames:
@@ -238,15 +244,16 @@ def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config
     path = Path(path)
     capture, info = open_video(path)
     out = prepare_output_dir(config.out or RunFolder(config.run).video(path.stem), overwrite=config.overwrite)
-    analyser = VideoAnalyser(classifier, config, info.fps, measure)
+    analyser = VideoAnalyser(classifier, config.faces, config.video, info.fps, config.smooth, measure)
+    every = config.video.every
     rows: list[FaceRow] = []
     started, used = time.perf_counter(), 0
     with contextlib.ExitStack() as stack:
         stack.callback(capture.release)
-        writer = stack.enter_context(annotated_writer(Path(config.annotate), info, config.every)) if config.annotate else None
-        frames = progress_bar(sampled_frames(capture, config.every), progress, total=max(info.frames // config.every, 1) if info.frames > 0 else None,
+        writer = stack.enter_context(annotated_writer(Path(config.annotate), info, every)) if config.annotate else None
+        frames = progress_bar(sampled_frames(capture, every), progress, total=max(info.frames // every, 1) if info.frames > 0 else None,
                               desc=path.name, unit="frame")
-        for chunk, before, after in detection_chunks(analyser, iter(frames), config.detect_every):
+        for chunk, before, after in detection_chunks(analyser, iter(frames)):
             chunk_rows = analyser.rows(chunk, before, after)
             rows += chunk_rows
             used += len(chunk)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -187,16 +188,33 @@ def test_models_lists_registry(capsys):
     assert "5,176,099" in out  # cnn parameters at 64×64, 3 classes
 
 
-def test_demo_runs_both_models_and_writes_a_results_table(tmp_path, capsys):
+def test_demo_trains_each_model_and_writes_a_results_table_beside_the_ceiling(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--n", "36", "--cnn-epochs", "1", "--resnet-epochs", "1"]) == 0
+    assert main(["demo", "--out", str(out), "--n", "60", "--models", "fast,resnet18,cnn", "--epochs", "1"]) == 0
     table = (out / "results.md").read_text()
-    assert "| cnn | 1 |" in table and "| resnet18 | 1 |" in table
-    for model in ("cnn", "resnet18"):
+    for model in ("fast", "resnet18", "cnn"):
+        assert f"| {model} |" in table
         for name in ("learning_curves.png", "evaluation/confusion_matrix.png", "evaluation/predictions_grid.png"):
             assert (out / model / name).is_file()
+    assert json.loads((out / "fast" / "model.json").read_text())["arch"]["name"] == "xception-mini"  # the fast recipe
+    assert re.search(r"Ceiling: \d+\.\d\d%, a logistic regression", table)
     assert "| model |" in capsys.readouterr().out
-    assert main(["demo", "--out", str(out), "--n", "36"]) == 2  # an earlier demo is not replaced silently
+    assert main(["demo", "--out", str(out), "--n", "60"]) == 2  # an earlier demo is not replaced silently
+
+
+def test_demo_models_are_the_ones_the_config_offers() -> None:
+    from babyface.config.datasets import DEMO_MODELS as OFFERED
+    from babyface.tools.demo import DEMO_MODELS
+
+    assert tuple(DEMO_MODELS) == OFFERED
+
+
+def test_the_expression_ceiling_is_high_but_not_perfect(tmp_path) -> None:
+    from babyface.tools.demo import expression_ceiling
+    from babyface.tools.synthetic import SynthConfig, generate_dataset
+
+    generate_dataset(tmp_path, SynthConfig(n=600, size=32), progress=False)
+    assert 0.8 < expression_ceiling(tmp_path) < 1.0
 
 
 def test_bf16_and_channels_last_train_and_load(tiny_data, tmp_path):

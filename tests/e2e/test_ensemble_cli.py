@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from babyface.cli import main
-from babyface.config import DEFAULT_DETECTOR, LIVE_DETECTOR
+from babyface.config import DEFAULT_DETECTOR, LIVE_DETECTOR, FaceDetection
 from babyface.faces.framing import Framing
 from babyface.inference.classifier import Classifier, collect_inputs
 from tests.e2e.conftest import run_cli
@@ -37,7 +37,7 @@ def mean_member_probabilities(runs: list[Path], files: list[Path], tta: str = "n
     ``detector`` (evaluate's default; predict's is LIVE_DETECTOR)."""
     probs = []
     for run in runs:
-        classifier = Classifier(run, device="cpu", backend="torch", tta=tta, framing=Framing(detector=detector), precision="fp32")
+        classifier = Classifier(run, device="cpu", backend="torch", tta=tta, framing=Framing(faces=FaceDetection(detector=detector)), precision="fp32")
         predictions, _ = classifier.predict_files(files)
         probs.append(torch.tensor([list(p.probabilities.values()) for p in predictions]))
     return torch.stack(probs).mean(0)

@@ -62,7 +62,7 @@ def test_training_records_the_decision_classes_and_validates_over_them(seven_cla
     assert meta["classes"] == ["angry", "fear", "happy", "neutral", "sad"]
     assert meta["decision_classes"] == ["happy", "neutral", "sad"]
     assert list(meta["data"]["coverage"]) == ["fer"]  # one source: plain cross-entropy, nothing restricted
-    assert meta["calibration"]["temperature"] > 0
+    assert meta["temperature"] > 0 and meta["calibration"]["split"] == "validation"
     assert "decide_over" in (seven_class_run / "config.yaml").read_text()
 
 

@@ -35,6 +35,7 @@ from babyface.run import (
     META_FILE,
     SPLITS_FILE,
     WEIGHTS_FILE,
+    MemberRecord,
     ModelMeta,
     RunFolder,
     SplitRow,
@@ -135,9 +136,9 @@ def member_names(runs: Sequence[Path]) -> list[str]:
     return names
 
 
-def member_record(name: str, run: Path, member: Bundle) -> dict[str, Any]:
-    return {"name": name, "run": display_path(run), "arch": member.meta.arch.model_dump(), "image_size": member.image_size,
-            "temperature": member.temperature, "weights_sha256": weights_sha256(member.path)}
+def member_record(name: str, run: Path, member: Bundle) -> MemberRecord:
+    return MemberRecord(name=name, run=display_path(run), arch=member.meta.arch, image_size=member.image_size,
+                        temperature=member.temperature, weights_sha256=weights_sha256(member.path))
 
 
 def copy_file(source: Path, target: Path) -> None:
@@ -149,9 +150,9 @@ def shared_data_records(members: Sequence[Bundle]) -> dict[str, Any]:
     """The members' shared ``data`` record when every member was trained on the same data, else {} (evaluate then
     needs DATA for the ensemble)."""
     def key(member: Bundle) -> tuple:
-        return member.meta.data.get("root"), member.meta.data.get("sources"), member.meta.data.get("label_map")
+        return member.meta.data.root, member.meta.data.sources, member.meta.data.label_map
 
-    if not members[0].meta.data:
+    if not members[0].meta.data.known:
         return {}
     if any(key(m) != key(members[0]) for m in members):
         log.warning("WARNING: the members were trained on different data; give DATA to 'babyface evaluate' for the ensemble")
@@ -181,7 +182,7 @@ def write_shared_splits(members: Sequence[Bundle], path: Path) -> None:
 
 def load_ensemble(folder: Path, meta: ModelMeta, device: torch.device | str = "cpu") -> Bundle:
     """Each member as a bundle (checked like any bundle, and against the hash recorded for it), then one model; the
-    member records themselves were checked with the ensemble's model.json (``babyface.run.check_member_records``)."""
+    member records themselves were checked with the ensemble's model.json (``babyface.run.checked_member_records``)."""
     members = [load_ensemble_member(folder, entry, device) for entry in meta.members]
     for member in members:
         if member.classes != meta.classes:
@@ -193,15 +194,15 @@ def load_ensemble(folder: Path, meta: ModelMeta, device: torch.device | str = "c
     return Bundle(EnsembleModel(members).to(device).eval(), meta, folder)
 
 
-def load_ensemble_member(folder: Path, entry: dict[str, Any], device: torch.device | str) -> Bundle:
-    path = folder / MEMBERS_DIR / entry["name"]
+def load_ensemble_member(folder: Path, entry: MemberRecord, device: torch.device | str) -> Bundle:
+    path = folder / MEMBERS_DIR / entry.name
     try:
         if read_metadata(path).is_ensemble:
             raise BundleError(f"{path}: an ensemble inside an ensemble is not supported")
         member = load_single(path, read_metadata(path), device)
     except BundleError as exc:
-        raise BundleError(f"{folder}: member {entry['name']!r} cannot be loaded ({exc}); recreate the ensemble with 'babyface ensemble'") from None
-    if entry.get("weights_sha256") != weights_sha256(path):
+        raise BundleError(f"{folder}: member {entry.name!r} cannot be loaded ({exc}); recreate the ensemble with 'babyface ensemble'") from None
+    if entry.weights_sha256 != weights_sha256(path):
         raise BundleError(f"{path}: weights differ from those the ensemble recorded; recreate it with 'babyface ensemble'")
     return member
 
@@ -211,7 +212,7 @@ def ensemble_sha256(folder: str | os.PathLike) -> str:
     folder = Path(folder)
     digest = hashlib.sha256()
     for entry in read_metadata(folder).members:
-        name = entry["name"]
+        name = entry.name
         path = folder / MEMBERS_DIR / name
         if not (path / WEIGHTS_FILE).is_file():
             raise BundleError(f"{path}: no {WEIGHTS_FILE}; the ensemble is damaged, recreate it with 'babyface ensemble'")

@@ -34,13 +34,11 @@ from babyface.config.defaults import (
     DEFAULT_MAX_DECODE_MB,
     DEFAULT_MAX_PIXELS,
     DEFAULT_THRESHOLD,
-    DETECT_EVERY,
     DETECT_MAX_SIDE,
-    DETECTOR_MIN_SCORES,
-    DETECTORS,
     LIVE_DETECTOR,
     MAX_IMAGE_SIZE,
 )
+from babyface.config.faces import FaceDetection, TrainingCropDetection, VideoOptions
 from babyface.config.inference import (
     CompareConfig,
     EnsembleConfig,
@@ -70,11 +68,11 @@ CHOICES: dict[str, tuple[str, ...]] = {"tta": typing.get_args(Tta)}  # for code 
 
 __all__ = [
     "DEFAULT_DETECTOR", "DEFAULT_MARGIN", "DEFAULT_MAX_DECODE_MB", "DEFAULT_MAX_PIXELS", "DEFAULT_THRESHOLD", "DETECT_MAX_SIDE",
-    "DETECT_EVERY", "DETECTOR_MIN_SCORES", "DETECTORS", "LIVE_DETECTOR", "MAX_IMAGE_SIZE",
+    "LIVE_DETECTOR", "MAX_IMAGE_SIZE",
     "AUTO_ADVERSARY", "CHOICES", "RECIPES", "AuditConfig", "AugmentConfig", "CompareConfig", "ConfigModel", "CropConfig",
-    "CvConfig", "CvDataConfig", "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig",
+    "CvConfig", "CvDataConfig", "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig", "FaceDetection",
     "MeasureConfig", "ModelsConfig", "PredictConfig", "ReportConfig", "ServeConfig", "SplitConfig", "SynthCommand", "SynthConfig", "TrainConfig",
-    "WatchConfig",
+    "TrainingCropDetection", "VideoOptions", "WatchConfig",
     "adversary_weight", "config_error", "data_sources", "deep_update", "field_flag", "from_dict", "load_recipe",
     "load_yaml", "merge", "option", "parse_seeds", "recipe_names", "save_yaml", "to_dict", "with_recipe",
     "zero_or_at_least",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from babyface.errors import BabyfaceError
 from babyface.outputs import write_text
@@ -24,16 +24,19 @@ C = TypeVar("C", bound="ConfigModel")
 
 def option(default: Any = ..., description: str = "", *, flag: str | None = None,
            metavar: str | None = None, group: str | None = None, positional: str | None = None,
-           default_factory: Callable[[], Any] | None = None, **constraints: Any) -> Any:
+           choices_from: str | None = None, default_factory: Callable[[], Any] | None = None,
+           **constraints: Any) -> Any:
     """A config field and its command-line shape.
 
     ``description`` is the ``--help`` text; ``constraints`` are pydantic's (``ge``, ``gt``, ``le``, ``lt``).
     ``flag`` replaces the flag made from the name (``--data`` for ``sources``), ``metavar`` names its value,
     ``group`` is the help section it is listed under (inherited by the fields of a nested config), and
     ``positional`` makes it a positional argument: ``"1"`` (required), ``"?"`` (optional) or ``"+"`` (one or more).
+    ``choices_from`` names a registry of a higher layer (``"detectors"``) whose names are the field's choices: the
+    command line offers and explains them; the code that looks a name up there refuses one that is not.
     """
-    cli = {key: value for key, value in
-           {"flag": flag, "metavar": metavar, "group": group, "positional": positional}.items() if value is not None}
+    cli = {key: value for key, value in {"flag": flag, "metavar": metavar, "group": group, "positional": positional,
+                                         "choices_from": choices_from}.items() if value is not None}
     if default_factory is not None:
         return Field(default_factory=default_factory, description=description, json_schema_extra=cli or None, **constraints)
     return Field(default, description=description, json_schema_extra=cli or None, **constraints)
@@ -56,6 +59,8 @@ class ConfigModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True, allow_inf_nan=False)
     help_groups: ClassVar[tuple[str, ...]] = ()  # the order of the --help sections (else as the fields come)
+    # as a nested section: its keys may also be given at the top level of the config it is nested in
+    flat_keys: ClassVar[bool] = False
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -80,6 +85,27 @@ class ConfigModel(BaseModel):
     def to_dict(self) -> dict:
         """Plain YAML/JSON-ready values, nested configs as nested mappings."""
         return self.model_dump(mode="json")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys_into_their_sections(cls, values: Any) -> Any:
+        """Keys of a nested section that accepts them flat (``flat_keys``), given at this level, moved into it:
+        ``detect_size: 320`` is ``faces: {detect_size: 320}``. Keys of this level itself are never moved."""
+        if not isinstance(values, Mapping):
+            return values
+        values = dict(values)
+        for name, field in cls.model_fields.items():
+            section = field.annotation
+            if not (_nested_config(section) and section.flat_keys):
+                continue
+            given = values.get(name)
+            if not (given is None or isinstance(given, (Mapping, ConfigModel))):
+                continue  # not a section: its own validation says so
+            flat = {key: values.pop(key) for key in list(values) if key in section.model_fields and key not in cls.model_fields}
+            if flat:
+                nested = given.model_dump() if isinstance(given, ConfigModel) else dict(given or {})
+                values[name] = {**nested, **flat}
+        return values
 
     @field_validator("*", mode="before")
     @classmethod

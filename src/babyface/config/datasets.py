@@ -4,18 +4,38 @@ They live here, not beside their code, so that the command line can be built wit
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, model_validator
 
 from babyface.config.base import ConfigModel, option
-from babyface.config.defaults import DEFAULT_DETECTOR, DEFAULT_MAX_PIXELS, DEFAULT_THRESHOLD
-from babyface.config.inference import DETECTOR_HELP, Detector, margin_option, min_score_option
+from babyface.config.defaults import DEFAULT_MAX_PIXELS, DEFAULT_THRESHOLD
+from babyface.config.faces import TrainingCropDetection, faces_option
 from babyface.config.training import DEVICE_HELP, PROGRESS_HELP
 from babyface.errors import BabyfaceError
 
 CLASSES = ("happy", "neutral", "sad")  # the expressions the synthetic generator can draw
 STYLES = ("photo", "studio", "sketch")  # its looks: one per simulated data source
+DEMO_MODELS = ("fast", "resnet18", "cnn")  # what `babyface demo` can train (babyface.tools.demo.DEMO_MODELS)
+
+
+def split_commas(value: object) -> object:
+    """``"a, b"`` → ``("a", "b")``: a comma-separated option given on the command line; other values unchanged."""
+    return tuple(c.strip() for c in value.split(",") if c.strip()) if isinstance(value, str) else value
+
+
+def distinct_names(allowed: tuple[str, ...]) -> AfterValidator:
+    """Checks that a tuple of ``allowed`` names names at least one, none twice."""
+    def check(value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError(f"must be distinct names from {', '.join(allowed)}, got {','.join(value) or 'none'}")
+        return value
+    return AfterValidator(check)
+
+
+# comma-separated on the command line (``--classes happy,sad``), a list in YAML
+ClassNames = Annotated[tuple[Literal[CLASSES], ...], BeforeValidator(split_commas), distinct_names(CLASSES)]
+DemoModelNames = Annotated[tuple[Literal[DEMO_MODELS], ...], BeforeValidator(split_commas), distinct_names(DEMO_MODELS)]
 GROUP_BY_HELP = ("keep groups whole: a --manifest column (e.g. identity_group), or 'near-duplicates' (copies and "
                  "near-copies of a photo stay together); empty = files are split one by one")
 MANIFEST_HELP = "CSV with a 'file' column (relative to DATA) and the --group-by column"
@@ -29,25 +49,13 @@ class SynthConfig(ConfigModel):
     size: int = option(128, "image side in pixels", ge=32)
     test_fraction: float = option(0.2, "share of each class written to OUT/test", gt=0, lt=1)
     grayscale_share: float = option(0.2, "share of images saved in grayscale", ge=0, le=1)
-    classes: tuple[Literal[CLASSES], ...] = option(  # type: ignore[valid-type]
+    classes: ClassNames = option(
         CLASSES, "comma-separated classes to generate, a subset of happy,neutral,sad; images take the classes in turn, "
                  "e.g. --classes happy,sad for a source without neutral faces", metavar="A,B,...")
     style: Literal[STYLES] = option(  # type: ignore[valid-type]
         "photo", "rendering: photo (cluttered backgrounds, natural skin tones, lighting, noise), studio (the same faces "
                  "on a plain teal backdrop under an amber cast) or sketch (blue ink on plain paper, posterised, "
                  "outlined): looks easy to tell apart, to simulate a second data source")
-
-    @field_validator("classes", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        return tuple(c.strip() for c in value.split(",") if c.strip()) if isinstance(value, str) else value
-
-    @field_validator("classes")
-    @classmethod
-    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value or len(set(value)) != len(value):
-            raise ValueError(f"must be distinct names from {', '.join(CLASSES)}, got {','.join(value) or 'none'}")
-        return value
 
     @model_validator(mode="after")
     def _two_per_class(self) -> SynthConfig:
@@ -107,24 +115,26 @@ class CropConfig(ConfigModel):
 
     src: str = option("", "SRC/<class>/ or a BabyFace layout of whole-scene photos", positional="1")
     out: str = option("", "new or empty output folder", positional="1")
-    margin: float = margin_option(group=None)
+    faces: TrainingCropDetection = faces_option(TrainingCropDetection, group=None)
     all_faces: bool = option(False, "one crop per face instead of the largest face only")
-    min_score: float | None = min_score_option(group=None)
-    detector: Detector = option(DEFAULT_DETECTOR, DETECTOR_HELP)
     overwrite: bool = option(False, "replace the contents of a non-empty OUT")
     progress: bool = option(True, PROGRESS_HELP)
 
 
 class DemoConfig(ConfigModel):
-    """``babyface demo``: synthetic faces, the CNN and ResNet-18 trained on them, both evaluated, a results table.
+    """``babyface demo``: synthetic faces, models trained on them to convergence, each evaluated, a results table.
 
-    Few enough epochs that ``make demo`` (venv included) ends within 7 minutes on 2 CPU cores: 6 each, on the cosine
-    schedule and settings of babyface.tools.demo.DEMO_SETTINGS."""
+    Sized so that ``make demo`` (venv included) ends within 7 minutes on 2 CPU cores: by default the fast recipe's
+    xception-mini alone (babyface.tools.demo.DEMO_MODELS has each model's settings and epochs)."""
 
-    out: str = option("demo_out", "folder for the data, both runs and results.md", metavar="DIR")
-    n: int = option(1800, "synthetic images to generate", ge=6)
-    seed: int = option(0, "random seed of the data and of both trainings", ge=0)
-    cnn_epochs: int = option(6, "training epochs of the reference CNN", ge=1)
-    resnet_epochs: int = option(6, "training epochs of ResNet-18", ge=1)
+    out: str = option("demo_out", "folder for the data, the runs and results.md", metavar="DIR")
+    n: int = option(6000, "synthetic images to generate (a fifth of them are the test split)", ge=6)
+    seed: int = option(0, "random seed of the data and of every training", ge=0)
+    models: DemoModelNames = option(
+        ("fast",), "comma-separated models to train, from: fast (the fast recipe: xception-mini on 48-px gray faces), "
+                   "resnet18 (the reference's model on the fast recipe's schedule and input; three times the time "
+                   "of fast) and cnn (the reference CNN, 64-px colour faces)", metavar="A,B,...")
+    epochs: int = option(0, "training epochs of every model; 0 = each model's own (fast 30, resnet18 12, cnn 10)",
+                         ge=0)
     overwrite: bool = option(False, "replace an earlier demo in --out")
     device: str = option("auto", DEVICE_HELP, metavar="DEVICE")

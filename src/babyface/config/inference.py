@@ -1,33 +1,23 @@
-"""Commands that use a trained run: evaluate, predict, export, explain, report, serve, ensemble and compare,
-and the face-framing options several of them share."""
+"""Commands that use a trained run: evaluate, predict, export, explain, report, serve, watch, ensemble and compare
+(the face and video options they nest are babyface.config.faces')."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from babyface.config.base import ConfigModel, option, zero_or_at_least
-from babyface.config.defaults import (
-    DEFAULT_DETECTOR,
-    DEFAULT_MARGIN,
-    DEFAULT_MAX_PIXELS,
-    DETECT_EVERY,
-    DETECT_MAX_SIDE,
-    DETECTOR_MIN_SCORES,
-    DETECTORS,
-    LIVE_DETECTOR,
-)
+from babyface.config.defaults import DEFAULT_MAX_PIXELS
+from babyface.config.faces import FaceDetection, TrainingCropDetection, VideoOptions, faces_option, video_option
 from babyface.config.training import DEVICE_HELP, PRECISION_HELP, PROGRESS_HELP
 
 FACES, OUTPUT, VIDEO, RUNTIME, DATA, STATISTICS, SERVER, EVENTS, SOURCE = (
     "faces", "output", "videos", "model and runtime", "data", "statistics", "server", "events", "camera or stream")
 
-Detector = Literal[DETECTORS]  # type: ignore[valid-type]
 Tta = Literal["none", "flip"]
 Framing = Literal["face", "whole"]
 ModelFraming = Literal["auto", "face", "whole"]  # auto: as the bundle records its training images
 Backend = Literal["auto", "torch", "onnx"]
 Precision = Literal["auto", "fp32", "bf16"]
-Night = Literal["auto", "on", "off"]
 
 RUN_HELP = "run folder written by 'babyface train' (or by 'babyface ensemble')"
 TTA_HELP = "test-time augmentation: none, or flip (average the calibrated probabilities of each image and its mirror)"
@@ -36,18 +26,9 @@ FRAMING_HELP = ("auto: as the run's training images were framed (model.json reco
                 "face: classify the square around each image's largest detected face, cut as 'babyface data crop' cuts "
                 "it (the whole image when no face is found); whole: classify images as given, for images that are "
                 "already tight face crops")
-DETECTOR_HELP = ("face detector: blazeface (MediaPipe's, about 3 ms a photo), mtcnn (about 30 times slower; cuts the "
-                 "training crops) or haar (OpenCV's, misses many infant faces); all cut a face the same way")
-MARGIN_HELP = "added around a detected face on every side, as a share of the face's size (0.2 = 20%)"
-MIN_SCORE_HELP = ("detector confidence (0-1) needed to accept a face; auto = the detector's own ("
-                  + ", ".join(f"{name} {score}" for name, score in DETECTOR_MIN_SCORES.items()) + ")")
 MIN_CONFIDENCE_HELP = ("below this top probability the label is 'uncertain' (the probabilities are still reported); "
                        "0 = always name the most likely class")
-MIN_FACE_HELP = ("look only for faces at least this share of the image's shorter side, which lets large images "
-                 "shrink before detection (faster); 0 = any size")
 ONNX_HELP = "ONNX file for --backend onnx, e.g. RUN/model.int8.onnx; empty = RUN/model.onnx"
-DETECT_EVERY_HELP = ("run the face detector on every N-th used frame, boxes in between interpolated; auto = "
-                     + ", ".join(f"{n} with {d}" for d, n in DETECT_EVERY.items()) + " (what keeps 25 frames/s on 2 cores)")
 BATCH_HELP = "images per forward pass (more is faster but needs more memory)"
 MEASURES_HELP = ("also measure each face (eye openness, smile, brow lowering, frown, mouth opening, head pose; "
                  "see 'babyface measure'): extra columns in the predictions and in videos' timeline.csv, and a "
@@ -59,45 +40,11 @@ GROUP_BY_EVAL_HELP = (
     "--group-by the run was trained with when it is evaluated on its own test split, else none; none = no groups")
 GROUP_MANIFEST_HELP = ("CSV with a 'file' column (paths relative to the data folder, e.g. test/happy/a.jpg) and the "
                        "--group-by column")
-
-
-def margin_option(group: str | None = FACES) -> float:
-    return option(DEFAULT_MARGIN, MARGIN_HELP, ge=0, le=2, group=group)
-
-
-def min_score_option(group: str | None = FACES) -> float | None:
-    return option(None, MIN_SCORE_HELP, ge=0, le=1, group=group)
+SMOOTH_HELP = "moving average of each face's probabilities over this many used frames (1 = none)"
 
 
 def precision_option(group: str | None = RUNTIME) -> str:
     return option("auto", PRECISION_HELP + " (PyTorch back end; ONNX files carry their own)", group=group)
-
-
-def every_option() -> int:
-    return option(1, "videos: use every N-th frame (1 = all)", ge=1, group=VIDEO)
-
-
-def detect_every_option() -> int | None:
-    return option(None, "videos: " + DETECT_EVERY_HELP, ge=1, group=VIDEO)
-
-
-def detect_size_option() -> int:
-    return option(320, "videos: frames are shrunk to this longest side in pixels for detection only (0 = full size)",
-                  ge=0, group=VIDEO)
-
-
-def min_face_option() -> float:
-    return option(0.0, "videos: " + MIN_FACE_HELP, ge=0, lt=1, group=VIDEO)
-
-
-def night_option() -> str:
-    return option("auto", "videos: night mode for infrared cameras: detect on a denoised copy of each frame and classify "
-                          "contrast-stretched faces (measured in benchmarks/night.py); auto = for grey frames only, on, "
-                          "or off", group=VIDEO)
-
-
-def detector_option(text: str = DETECTOR_HELP, group: str | None = FACES, default: str = DEFAULT_DETECTOR) -> str:
-    return option(default, text, group=group)
 
 
 class EvalConfig(ConfigModel):
@@ -141,9 +88,7 @@ class EvalConfig(ConfigModel):
     onnx: str = option("", ONNX_HELP, metavar="FILE", group=RUNTIME)
     precision: Precision = precision_option()
     framing: ModelFraming = option("auto", FRAMING_HELP, group=FACES)
-    detector: Detector = detector_option()
-    margin: float = margin_option()
-    min_score: float | None = min_score_option()
+    faces: TrainingCropDetection = faces_option(TrainingCropDetection)
 
 
 class PredictConfig(ConfigModel):
@@ -171,17 +116,9 @@ class PredictConfig(ConfigModel):
                       metavar="DIR", group=VIDEO)
     annotate: str = option("", "videos: also write this video file with boxes and labels drawn in (one input video "
                                "only); empty = none", metavar="FILE", group=VIDEO)
-    every: int = every_option()
-    detect_every: int | None = detect_every_option()
-    detect_size: Annotated[int, zero_or_at_least(32)] = detect_size_option()
-    min_face: float = min_face_option()
-    night: Night = night_option()
-    smooth: int = option(5, "videos: moving average of each face's probabilities over this many used frames "
-                            "(1 = none)", ge=1, group=VIDEO)
-    detector: Detector = detector_option(DETECTOR_HELP + "; for photos with --framing face, and for videos",
-                                         default=LIVE_DETECTOR)
-    min_score: float | None = min_score_option()
-    margin: float = margin_option()
+    video: VideoOptions = video_option()
+    smooth: int = option(5, "videos: " + SMOOTH_HELP, ge=1, group=VIDEO)
+    faces: FaceDetection = faces_option()
     overwrite: bool = option(False, "videos: write into a --out folder, or over an --annotate file, that already exists",
                              group=VIDEO)
     measures: bool = option(False, MEASURES_HELP, group=OUTPUT)
@@ -204,20 +141,14 @@ class MeasureConfig(ConfigModel):
                           group=RUNTIME)
     framing: Framing = option("face", "photos: face = measure every detected face (the whole image when none is found); "
                                       "whole = the image is one face crop", group=FACES)
-    detector: Detector = detector_option(default=LIVE_DETECTOR)
-    min_score: float | None = min_score_option()
-    every: int = every_option()
-    detect_every: int | None = detect_every_option()
-    detect_size: Annotated[int, zero_or_at_least(32)] = detect_size_option()
-    min_face: float = min_face_option()
-    night: Night = night_option()
+    faces: FaceDetection = faces_option()
+    video: VideoOptions = video_option()
     progress: bool = option(True, PROGRESS_HELP, group=OUTPUT)
 
     def video_config(self, out: str) -> "PredictConfig":
         """The video analysis settings of ``predict`` that measuring a video shares."""
-        return PredictConfig(inputs=self.inputs, out=out, overwrite=self.overwrite, every=self.every,
-                             detect_every=self.detect_every, detect_size=self.detect_size, min_face=self.min_face,
-                             detector=self.detector, min_score=self.min_score, smooth=1, night=self.night)
+        return PredictConfig(inputs=self.inputs, out=out, overwrite=self.overwrite, faces=self.faces, video=self.video,
+                             smooth=1)
 
 
 class ExportConfig(ConfigModel):
@@ -293,13 +224,7 @@ class ServeConfig(ConfigModel):
                               "end measures fastest (see --precision); --no-onnx considers PyTorch only", group=RUNTIME)
     workers: int = option(2, "requests whose faces are detected at the same time (one thread each; about one per CPU "
                              "core)", ge=1, group=SERVER)
-    detector: Detector = detector_option(default=LIVE_DETECTOR)
-    min_score: float | None = min_score_option()
-    margin: float = margin_option()
-    detect_size: Annotated[int, zero_or_at_least(32)] = option(
-        DETECT_MAX_SIDE, "images are shrunk to at most this longest side in pixels for detection (faces are cut from the "
-                         "full image); 0 = full size", ge=0, group=FACES)
-    min_face: float = option(0.1, MIN_FACE_HELP + " (slow)", ge=0, lt=1, group=FACES)
+    faces: FaceDetection = faces_option()
     min_confidence: float = option(0.0, MIN_CONFIDENCE_HELP, ge=0, le=1, group=RUNTIME)
     device: str = option("auto", DEVICE_HELP, metavar="DEVICE", group=RUNTIME)
     tta: Tta = option("none", TTA_HELP, group=RUNTIME)
@@ -352,18 +277,9 @@ class WatchConfig(ConfigModel):
                            " gets each event on TOPIC/events, the faces' state retained on TOPIC/state and online/"
                            "offline on TOPIC/availability; a broker that is down is retried with back-off, never "
                            "fatal; empty = none", metavar="URL", group=EVENTS)
-    every: int = option(1, "use every N-th frame (1 = all)", ge=1, group=VIDEO)
-    detect_every: int | None = option(None, DETECT_EVERY_HELP + " (events lag by about that many frames)", ge=1,
-                                      group=VIDEO)
-    detect_size: Annotated[int, zero_or_at_least(32)] = option(
-        320, "frames are shrunk to this longest side in pixels for detection only (0 = full size)", ge=0, group=VIDEO)
-    min_face: float = option(0.0, MIN_FACE_HELP, ge=0, lt=1, group=VIDEO)
-    night: Night = night_option()
-    smooth: int = option(15, "moving average of each face's probabilities over this many used frames (1 = none)",
-                         ge=1, group=VIDEO)
-    detector: Detector = detector_option(default=LIVE_DETECTOR)
-    min_score: float | None = min_score_option()
-    margin: float = margin_option()
+    video: VideoOptions = video_option()
+    smooth: int = option(15, SMOOTH_HELP, ge=1, group=VIDEO)
+    faces: FaceDetection = faces_option()
     reconnect: float = option(30.0, "when a camera or stream stops delivering frames, retry with a doubling wait up "
                                     "to this many seconds between tries, forever; 0 = stop instead (a video file "
                                     "always stops at its end)", ge=0, metavar="SECONDS", group=SOURCE)

@@ -1,5 +1,9 @@
 """The decode cache: decoded images kept in a file, reused across runs, rebuilt only for the files that changed.
 
+``load_decoded(paths, labels, opts, ...)`` is its one entry point: the images as ``DecodedImages`` (see ``decoded``,
+which this module decodes with and never calls back here), streamable rows of the cache file, or decoded into memory
+with --no-cache.
+
 The cache folder (``--cache-dir``; default ``$BABYFACE_CACHE_DIR``, else ``$XDG_CACHE_HOME/babyface`` or
 ``~/.cache/babyface``, never the dataset folder, which may be read-only) holds one *pool* per decode setting
 and folder of images:
@@ -34,7 +38,7 @@ import numpy as np
 import torch
 
 from babyface.config import DataConfig
-from babyface.data.decoded import DecodedImages, MappedImages, decode_images, decode_into
+from babyface.data.decoded import MB, DecodedImages, MappedImages, decode_images, decode_into
 from babyface.data.images import DEFAULT_MAX_PIXELS, display_path
 from babyface.errors import BabyfaceError, ImageDecodeError
 from babyface.outputs import atomic_path, write_json
@@ -45,7 +49,6 @@ log = logging.getLogger("babyface")
 CACHE_FORMAT = "babyface-decode-cache"
 CACHE_VERSION = 1
 DECODER_VERSION = 1  # raise when load_resized's output changes, so older cached images are not reused
-MB = 2**20
 
 
 def default_cache_dir() -> Path:
@@ -62,26 +65,15 @@ def cache_dir_for(opts: DataConfig) -> Path | None:
     return Path(opts.cache_dir).expanduser() if opts.cache_dir else default_cache_dir()
 
 
-def load_decoded(paths: Sequence[Path], labels: Sequence[int], opts: DataConfig, progress: bool, desc: str) -> DecodedImages:
-    """Decoded images of ``paths``: from the decode cache (streamable) unless --no-cache, else decoded into memory."""
+def load_decoded(paths: Sequence[Path], labels: Sequence[int] | None, opts: DataConfig, progress: bool,
+                 desc: str) -> DecodedImages:
+    """Decoded images of ``paths`` (labels -1 when None), at --image-size: rows of the decode cache file (streamable)
+    unless --no-cache, else decoded into memory; files that cannot be decoded are reported and skipped (--strict: raise)."""
     folder = cache_dir_for(opts)
     kwargs = {"max_pixels": opts.max_pixels, "strict": opts.strict, "progress": progress, "desc": desc}
     if folder is None:
         return decode_images(paths, labels, opts.image_size, **kwargs)
-    return decode_cached(paths, labels, opts.image_size, folder, **kwargs)
-
-
-def fit_memory_budget(parts: Sequence[DecodedImages], cache_mem: float) -> list[DecodedImages]:
-    """Hold ``parts`` in memory when together they fit in ``cache_mem`` MB; else leave them streaming from the cache."""
-    need = sum(part.nbytes for part in parts)
-    if need <= cache_mem * MB:
-        return [part.in_memory() for part in parts]
-    if all(isinstance(part.images, MappedImages) for part in parts):
-        log.info("decoded images take %.1f MB, over --cache-mem %g MB: batches are read from the cache file", need / MB, cache_mem)
-    else:
-        log.warning("decoded images take %.1f MB, over --cache-mem %g MB, but without the cache file they stay in memory; "
-                    "drop --no-cache to stream them", need / MB, cache_mem)
-    return list(parts)
+    return _decode_cached(paths, labels, opts.image_size, folder, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -236,9 +228,9 @@ class DecodeCache:
                 path.unlink(missing_ok=True)
 
 
-def decode_cached(paths: Sequence[Path], labels: Sequence[int] | None, size: int, folder: Path, *,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, strict: bool = False, progress: bool = True,
-                  desc: str = "decode") -> DecodedImages:
+def _decode_cached(paths: Sequence[Path], labels: Sequence[int] | None, size: int, folder: Path, *,
+                   max_pixels: int = DEFAULT_MAX_PIXELS, strict: bool = False, progress: bool = True,
+                   desc: str = "decode") -> DecodedImages:
     """``decode_images`` through the cache in ``folder``: images come back as ``MappedImages`` rows of the cache file.
 
     When the cache cannot be written (read-only folder, full disk) the images are decoded into memory, with a warning.
@@ -259,10 +251,10 @@ def decode_cached(paths: Sequence[Path], labels: Sequence[int] | None, size: int
             log.warning("cannot write the decode cache in %s (%s); decoding into memory instead (--cache-dir elsewhere, "
                         "or --no-cache)", folder, str(exc).splitlines()[0])
             return decode_images(paths, labels, size, max_pixels=max_pixels, strict=strict, progress=progress, desc=desc)
-    return select_rows(pool, paths, labels, keys, strict)
+    return _select_rows(pool, paths, labels, keys, strict)
 
 
-def select_rows(pool: Pool, paths: Sequence[Path], labels: Sequence[int], keys: Sequence[FileKey | str], strict: bool) -> DecodedImages:
+def _select_rows(pool: Pool, paths: Sequence[Path], labels: Sequence[int], keys: Sequence[FileKey | str], strict: bool) -> DecodedImages:
     """The pool rows of ``paths``, in order; files that could not be read or decoded are reported and skipped."""
     known = pool.by_digest()
     rows, kept, skipped = [], [], []

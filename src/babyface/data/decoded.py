@@ -1,5 +1,8 @@
 """Decode every image once, resized to the model's size, into one uint8 tensor kept in memory
-(or streamed from the decode cache file when it is larger than the memory budget: see ``cache``)."""
+(or streamed from the decode cache file when it is larger than the memory budget: see ``fit_memory_budget``).
+
+The images as values (``DecodedImages``, ``MappedImages``) and plain decoding; the decode cache (``cache``) is built on
+them and this module never calls it."""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from babyface.errors import ImageDecodeError
 from babyface.progress import progress_bar
 
 log = logging.getLogger("babyface")
+
+MB = 2**20
 
 
 def luminance(images: torch.Tensor) -> torch.Tensor:
@@ -102,6 +107,19 @@ class DecodedImages:
         if isinstance(self.images, MappedImages):
             return dataclasses.replace(self, images=self.images.load())
         return self
+
+
+def fit_memory_budget(parts: Sequence[DecodedImages], cache_mem: float) -> list[DecodedImages]:
+    """Hold ``parts`` in memory when together they fit in ``cache_mem`` MB; else leave them streaming from the cache."""
+    need = sum(part.nbytes for part in parts)
+    if need <= cache_mem * MB:
+        return [part.in_memory() for part in parts]
+    if all(isinstance(part.images, MappedImages) for part in parts):
+        log.info("decoded images take %.1f MB, over --cache-mem %g MB: batches are read from the cache file", need / MB, cache_mem)
+    else:
+        log.warning("decoded images take %.1f MB, over --cache-mem %g MB, but without the cache file they stay in memory; "
+                    "drop --no-cache to stream them", need / MB, cache_mem)
+    return list(parts)
 
 
 def decode_images(

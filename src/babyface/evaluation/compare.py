@@ -11,9 +11,7 @@ groups for both models at once, so it is the one to trust when groups are known.
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -23,10 +21,17 @@ import numpy as np
 from babyface.bundle.single import read_metadata
 from babyface.data.groups import resolve_groups
 from babyface.errors import BabyfaceError
-from babyface.metrics import interval_text, paired_cluster_bootstrap, quoted_interval
+from babyface.metrics import interval_text, paired_cluster_bootstrap
 from babyface.models import create_model
 from babyface.models.registry import count_params
-from babyface.run import Arch, EvaluationFiles, ModelMeta, RunFolder
+from babyface.run import (
+    EvaluationFiles,
+    ModelMeta,
+    PredictionRow,
+    RunFolder,
+    read_evaluation_metrics,
+    read_predictions,
+)
 
 EXACT_BELOW = 25
 
@@ -45,33 +50,33 @@ def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
     return {"only_a_right": only_a, "only_b_right": only_b, "test": test, "statistic": statistic, "p_value": p_value}
 
 
-def read_prediction_rows(run: Path) -> dict[str, tuple[str, str, str]]:
-    """file → (true, predicted, group) from RUN/evaluation/predictions.csv; group is "" when evaluate knew none."""
-    path = RunFolder(run).evaluation / EvaluationFiles.PREDICTIONS
+def read_prediction_rows(run: Path) -> dict[str, PredictionRow]:
+    """file → its row of RUN/evaluation/predictions.csv."""
+    return {row.file: row for row in read_predictions(_evaluated(run, EvaluationFiles.PREDICTIONS))}
+
+
+def _evaluated(run: Path, name: str) -> Path:
+    path = RunFolder(run).evaluation / name
     if not path.is_file():
         raise BabyfaceError(f"{path}: not found; run 'babyface evaluate {run} DATA' first")
-    with open(path, newline="", encoding="utf-8") as handle:
-        return {r["file"]: (r["true"], r["predicted"], r.get("group") or "") for r in csv.DictReader(handle)}
+    return path
 
 
 def run_summary(run: Path) -> dict:
     """Model, parameters, test accuracy/macro-F1 with intervals, ECE and seconds per epoch of one run."""
     meta = read_metadata(run)
-    path = RunFolder(run).evaluation / EvaluationFiles.METRICS
-    if not path.is_file():
-        raise BabyfaceError(f"{path}: not found; run 'babyface evaluate {run} DATA' first")
-    metrics = json.loads(path.read_text(encoding="utf-8"))
-    return {"run": str(run), "model": meta.arch.name, "params": parameter_count(meta), "n": metrics["n"],
-            "accuracy": metrics["accuracy"], "accuracy_ci": quoted_interval(metrics, "accuracy"),
-            "macro_f1": metrics["macro_f1"], "macro_f1_ci": quoted_interval(metrics, "macro_f1"), "ece": metrics.get("ece"),
-            "seconds_per_epoch": meta.metrics.get("seconds_per_epoch"), "n_groups": metrics.get("n_groups"),
-            "intervals": "groups" if metrics.get("quote") == "group" else "images", "data_root": metrics.get("data_root")}
+    metrics = read_evaluation_metrics(_evaluated(run, EvaluationFiles.METRICS).parent)
+    return {"run": str(run), "model": meta.arch.name, "params": parameter_count(meta), "n": metrics.n,
+            "accuracy": metrics.accuracy, "accuracy_ci": metrics.quoted_interval("accuracy"),
+            "macro_f1": metrics.macro_f1, "macro_f1_ci": metrics.quoted_interval("macro_f1"), "ece": metrics.ece,
+            "seconds_per_epoch": meta.metrics.seconds_per_epoch, "n_groups": metrics.n_groups,
+            "intervals": "groups" if metrics.quote == "group" else "images", "data_root": metrics.data_root}
 
 
 def parameter_count(meta: ModelMeta) -> int:
     """Parameters of the model in ``model.json`` (of an ensemble: of all its members), from its architecture alone."""
     if meta.is_ensemble:
-        return sum(parameter_count(meta.model_copy(update={"arch": Arch(**m["arch"]), "image_size": m["image_size"]}))
+        return sum(parameter_count(meta.model_copy(update={"arch": m.arch, "image_size": m.image_size}))
                    for m in meta.members)
     return count_params(create_model(meta.arch.name, len(meta.classes), meta.image_size, **meta.arch.kwargs))
 
@@ -81,17 +86,17 @@ def paired_rows(run_a: Path, run_b: Path) -> tuple[np.ndarray, np.ndarray, list[
     refused); groups from the runs' predictions.csv (either run's, when only one was evaluated with --group-by),
     None when neither knows them."""
     a, b = read_prediction_rows(run_a), read_prediction_rows(run_b)
-    if a.keys() != b.keys() or any(a[f][0] != b[f][0] for f in a):
-        differ = len(a.keys() ^ b.keys()) or sum(a[f][0] != b[f][0] for f in a)
+    if a.keys() != b.keys() or any(a[f].true != b[f].true for f in a):
+        differ = len(a.keys() ^ b.keys()) or sum(a[f].true != b[f].true for f in a)
         raise BabyfaceError(f"{run_a} and {run_b} were evaluated on different test sets ({len(a)} vs {len(b)} images, "
                             f"{differ} file(s) or labels differ); evaluate both on the same DATA to compare them")
     files = sorted(a)
-    groups_a, groups_b = [a[f][2] for f in files], [b[f][2] for f in files]
+    groups_a, groups_b = [a[f].group for f in files], [b[f].group for f in files]
     if all(groups_a) and all(groups_b) and _partition(groups_a) != _partition(groups_b):
         raise BabyfaceError(f"{run_a} and {run_b} were evaluated with different --group-by groups; evaluate both with the "
                             "same --group-by, or pass --group-by (and --manifest) to compare")
     groups = groups_a if all(groups_a) else groups_b if all(groups_b) else None
-    return (np.array([a[f][0] == a[f][1] for f in files]), np.array([b[f][0] == b[f][1] for f in files]), files, groups)
+    return np.array([a[f].correct for f in files]), np.array([b[f].correct for f in files]), files, groups
 
 
 def _partition(groups: list[str]) -> list[int]:

@@ -30,10 +30,19 @@ from babyface.faces.framing import (
 )
 from babyface.inference.calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
 from babyface.inference.classifier import Classifier
-from babyface.metrics import classification_metrics, interval_text, quoted_interval
-from babyface.outputs import prepare_output_dir, write_csv, write_json
+from babyface.metrics import classification_metrics, interval_text
+from babyface.outputs import prepare_output_dir, write_json
 from babyface.plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
-from babyface.run import SPLITS_FILE, EvaluationFiles, ModelMeta, RunFolder, read_split_manifest
+from babyface.run import (
+    SPLITS_FILE,
+    EvaluationFiles,
+    EvaluationMetrics,
+    ModelMeta,
+    PredictionRow,
+    RunFolder,
+    read_split_manifest,
+    write_predictions,
+)
 
 log = logging.getLogger("babyface")
 GRID_TILE_SIZE = 160
@@ -59,13 +68,13 @@ def resolve_test_set(config: EvalConfig, meta: ModelMeta, run: Path) -> TestSet:
     """The run's own test split, read from its split manifest, when DATA is not given or is what the run was trained
     on; otherwise every test image of the other data (DATA/test of a BabyFace layout, else every image), combined
     with the label map the run was trained with unless --label-map is given."""
-    recorded = meta.data.get("sources", [])
+    recorded = meta.data.sources
     paths = data_sources(config) or recorded
     if not paths:
         raise DataError("evaluate needs DATA (or --data A --data B); this run records no data sources")
     if not config.label_map and _resolved(paths) == _resolved(recorded):
         return manifest_test_set(run, meta)
-    label_map = load_label_map(config.label_map) if config.label_map else meta.data.get("label_map") or None
+    label_map = load_label_map(config.label_map) if config.label_map else meta.data.label_map or None
     if len(paths) == 1 and not label_map:
         return other_test_set(Path(paths[0]), meta)
     scan = scan_sources(paths, label_map, None, 0, check_map=bool(config.label_map))
@@ -80,7 +89,7 @@ def _resolved(paths) -> set[str]:
 
 def manifest_test_set(run: Path, meta: ModelMeta) -> TestSet:
     """The test rows of the split manifest that training wrote (RUN/splits.csv)."""
-    root = Path(meta.data.get("root", run))
+    root = Path(meta.data.root or run)
     manifest = read_split_manifest(RunFolder(run).splits, root)
     if manifest is None:
         raise DataError(f"{display_path(run)}: no {SPLITS_FILE}, so its test split is unknown; give the test DATA to evaluate on")
@@ -93,7 +102,7 @@ def manifest_test_set(run: Path, meta: ModelMeta) -> TestSet:
     if not rows:
         raise DataError(f"{source}: no test images in {RunFolder(run).splits}")
     index = {name: i for i, name in enumerate(meta.decides_over)}
-    several = len(meta.data.get("sources", [])) > 1
+    several = len(meta.data.sources) > 1
     return TestSet([root / row.file for row in rows], [index[row.label] for row in rows], source, root,
                    [row.source for row in rows] if several else [], own_split=True)
 
@@ -175,18 +184,20 @@ def evaluate_run(config: EvalConfig) -> dict:
     metrics["ece"] = metrics["calibration"]["ece_after"]
     if any(test.sources):
         metrics["per_source"] = per_source_metrics(decoded.paths, test, true, probs, classes, config, groups, grouping.by)
-    write_json(out / EvaluationFiles.METRICS, metrics)
+    record = EvaluationMetrics.model_validate(metrics)  # before the figures: what metrics.json will hold
     write_json(out / EvaluationFiles.CONFUSION_JSON, {"classes": classes, "matrix": metrics["confusion_matrix"]})
     files = [_shown_path(p, test.root) for p in decoded.paths]
-    _write_predictions(out / EvaluationFiles.PREDICTIONS, files, true, pred, probs, classes, framed.face_found, groups)
+    write_predictions(out / EvaluationFiles.PREDICTIONS, classes, prediction_rows(files, true, pred, probs, classes,
+                                                                                   framed.face_found, groups), groups is not None)
     if config.by:
         metrics["subgroups"] = analyse_subgroups(files, true, pred, classes, _metadata_path(config), config.by,
                                                  metrics, config.bootstrap, config.seed, groups)
         write_json(out / EvaluationFiles.SUBGROUPS, metrics["subgroups"])
-    title = f"{name} on {test.name}: macro-F1 {interval_text(metrics['macro_f1'], quoted_interval(metrics, 'macro_f1'))}"
-    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes, out / EvaluationFiles.CONFUSION_PNG, title=title)
+    title = f"{name} on {test.name}: macro-F1 {interval_text(record.macro_f1, record.quoted_interval('macro_f1'))}"
+    plot_confusion_matrix(np.array(record.confusion_matrix), classes, out / EvaluationFiles.CONFUSION_PNG, title=title)
     _plot_reliability(out / EvaluationFiles.RELIABILITY_PNG, logits, true, temperature, f"{name} on {test.name}")
     _plot_grid(out / EvaluationFiles.GRID_PNG, framed, true, pred, probs, classes, config)
+    write_json(out / EvaluationFiles.METRICS, record.to_json())  # last: it marks the evaluation complete
     metrics["out"] = str(out)
     log.info("%s on %s: accuracy %.4f, macro-F1 %.4f; results in %s", name, test.source, metrics["accuracy"], metrics["macro_f1"], out)
     return metrics
@@ -195,7 +206,7 @@ def evaluate_run(config: EvalConfig) -> dict:
 def training_files(run: Path, meta: ModelMeta, data: Path) -> list[Path]:
     """The images the run was trained (and validated) on, where they can be known: the train/val rows of its split
     manifest when ``data`` is what it was trained on, else DATA/train and DATA/val of a BabyFace layout."""
-    manifest = read_split_manifest(RunFolder(run).splits, Path(meta.data.get("root", run)))
+    manifest = read_split_manifest(RunFolder(run).splits, Path(meta.data.root or run))
     if manifest is not None and data.resolve() == manifest.root.resolve():
         return manifest.paths("train", "val")
     if (data / "train").is_dir() and (data / "test").is_dir():
@@ -266,8 +277,8 @@ def group_test_images(config: EvalConfig, meta: ModelMeta, test: TestSet) -> Gro
     if group_by == "none":
         return Grouping()
     if not group_by and not manifest and test.own_split:
-        options = meta.training.get("data_options") or {}
-        group_by, manifest, origin = options.get("group_by") or "", options.get("manifest") or "", "training"
+        options = meta.training_config().data_options
+        group_by, manifest, origin = options.group_by, options.manifest, "training"
         if manifest and not Path(manifest).is_file():
             log.warning("WARNING: the run was trained with --group-by %s --manifest %s, which is not found from here; "
                         "pass --group-by and --manifest to get group-level intervals", group_by, manifest)
@@ -299,15 +310,11 @@ def _metadata_path(config: EvalConfig) -> Path:
     return default
 
 
-def _write_predictions(path: Path, files: list[str], true, pred, probs, classes: list[str], face_found: list[bool | None],
-                       groups: list[str] | None = None) -> None:
-    """One row per image; with groups known, a last column ``group`` (which ``compare`` uses for its paired test)."""
-    rows = [[file, classes[t], classes[p], *(f"{v:.6f}" for v in prob), found_text(found)]
-            for file, t, p, prob, found in zip(files, true, pred, probs, face_found)]
-    header = ["file", "true", "predicted", *(f"p_{c}" for c in classes), "face_found"]
-    if groups is not None:
-        rows, header = [[*row, group] for row, group in zip(rows, groups)], [*header, "group"]
-    write_csv(path, header, rows)
+def prediction_rows(files: list[str], true, pred, probs, classes: list[str], face_found: list[bool | None],
+                    groups: list[str] | None = None) -> list[PredictionRow]:
+    """One row of predictions.csv per image."""
+    return [PredictionRow(file, classes[t], classes[p], {c: float(v) for c, v in zip(classes, prob)}, found_text(found), group)
+            for file, t, p, prob, found, group in zip(files, true, pred, probs, face_found, groups or [""] * len(files))]
 
 
 def _plot_grid(path: Path, framed: FramedImages, true, pred, probs, classes: list[str], config: EvalConfig) -> None:

@@ -14,6 +14,7 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -23,9 +24,20 @@ from babyface.config import ReportConfig
 from babyface.data.images import load_rgb
 from babyface.errors import BabyfaceError, ImageDecodeError, OutputExistsError
 from babyface.evaluation.affect import format_aucs
-from babyface.metrics import groups_text, interval_text, quoted_interval
+from babyface.metrics import groups_text, interval_text
 from babyface.outputs import write_text
-from babyface.run import MODEL_CARD_FILE, REPORT_FILE, EvaluationFiles, RunFolder
+from babyface.run import (
+    MODEL_CARD_FILE,
+    REPORT_FILE,
+    DataRecord,
+    EvaluationFiles,
+    EvaluationMetrics,
+    PredictionRow,
+    RunFolder,
+    TestScores,
+    read_evaluation_metrics,
+    read_predictions,
+)
 
 log = logging.getLogger("babyface")
 
@@ -72,20 +84,19 @@ def collect_facts(run: Path, eval_dir: Path) -> dict:
     """Everything the report and the model card show, read from the run and evaluation folders."""
     folder = RunFolder(run)
     meta = read_metadata(run)
-    metrics = read_json(eval_dir / EvaluationFiles.METRICS)
-    if metrics is None:
+    if not (eval_dir / EvaluationFiles.METRICS).is_file():
         raise BabyfaceError(f"{eval_dir}: no {EvaluationFiles.METRICS}; run 'babyface evaluate {run} DATA' first (or pass --eval DIR)")
     manifest = folder.split_manifest()
     splits = Counter((row.split, row.label) for row in manifest.rows) if manifest else Counter()
-    return {"run": run, "eval": eval_dir, "meta": meta, "metrics": metrics, "splits": splits,
+    predictions = eval_dir / EvaluationFiles.PREDICTIONS
+    return {"run": run, "eval": eval_dir, "meta": meta, "metrics": read_evaluation_metrics(eval_dir), "splits": splits,
             "history": read_csv_rows(folder.history), "subgroups": read_json(eval_dir / EvaluationFiles.SUBGROUPS),
-            "predictions": read_csv_rows(eval_dir / EvaluationFiles.PREDICTIONS)}
+            "predictions": read_predictions(predictions) if predictions.is_file() else []}
 
 
-def confident_mistakes(predictions: list[dict[str, str]], n: int) -> list[dict[str, str]]:
+def confident_mistakes(predictions: list[PredictionRow], n: int) -> list[PredictionRow]:
     """The ``n`` wrong predictions with the highest probability for the predicted class."""
-    wrong = [r for r in predictions if r["true"] != r["predicted"]]
-    return sorted(wrong, key=lambda r: -float(r[f"p_{r['predicted']}"]))[:n]
+    return sorted((r for r in predictions if not r.correct), key=lambda r: -r.confidence)[:n]
 
 
 def gallery_items(facts: dict, n: int, device: str) -> list[dict]:
@@ -96,15 +107,15 @@ def gallery_items(facts: dict, n: int, device: str) -> list[dict]:
     if not mistakes or facts["meta"].is_ensemble:  # Grad-CAM explains one model, not an ensemble
         return []
     explainer = Explainer(facts["run"], device)
-    root = Path(facts["metrics"].get("data_root", ""))
+    root = Path(facts["metrics"].data_root)
     items = []
     for row in mistakes:
-        path = root / row["file"] if (root / row["file"]).is_file() else Path(row["file"])
+        path = root / row.file if (root / row.file).is_file() else Path(row.file)
         try:
             explanation = explainer.explain(path)
             original = np.asarray(load_rgb(path))
         except (ImageDecodeError, OSError) as exc:
-            log.warning("gallery: skipped %s (%s)", row["file"], exc)
+            log.warning("gallery: skipped %s (%s)", row.file, exc)
             continue
         items.append({"row": row, "original": original, "overlay": explanation.overlay})
     return items
@@ -149,19 +160,19 @@ def card(value: str, label: str) -> str:
 
 
 def section_summary(facts: dict) -> str:
-    m, cal = facts["metrics"], facts["metrics"].get("calibration", {})
-    cards = [card(f"{m['accuracy']:.1%}", f"test accuracy, 95% CI {ci_text(m, 'accuracy', percent=True)}"),
-             card(f"{m['macro_f1']:.3f}", f"test macro-F1, 95% CI {ci_text(m, 'macro_f1')}"),
-             card(f"{cal.get('ece_after', float('nan')):.3f}", f"test ECE at T = {cal.get('temperature', 1):.2f} "
-                                                                f"({cal.get('ece_before', float('nan')):.3f} at T = 1)"),
-             card(str(m["n"]), "test images" + (f" of {m['n_groups']} groups" if m.get("quote") == "group" else ""))]
+    m: EvaluationMetrics = facts["metrics"]
+    cal = m.calibration
+    cards = [card(f"{m.accuracy:.1%}", f"test accuracy, 95% CI {ci_text(m, 'accuracy', percent=True)}"),
+             card(f"{m.macro_f1:.3f}", f"test macro-F1, 95% CI {ci_text(m, 'macro_f1')}"),
+             card(f"{cal.ece_after:.3f}", f"test ECE at T = {cal.temperature:.2f} ({cal.ece_before:.3f} at T = 1)"),
+             card(str(m.n), "test images" + (f" of {m.n_groups} groups" if m.quote == "group" else ""))]
     return f'<div class="cards">{"".join(cards)}</div><p class="note">{html.escape(interval_note(m))}</p>'
 
 
-def interval_note(metrics: dict) -> str:
-    """Which intervals the numbers carry and which to quote (report and model card)."""
-    if metrics.get("quote") == "group":
-        return (f"The accuracy and macro-F1 intervals resample whole groups ({groups_text(metrics)}): quote "
+def interval_note(metrics: TestScores) -> str:
+    """Which intervals the numbers carry and which to quote (report, model card and cross-validation summary)."""
+    if metrics.quote == "group":
+        return (f"The accuracy and macro-F1 intervals resample whole groups ({groups_text(metrics.model_dump())}): quote "
                 "these, because images of one infant or one video are not independent. Resampling images instead, as if "
                 f"independent, gives accuracy {ci_text(metrics, 'accuracy', True, 'image')} and macro-F1 "
                 f"{ci_text(metrics, 'macro_f1', level='image')}; per-class intervals resample images.")
@@ -170,9 +181,9 @@ def interval_note(metrics: dict) -> str:
             "near-duplicates) to get intervals over whole groups.")
 
 
-def ci_text(metrics: dict, key: str, percent: bool = False, level: str = "quoted") -> str:
+def ci_text(metrics: TestScores, key: Literal["accuracy", "macro_f1"], percent: bool = False, level: str = "quoted") -> str:
     """'71.0% – 78.3%': the quoted interval of ``key`` (group-level when groups are known), or the image-level one."""
-    interval = quoted_interval(metrics, key) if level == "quoted" else metrics.get(f"{key}_ci")
+    interval = metrics.quoted_interval(key) if level == "quoted" else getattr(metrics, f"{key}_ci")
     if not interval:
         return "not computed"
     return f"{interval[0]:.1%} – {interval[1]:.1%}" if percent else f"{interval[0]:.3f} – {interval[1]:.3f}"
@@ -182,11 +193,12 @@ def section_config(facts: dict) -> str:
     meta, training = facts["meta"], facts["meta"].training
     keys = ["model", "model_args", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "scheduler",
             "label_smoothing", "class_balance", "seed"]
-    rows = [[html.escape(k), html.escape(str(training.get(k, "")))] for k in keys if k in training]
-    rows.append(["best epoch", html.escape(str(meta.metrics.get("best_epoch", "")))])
+    config = meta.training_config().to_dict() if training else {}  # an ensemble records no training config
+    rows = [[html.escape(k), html.escape(str(config[k]))] for k in keys if k in config]
+    rows.append(["best epoch", html.escape(_known(meta.metrics.best_epoch, ""))])
     rows.append(["temperature", f"{meta.temperature:.3f}"])
     if meta.is_ensemble:
-        rows.append(["ensemble of", html.escape(", ".join(f"{m['name']} ({m['arch']['name']}, T = {m['temperature']:.3f})"
+        rows.append(["ensemble of", html.escape(", ".join(f"{m.name} ({m.arch.name}, T = {m.temperature:.3f})"
                                                           for m in meta.members))])
     full = html.escape(json.dumps(training, indent=2))
     return (table(["option", "value"], rows) +
@@ -201,26 +213,27 @@ def section_data(facts: dict) -> str:
     rows.append(["<b>all</b>", *(f"<b>{sum(facts['splits'][(s, c)] for c in classes)}</b>" for s in splits),
                  f"<b>{sum(facts['splits'].values())}</b>"])
     data = facts["meta"].data
-    note = (f'<p class="note">Data: {html.escape(str(data.get("root", "?")))}; {data.get("skipped", 0)} undecodable '
-            f'file(s) skipped in training. Evaluated on {html.escape(facts["metrics"].get("data", "?"))}.</p>')
+    note = (f'<p class="note">Data: {html.escape(data.root or "?")}; {data.skipped or 0} undecodable '
+            f'file(s) skipped in training. Evaluated on {html.escape(facts["metrics"].data)}.</p>')
     return table(["class", *splits, "total"], rows) + note
 
 
 def section_per_class(facts: dict) -> str:
-    rows = [[html.escape(name), interval_text(r["precision"], r.get("precision_ci")), interval_text(r["recall"], r.get("recall_ci")),
-             interval_text(r["f1"], r.get("f1_ci")), str(r["support"])] for name, r in facts["metrics"]["per_class"].items()]
+    rows = [[html.escape(name), interval_text(r.precision, r.precision_ci), interval_text(r.recall, r.recall_ci),
+             interval_text(r.f1, r.f1_ci), str(r.support)] for name, r in facts["metrics"].per_class.items()]
     return table(["class", "precision [95% CI]", "recall [95% CI]", "F1 [95% CI]", "support"], rows)
 
 
 def section_calibration(facts: dict) -> str:
-    cal, val = facts["metrics"].get("calibration", {}), facts["meta"].calibration
-    rows = [["test ECE (15 bins)", f"{cal.get('ece_before', float('nan')):.4f}", f"{cal.get('ece_after', float('nan')):.4f}"],
-            ["test NLL", f"{cal.get('nll_before', float('nan')):.4f}", f"{cal.get('nll_after', float('nan')):.4f}"]]
-    if "nll_before" in val:
-        rows.append(["validation NLL (where T was fitted)", f"{val['nll_before']:.4f}", f"{val['nll_after']:.4f}"])
-    text = (f"<p>Temperature scaling divides the logits by T = {cal.get('temperature', 1.0):.3f}, fitted on the validation "
+    cal, val = facts["metrics"].calibration, facts["meta"].calibration
+    rows = [[f"test ECE ({cal.bins} bins)", f"{cal.ece_before:.4f}", f"{cal.ece_after:.4f}"],
+            ["test NLL", f"{cal.nll_before:.4f}", f"{cal.nll_after:.4f}"]]
+    if val.nll_before is not None and val.nll_after is not None:
+        rows.append(["validation NLL (where T was fitted)", f"{val.nll_before:.4f}", f"{val.nll_after:.4f}"])
+    text = (f"<p>Temperature scaling divides the logits by T = {cal.temperature:.3f}, fitted on the validation "
             "split; it changes confidences, never the predicted class.</p>")
-    return text + table(["", "before (T = 1)", "after"], rows) + figure(facts["eval"] / "reliability_diagram.png", "reliability diagram")
+    return text + table(["", "before (T = 1)", "after"], rows) + figure(facts["eval"] / EvaluationFiles.RELIABILITY_PNG,
+                                                                       "reliability diagram")
 
 
 def section_subgroups(facts: dict) -> str:
@@ -246,8 +259,8 @@ def section_gallery(items: list[dict]) -> str:
     figures = []
     for item in items:
         row = item["row"]
-        caption = (f"<b>{html.escape(row['true'])}</b> predicted as <b>{html.escape(row['predicted'])}</b> "
-                   f"({float(row['p_' + row['predicted']]):.2f})<br><span class='note'>{html.escape(row['file'])}</span>")
+        caption = (f"<b>{html.escape(row.true)}</b> predicted as <b>{html.escape(row.predicted)}</b> "
+                   f"({row.confidence:.2f})<br><span class='note'>{html.escape(row.file)}</span>")
         figures.append(f'<figure><img src="{png_data_uri(item["original"])}" alt="image"> '
                        f'<img src="{png_data_uri(item["overlay"])}" alt="Grad-CAM"><figcaption>{caption}</figcaption></figure>')
     return ('<p>Left: the image; right: Grad-CAM of the predicted class (red = regions that pushed the model towards its '
@@ -267,16 +280,16 @@ def render_html(facts: dict, gallery: list[dict]) -> str:
         [("Summary", section_summary(facts))],
         [("Configuration", section_config(facts)), ("Dataset", section_data(facts))],
         [("Learning curves", figure(RunFolder(facts["run"]).learning_curves, "learning curves"))],
-        [("Confusion matrix", figure(facts["eval"] / "confusion_matrix.png", "confusion matrix", "figure narrow")),
+        [("Confusion matrix", figure(facts["eval"] / EvaluationFiles.CONFUSION_PNG, "confusion matrix", "figure narrow")),
          ("Per-class results", section_per_class(facts))],
         [("Calibration", section_calibration(facts))],
         [("Subgroups", section_subgroups(facts))],
         [("Most confident mistakes", section_gallery(gallery))],
     ]
     body = "".join(render_row(row) for row in sections)
-    how = (f"cluster bootstrap over {m['n_groups']} groups" if m.get("quote") == "group" else "stratified bootstrap over images")
-    lede = (f"Classes {_classes_text(meta)}; {m['n']} test images; 95% intervals: {how}, "
-            f"{m.get('ci', {}).get('resamples', 0)} resamples. babyface {html.escape(str(meta.babyface_version))}.")
+    how = f"cluster bootstrap over {m.n_groups} groups" if m.quote == "group" else "stratified bootstrap over images"
+    lede = (f"Classes {_classes_text(meta)}; {m.n} test images; 95% intervals: {how}, "
+            f"{m.resamples} resamples. babyface {html.escape(str(meta.babyface_version))}.")
     warning = ('<p class="warning">Research software, <b>not a clinical tool</b>: a facial expression is not an emotion, '
                "and these numbers hold only for data like the test set.</p>")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -300,7 +313,7 @@ def _classes_text(meta) -> str:
 
 def render_model_card(facts: dict) -> str:
     meta, m = facts["meta"], facts["metrics"]
-    cal, data = m.get("calibration", {}), meta.data
+    cal, data = m.calibration, meta.data
     lines = [
         f"# Model card: {meta.arch.name} ({facts['run'].name})", "",
         "## Intended use",
@@ -309,19 +322,19 @@ def render_model_card(facts: dict) -> str:
         "**Not a clinical tool**: a facial expression is not an emotion, and predictions must not drive care "
         "decisions or any judgement about an individual child.", "",
         "## Training data",
-        f"{data.get('train', '?')} training and {data.get('val', '?')} validation images from `{data.get('root', '?')}` "
-        f"({data.get('skipped', 0)} skipped), resized to {meta.image_size}×{meta.image_size}; test set: {m.get('data', '?')} "
-        f"({m['n']} images).", *source_lines(data), *compute_lines(meta, m), "",
+        f"{_known(data.train)} training and {_known(data.val)} validation images from `{data.root or '?'}` "
+        f"({data.skipped or 0} skipped), resized to {meta.image_size}×{meta.image_size}; test set: {m.data} "
+        f"({m.n} images).", *source_lines(data), *compute_lines(meta, m), "",
         "## Metrics (test set, 95% bootstrap intervals)",
-        f"- accuracy {interval_text(m['accuracy'], quoted_interval(m, 'accuracy'))}",
-        f"- macro-F1 {interval_text(m['macro_f1'], quoted_interval(m, 'macro_f1'))}",
+        f"- accuracy {interval_text(m.accuracy, m.quoted_interval('accuracy'))}",
+        f"- macro-F1 {interval_text(m.macro_f1, m.quoted_interval('macro_f1'))}",
         f"- {interval_note(m)}",
-        f"- expected calibration error (15 bins) {cal.get('ece_before', float('nan')):.3f} before, "
-        f"{cal.get('ece_after', float('nan')):.3f} after temperature scaling (T = {cal.get('temperature', 1.0):.3f})",
-        *(f"- {line}" for line in format_aucs(m.get("affect_auc", {}))), "",
+        f"- expected calibration error ({cal.bins} bins) {cal.ece_before:.3f} before, "
+        f"{cal.ece_after:.3f} after temperature scaling (T = {cal.temperature:.3f})",
+        *(f"- {line}" for line in format_aucs(m.affect_auc)), "",
         "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
-        *(f"| {name} | {interval_text(r['precision'], r.get('precision_ci'))} | {interval_text(r['recall'], r.get('recall_ci'))} "
-          f"| {interval_text(r['f1'], r.get('f1_ci'))} | {r['support']} |" for name, r in m["per_class"].items()), "",
+        *(f"| {name} | {interval_text(r.precision, r.precision_ci)} | {interval_text(r.recall, r.recall_ci)} "
+          f"| {interval_text(r.f1, r.f1_ci)} | {r.support} |" for name, r in m.per_class.items()), "",
         "## Subgroup results", *model_card_subgroups(facts["subgroups"]), "",
         "## Limitations and known biases",
         "- Accuracy holds only for images like the test set; infants of other ages, ethnicities, lighting and camera "
@@ -336,28 +349,32 @@ def render_model_card(facts: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def source_lines(data: dict) -> list[str]:
+def _known(value: int | None, unknown: str = "?") -> str:
+    return unknown if value is None else str(value)
+
+
+def source_lines(data: DataRecord) -> list[str]:
     """The training images of each source and class, and what was done where a source lacks a class."""
-    coverage = data.get("coverage") or {}
+    coverage = data.coverage
     if not coverage:
         return []
     classes = list(next(iter(coverage.values())))
-    lines = ["", f"Sources (training images per class; missing-class rule `{data.get('missing_classes', '?')}`, "
-                 f"sampler `{data.get('class_balance', '?')}`):", "",
+    lines = ["", f"Sources (training images per class; missing-class rule `{data.missing_classes or '?'}`, "
+                 f"sampler `{data.class_balance or '?'}`):", "",
              "| source | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
     lines += [f"| {name} | " + " | ".join(str(row.get(c, 0) or "—") for c in classes) + " |" for name, row in coverage.items()]
     return lines
 
 
-def compute_lines(meta, metrics: dict) -> list[str]:
+def compute_lines(meta, metrics: EvaluationMetrics) -> list[str]:
     """How the model was trained and evaluated to compute: number format, layout, hardware."""
     lines = []
     if meta.compute is not None:
         c = meta.compute
         lines.append(f"Trained in {c.precision} ({c.precision_reason}), {'channels-last' if c.channels_last else 'NCHW'}, "
                      f"on {c.device}: {c.hardware}. Weights are stored in fp32.")
-    if metrics.get("precision"):
-        lines.append(f"Evaluated with the {metrics.get('backend', 'torch')} back end in {metrics['precision']}.")
+    if metrics.precision:
+        lines.append(f"Evaluated with the {metrics.backend} back end in {metrics.precision}.")
     return ["", *lines] if lines else []
 
 

@@ -12,7 +12,8 @@ OUT/
 ```
 
 Resumable fold by fold: a fold whose model.json exists is not trained again, an interrupted one continues from its
-checkpoint, an evaluated one is not evaluated again. Under torchrun every process trains each fold together (as
+checkpoint, and one whose evaluation/metrics.json (which evaluate writes last) is newer than its model.json is not
+evaluated again. The file names are ``babyface.run.CvFolder``'s. Under torchrun every process trains each fold together (as
 ``babyface train`` does) and only rank 0 writes the plan, evaluates and summarises.
 """
 
@@ -44,15 +45,11 @@ from babyface.errors import BabyfaceError, DataError
 from babyface.evaluation.evaluate import evaluate_run
 from babyface.experiments.cv_summary import FoldResult, summarise_cv
 from babyface.outputs import prepare_output_dir, write_csv
-from babyface.run import EvaluationFiles, RunFolder
+from babyface.run import CvFolder, EvaluationFiles, RunFolder, SeedsFolder
 from babyface.training.distributed import barrier, init_distributed, shutdown
 from babyface.training.fit import fit
 
 log = logging.getLogger("babyface")
-
-CV_CONFIG = "cv_config.yaml"
-FOLDS_CSV = "folds.csv"
-SPLITS_DIR = "splits"
 
 
 def group_column(group_by: str) -> str:
@@ -61,10 +58,6 @@ def group_column(group_by: str) -> str:
     if group_by == NEAR_DUPLICATES:
         return "near_duplicate_cluster"
     return group_by if group_by and group_by not in ("file", "label", "source", "fold") else "group"
-
-
-def fold_dir(out: Path, fold: int) -> Path:
-    return out / f"fold{fold}"
 
 
 def run_cv(config: CvConfig, resume: bool = False) -> Path:
@@ -81,24 +74,25 @@ def run_cv(config: CvConfig, resume: bool = False) -> Path:
 
 def _run_cv(config: CvConfig, resume: bool, main: bool) -> Path:
     out = Path(config.out)
-    if main and not resume and (out / CV_CONFIG).is_file() and not config.overwrite:
+    folder = CvFolder(out.resolve())
+    if main and not resume and folder.config.is_file() and not config.overwrite:
         raise BabyfaceError(f"{out}: holds a cross-validation already; continue it with 'babyface cv --resume {out}', or "
                             "pass --overwrite to start it again")
     plan = make_plan(config)  # before anything is written: bad input leaves OUT as it was
-    folds_csv, group_by = out.resolve() / FOLDS_CSV, config.data_options.group_by
+    group_by = config.data_options.group_by
     column = group_column(group_by)
     if resume:
-        check_same_plan(plan, folds_csv)
-        warn_if_options_changed(config, out / CV_CONFIG)
+        check_same_plan(plan, folder.folds)
+        warn_if_options_changed(config, folder.config)
     elif main:
         prepare_output_dir(out, overwrite=config.overwrite)
-        for stale in [*out.glob("fold[0-9]*"), out / SPLITS_DIR]:  # an earlier cross-validation in OUT (--overwrite)
+        for stale in [*folder.fold_folders(), folder.splits]:  # an earlier cross-validation in OUT (--overwrite)
             shutil.rmtree(stale, ignore_errors=True)
-        save_yaml(config, out / CV_CONFIG)
-        write_csv(folds_csv, ["file", "label", column, "source", "fold"],
+        save_yaml(config, folder.config)
+        write_csv(folder.folds, ["file", "label", column, "source", "fold"],
                   ([r.file, r.label, r.group, r.source, r.fold] for r in plan.rows))
         for fold in range(1, plan.count + 1):
-            write_csv(out / SPLITS_DIR / f"fold{fold}.csv", ["file", "split"], plan.split_rows(fold))
+            write_csv(folder.split_file(fold), ["file", "split"], plan.split_rows(fold))
     log.info("cross-validation: %d images, %d folds (%s)%s; results in %s", len(plan.rows), plan.count,
              "leave one source out" if config.folds == "loso" else "k-fold",
              f", whole {group_by} groups" if group_by else ", images one by one (no --group-by)", out)
@@ -106,13 +100,13 @@ def _run_cv(config: CvConfig, resume: bool, main: bool) -> Path:
         log.warning("WARNING: no --group-by: if several images show the same infant (or come from one video) they land "
                     "in different folds, and both the scores and their intervals come out too good; pass --group-by "
                     "COLUMN --manifest CSV, or --group-by near-duplicates")
-    grouped = {"group_by": column, "manifest": str(folds_csv)} if group_by else {}
+    grouped = {"group_by": column, "manifest": str(folder.folds)} if group_by else {}
     results = []
     for fold in range(1, plan.count + 1):
         log.info("fold %d of %d%s", fold, plan.count, f" (leaves out {plan.held_out[fold - 1]})" if config.folds == "loso" else "")
-        fold_config = config.fold_config(out=str(fold_dir(out, fold)), data_options={
-            "split_file": str(out.resolve() / SPLITS_DIR / f"fold{fold}.csv"), **grouped})
-        model = train_fold(fold_config, fold_dir(out, fold), main)
+        fold_out = CvFolder(out).fold(fold)
+        fold_config = config.fold_config(out=str(fold_out), data_options={"split_file": str(folder.split_file(fold)), **grouped})
+        model = train_fold(fold_config, fold_out, main)
         if main:
             evaluation = evaluate_fold(config, model, grouped)
             results.append(FoldResult(fold, plan.held_out[fold - 1], model, evaluation))
@@ -140,7 +134,7 @@ def make_plan(config: CvConfig) -> FoldPlan:
 def check_same_plan(plan: FoldPlan, folds_csv: Path) -> None:
     """On --resume: the folds planned now must be those the cross-validation started with."""
     if not folds_csv.is_file():
-        raise BabyfaceError(f"{folds_csv.parent}: no {FOLDS_CSV}; --resume takes the --out folder of an interrupted 'babyface cv'")
+        raise BabyfaceError(f"{folds_csv.parent}: no {folds_csv.name}; --resume takes the --out folder of an interrupted 'babyface cv'")
     with open(folds_csv, newline="", encoding="utf-8") as handle:
         before = {(r["file"], r["label"], r["fold"]) for r in csv.DictReader(handle)}
     now = {(r.file, r.label, str(r.fold)) for r in plan.rows}
@@ -174,11 +168,11 @@ def train_fold(config: TrainConfig, folder: Path, main: bool = True) -> Path:
     """Train one fold (one run per --seeds seed, and their ensemble) and return the folder of the model to evaluate."""
     if not config.seeds:
         return train_or_resume(config)
-    runs = [train_or_resume(config.replace(seed=seed, seeds="", out=str(folder / f"seed{seed}")))
-            for seed in parse_seeds(config.seeds)]
+    seeds = SeedsFolder(folder)
+    runs = [train_or_resume(config.replace(seed=seed, seeds="", out=str(seeds.seed(seed)))) for seed in parse_seeds(config.seeds)]
     if len(runs) == 1:
         return runs[0]
-    ensemble = folder / "ensemble"
+    ensemble = seeds.ensemble
     if main and not RunFolder(ensemble).meta.is_file():
         create_ensemble(EnsembleConfig(runs=[str(r) for r in runs], out=str(ensemble), overwrite=True))
     return ensemble
@@ -186,10 +180,9 @@ def train_fold(config: TrainConfig, folder: Path, main: bool = True) -> Path:
 
 def evaluate_fold(config: CvConfig, model: Path, grouped: dict) -> Path:
     """Evaluate a fold's model on its own test split (images classified as given, as its training images were); an
-    evaluation that ran to its end after the model was written is kept."""
+    evaluation completed after the model was written is kept: its metrics.json, which evaluate writes last."""
     evaluation = RunFolder(model).evaluation
-    last = evaluation / EvaluationFiles.GRID_PNG  # the last file evaluate writes
-    if last.is_file() and last.stat().st_mtime >= RunFolder(model).meta.stat().st_mtime:
+    if evaluation_complete(evaluation, RunFolder(model).meta):
         return evaluation
     opts = config.data_options
     evaluate_run(EvalConfig(run=str(model), framing="whole", bootstrap=config.bootstrap, seed=config.seed,
@@ -197,3 +190,10 @@ def evaluate_fold(config: CvConfig, model: Path, grouped: dict) -> Path:
                             leakage_check=opts.leakage_check, group_by=grouped.get("group_by", "none"),
                             manifest=grouped.get("manifest", "")))
     return evaluation
+
+
+def evaluation_complete(evaluation: Path, model_meta: Path) -> bool:
+    """Whether ``evaluation`` holds a complete evaluation of the model whose model.json is ``model_meta``: metrics.json,
+    the completion marker (evaluate writes it last, atomically), is there and newer than the model."""
+    metrics = evaluation / EvaluationFiles.METRICS
+    return metrics.is_file() and metrics.stat().st_mtime >= model_meta.stat().st_mtime

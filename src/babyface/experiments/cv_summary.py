@@ -7,7 +7,6 @@ and evaluates the folds and then calls :func:`summarise_cv`.
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 from dataclasses import dataclass
@@ -20,14 +19,15 @@ from babyface.evaluation.report import CSS, card, figure, interval_note, table
 from babyface.metrics import classification_metrics, interval_text, quoted_interval
 from babyface.outputs import write_csv, write_json, write_text
 from babyface.plots import plot_confusion_matrix, plot_cv_folds
-from babyface.run import EvaluationFiles
-
-SUMMARY_JSON = "cv_summary.json"
-SUMMARY_MD = "cv_summary.md"
-FOLDS_PNG = "cv_folds.png"
-CONFUSION_PNG = "cv_confusion_matrix.png"
-OOF_PREDICTIONS = "oof_predictions.csv"
-REPORT = "report.html"
+from babyface.run import (
+    CvFolder,
+    EvaluationFiles,
+    EvaluationMetrics,
+    PredictionRow,
+    TestScores,
+    read_evaluation_metrics,
+    read_predictions,
+)
 
 
 @dataclass(frozen=True)
@@ -40,23 +40,19 @@ class FoldResult:
     evaluation: Path
 
 
-def read_fold(result: FoldResult) -> tuple[dict, list[dict]]:
-    """(metrics.json, predictions.csv rows) of one fold's evaluation."""
-    metrics_path = result.evaluation / EvaluationFiles.METRICS
-    predictions_path = result.evaluation / EvaluationFiles.PREDICTIONS
-    if not metrics_path.is_file() or not predictions_path.is_file():
+def read_fold(result: FoldResult) -> tuple[EvaluationMetrics, list[PredictionRow]]:
+    """(metrics.json, predictions.csv) of one fold's evaluation."""
+    if not (result.evaluation / EvaluationFiles.METRICS).is_file():  # written last: the evaluation is complete
         raise BabyfaceError(f"{result.evaluation}: fold {result.fold} has no evaluation; continue with 'babyface cv --resume'")
-    with open(predictions_path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return json.loads(metrics_path.read_text(encoding="utf-8")), rows
+    return read_evaluation_metrics(result.evaluation), read_predictions(result.evaluation / EvaluationFiles.PREDICTIONS)
 
 
-def fold_row(result: FoldResult, metrics: dict, out: Path) -> dict:
+def fold_row(result: FoldResult, metrics: EvaluationMetrics, out: Path) -> dict:
     """The summary table's row of one fold."""
     row = {"fold": result.fold, "held_out": result.held_out, "model": result.model.relative_to(out).as_posix(),
-           "n": metrics["n"], "n_groups": metrics.get("n_groups"), "ece": metrics.get("ece")}
+           "n": metrics.n, "n_groups": metrics.n_groups, "ece": metrics.ece}
     for key in ("accuracy", "macro_f1"):
-        row.update({key: metrics[key], f"{key}_ci": quoted_interval(metrics, key), f"{key}_image_ci": metrics.get(f"{key}_ci")})
+        row.update({key: getattr(metrics, key), f"{key}_ci": metrics.quoted_interval(key), f"{key}_image_ci": getattr(metrics, f"{key}_ci")})
     return row
 
 
@@ -64,20 +60,21 @@ def summarise_cv(results: list[FoldResult], classes: list[str], out: Path, group
                  n_resamples: int = 1000, seed: int = 0, options: dict | None = None) -> dict:
     """Pool the folds' predictions (OUT/oof_predictions.csv), compute pooled and per-fold results, and write
     OUT/cv_summary.json, cv_summary.md, cv_folds.png, cv_confusion_matrix.png and report.html."""
+    folder = CvFolder(out)
     per_fold, pooled_rows = [], []
     for result in results:
         metrics, rows = read_fold(result)
         per_fold.append(fold_row(result, metrics, out))
-        pooled_rows += [{**row, "fold": result.fold} for row in rows]
-    files = [row["file"] for row in pooled_rows]
+        pooled_rows += [(result.fold, row) for row in rows]
+    files = [row.file for _, row in pooled_rows]
     if len(set(files)) != len(files):
         raise BabyfaceError(f"{out}: an image was tested by two folds; the folds overlap, start the cross-validation again")
     index = {name: i for i, name in enumerate(classes)}
-    true = np.array([index[row["true"]] for row in pooled_rows])
-    pred = np.array([index[row["predicted"]] for row in pooled_rows])
-    groups = [row["group"] for row in pooled_rows] if group_by and all(row.get("group") for row in pooled_rows) else None
+    true = np.array([index[row.true] for _, row in pooled_rows])
+    pred = np.array([index[row.predicted] for _, row in pooled_rows])
+    groups = [row.group for _, row in pooled_rows] if group_by and all(row.group for _, row in pooled_rows) else None
     pooled = classification_metrics(true, pred, classes, n_resamples=n_resamples, seed=seed, groups=groups, group_by=group_by)
-    _write_oof(out / OOF_PREDICTIONS, pooled_rows, classes)
+    _write_oof(folder.oof_predictions, pooled_rows, classes)
     summary = {
         "folds": folds, "group_by": group_by, "title": title, "classes": classes, "n": int(len(true)),
         "n_groups": pooled.get("n_groups"), "per_fold": per_fold,
@@ -86,14 +83,14 @@ def summarise_cv(results: list[FoldResult], classes: list[str], out: Path, group
         "quote": ("the pooled out-of-fold accuracy and macro-F1 with their group-level intervals" if groups is not None else
                   "the pooled out-of-fold accuracy and macro-F1 (image-level intervals: no --group-by was given)"),
     }
-    write_json(out / SUMMARY_JSON, summary)
-    write_text(out / SUMMARY_MD, format_cv_summary(summary))
+    write_json(folder.summary_json, summary)
+    write_text(folder.summary_md, format_cv_summary(summary))
     shown = {key: pooled[key] for key in ("accuracy", "macro_f1")}
     shown.update({f"{key}_ci": quoted_interval(pooled, key) for key in ("accuracy", "macro_f1")})
-    plot_cv_folds(per_fold, shown, out / FOLDS_PNG, title=f"{title}: per fold and pooled")
-    plot_confusion_matrix(np.array(pooled["confusion_matrix"]), classes, out / CONFUSION_PNG,
+    plot_cv_folds(per_fold, shown, folder.folds_png, title=f"{title}: per fold and pooled")
+    plot_confusion_matrix(np.array(pooled["confusion_matrix"]), classes, folder.confusion_png,
                           title=f"{title}: every image out of fold")
-    write_text(out / REPORT, render_cv_report(summary, out, options or {}))
+    write_text(folder.report, render_cv_report(summary, out, options or {}))
     return summary
 
 
@@ -102,9 +99,11 @@ def _mean_std(values: list[float]) -> dict:
     return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
 
 
-def _write_oof(path: Path, rows: list[dict], classes: list[str]) -> None:
+def _write_oof(path: Path, rows: list[tuple[int, PredictionRow]], classes: list[str]) -> None:
+    """Every image once, with the fold that tested it (the probabilities as each fold's predictions.csv wrote them)."""
     columns = ["file", "fold", "true", "predicted", *(f"p_{c}" for c in classes), "group"]
-    write_csv(path, columns, ([row.get(c, "") for c in columns] for row in rows))
+    write_csv(path, columns, ([row.file, fold, row.true, row.predicted, *(f"{row.probabilities[c]:.6f}" for c in classes),
+                               row.group] for fold, row in rows))
 
 
 def _groups_text(row: dict) -> str:
@@ -136,7 +135,7 @@ def format_cv_summary(summary: dict) -> str:
              f"Quote {summary['quote']}.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in summary_table_rows(summary)]
-    lines += ["", interval_note(summary["pooled"]), ""]
+    lines += ["", interval_note(TestScores.model_validate(summary["pooled"])), ""]
     return "\n".join(lines)
 
 
@@ -154,12 +153,12 @@ def render_cv_report(summary: dict, out: Path, options: dict) -> str:
              card(f"{pooled['macro_f1']:.3f}", f"pooled out-of-fold macro-F1, 95% CI {ci('macro_f1')}"),
              card(str(pooled["n"]), "images, each tested once" + (f", {pooled['n_groups']} groups" if pooled.get("n_groups") else "")),
              card(str(len(summary["per_fold"])), "folds" + (" (one per source)" if summary["folds"] == "loso" else ""))]
-    body = (f'<div class="cards">{"".join(cards)}</div><p class="note">{html.escape(interval_note(pooled))}</p>'
+    body = (f'<div class="cards">{"".join(cards)}</div><p class="note">{html.escape(interval_note(TestScores.model_validate(pooled)))}</p>'
             f"<h2>Folds</h2>{table(HEADER, [[html.escape(c) for c in row] for row in summary_table_rows(summary)])}"
             '<p class="note">Each fold is a run folder (OUT/foldK) with its own evaluation/; '
             "<code>babyface report OUT/foldK</code> reports on one of them.</p>"
-            f"<h2>Per fold and pooled</h2>{figure(out / FOLDS_PNG, 'accuracy and macro-F1 per fold')}"
-            f"<h2>Confusion matrix, every image out of fold</h2>{figure(out / CONFUSION_PNG, 'confusion matrix', 'figure narrow')}"
+            f"<h2>Per fold and pooled</h2>{figure(CvFolder(out).folds_png, 'accuracy and macro-F1 per fold')}"
+            f"<h2>Confusion matrix, every image out of fold</h2>{figure(CvFolder(out).confusion_png, 'confusion matrix', 'figure narrow')}"
             f"<h2>Options</h2><details><summary>every fold was trained with these options (cv_config.yaml)</summary>"
             f"<pre>{html.escape(json.dumps(options, indent=2))}</pre></details>")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'

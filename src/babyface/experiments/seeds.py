@@ -11,7 +11,7 @@ from babyface.bundle import read_metadata
 from babyface.bundle.ensemble import create_ensemble
 from babyface.config import EnsembleConfig, TrainConfig, parse_seeds
 from babyface.outputs import prepare_output_dir, write_json, write_text
-from babyface.run import SEEDS_SUMMARY_JSON, SEEDS_SUMMARY_MD
+from babyface.run import SeedsFolder
 from babyface.training.fit import fit
 
 log = logging.getLogger("babyface")
@@ -24,16 +24,16 @@ def fit_seeds(config: TrainConfig) -> Path:
     """One run per seed in ``config.seeds`` (OUT/seed0, OUT/seed1, …), OUT/summary.json + summary.md (mean ± std
     across seeds of each run's best validation metrics) and OUT/ensemble, a bundle averaging the seeds' models."""
     out = prepare_output_dir(config.out, overwrite=config.overwrite)
-    runs = []
+    folder, runs = SeedsFolder(out), []
     for seed in parse_seeds(config.seeds):
-        log.info("seed %d: training into %s", seed, out / f"seed{seed}")
-        run = fit(config.replace(seed=seed, seeds="", out=str(out / f"seed{seed}"), overwrite=True))
-        runs.append({"seed": seed, "run": run.name, **read_metadata(run).metrics})
+        log.info("seed %d: training into %s", seed, folder.seed(seed))
+        run = fit(config.replace(seed=seed, seeds="", out=str(folder.seed(seed)), overwrite=True))
+        runs.append({"seed": seed, "run": run.name, **read_metadata(run).metrics.model_dump()})
     summary = summarise_seeds(runs)
-    write_json(out / SEEDS_SUMMARY_JSON, summary)
-    write_text(out / SEEDS_SUMMARY_MD, format_seed_summary(summary))
+    write_json(folder.summary_json, summary)
+    write_text(folder.summary_md, format_seed_summary(summary))
     if len(runs) > 1:  # averaging the seeds' models was the most reliable gain measured (README: the infant recipe)
-        create_ensemble(EnsembleConfig(runs=[str(out / r["run"]) for r in runs], out=str(out / "ensemble")))
+        create_ensemble(EnsembleConfig(runs=[str(out / r["run"]) for r in runs], out=str(folder.ensemble)))
     return out
 
 

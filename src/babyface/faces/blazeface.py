@@ -13,17 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
-from babyface.config import DETECTOR_MIN_SCORES
 from babyface.errors import BabyfaceError
+from babyface.faces.boxes import FaceBox
+from babyface.faces.registry import FaceDetector, register_detector
 
 MODEL_FILE = Path(__file__).resolve().parent / "weights" / "blazeface_short_range.onnx"
 SIDE = 128  # the model's input side
-MIN_SCORE = DETECTOR_MIN_SCORES["blazeface"]  # MediaPipe's is 0.5; false faces on busy backgrounds score 0.5-0.6
+MIN_SCORE = 0.55  # MediaPipe's is 0.5; false faces on busy backgrounds score 0.5-0.6 (benchmarks/face_detectors.py)
 RETRY_MIN_SCORE = 0.65  # the grey-bordered retry finds more false faces, so it asks for more
 RETRY_BORDER = 0.25  # the retry adds grey bars of this share of the image's longer side on every side
 SQUARES_FROM = 1.2  # images at least this much longer than wide (or wider than long) are retried in end squares
 NMS_IOU = 0.3
 GREY = 127
+
+
+@register_detector("blazeface")
+class BlazeFace(FaceDetector):
+    description = "MediaPipe's BlazeFace, about 3 ms a photo"
+    min_score = MIN_SCORE
+    # its square box stops at the eyebrows; MTCNN's is taller and includes the forehead (benchmarks/face_detectors.py)
+    alignment = (1.08, 1.31, -0.08)
+    shrinks = False  # it sees a 128-px copy whatever the image's size, so shrinking first gains nothing
+
+    def detect(self, rgb: np.ndarray, min_score: float, min_face: float = 0.0) -> list[FaceBox]:
+        return [FaceBox(*map(float, face)) for face in detect(rgb, min_score)]
 
 
 @functools.lru_cache(maxsize=1)

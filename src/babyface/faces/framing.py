@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
+from babyface.config import DEFAULT_DETECTOR, DEFAULT_MARGIN, FaceDetection, TrainingCropDetection
 from babyface.data.decoded import DecodedImages, decode_images
 from babyface.data.images import DEFAULT_MAX_PIXELS, display_path, load_resized, load_rgb, resize_square
-from babyface.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MARGIN, face_squares, resolve_min_score
+from babyface.errors import BabyfaceError
+from babyface.faces.detectors import face_squares, resolve_min_score
 from babyface.outputs import write_json
 from babyface.run import ModelMeta
 
@@ -32,14 +34,18 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 
 @dataclass(frozen=True)
 class Framing:
+    """How images are framed for the model: ``mode`` and, for face, how faces are found and cut (by default as the
+    training crops were: ``data crop``'s settings)."""
+
     mode: str = "face"  # face | whole, or auto: as the bundle records (``for_bundle``)
-    detector: str = DEFAULT_DETECTOR
-    margin: float = DEFAULT_MARGIN
-    min_score: float | None = None  # None: the detector's own threshold, which is what gets recorded
+    faces: FaceDetection = field(default_factory=TrainingCropDetection)
 
     def __post_init__(self) -> None:
-        if self.mode != "whole":
-            object.__setattr__(self, "min_score", resolve_min_score(self.detector, self.min_score))
+        if self.mode == "whole":
+            return
+        score = resolve_min_score(self.faces.detector, self.faces.min_score)  # an unknown detector fails here
+        if score != self.faces.min_score:  # None: the detector's own threshold, which is what gets recorded
+            object.__setattr__(self, "faces", self.faces.replace(min_score=score))
 
     def for_bundle(self, meta: ModelMeta) -> Framing:
         """``auto`` resolved to the framing of the bundle's training images (face when it records none); an explicit
@@ -51,14 +57,15 @@ class Framing:
 
     @classmethod
     def from_config(cls, config: Any) -> Framing:
-        """From a config with ``framing``, ``detector``, ``margin`` and ``min_score`` (EvalConfig, PredictConfig)."""
-        return cls(config.framing, config.detector, config.margin, config.min_score)
+        """From a config with ``framing`` and ``faces`` (EvalConfig, PredictConfig)."""
+        return cls(config.framing, config.faces)
 
     def record(self) -> dict[str, Any]:
-        """As model.json and framing.json store it."""
+        """As model.json and framing.json store it: how faces were cut (how fast they were found is not recorded)."""
         if self.mode == "whole":
             return {"mode": "whole"}
-        return {"mode": "face", "detector": self.detector, "margin": self.margin, "min_score": self.min_score}
+        return {"mode": "face", "detector": self.faces.detector, "margin": self.faces.margin,
+                "min_score": self.faces.min_score}
 
 
 WHOLE = Framing("whole").record()
@@ -116,7 +123,7 @@ def framed_view(image: Image.Image, framing: Framing, size: int) -> tuple[np.nda
 
 def largest_face_square(image: Image.Image, framing: Framing) -> Box | None:
     """The square that ``data crop`` cuts around the largest face of an RGB image, or None without a face."""
-    squares = face_squares(image, framing.detector, framing.min_score, framing.margin)
+    squares = face_squares(image, framing.faces)
     return squares[0][0] if squares else None
 
 
@@ -135,7 +142,7 @@ def decode_framed(paths: Sequence[Path], labels: Sequence[int] | None, size: int
     framed = FramedImages(decoded, boxes, [box is not None for box in boxes])
     if framed.no_face:
         log.info("no face found in %d of %d image(s) (%s, min score %s): those were classified whole (face_found false)",
-                 framed.no_face, len(decoded), framing.detector, framing.min_score)
+                 framed.no_face, len(decoded), framing.faces.detector, framing.faces.min_score)
     return framed
 
 
@@ -176,10 +183,10 @@ def parse_record(record: Any) -> dict[str, Any] | None:
     if record["mode"] == "whole":
         return WHOLE
     try:
-        min_score = record.get("min_score")
-        return Framing("face", str(record.get("detector", DEFAULT_DETECTOR)), float(record.get("margin", DEFAULT_MARGIN)),
-                       None if min_score is None else float(min_score)).record()
-    except (TypeError, ValueError):
+        faces = TrainingCropDetection(detector=str(record.get("detector", DEFAULT_DETECTOR)),
+                                      margin=float(record.get("margin", DEFAULT_MARGIN)), min_score=record.get("min_score"))
+        return Framing("face", faces).record()
+    except (TypeError, ValueError, BabyfaceError):
         return None
 
 
@@ -203,7 +210,7 @@ def training_framing(declared: str, sources: Sequence[str | os.PathLike]) -> dic
 
 def bundle_framing(meta: ModelMeta) -> dict[str, Any] | None:
     """The framing a bundle's model.json records, or None when unknown (bundles from before it was recorded)."""
-    return parse_record(meta.framing)
+    return None if meta.framing is None else parse_record(meta.framing.model_dump(exclude_none=True))
 
 
 def shared_framing(metas: Sequence[ModelMeta]) -> dict[str, Any] | None:
@@ -240,7 +247,7 @@ def framing_mismatch(meta: ModelMeta, used: Framing, run: str | os.PathLike) -> 
 
 def _cut_alike(trained: dict[str, Any], used: dict[str, Any]) -> bool:
     """Whether faces are cut the same way: the detector and its threshold do not matter, because every detector
-    draws MTCNN's box (babyface.faces.detectors.ALIGN_TO_MTCNN); the margin does."""
+    draws MTCNN's box (each detector's ``alignment``, babyface.faces.registry); the margin does."""
     return trained["mode"] == used["mode"] and (used["mode"] == "whole" or trained["margin"] == used["margin"])
 
 

@@ -7,17 +7,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
 from babyface.bundle.single import Bundle
-from babyface.config import LIVE_DETECTOR
+from babyface.config import FaceDetection
 from babyface.data.images import display_path, is_image_file, load_rgb, to_rgb
 from babyface.errors import BabyfaceError, DataError
-from babyface.faces.detectors import DEFAULT_MARGIN, DETECT_MAX_SIDE, face_boxes, square_crop
+from babyface.faces.detectors import Box, face_boxes, square_crop
 from babyface.faces.framing import Framing, decode_framed, found_text, framed_view
 from babyface.forward import logits_with_tta, resolve_device, tta_views
 from babyface.inference.backends import Backend, TorchBackend, open_backend
@@ -51,7 +51,18 @@ class FacePrediction:
     probabilities: dict[str, float]
 
 
+@dataclass
+class FoundFaces:
+    """The squares of an image to classify, largest face first (without a face: the whole image, score None), their
+    detector scores and their crops at the model's size."""
+
+    boxes: list[Box]
+    scores: list[float | None]
+    crops: list[np.ndarray]
+
+
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+Classify = Callable[[Sequence[np.ndarray]], torch.Tensor]  # crops at the model's size -> probabilities N×C
 
 
 class Classifier:
@@ -69,7 +80,7 @@ class Classifier:
     """
 
     def __init__(self, run: str | os.PathLike, device: str = "auto", batch_size: int = 64, min_confidence: float = 0.0,
-                 backend: str = "auto", onnx_file: str = "", tta: str = "none", framing: Framing = Framing("auto", LIVE_DETECTOR),
+                 backend: str = "auto", onnx_file: str = "", tta: str = "none", framing: Framing | None = None,
                  precision: str = "auto", channels_last: str = "auto"):
         self.run = Path(run)
         self.device = resolve_device(device)
@@ -77,7 +88,7 @@ class Classifier:
         self.batch_size = batch_size
         self.min_confidence = min_confidence
         self.tta = tta
-        self.framing = framing.for_bundle(self.meta)
+        self.framing = (framing or Framing("auto", FaceDetection())).for_bundle(self.meta)
         tta_views(torch.zeros(0, 3, 1, 1), tta)  # an unknown --tta fails here, not at the first image
 
     def __repr__(self) -> str:
@@ -159,23 +170,35 @@ class Classifier:
 
     def classify_boxes(self, rgb: np.ndarray, boxes: Sequence[Sequence[int]]) -> torch.Tensor:
         """Probabilities N×C for square boxes of an H×W×3 uint8 image."""
-        return self.classify_crops([square_crop(rgb, box, self.image_size) for box in boxes])
+        return self.classify_crops(self.crops(rgb, boxes))
 
     def classify_crops(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         """Probabilities N×C for S×S×3 uint8 crops at the bundle's size."""
         return self.probabilities(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2))
 
-    def predict_faces(self, image: ImageInput, detector: str = LIVE_DETECTOR, min_score: float | None = None,
-                      margin: float = DEFAULT_MARGIN, detect_size: int = DETECT_MAX_SIDE, min_face: float = 0.0) -> list[FacePrediction]:
-        """Every face found in an image, largest first; without one, the whole image as one (``face_detected`` False)."""
+    def crops(self, rgb: np.ndarray, boxes: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """The square boxes of an H×W×3 uint8 image at the bundle's size."""
+        return [square_crop(rgb, box, self.image_size) for box in boxes]
+
+    def predict_faces(self, image: ImageInput, faces: FaceDetection | None = None,
+                      classify: Classify | None = None) -> list[FacePrediction]:
+        """Every face found in an image (``faces``: how; default FaceDetection's), largest first; without one, the whole
+        image as one (``face_detected`` False). ``classify`` replaces ``classify_crops`` for the crops (serve's
+        micro-batcher classifies several requests' crops together)."""
+        return self.classify_faces(self.find_faces(image, faces), classify)
+
+    def find_faces(self, image: ImageInput, faces: FaceDetection | None = None) -> FoundFaces:
+        """The first half of ``predict_faces``: detect and cut."""
         image = load_rgb(image) if isinstance(image, (str, os.PathLike)) else as_rgb_image(image)
         rgb = np.asarray(image, dtype=np.uint8)
-        boxes, scores = face_boxes(rgb, detector, min_score, margin, detect_size, min_face)
-        return self.face_predictions(boxes, scores, self.classify_boxes(rgb, boxes))
+        boxes, scores = face_boxes(rgb, faces or FaceDetection())
+        return FoundFaces(boxes, scores, self.crops(rgb, boxes))
 
-    def face_predictions(self, boxes: Sequence[Sequence[int]], scores: Sequence[float | None], probs: torch.Tensor) -> list[FacePrediction]:
-        """``face_boxes``' boxes and scores with the classifier's probabilities for them."""
-        return [FacePrediction(tuple(box), score is not None, score, *self.label(row)) for box, score, row in zip(boxes, scores, probs)]
+    def classify_faces(self, found: FoundFaces, classify: Classify | None = None) -> list[FacePrediction]:
+        """The second half of ``predict_faces``: the crops classified (by ``classify``, default ``classify_crops``)."""
+        probs = (classify or self.classify_crops)(found.crops)
+        return [FacePrediction(tuple(box), score is not None, score, *self.label(row))
+                for box, score, row in zip(found.boxes, found.scores, probs)]
 
     def label(self, probs: torch.Tensor) -> tuple[str, float, dict[str, float]]:
         """The most probable class (or UNCERTAIN, abstention, under ``min_confidence``), its probability, all of them."""

@@ -40,7 +40,6 @@ from babyface.config import ServeConfig
 from babyface.data.images import DOCUMENTED_FORMATS, ImageHeader, decode_rgb_bytes
 from babyface.errors import BabyfaceError, ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from babyface.evaluation.explain import Explainer
-from babyface.faces.detectors import face_boxes, square_crop
 from babyface.inference.classifier import Classifier, FacePrediction
 from babyface.inference.selection import Candidate, choose_serving_classifier
 from babyface.serve.batching import MicroBatcher
@@ -66,8 +65,8 @@ RESERVED_FILES = 64  # open files kept free of connections, for the model, the d
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the image itself
 GRADCAM_SIDE = 192  # Grad-CAM overlays are returned at most this many pixels wide
 log = logging.getLogger("babyface")
-SETTING_KEYS = ("detector", "min_score", "margin", "detect_size", "min_face", "min_confidence", "max_upload_mb", "max_pixels",
-                "max_image_mb", "workers", "tta", "onnx")  # the requested settings; "precision" in /model is the one served
+# the requested settings beside the face options (detector, min_score, ...); "precision" in /model is the one served
+SETTING_KEYS = ("min_confidence", "max_upload_mb", "max_pixels", "max_image_mb", "workers", "tta", "onnx")
 MODEL_KEYS = ("arch", "classes", "image_size", "temperature", "babyface_version", "created", "metrics", "calibration")
 
 
@@ -102,7 +101,8 @@ class FaceService:
 
     def model_info(self) -> dict[str, Any]:
         meta = self.classifier.meta.to_json()
-        return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, **{key: getattr(self.config, key) for key in SETTING_KEYS},
+        return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, **self.config.faces.model_dump(),
+                **{key: getattr(self.config, key) for key in SETTING_KEYS},
                 "classes": self.classifier.classes, "learned_classes": self.classifier.meta.classes,
                 "backend": self.classifier.backend.name, "precision": self.classifier.backend.precision,
                 "backends_measured": [c.to_dict() for c in self.candidates]}
@@ -111,12 +111,10 @@ class FaceService:
         if gradcam:
             self.check_gradcam(target_class)  # fails before any work
         c = self.config
-        with self.detecting:
+        with self.detecting:  # the two halves of Classifier.predict_faces, so that only decoding and detection are bounded
             image, header = decode_rgb_bytes(data, "the uploaded image", c.max_pixels, c.max_image_mb, reduce=True)
-            rgb = np.asarray(image, dtype=np.uint8)
-            boxes, scores = face_boxes(rgb, c.detector, c.min_score, c.margin, c.detect_size, c.min_face)
-        probs = self.batcher.classify([square_crop(rgb, box, self.classifier.image_size) for box in boxes])
-        faces = self.classifier.face_predictions(boxes, scores, probs)
+            found = self.classifier.find_faces(image, c.faces)
+        faces = self.classifier.classify_faces(found, self.batcher.classify)
         scale = full_size_scale(header, image)
         records = [self._record(face, image, gradcam, target_class, scale) for face in faces]
         return {"width": round(image.width * scale), "height": round(image.height * scale),

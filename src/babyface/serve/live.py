@@ -35,7 +35,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from babyface.camera import FrameSource, _cv2
-from babyface.config import PredictConfig, ServeConfig
+from babyface.config import ServeConfig, VideoOptions
 from babyface.errors import BabyfaceError
 from babyface.serve.guard import one_line
 from babyface.video import FaceRow, VideoAnalyser, draw_face
@@ -119,9 +119,6 @@ class LiveView:
         self.name = source_name(config.live)
         self.stopping = threading.Event()
         self.source = FrameSource(config.live, RECONNECT, self._event, opener, self._sleep, OPEN_TRIES)  # checks the source
-        self.settings = PredictConfig(run=config.run, detector=config.detector, min_score=config.min_score,
-                                      margin=config.margin, detect_size=config.detect_size, min_face=config.min_face,
-                                      smooth=SMOOTH)
         self.mailbox = Newest()
         self.lock = threading.Lock()
         self.newest: LiveFrame | None = None
@@ -137,7 +134,8 @@ class LiveView:
 
     def start(self, classifier: Any, classify: Callable[[list[np.ndarray]], Any]) -> None:
         """Start reading and analysing with ``classifier`` (its crops classified by ``classify``, the micro-batcher)."""
-        analyser = VideoAnalyser(BatchedClassifier(classifier, classify), self.settings, self.source.fps)
+        analyser = VideoAnalyser(BatchedClassifier(classifier, classify), self.config.faces, VideoOptions(), self.source.fps,
+                                 SMOOTH)
         self.threads = [threading.Thread(target=self._read, name="babyface-live-reader", daemon=True),
                         threading.Thread(target=self._analyse, args=(analyser,), name="babyface-live", daemon=True)]
         for thread in self.threads:

@@ -23,6 +23,7 @@ def crop_faces(config: CropConfig) -> dict:
     """OUT/<same relative path> per crop (``_faceN`` suffix for extra faces), crops.csv, no_face.txt, unreadable.txt,
     framing.json. crops.csv carries the columns of SRC/manifest.csv (e.g. ``stem``, ``identity_group``) for each
     crop, so that ``data split OUT --manifest OUT/crops.csv --group-by stem`` keeps one photo's crops together."""
+    framing = Framing("face", config.faces)  # an unknown --detector fails before any work
     root, listed, paths = list_dataset_files(config.src, min_classes=1)  # e.g. photos of crying infants: sad/ only
     extra_columns, manifest = source_manifest(root)
     out = prepare_output_dir(config.out, overwrite=config.overwrite)
@@ -34,7 +35,7 @@ def crop_faces(config: CropConfig) -> dict:
             log.warning("skipped %s", exc)
             unreadable.append(str(exc))
             continue
-        squares = face_squares(image, config.detector, config.min_score, config.margin, max_side=0)  # full resolution
+        squares = face_squares(image, config.faces)
         if not squares:
             no_face.append(item.file)
         for number, (box, score) in enumerate(squares if config.all_faces else squares[:1]):
@@ -44,7 +45,7 @@ def crop_faces(config: CropConfig) -> dict:
             rows.append((item.file, target.as_posix(), *box, f"{score:.4f}", *(carried.get(c, "") for c in extra_columns)))
     write_csv(out / "crops.csv", [*CROP_COLUMNS, *extra_columns], rows)
     write_text(out / "no_face.txt", "".join(f"{f}\n" for f in no_face))
-    write_framing_file(out, Framing("face", config.detector, config.margin, config.min_score))
+    write_framing_file(out, framing)
     if unreadable:
         write_text(out / "unreadable.txt", "".join(f"{e}\n" for e in unreadable))
     return {"out": str(out), "images": len(listed), "crops": len(rows), "no_face": len(no_face), "unreadable": len(unreadable)}

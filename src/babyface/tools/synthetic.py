@@ -74,6 +74,7 @@ EXPRESSION_RANGES: dict[str, tuple[float, float]] = {
     "eye_open": (0.05, 1.0),
 }
 TEAR_PROBABILITY = {"happy": 0.05, "neutral": 0.05, "sad": 0.4}
+EXPRESSION_PARAMETERS = (*EXPRESSION_RANGES, "tears")  # what the class changes; metadata.csv columns
 
 METADATA_COLUMNS = (
     "file", "split", "label", "skin_tone", "grayscale", "mouth_curve", "mouth_open",

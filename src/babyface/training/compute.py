@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from babyface.config import TrainConfig
-from babyface.data.cache import default_cache_dir
+from babyface.data.cache import cache_dir_for
 from babyface.hardware import Precision, choose_channels_last, choose_precision, cpu_info, layout_cache_file
 
 log = logging.getLogger("babyface")
@@ -79,7 +79,4 @@ def choose_compute(config: TrainConfig, model: nn.Module, device: torch.device, 
 
 def layout_cache(config: TrainConfig) -> Path | None:
     """Where measured layouts are remembered: the decode cache's folder (none with --no-cache)."""
-    if not config.data_options.cache:
-        return None
-    return layout_cache_file(Path(config.data_options.cache_dir).expanduser() if config.data_options.cache_dir
-                             else default_cache_dir())
+    return layout_cache_file(cache_dir_for(config.data_options))

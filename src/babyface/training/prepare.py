@@ -1,6 +1,7 @@
 """Training data, prepared once: scanned, decoded (through the cache), split, checked for leakage, normalised.
 
-``prepare_data(config)`` returns everything the loop needs and the rows of the run's split manifest.
+``prepare_data(config)`` returns everything the loop and the bundle need (label map, source folders, framing
+included, so that nothing is read again later) and the rows of the run's split manifest.
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from babyface.config import TrainConfig, data_sources
-from babyface.data.cache import fit_memory_budget, load_decoded
-from babyface.data.decoded import DecodedImages, channel_stats
+from babyface.data.cache import load_decoded
+from babyface.data.decoded import DecodedImages, channel_stats, fit_memory_budget
 from babyface.data.duplicates import Signatures, signatures
 from babyface.data.folds import apply_split_file
 from babyface.data.groups import resolve_groups
@@ -21,6 +23,7 @@ from babyface.data.scan import DatasetScan, Sample
 from babyface.data.sources import load_label_map, scan_sources
 from babyface.data.splits import group_stratified_split, limit_per_class, stratified_split
 from babyface.errors import DataError
+from babyface.faces.framing import WHOLE, training_framing
 from babyface.run import SplitRow
 
 log = logging.getLogger("babyface")
@@ -38,18 +41,29 @@ class PreparedData:
     sources: dict[Path, str] = field(default_factory=dict)  # image path -> source name (several --data)
     root: Path = Path(".")  # the split manifest's files are relative to it
     decisions: list[str] = field(default_factory=list)  # the classes decisions are taken over ([] = all of them)
+    label_map: dict[str, str | None] = field(default_factory=dict)  # --label-map as read ({} without one)
+    source_folders: list[Path] = field(default_factory=list)  # the dataset folders: --data, then every --sources
+    framing: dict[str, Any] = field(default_factory=lambda: dict(WHOLE))  # how the images are framed (model.json's)
 
     @property
     def decision_index(self) -> list[int] | None:
         return [self.classes.index(c) for c in self.decisions] if self.decisions else None
 
+    @classmethod
+    def bare(cls, train: DecodedImages, mean: list[float], std: list[float]) -> PreparedData:
+        """``train`` alone, its classes numbered, no validation images: for a bare training loop (benchmarks, tests)."""
+        classes = [str(c) for c in range(int(train.labels.max()) + 1)]
+        return cls(classes, train, train.subset([]), [], [], mean, std)
 
-def prepare_data(config: TrainConfig) -> PreparedData:
+
+def prepare_data(config: TrainConfig, normalisation: tuple[list[float], list[float]] | None = None) -> PreparedData:
     """Scan, decode once (through the decode cache), split off validation (and test for a one-folder dataset) unless
-    --split-file fixes the splits, hold the images in memory or stream them (--cache-mem), compute normalisation."""
+    --split-file fixes the splits, hold the images in memory or stream them (--cache-mem), compute normalisation
+    unless ``normalisation`` (mean, std) is given: the input scale an --init run's first layer expects."""
     opts = config.data_options
     label_map = load_label_map(opts.label_map) if opts.label_map else None
-    scan = scan_sources(data_sources(config), label_map, opts.test_fraction, config.seed)
+    folders = data_sources(config)
+    scan = scan_sources(folders, label_map, opts.test_fraction, config.seed)
     if opts.split_file:
         scan = apply_split_file(scan, opts.split_file)
     samples = scan.train.samples
@@ -69,9 +83,10 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     split_rows += _rows(train, "train", scan, sources) + _rows(val, "val", scan, sources)
     if scan.test is not None:
         split_rows += [_row(s, "test", scan) for s in scan.test.samples]
-    mean, std = channel_stats(train.images, gray=config.color == "gray")
+    mean, std = normalisation or channel_stats(train.images, gray=config.color == "gray")
     return PreparedData(scan.classes, train, val, split_rows, decoded.skipped, mean, std, sources, scan.root,
-                        decision_classes(config.decide_over, scan.classes))
+                        decision_classes(config.decide_over, scan.classes), label_map or {}, [Path(f) for f in folders],
+                        training_framing(opts.framing, folders))
 
 
 def decision_classes(wanted: list[str], classes: list[str]) -> list[str]:

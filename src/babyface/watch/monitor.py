@@ -84,11 +84,13 @@ def watch(
             raise NoOutputLeft
 
     source = FrameSource(config.source, config.reconnect, emit, opener, sleep, config.open_tries, config.max_seconds, clock)
+    # before 'started': an unknown --detector is an error, not a watch that stops at once
+    analyser = VideoAnalyser(classifier, config.faces, config.video, source.fps, config.smooth,
+                             measure=config.asleep_seconds > 0)
     try:
         emit({"event": "started", "source": config.source, "run": config.run, "classes": classifier.classes})
-        frames = ((index, frame) for index, frame in source.frames() if index % config.every == 0)
-        analyser = VideoAnalyser(classifier, config, source.fps, measure=config.asleep_seconds > 0)
-        for chunk, before, after in detection_chunks(analyser, frames, config.detect_every):
+        frames = ((index, frame) for index, frame in source.frames() if index % config.video.every == 0)
+        for chunk, before, after in detection_chunks(analyser, frames):
             analyser.fps = source.fps
             counts["frames"] += len(chunk)
             if follow_chunk(tracker, analyser.rows(chunk, before, after), chunk, source.fps, emit):
