@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from babyface.evaluation.affect import affect_aucs, format_aucs
+from babyface.run import AucRecord
 
 CLASSES = ["happy", "neutral", "sad"]
 
@@ -58,5 +59,5 @@ def test_pairs_the_test_set_lacks_are_left_out_and_the_lines_read_well():
     aucs = affect_aucs(true, noisy_probabilities(true, 1.0), CLASSES, n_resamples=100)
     assert list(aucs) == ["positive_vs_rest"]
     assert affect_aucs(true, noisy_probabilities(true, 1.0), ["angry", "fear", "surprise"], n_resamples=0) == {}
-    line = format_aucs(aucs)[0]
+    line = format_aucs({name: AucRecord.model_validate(r) for name, r in aucs.items()})[0]
     assert line.startswith("positive vs rest AUC ") and "(30 vs 30 faces" in line

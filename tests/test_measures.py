@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("cv2", reason="measures need OpenCV: pip install 'opencv-python-headless>=4.8,<5'")
 
 from babyface.cli import main  # noqa: E402
+from babyface.config import FaceDetection  # noqa: E402
 from babyface.errors import BabyfaceError  # noqa: E402
 from babyface.measures import landmarks  # noqa: E402
 from babyface.measures.facial import MEASURE_NAMES, head_pose, measures_of  # noqa: E402
@@ -22,6 +23,7 @@ from babyface.tools.synthetic import render_face, write_scripted_face_video  # n
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # the upper and lower lid points of the eye around landmark 33, which sits on the image's left: the infant's right eye
+BLAZEFACE = FaceDetection(detector="blazeface")
 RIGHT_UPPER_LID, RIGHT_LOWER_LID = (159, 158, 157, 160, 161, 246, 173), (145, 153, 154, 144, 163, 7, 155)
 
 
@@ -32,7 +34,7 @@ def synthetic_face(eye_open: float, size: int = 160, seed: int = 0) -> np.ndarra
 
 
 def measured(rgb: np.ndarray) -> dict[str, float]:
-    boxes, _ = face_boxes_of(rgb, "blazeface", None, "face")
+    boxes, _ = face_boxes_of(rgb, BLAZEFACE, "face")
     found = measure_rgb(rgb, boxes[:1], Tally())[0]
     assert found is not None, "the landmark model did not confirm the synthetic face"
     return found[2]
@@ -44,7 +46,7 @@ def test_landmarks_follow_the_face_and_the_eyes_open_and_shut() -> None:
     assert set(opened) == set(MEASURE_NAMES)
     assert opened["eye_open_left"] > 0.8 and opened["eye_open_right"] > 0.8
     assert shut["eye_open_left"] < 0.4 and shut["eye_open_right"] < 0.4
-    boxes, _ = face_boxes_of(open_face, "blazeface", None, "face")
+    boxes, _ = face_boxes_of(open_face, BLAZEFACE, "face")
     mesh = landmarks.face_meshes(open_face, [(b.left, b.top, b.right, b.bottom) for b in boxes[:1]])[0]
     assert mesh.presence > 0.9 and mesh.points.shape == (478, 3)
     left, top, right, bottom = boxes[0].left, boxes[0].top, boxes[0].right, boxes[0].bottom
@@ -87,7 +89,7 @@ def test_the_blendshape_sides_are_the_infants_own() -> None:
     """Shutting the lids of the eye on the image's left (the infant's right) in landmark space must close
     ``eye_open_right`` only: this pins which blendshape is which side."""
     rgb = synthetic_face(0.9)
-    boxes, _ = face_boxes_of(rgb, "blazeface", None, "face")
+    boxes, _ = face_boxes_of(rgb, BLAZEFACE, "face")
     mesh = landmarks.face_meshes(rgb, [(b.left, b.top, b.right, b.bottom) for b in boxes[:1]])[0]
     assert mesh.points[33, 0] < mesh.points[263, 0]  # landmark 33 is on the image's left
     points = mesh.points.copy()
@@ -119,7 +121,7 @@ def test_head_pose_reads_back_a_known_turn(yaw: float, pitch: float, roll: float
 
 def test_a_face_too_small_for_landmarks_is_skipped_and_counted() -> None:
     rgb = synthetic_face(0.9, size=160)
-    boxes, _ = face_boxes_of(rgb, "blazeface", None, "face")
+    boxes, _ = face_boxes_of(rgb, BLAZEFACE, "face")
     tiny = type(boxes[0])(10, 10, 10 + landmarks.MIN_FACE_SIDE - 1, 30, 0.9)
     tally = Tally()
     assert measure_rgb(rgb, [tiny, boxes[0]], tally)[0] is None
@@ -201,3 +203,19 @@ def test_the_python_api_measures_a_path_and_an_array_alike(tmp_path) -> None:
     from_file, from_array = babyface.measure(tmp_path / "face.png"), babyface.measure(rgb)
     assert len(from_file) == len(from_array) == 1
     assert from_file[0].measures == from_array[0].measures and from_file[0].measures["eye_open_left"] > 0.8
+
+
+def test_measure_follows_the_face_options_on_photos(tmp_path, capsys) -> None:
+    """--min-face: a face smaller than that share of the photo is not looked for, so the photo is measured whole."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (640, 640), (128, 128, 128))
+    canvas.paste(Image.fromarray(synthetic_face(0.9, size=320)), (160, 160))
+    canvas.save(tmp_path / "small_face.png")
+    out = tmp_path / "measures.json"
+    assert main(["measure", str(tmp_path / "small_face.png"), "--format", "json", "--output", str(out)]) == 0
+    found = json.loads(out.read_text())
+    assert len(found) == 1 and found[0]["face_detected"] and found[0]["box"][2] - found[0]["box"][0] < 480
+    capsys.readouterr()
+    main(["measure", str(tmp_path / "small_face.png"), "--format", "json", "--min-face", "0.6"])
+    assert "1 photo(s) without a detected face measured whole" in capsys.readouterr().err

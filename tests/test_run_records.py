@@ -7,10 +7,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from babyface.config import TrainConfig
 from babyface.errors import BabyfaceError, BundleError
+from babyface.evaluation.affect import affect_aucs
+from babyface.metrics import add_group_intervals, classification_metrics, quoted_interval
 from babyface.run import (
     CvFolder,
     DataRecord,
@@ -23,6 +26,9 @@ from babyface.run import (
     read_evaluation_metrics,
     read_predictions,
     write_predictions,
+)
+from babyface.run import (
+    TestScores as Scores,
 )
 
 CALIBRATION = {"bins": 15, "nll_before": 1.1, "nll_after": 1.0, "ece_before": 0.08, "ece_after": 0.01}
@@ -145,9 +151,9 @@ def test_metrics_json_reads_back_and_refuses_a_renamed_key(tmp_path: Path) -> No
     (tmp_path / EvaluationFiles.METRICS).write_text(json.dumps(evaluation_metrics()))
     metrics = read_evaluation_metrics(tmp_path)
     assert metrics.per_class["sad"].support == 2 and metrics.calibration.temperature == 1.5
-    assert metrics.quoted_interval("accuracy") is None and metrics.to_json() == evaluation_metrics()
+    assert quoted_interval(metrics, "accuracy") is None and metrics.to_json() == evaluation_metrics()
     grouped = EvaluationMetrics.model_validate(evaluation_metrics(quote="group", accuracy_group_ci=[0.5, 0.9], accuracy_ci=[0.6, 0.8]))
-    assert grouped.quoted_interval("accuracy") == [0.5, 0.9]
+    assert quoted_interval(grouped, "accuracy") == [0.5, 0.9]
     (tmp_path / EvaluationFiles.METRICS).write_text(json.dumps(evaluation_metrics(macro_F1=0.73)))
     with pytest.raises(BabyfaceError, match=r"'macro_F1' is not a key babyface knows \(did you mean 'macro_f1'\?\)"):
         read_evaluation_metrics(tmp_path)
@@ -201,3 +207,24 @@ def test_cv_resume_redoes_an_evaluation_without_metrics_json(tmp_path: Path, mon
     os.utime(evaluation / EvaluationFiles.METRICS, (0, 0))  # older than the model: the model was trained again
     cv.evaluate_fold(config, model, {})
     assert evaluated == [str(model)] * 2
+
+
+def test_the_intervals_and_aucs_metrics_writes_validate_as_typed_records() -> None:
+    rng = np.random.default_rng(0)
+    true = np.repeat([0, 1, 2], 20)
+    probs = rng.dirichlet(np.ones(3), size=len(true)) + 0.6 * np.eye(3)[true]
+    probs /= probs.sum(1, keepdims=True)
+    groups = [f"infant{i % 9}" for i in range(len(true))]
+    metrics = add_group_intervals(classification_metrics(true, probs.argmax(1), ["happy", "neutral", "sad"], n_resamples=50),
+                                  true, probs.argmax(1), groups, n_resamples=50, seed=0, group_by="identity_group")
+    metrics["affect_auc"] = affect_aucs(true, probs, ["happy", "neutral", "sad"], n_resamples=50, groups=groups)
+    scores = Scores.model_validate(json.loads(json.dumps(metrics)))
+    assert scores.resamples == 50 and scores.group_ci.groups == 9 and scores.group_ci.group_by == "identity_group"
+    assert scores.affect_auc["negative_vs_neutral"].n_groups == 9 and scores.affect_auc["positive_vs_rest"].auc_ci
+    assert quoted_interval(scores, "accuracy") == metrics["accuracy_group_ci"]
+    metrics["group_ci"].update({"manifest": "ids.csv", "from": "training"})
+    assert Scores.model_validate(metrics).group_ci.origin == "training"
+    assert Scores.model_validate(metrics).model_dump(mode="json")["group_ci"]["from"] == "training"
+    metrics["affect_auc"]["positive_vs_rest"]["AUC"] = metrics["affect_auc"]["positive_vs_rest"].pop("auc")
+    with pytest.raises(ValueError, match="AUC"):
+        Scores.model_validate(metrics)

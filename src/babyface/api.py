@@ -77,12 +77,14 @@ def cv(config: CvConfig | None = None, /, **options: Any) -> Path:
 
 
 def measure(image: str | os.PathLike | Any, *, detector: str = LIVE_DETECTOR, framing: str = "face",
-            min_score: float | None = None) -> list[FaceMeasures]:
+            min_score: float | None = None, faces: FaceDetection | None = None) -> list[FaceMeasures]:
     """The measures of every face in a photo (a path, a PIL image or an H×W×3 uint8 array), largest first, as
-    ``babyface measure`` gives them; ``framing="whole"`` for a tight face crop. A face too small for landmarks, or
-    not confirmed by the landmark model, has no entry."""
+    ``babyface measure`` gives them; ``framing="whole"`` for a tight face crop. ``faces`` sets every face option
+    (detect_size, min_face, ...) and then wins over ``detector`` and ``min_score``. A face too small for landmarks,
+    or not confirmed by the landmark model, has no entry."""
+    faces = faces or FaceDetection(detector=detector, min_score=min_score)
     if isinstance(image, (str, os.PathLike)):
         rgb, name = load_rgb(image), str(image)
     else:
         rgb, name = as_rgb_image(image), "image"
-    return measure_image(np.asarray(rgb), name, detector, min_score, framing, Tally())
+    return measure_image(np.asarray(rgb), name, faces, framing, Tally())

@@ -269,7 +269,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def format_metrics(metrics: EvaluationMetrics, out: Path) -> str:
     """What ``evaluate`` prints: metrics.json in a few lines."""
     from babyface.evaluation.affect import format_aucs
-    from babyface.metrics import interval_text
+    from babyface.metrics import interval_text, quoted_interval
 
     calibration, framing = metrics.calibration, metrics.framing
     tta = f" (TTA: {metrics.tta})" if metrics.tta != "none" else ""
@@ -289,10 +289,10 @@ def format_metrics(metrics: EvaluationMetrics, out: Path) -> str:
     for source, scores in metrics.per_source.items():
         groups = f", {scores.n_groups} groups" if scores.quote == "group" else ""
         recall = " / ".join(f"{r.recall:.2f}" if r.support else "—" for r in scores.per_class.values())
-        aucs = "".join(f"  {name.split('_')[0]}-AUC {r['auc']:.3f}" for name, r in scores.affect_auc.items())
+        aucs = "".join(f"  {name.split('_')[0]}-AUC {r.auc:.3f}" for name, r in scores.affect_auc.items())
         lines.append(f"  source {source}: n={scores.n}{groups}  accuracy "
-                     f"{interval_text(scores.accuracy, scores.quoted_interval('accuracy'), 4)}  "
-                     f"macro-F1 {interval_text(scores.macro_f1, scores.quoted_interval('macro_f1'), 4)}  "
+                     f"{interval_text(scores.accuracy, quoted_interval(scores, 'accuracy'), 4)}  "
+                     f"macro-F1 {interval_text(scores.macro_f1, quoted_interval(scores, 'macro_f1'), 4)}  "
                      f"recall {'/'.join(scores.per_class)} {recall}{aucs}")
     lines.append(f"results: {out}")
     return "\n".join(lines)
@@ -355,7 +355,7 @@ def attach_measures(predictions: Sequence[Any], paths: Sequence[Path], config: P
     ``framing`` is how the photos were classified (face or whole, --framing auto resolved for the run)."""
     from babyface.measures.photos import measure_photos
 
-    rows, _, tally = measure_photos(paths, config.faces.detector, config.faces.min_score, framing, strict=config.strict)
+    rows, _, tally = measure_photos(paths, config.faces, framing, strict=config.strict)
     largest = {row.file: row.measures for row in rows if row.face == 0}
     for prediction in predictions:
         prediction.measures = largest.get(prediction.file)
@@ -375,8 +375,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         print_video_summary(summary)
     if not images:
         return 0
-    rows, skipped, tally = measure_photos(collect_inputs(images), config.faces.detector, config.faces.min_score,
-                                          config.framing, strict=config.strict)
+    rows, skipped, tally = measure_photos(collect_inputs(images), config.faces, config.framing, strict=config.strict)
     text = format_measures(rows, config.format)
     if config.output:
         write_text(config.output, text)

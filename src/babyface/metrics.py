@@ -7,7 +7,7 @@ which is the honest one when several images share an identity. When groups are k
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -221,9 +221,11 @@ def groups_text(metrics: dict) -> str:
     return f"{metrics.get('n_groups')} {'' if by == 'group' else by + ' '}groups"
 
 
-def quoted_interval(metrics: dict, key: str) -> list[float] | None:
-    """The interval of ``key`` (accuracy, macro_f1) to report: the group-level one when groups are known."""
-    return metrics.get(f"{key}_group_ci") if metrics.get("quote") == "group" else metrics.get(f"{key}_ci")
+def quoted_interval(metrics: Mapping | object, key: str) -> list[float] | None:
+    """The interval of ``key`` (accuracy, macro_f1) to report: the group-level one when groups are known. ``metrics``
+    is a dict from :func:`classification_metrics` or a record with the same fields (``babyface.run.TestScores``)."""
+    fields = metrics if isinstance(metrics, Mapping) else vars(metrics)
+    return fields.get(f"{key}_group_ci") if fields.get("quote") == "group" else fields.get(f"{key}_ci")
 
 
 def paired_cluster_bootstrap(a_correct: Sequence[bool], b_correct: Sequence[bool], groups: Sequence[str],

@@ -498,6 +498,40 @@ class ClassScores(Record):
     f1_ci: Interval | None = None
 
 
+class BootstrapRecord(Record):
+    """How a bootstrap interval was made."""
+
+    method: str
+    resamples: int
+    confidence: float
+    seed: int
+
+
+class GroupBootstrapRecord(BootstrapRecord):
+    """How a group-level interval was made, and from which groups: --group-by's column (or near-duplicates), its
+    manifest, and ``from`` ("--group-by", or "training" when the run's own grouping was reused)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
+    group_by: str
+    groups: int
+    manifest: str = ""
+    origin: str = Field("", alias="from")
+
+
+class AucRecord(Record):
+    """One of ``babyface.evaluation.affect``'s AUCs: what was scored, on how many faces, with its interval."""
+
+    auc: float
+    positives: int
+    negatives: int
+    what: str
+    auc_ci: Interval | None = None
+    ci: BootstrapRecord | None = None
+    n_groups: int | None = None
+
+
 class TestScores(Record):
     """``babyface.metrics.classification_metrics`` of a set of test images: scores, their image-level intervals and,
     when the images' groups were known (``quote`` is "group"), the group-level ones to quote."""
@@ -510,21 +544,17 @@ class TestScores(Record):
     classes: list[str]
     accuracy_ci: Interval | None = None
     macro_f1_ci: Interval | None = None
-    ci: dict[str, Any] | None = None  # how the image-level intervals were made
+    ci: BootstrapRecord | None = None  # how the image-level intervals were made
     accuracy_group_ci: Interval | None = None
     macro_f1_group_ci: Interval | None = None
     n_groups: int | None = None
-    group_ci: dict[str, Any] | None = None  # how the group-level intervals were made, and from which groups
+    group_ci: GroupBootstrapRecord | None = None
     quote: Literal["group"] | None = None
-    affect_auc: dict[str, Any] = Field(default_factory=dict)  # babyface.evaluation.affect
+    affect_auc: dict[str, AucRecord] = Field(default_factory=dict)
 
     @property
     def resamples(self) -> int:
-        return int((self.ci or {}).get("resamples", 0))
-
-    def quoted_interval(self, key: Literal["accuracy", "macro_f1"]) -> Interval | None:
-        """The interval of ``key`` to report: the group-level one when groups are known."""
-        return getattr(self, f"{key}_group_ci" if self.quote == "group" else f"{key}_ci")
+        return self.ci.resamples if self.ci else 0
 
 
 class TestCalibration(CalibrationScores):

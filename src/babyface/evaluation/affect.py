@@ -9,12 +9,13 @@ Intervals: a bootstrap of the images (stratified by the two labels) or, with gro
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from babyface.metrics import CONFIDENCE, group_codes, group_resample_weights, percentile_interval
+from babyface.run import AucRecord
 
 POSITIVE, NEGATIVE, NEUTRAL = "happy", "sad", "neutral"
 
@@ -84,10 +85,10 @@ def _weighted_auc(positive: np.ndarray, score: np.ndarray, weight: np.ndarray) -
     return float(roc_auc_score(positive[drawn], score[drawn], sample_weight=weight[drawn]))
 
 
-def format_aucs(aucs: dict) -> list[str]:
+def format_aucs(aucs: Mapping[str, AucRecord]) -> list[str]:
     """One line per pair: 'positive vs rest AUC 0.912 [0.88, 0.94] (96 vs 118)'."""
     lines = []
     for name, r in aucs.items():
-        interval = f" [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]" if "auc_ci" in r else ""
-        lines.append(f"{name.replace('_', ' ')} AUC {r['auc']:.3f}{interval} ({r['positives']} vs {r['negatives']} faces; {r['what']})")
+        interval = f" [{r.auc_ci[0]:.3f}, {r.auc_ci[1]:.3f}]" if r.auc_ci else ""
+        lines.append(f"{name.replace('_', ' ')} AUC {r.auc:.3f}{interval} ({r.positives} vs {r.negatives} faces; {r.what})")
     return lines

@@ -21,7 +21,7 @@ import numpy as np
 from babyface.bundle.single import read_metadata
 from babyface.data.groups import resolve_groups
 from babyface.errors import BabyfaceError
-from babyface.metrics import interval_text, paired_cluster_bootstrap
+from babyface.metrics import interval_text, paired_cluster_bootstrap, quoted_interval
 from babyface.models import create_model
 from babyface.models.registry import count_params
 from babyface.run import (
@@ -67,8 +67,8 @@ def run_summary(run: Path) -> dict:
     meta = read_metadata(run)
     metrics = read_evaluation_metrics(_evaluated(run, EvaluationFiles.METRICS).parent)
     return {"run": str(run), "model": meta.arch.name, "params": parameter_count(meta), "n": metrics.n,
-            "accuracy": metrics.accuracy, "accuracy_ci": metrics.quoted_interval("accuracy"),
-            "macro_f1": metrics.macro_f1, "macro_f1_ci": metrics.quoted_interval("macro_f1"), "ece": metrics.ece,
+            "accuracy": metrics.accuracy, "accuracy_ci": quoted_interval(metrics, "accuracy"),
+            "macro_f1": metrics.macro_f1, "macro_f1_ci": quoted_interval(metrics, "macro_f1"), "ece": metrics.ece,
             "seconds_per_epoch": meta.metrics.seconds_per_epoch, "n_groups": metrics.n_groups,
             "intervals": "groups" if metrics.quote == "group" else "images", "data_root": metrics.data_root}
 

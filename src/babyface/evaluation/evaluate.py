@@ -30,7 +30,7 @@ from babyface.faces.framing import (
 )
 from babyface.inference.calibration import calibrated_probabilities, calibration_summary, ece_from_bins, reliability_bins
 from babyface.inference.classifier import Classifier
-from babyface.metrics import classification_metrics, interval_text
+from babyface.metrics import classification_metrics, interval_text, quoted_interval
 from babyface.outputs import prepare_output_dir, write_json
 from babyface.plots import plot_confusion_matrix, plot_prediction_grid, plot_reliability_diagram, select_grid_samples
 from babyface.run import (
@@ -193,7 +193,7 @@ def evaluate_run(config: EvalConfig) -> dict:
         metrics["subgroups"] = analyse_subgroups(files, true, pred, classes, _metadata_path(config), config.by,
                                                  metrics, config.bootstrap, config.seed, groups)
         write_json(out / EvaluationFiles.SUBGROUPS, metrics["subgroups"])
-    title = f"{name} on {test.name}: macro-F1 {interval_text(record.macro_f1, record.quoted_interval('macro_f1'))}"
+    title = f"{name} on {test.name}: macro-F1 {interval_text(record.macro_f1, quoted_interval(record, 'macro_f1'))}"
     plot_confusion_matrix(np.array(record.confusion_matrix), classes, out / EvaluationFiles.CONFUSION_PNG, title=title)
     _plot_reliability(out / EvaluationFiles.RELIABILITY_PNG, logits, true, temperature, f"{name} on {test.name}")
     _plot_grid(out / EvaluationFiles.GRID_PNG, framed, true, pred, probs, classes, config)

@@ -24,7 +24,7 @@ from babyface.config import ReportConfig
 from babyface.data.images import load_rgb
 from babyface.errors import BabyfaceError, ImageDecodeError, OutputExistsError
 from babyface.evaluation.affect import format_aucs
-from babyface.metrics import groups_text, interval_text
+from babyface.metrics import groups_text, interval_text, quoted_interval
 from babyface.outputs import write_text
 from babyface.run import (
     MODEL_CARD_FILE,
@@ -183,7 +183,7 @@ def interval_note(metrics: TestScores) -> str:
 
 def ci_text(metrics: TestScores, key: Literal["accuracy", "macro_f1"], percent: bool = False, level: str = "quoted") -> str:
     """'71.0% – 78.3%': the quoted interval of ``key`` (group-level when groups are known), or the image-level one."""
-    interval = metrics.quoted_interval(key) if level == "quoted" else getattr(metrics, f"{key}_ci")
+    interval = quoted_interval(metrics, key) if level == "quoted" else getattr(metrics, f"{key}_ci")
     if not interval:
         return "not computed"
     return f"{interval[0]:.1%} – {interval[1]:.1%}" if percent else f"{interval[0]:.3f} – {interval[1]:.3f}"
@@ -326,8 +326,8 @@ def render_model_card(facts: dict) -> str:
         f"({data.skipped or 0} skipped), resized to {meta.image_size}×{meta.image_size}; test set: {m.data} "
         f"({m.n} images).", *source_lines(data), *compute_lines(meta, m), "",
         "## Metrics (test set, 95% bootstrap intervals)",
-        f"- accuracy {interval_text(m.accuracy, m.quoted_interval('accuracy'))}",
-        f"- macro-F1 {interval_text(m.macro_f1, m.quoted_interval('macro_f1'))}",
+        f"- accuracy {interval_text(m.accuracy, quoted_interval(m, 'accuracy'))}",
+        f"- macro-F1 {interval_text(m.macro_f1, quoted_interval(m, 'macro_f1'))}",
         f"- {interval_note(m)}",
         f"- expected calibration error ({cal.bins} bins) {cal.ece_before:.3f} before, "
         f"{cal.ece_after:.3f} after temperature scaling (T = {cal.temperature:.3f})",

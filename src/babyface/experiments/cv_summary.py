@@ -52,7 +52,7 @@ def fold_row(result: FoldResult, metrics: EvaluationMetrics, out: Path) -> dict:
     row = {"fold": result.fold, "held_out": result.held_out, "model": result.model.relative_to(out).as_posix(),
            "n": metrics.n, "n_groups": metrics.n_groups, "ece": metrics.ece}
     for key in ("accuracy", "macro_f1"):
-        row.update({key: getattr(metrics, key), f"{key}_ci": metrics.quoted_interval(key), f"{key}_image_ci": getattr(metrics, f"{key}_ci")})
+        row.update({key: getattr(metrics, key), f"{key}_ci": quoted_interval(metrics, key), f"{key}_image_ci": getattr(metrics, f"{key}_ci")})
     return row
 
 

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from babyface.config import FaceDetection
 from babyface.data.images import display_path, load_rgb
 from babyface.errors import ImageDecodeError
 from babyface.faces.detectors import FaceBox, detect_faces
@@ -54,13 +55,13 @@ class Tally:
         return "; ".join(parts)
 
 
-def face_boxes_of(rgb: np.ndarray, detector: str, min_score: float | None, framing: str) -> tuple[list[FaceBox], bool]:
-    """The faces to measure and whether a detector found them: every detected face (``framing`` face), else the whole
-    image as one face."""
+def face_boxes_of(rgb: np.ndarray, faces: FaceDetection, framing: str) -> tuple[list[FaceBox], bool]:
+    """The faces to measure and whether a detector found them: every face ``faces`` finds (``framing`` face), else the
+    whole image as one face."""
     if framing == "face":
-        faces = detect_faces(rgb, detector, min_score)
-        if faces:
-            return faces, True
+        found = detect_faces(rgb, faces.detector, faces.min_score, faces.detect_size, faces.min_face)
+        if found:
+            return found, True
     height, width = rgb.shape[:2]
     return [FaceBox(0, 0, width, height, 1.0)], False
 
@@ -79,10 +80,9 @@ def measure_rgb(rgb: np.ndarray, boxes: Sequence[FaceBox], tally: Tally) -> list
     return out
 
 
-def measure_image(rgb: np.ndarray, name: str, detector: str, min_score: float | None, framing: str,
-                  tally: Tally) -> list[FaceMeasures]:
+def measure_image(rgb: np.ndarray, name: str, faces: FaceDetection, framing: str, tally: Tally) -> list[FaceMeasures]:
     """The measures of every face of an H×W×3 uint8 RGB image (``name`` goes into the rows), largest face first."""
-    boxes, detected = face_boxes_of(rgb, detector, min_score, framing)
+    boxes, detected = face_boxes_of(rgb, faces, framing)
     tally.add("whole_image", int(not detected and framing == "face"))
     rows = []
     for index, found in enumerate(measure_rgb(rgb, boxes, tally)):
@@ -92,11 +92,11 @@ def measure_image(rgb: np.ndarray, name: str, detector: str, min_score: float | 
     return rows
 
 
-def measure_photo(path: Path, detector: str, min_score: float | None, framing: str, tally: Tally) -> list[FaceMeasures]:
-    return measure_image(np.asarray(load_rgb(path)), display_path(path), detector, min_score, framing, tally)
+def measure_photo(path: Path, faces: FaceDetection, framing: str, tally: Tally) -> list[FaceMeasures]:
+    return measure_image(np.asarray(load_rgb(path)), display_path(path), faces, framing, tally)
 
 
-def measure_photos(paths: Sequence[Path], detector: str, min_score: float | None = None, framing: str = "face",
+def measure_photos(paths: Sequence[Path], faces: FaceDetection, framing: str = "face",
                    strict: bool = False) -> tuple[list[FaceMeasures], list[str], Tally]:
     """Measures of every face in each photo; the files skipped (not decodable: a warning each, or an error with
     ``strict``); the tally of faces."""
@@ -105,7 +105,7 @@ def measure_photos(paths: Sequence[Path], detector: str, min_score: float | None
     tally = Tally()
     for path in paths:
         try:
-            rows += measure_photo(path, detector, min_score, framing, tally)
+            rows += measure_photo(path, faces, framing, tally)
         except ImageDecodeError as exc:
             if strict:
                 raise
