@@ -101,6 +101,34 @@ def test_leave_one_source_out(tmp_path):
         plan_folds(fake_scan(tmp_path, [0, 2, 0, 1, 2], ["a", "a", "b", "b", "b"]), list("12345"), "loso", 0)
 
 
+def test_hold_out_chooses_the_folds_sources_and_trains_on_the_rest_always(tmp_path, caplog):
+    labels = [0, 1, 2] * 4 + [0, 2] * 6 + [2] * 12 + [0] * 3
+    sources = ["fer"] * 12 + ["utkf"] * 12 + ["cry"] * 12 + ["tiny"] * 3
+    scan = fake_scan(tmp_path, labels, sources)
+    with caplog.at_level(logging.WARNING, logger="babyface"):
+        plan = plan_folds(scan, [str(i) for i in range(len(labels))], "loso", 0, hold_out=["utkf+tiny", "cry"])
+    assert plan.held_out == ["source utkf+tiny", "source cry"]
+    assert {row.source: row.fold for row in plan.rows} == {"fer": 0, "utkf": 1, "tiny": 1, "cry": 2}
+    assert all(split == "train" for file, split in plan.split_rows(2) if "/fer/" in f"/{file}")
+    plan = plan_folds(scan, [str(i) for i in range(len(labels))], "loso", 0, hold_out=["cry", "tiny"])
+    assert plan.held_out == ["source cry"] and "tiny: 3 image(s), too few" in caplog.text  # one line, skipped
+    with pytest.raises(DataError, match=r"no source is named utk; the sources are fer, utkf, cry, tiny"):
+        plan_folds(scan, [str(i) for i in range(len(labels))], "loso", 0, hold_out=["utk"])
+    with pytest.raises(DataError, match="source cry is named twice"):
+        plan_folds(scan, [str(i) for i in range(len(labels))], "loso", 0, hold_out=["cry", "utkf+cry"])
+    with pytest.raises(DataError, match="only source fer has neutral images"):
+        plan_folds(scan, [str(i) for i in range(len(labels))], "loso", 0, hold_out=["fer"])
+
+
+def test_hold_out_needs_loso():
+    from babyface.config import CvConfig
+    from babyface.errors import BabyfaceError
+
+    with pytest.raises(BabyfaceError, match="add --folds loso"):
+        CvConfig(data="d", hold_out=["a"])
+    assert CvConfig(data="d", folds="loso", hold_out=["a+b"]).fold_config(out="o").model_dump().get("hold_out") is None
+
+
 def test_split_file_places_every_listed_image_and_leaves_out_the_rest(tmp_path, write_tiny_png, caplog):
     files = [f"{c}/{i}.png" for c in CLASSES for i in range(3)]
     for file in files:

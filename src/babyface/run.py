@@ -233,6 +233,7 @@ class DataRecord(Record):
     label_map: dict[str, str | None] = Field(default_factory=dict)  # folder class -> model class (None: dropped)
     train: int | None = None
     val: int | None = None
+    test: int | None = None  # images held out as the test split; 0: trained with --test-fraction 0 (the final fit)
     skipped: int | None = None  # undecodable files left out
     coverage: dict[str, dict[str, int]] = Field(default_factory=dict)  # training images per source and class
     missing_classes: str | None = None

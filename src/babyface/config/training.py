@@ -64,7 +64,9 @@ class DataConfig(ConfigModel):
     val_fraction: float = option(0.2, "share of each class of the training images held out for validation (choosing "
                                       "the best epoch, calibration) when DATA has no val/ folder", ge=0, lt=1)
     test_fraction: float = option(0.15, "share of each class held out as the test set when DATA is one folder of class "
-                                         "folders without train/ and test/", gt=0, lt=1)
+                                         "folders without train/ and test/; 0 = no test images at all (test/ folders "
+                                         "are trained on too): the model to keep, once a benchmark has measured the "
+                                         "recipe on sources it never saw", ge=0, lt=1)
     strict: bool = option(False, "stop at the first image that cannot be decoded instead of skipping and counting it, "
                                  "and refuse test images that copy training images instead of warning")
     max_pixels: int = option(DEFAULT_MAX_PIXELS, "refuse images with more pixels than this (guards against decompression "
@@ -81,6 +83,14 @@ class DataConfig(ConfigModel):
     label_map: str = option("", "YAML mapping folder class -> model class (null drops the class), to combine sources "
                                 "whose class folders are named differently; empty = folder names as they are",
                             metavar="YAML", group=SOURCES)
+    relabel: str = option("", "CSV of labels that replace the class folders' for the files it lists: a 'file' column "
+                              "(relative to the folder holding every source, e.g. shared/data) and a 'label' column, or "
+                              "annotators' vote counts in FER+'s columns (neutral, happiness, ..., unknown, nf), where "
+                              "the label is the most-voted class; listed files without a label among the data's classes "
+                              "are left out, files it does not list keep their folder's; empty = folder labels",
+                          metavar="CSV", group=SOURCES)
+    min_votes: int = option(0, "with a --relabel CSV of votes: keep a file only when its most-voted class has at least "
+                               "this many votes (e.g. 5 of FER+'s 10; 0 = any clear majority)", ge=0, group=SOURCES)
     max_per_class: int = option(0, "train on at most this many images of each class of each source, drawn with --seed "
                                    "(0 = all)", ge=0, group=SOURCES)
     cache: bool = option(True, "keep decoded images in a cache file reused by later runs (--no-cache decodes every run)")
@@ -256,6 +266,12 @@ class CvConfig(TrainConfig):
     folds: str = option("5", "number of folds, at least 2: the images are cut into K parts of whole --group-by groups "
                              "with the classes spread evenly, and each part is tested by a model trained on the others; "
                              "loso = one fold per DATA/--data source (leave one source out)", metavar="K|loso", group=CV)
+    hold_out: list[str] = option(
+        description="with --folds loso: the source to hold out in one fold, by the name the log gives it (its folder's "
+                    "name; FER2013's two folders are 'fer2013'), or several joined by + to hold out together, e.g. "
+                    "utk-infant-faces+utk-infant-smile (repeatable, one fold each); sources never named are trained on "
+                    "in every fold; empty = every source is held out in turn",
+        default_factory=list, metavar="SOURCE[+SOURCE]", group=CV)
     bootstrap: int = option(1000, "bootstrap resamples of the 95% intervals (at least 100)", ge=100, group=CV)
     out: str = option("", "folder for the folds (OUT/fold1, ... each a run folder), the pooled results and report.html; "
                           "must be new or empty unless --overwrite; empty = runs/cv-MODEL-DATE-TIME", metavar="DIR",
@@ -271,10 +287,17 @@ class CvConfig(TrainConfig):
             raise ValueError(f"give a number of folds of at least 2 (e.g. 5), or loso (leave one source out), got {value!r}")
         return text
 
+    @model_validator(mode="after")
+    def _hold_out_needs_loso(self) -> CvConfig:
+        if self.hold_out and self.folds != "loso":
+            raise BabyfaceError(f"--hold-out chooses the sources of leave-one-source-out folds; add --folds loso (or drop "
+                                f"--hold-out for --folds {self.folds})")
+        return self
+
     def fold_config(self, **changes: Any) -> TrainConfig:
         """The TrainConfig of one fold's training: these options without the cv ones, ``changes`` applied
         (nested ``data_options`` changes merged)."""
-        values = self.model_dump(exclude={"folds", "bootstrap"})
+        values = self.model_dump(exclude={"folds", "bootstrap", "hold_out"})
         values["data_options"] = {**values["data_options"], **changes.pop("data_options", {})}
         return TrainConfig(**{**values, **changes})
 

@@ -44,7 +44,7 @@ class FoldRow:
     label: str
     group: str
     source: str
-    fold: int  # 1 … number of folds
+    fold: int  # 1 … number of folds; 0: trained on in every fold (a source --hold-out does not name)
 
 
 @dataclass
@@ -74,11 +74,13 @@ def parse_folds(folds: str) -> int | str:
 
 
 def plan_folds(scan: DatasetScan, groups: Sequence[str], folds: str, seed: int, group_by: str = "",
-               where: str = "DATA") -> FoldPlan:
+               where: str = "DATA", hold_out: Sequence[str] = ()) -> FoldPlan:
     """The fold of every image of ``scan`` (``groups``: one per image of :func:`all_samples`, in that order).
     ``where`` (the manifest or DATA) names the file to fix in errors. Refuses what cannot be cross-validated: fewer
     groups than folds, a class found in one group only (the fold testing it would train without it), ``loso`` with
-    one source or with a source that alone holds a class; warns when a class is in fewer groups than folds."""
+    one source or with a source that alone holds a class; warns when a class is in fewer groups than folds.
+    ``hold_out`` (``loso`` only): the folds' sources, 'A+B' held out together; the sources it does not name are in
+    every fold's training (fold 0)."""
     samples = all_samples(scan)
     if len(groups) != len(samples):
         raise ValueError(f"{len(groups)} groups for {len(samples)} images")
@@ -87,9 +89,11 @@ def plan_folds(scan: DatasetScan, groups: Sequence[str], folds: str, seed: int, 
     k = parse_folds(folds)
     if k == LOSO:
         names = list(dict.fromkeys(sources))
-        _check_sources(names, sources, labels, scan.classes)
-        fold_of = [names.index(source) for source in sources]
-        held_out = [f"source {name}" for name in names]
+        folds_of_sources = held_out_sources(hold_out, names, sources) if hold_out else [[name] for name in names]
+        _check_sources(folds_of_sources, sources, labels, scan.classes)
+        fold_by_source = {name: i + 1 for i, members in enumerate(folds_of_sources) for name in members}
+        fold_of = [fold_by_source.get(source, 0) - 1 for source in sources]  # -1: trained on in every fold
+        held_out = [f"source {'+'.join(members)}" for members in folds_of_sources]
     else:
         _check_groups(k, groups, labels, scan.classes, group_by, where)
         fold_of = group_stratified_folds(labels, groups, k, seed)
@@ -119,18 +123,48 @@ def _check_groups(k: int, groups: Sequence[str], labels: Sequence[int], classes:
                         "out-of-fold results still count every image)", classes[label], len(names), by, k - len(names), k)
 
 
-def _check_sources(names: list[str], sources: Sequence[str], labels: Sequence[int], classes: Sequence[str]) -> None:
-    if len(names) < 2:
+MIN_HELD_OUT = 10  # images: a held-out source with fewer measures nothing
+
+
+def held_out_sources(hold_out: Sequence[str], names: list[str], sources: Sequence[str]) -> list[list[str]]:
+    """--hold-out A+B --hold-out C as the sources of each fold, checked against the sources' ``names``; a fold of
+    fewer than MIN_HELD_OUT images is skipped with one line."""
+    folds, seen = [], set()
+    size = Counter(sources)
+    for entry in hold_out:
+        members = [part.strip() for part in str(entry).split("+") if part.strip()]
+        unknown = [m for m in members if m not in names]
+        if unknown or not members:
+            raise DataError(f"--hold-out {entry!r}: no source is named {', '.join(unknown) or 'that'}; the sources are "
+                            f"{', '.join(names)} (a folder's name, numbered when two are alike)")
+        twice = [m for m in members if m in seen]
+        if twice:
+            raise DataError(f"--hold-out: source {twice[0]} is named twice; hold each source out in one fold only")
+        seen.update(members)
+        count = sum(size[m] for m in members)
+        if count < MIN_HELD_OUT:
+            log.warning("--hold-out %s: %d image(s), too few to measure anything (at least %d); skipped, its images "
+                        "are trained on in every fold", "+".join(members), count, MIN_HELD_OUT)
+            continue
+        folds.append(members)
+    if not folds:
+        raise DataError("--hold-out: no source is left to hold out; name sources of at least "
+                        f"{MIN_HELD_OUT} images")
+    return folds
+
+
+def _check_sources(folds: list[list[str]], sources: Sequence[str], labels: Sequence[int], classes: Sequence[str]) -> None:
+    if len(set(sources)) < 2:
         raise DataError("--folds loso (leave one source out) needs two or more sources: give them as DATA --data B "
                         "[--data C ...], or use --folds K")
     present = Counter((source, label) for source, label in zip(sources, labels))
-    for name in names:
-        others = {label for (source, label) in present if source != name}
+    for members in folds:
+        others = {label for (source, label) in present if source not in members}
         missing = [classes[label] for label in sorted({label for (_, label) in present} - others)]
         if missing:
-            raise DataError(f"--folds loso: only source {name} has {', '.join(missing)} images, so the model that leaves it "
-                            f"out could not learn {'them' if len(missing) > 1 else 'it'}; add a source with "
-                            f"{', '.join(missing)}, or drop the class with --label-map")
+            raise DataError(f"--folds loso: only source {'+'.join(members)} has {', '.join(missing)} images, so the "
+                            f"model that leaves it out could not learn {'them' if len(missing) > 1 else 'it'}; add a "
+                            f"source with {', '.join(missing)}, or drop the class with --label-map")
 
 
 # ---------------------------------------------------------------- fixed splits from a file

@@ -34,10 +34,11 @@ def scan_sources(paths: Sequence[str | os.PathLike], label_map: LabelMap | None,
     """One scan over all ``paths``; a single source without a label map is returned exactly as scanned.
 
     ``test_fraction=None`` makes every image of a one-folder source a test image (evaluating on data
-    that was never trained on). ``check_map=False`` accepts a map naming classes these sources lack (the map a run
+    that was never trained on); ``0`` holds out nothing: test/ folders are trained on too (the final fit). ``check_map=False`` accepts a map naming classes these sources lack (the map a run
     was trained with, applied to a test set that has only some of its folders)."""
     if len(paths) == 1 and not label_map:
-        return scan_dataset(paths[0])
+        scan = scan_dataset(paths[0])
+        return _test_trained_on(scan) if test_fraction == 0 and scan.test is not None else scan
     label_map = dict(label_map or {})
     scans = [scan_dataset(p, min_classes=1) for p in paths]  # a one-class source is fine: classes are counted over all
     if check_map:
@@ -111,7 +112,16 @@ def _source_splits(scan: DatasetScan, test_fraction: float | None, seed: int) ->
         kept, held = stratified_split([s.label for s in samples], test_fraction, seed)
         return [samples[i] for i in kept], [samples[i] for i in held]
     train = scan.train.samples + (scan.val.samples if scan.val is not None else [])
+    if test_fraction == 0:
+        return train + scan.test.samples, []
     return train, scan.test.samples
+
+
+def _test_trained_on(scan: DatasetScan) -> DatasetScan:
+    """A BabyFace layout whose test/ images are training images too (--test-fraction 0)."""
+    samples = scan.train.samples + scan.test.samples
+    return DatasetScan(scan.root, scan.layout, scan.classes, SplitScan(scan.root, scan.classes, samples),
+                       SplitScan(scan.root, scan.classes, []), scan.val)
 
 
 def _relabel(samples: Sequence[Sample], old: list[str], new: list[str], label_map: LabelMap, source: str) -> list[Sample]:

@@ -100,7 +100,9 @@ def manifest_test_set(run: Path, meta: ModelMeta) -> TestSet:
         raise DataError(f"{RunFolder(run).splits}: labels {unknown} are not among the model's classes {meta.classes}; the manifest is damaged")
     rows = [row for row, keep in zip(rows, _decided([row.label for row in rows], meta, source)) if keep]
     if not rows:
-        raise DataError(f"{source}: no test images in {RunFolder(run).splits}")
+        final = " (it was trained with --test-fraction 0, on every image)" if meta.data.test == 0 else ""
+        raise DataError(f"{source}: no test images in {RunFolder(run).splits}{final}; give test DATA it never saw to "
+                        "evaluate on")
     index = {name: i for i, name in enumerate(meta.decides_over)}
     several = len(meta.data.sources) > 1
     return TestSet([root / row.file for row in rows], [index[row.label] for row in rows], source, root,

@@ -324,7 +324,7 @@ def render_model_card(facts: dict) -> str:
         "## Training data",
         f"{_known(data.train)} training and {_known(data.val)} validation images from `{data.root or '?'}` "
         f"({data.skipped or 0} skipped), resized to {meta.image_size}×{meta.image_size}; test set: {m.data} "
-        f"({m.n} images).", *source_lines(data), *compute_lines(meta, m), "",
+        f"({m.n} images).", *final_fit_lines(data), *source_lines(data), *compute_lines(meta, m), "",
         "## Metrics (test set, 95% bootstrap intervals)",
         f"- accuracy {interval_text(m.accuracy, quoted_interval(m, 'accuracy'))}",
         f"- macro-F1 {interval_text(m.macro_f1, quoted_interval(m, 'macro_f1'))}",
@@ -351,6 +351,16 @@ def render_model_card(facts: dict) -> str:
 
 def _known(value: int | None, unknown: str = "?") -> str:
     return unknown if value is None else str(value)
+
+
+def final_fit_lines(data: DataRecord) -> list[str]:
+    """The model to keep was trained on every image but the validation share: its accuracy comes from elsewhere."""
+    if data.test != 0:
+        return []
+    return ["", "No test share was held out (`--test-fraction 0`): the model learned from every image but the "
+                "validation share, so the metrics below are on images other than its training data only if the test "
+                "set came from elsewhere. Its accuracy on infants of sources it never saw is measured by "
+                "`benchmarks/cross_source.py` (docs/results.md)."]
 
 
 def source_lines(data: DataRecord) -> list[str]:

@@ -40,6 +40,7 @@ from babyface.config import (
 from babyface.data.folds import FoldPlan, all_samples, plan_folds, relative_file
 from babyface.data.groups import NEAR_DUPLICATES, resolve_groups
 from babyface.data.images import display_path
+from babyface.data.relabel import relabel_scan
 from babyface.data.sources import load_label_map, scan_sources
 from babyface.errors import BabyfaceError, DataError
 from babyface.evaluation.evaluate import evaluate_run
@@ -121,11 +122,13 @@ def make_plan(config: CvConfig) -> FoldPlan:
     opts = config.data_options
     label_map = load_label_map(opts.label_map) if opts.label_map else None
     scan = scan_sources(data_sources(config), label_map, opts.test_fraction, config.seed)
+    if opts.relabel:
+        scan = relabel_scan(scan, opts.relabel, opts.min_votes)
     samples = all_samples(scan)
     files = [relative_file(sample, scan.root) for sample in samples]
     groups = resolve_groups(scan.root, files, [s.path for s in samples], opts.group_by, opts.manifest, config.progress)
     where = display_path(opts.manifest) if opts.manifest else display_path(scan.root)
-    plan = plan_folds(scan, groups, config.folds, config.seed, opts.group_by, where)
+    plan = plan_folds(scan, groups, config.folds, config.seed, opts.group_by, where, config.hold_out)
     if opts.group_by == NEAR_DUPLICATES:
         log.info("near-duplicate clusters: %d groups for %d images", len(set(groups)), len(groups))
     return plan

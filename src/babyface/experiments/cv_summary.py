@@ -66,6 +66,7 @@ def summarise_cv(results: list[FoldResult], classes: list[str], out: Path, group
         metrics, rows = read_fold(result)
         per_fold.append(fold_row(result, metrics, out))
         pooled_rows += [(result.fold, row) for row in rows]
+        classes = list(metrics.classes)  # the classes decisions are over (a --decide-over model learns more)
     files = [row.file for _, row in pooled_rows]
     if len(set(files)) != len(files):
         raise BabyfaceError(f"{out}: an image was tested by two folds; the folds overlap, start the cross-validation again")

@@ -43,6 +43,7 @@ def write_run_outputs(config: TrainConfig, out: Path, data: PreparedData, model:
                                  val_loss=best.get("val_loss"), epochs_run=len(history),
                                  seconds_per_epoch=round(sum(r["seconds"] for r in history) / max(len(history), 1), 3)),
         data=DataRecord(root=display_path(data.root.resolve()), train=len(data.train), val=len(data.val),
+                        test=sum(row.split == "test" for row in data.split_rows),
                         skipped=len(data.skipped), sources=[display_path(p.resolve()) for p in data.source_folders],
                         label_map=data.label_map, **objective.summary()),
         calibration=calibration, framing=data.framing,

@@ -19,6 +19,7 @@ from babyface.data.folds import apply_split_file
 from babyface.data.groups import resolve_groups
 from babyface.data.images import display_path
 from babyface.data.leakage import check_leakage, file_signatures
+from babyface.data.relabel import relabel_scan
 from babyface.data.scan import DatasetScan, Sample
 from babyface.data.sources import load_label_map, scan_sources
 from babyface.data.splits import group_stratified_split, limit_per_class, stratified_split
@@ -64,6 +65,8 @@ def prepare_data(config: TrainConfig, normalisation: tuple[list[float], list[flo
     label_map = load_label_map(opts.label_map) if opts.label_map else None
     folders = data_sources(config)
     scan = scan_sources(folders, label_map, opts.test_fraction, config.seed)
+    if opts.relabel:
+        scan = relabel_scan(scan, opts.relabel, opts.min_votes)
     if opts.split_file:
         scan = apply_split_file(scan, opts.split_file)
     samples = scan.train.samples
