@@ -87,18 +87,38 @@ def test_cv_resumes_fold_by_fold(cv_run, tiny_data, capsys, caplog):
 
 
 def test_leave_one_source_out(tmp_path):
+    """Two sources held out in turn, a third (the adults, say) trained on in every fold; decisions over two classes."""
+    import sys
+
+    import numpy as np
+
+    from babyface.run import read_predictions
     from babyface.tools.synthetic import SynthConfig, generate_dataset
 
-    for name, style in (("photos", "photo"), ("studio", "studio")):
-        generate_dataset(tmp_path / name, SynthConfig(n=24, seed=1, size=48, style=style), progress=False)
+    for name, style, seed in (("photos", "photo", 1), ("studio", "studio", 1), ("always", "photo", 2)):
+        generate_dataset(tmp_path / name, SynthConfig(n=24, seed=seed, size=48, style=style), progress=False)
     out = tmp_path / "loso"
-    proc = run_cli("cv", tmp_path / "photos", "--data", tmp_path / "studio", "--folds", "loso", "--out", out, *TINY)
+    proc = run_cli("cv", tmp_path / "photos", "--data", tmp_path / "studio", "--data", tmp_path / "always",
+                   "--folds", "loso", "--hold-out", "photos", "--hold-out", "studio", "--decide-over", "happy,sad",
+                   "--out", out, *TINY)
     folds = read_csv(out / "folds.csv")
-    assert {(r["source"], r["fold"]) for r in folds} == {("photos", "1"), ("studio", "2")}
+    assert {(r["source"], r["fold"]) for r in folds} == {("photos", "1"), ("studio", "2"), ("always", "0")}
     summary = json.loads((out / "cv_summary.json").read_text())
     assert [f["held_out"] for f in summary["per_fold"]] == ["source photos", "source studio"]
-    assert summary["pooled"]["n"] == 48 and "quote" not in summary["pooled"]  # no --group-by: image-level intervals
+    tested = sum(r["label"] != "neutral" and r["fold"] != "0" for r in folds)
+    assert summary["pooled"]["n"] == tested and "quote" not in summary["pooled"]  # no --group-by: image-level intervals
+    assert summary["classes"] == ["happy", "sad"]
     assert "leave one source out" in proc.stdout and "no --group-by" in proc.stderr
+    # the cross-source benchmark reads the same folders: one fold per held-out source, scored over the decided classes
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from cross_source import Score, evaluated_models, fold_folders, score_rows, table_markdown
+
+    assert set(fold_folders(out)) == {"photos", "studio"}
+    rows = read_predictions(evaluated_models(fold_folders(out)["studio"])[""] / "evaluation" / "predictions.csv")
+    probs = np.array([[row.probabilities.get(c, 0.0) for c in ("happy", "neutral", "sad")] for row in rows])
+    score = score_rows("babyface", "studio", [row.true for row in rows], probs, None)
+    assert isinstance(score, Score) and set(score.recall) == {"happy", "sad"} and score.auc_negative is None
+    assert "| studio | babyface | " in table_markdown([score])
 
 
 def test_bad_cv_input_is_one_line_and_nothing_is_trained(tiny_data, tmp_path, capsys):
