@@ -42,6 +42,16 @@ def random_bundle(perturb_batchnorm):
     return make
 
 
+def test_an_equalizing_model_exports_with_parity(tmp_path: Path, perturb_batchnorm):
+    torch.manual_seed(0)
+    model = perturb_batchnorm(create_model("xception-mini", len(CLASSES), 32, contrast="equalize"))
+    run = save_bundle(tmp_path / "eq", model, bundle_metadata(model, CLASSES, 32, [0.5] * 3, [0.25] * 3))
+    export_run(ExportConfig(run=str(run)))
+    assert json.loads((run / "model.parity.json").read_text())["passed"]
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    assert torch.allclose(OnnxBackend(run).logits(images, 4), TorchBackend(run, CPU).logits(images, 4), atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def trained_run(tiny_data: Path, tmp_path_factory) -> Path:
     """A CNN trained for 2 epochs, exported to fp32 ONNX through the CLI."""

@@ -257,3 +257,29 @@ def test_colour_models_see_colour_and_record_no_color_option() -> None:
 def test_unknown_color_is_refused() -> None:
     with pytest.raises(BabyfaceError, match="color must be one of rgb, gray"):
         create_model("cnn", NUM_CLASSES, color="grey")
+
+
+@pytest.mark.parametrize(("name", "options"), CONFIGS)
+def test_equalizing_model_ignores_brightness_and_contrast_and_rebuilds(name: str, options: dict) -> None:
+    model = create_model(name, NUM_CLASSES, SMALL_SIZE, contrast="equalize", **options).eval()
+    x = _images(2, SMALL_SIZE)
+    with torch.no_grad():
+        logits = model(x)
+        torch.testing.assert_close(model(x * 2.5 - 0.7), logits)  # any increasing change of levels: the same faces
+        assert not torch.allclose(model(-x), logits, atol=1e-4)  # a negative is another picture
+    assert model.arch_kwargs["contrast"] == "equalize" and model.arch_kwargs["color"] == "gray"
+    rebuilt = create_model(name, NUM_CLASSES, SMALL_SIZE, **json.loads(json.dumps(model.arch_kwargs))).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), logits)
+    with pytest.raises(BabyfaceError, match="contrast must be one of as-is, equalize"):
+        create_model(name, NUM_CLASSES, SMALL_SIZE, contrast="stretch", **options)
+
+
+def test_equalized_input_is_a_uniform_histogram() -> None:
+    from babyface.models.registry import equalized_input
+
+    x = torch.rand(3, 3, 32, 32) ** 3  # skewed towards dark
+    out = equalized_input(torch.nn.Identity(), (x,))[0]
+    assert abs(out.mean().item()) < 0.05 and abs(out.std().item() - 1) < 0.05
+    assert torch.equal(out[:, 0], out[:, 1]) and out.shape == x.shape

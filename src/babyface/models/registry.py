@@ -29,6 +29,10 @@ ModelFactory = Callable[..., nn.Module]
 
 MIN_IMAGE_SIZE = 32
 COLORS = ("rgb", "gray")
+EQUALIZE = "equalize"
+CONTRASTS = ("as-is", EQUALIZE)
+EQUALIZE_BINS = 64
+UNIFORM_STD = (1 / 12) ** 0.5
 _FIXED_PARAMS = ("num_classes", "image_size")
 _REGISTRY: dict[str, ModelFactory] = {}
 
@@ -60,20 +64,26 @@ def model_options(name: str) -> dict[str, Any]:
     }
 
 
-def create_model(name: str, num_classes: int, image_size: int = 64, color: str = "rgb", **kwargs: Any) -> nn.Module:
-    """Build model ``name`` (``color='gray'``: it sees luminance only); raises BabyfaceError for an unknown name,
-    option or invalid value."""
+def create_model(name: str, num_classes: int, image_size: int = 64, color: str = "rgb", contrast: str = "as-is",
+                 **kwargs: Any) -> nn.Module:
+    """Build model ``name`` (``color='gray'``: it sees luminance only; ``contrast='equalize'``: the luminance
+    histogram-equalised per image); raises BabyfaceError for an unknown name, option or invalid value."""
     factory = _get_factory(name)
     _check_num_classes(num_classes)
     if color not in COLORS:
         raise BabyfaceError(f"model {name!r}: color must be one of {', '.join(COLORS)}, got {color!r}")
+    if contrast not in CONTRASTS:
+        raise BabyfaceError(f"model {name!r}: contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
     arch_kwargs = _resolve_options(name, factory, kwargs)
     model = factory(num_classes, image_size=image_size, **arch_kwargs)
     model.arch_name = name
     model.arch_kwargs = arch_kwargs
-    if color == "gray":  # recorded only when set, so the arch kwargs of colour models stay as they were
+    if color == "gray" or contrast == EQUALIZE:  # recorded only when set: the arch kwargs of colour models stay as they were
         model.register_forward_pre_hook(luminance_input)
-        model.arch_kwargs = {**arch_kwargs, "color": color}
+        model.arch_kwargs = {**arch_kwargs, "color": "gray"}
+    if contrast == EQUALIZE:
+        model.register_forward_pre_hook(equalized_input)
+        model.arch_kwargs = {**model.arch_kwargs, "contrast": contrast}
     return model
 
 
@@ -83,6 +93,25 @@ def luminance_input(module: nn.Module, args: tuple) -> tuple:
     gray = luminance(images)
     layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     return (gray.expand_as(images).contiguous(memory_format=layout), *rest)
+
+
+def equalized_input(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook after :func:`luminance_input`: each image's luminance replaced by its histogram equalisation
+    over EQUALIZE_BINS levels (the share of the image's pixels below each pixel's level, half of those at it), scaled
+    to mean 0 and std 1 for a uniform histogram. Any increasing change of brightness and contrast (the normalisation too) gives the
+    same result, so contrast-equalised FER2013 copies and raw infant photos look alike to the model."""
+    images, *rest = args
+    n, _, h, w = images.shape
+    flat = images[:, 0].reshape(n, h * w).float()
+    low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    levels = ((flat - low) / (high - low).clamp_min(1e-6) * (EQUALIZE_BINS - 1)).round()
+    steps = torch.arange(EQUALIZE_BINS, device=images.device, dtype=flat.dtype)
+    at_or_below = (levels.unsqueeze(2) <= steps).to(flat.dtype).mean(1)  # N × bins: the cumulative histogram
+    below = torch.cat([torch.zeros_like(at_or_below[:, :1]), at_or_below[:, :-1]], dim=1)
+    equalized = torch.gather((at_or_below + below) / 2, 1, levels.long())  # mid-rank: mean exactly 0.5
+    scaled = ((equalized - 0.5) / UNIFORM_STD).reshape(n, 1, h, w).to(images.dtype)
+    layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return (scaled.expand_as(images).contiguous(memory_format=layout), *rest)
 
 
 def model_info(name: str, num_classes: int = 3, image_size: int = 64, **kwargs: Any) -> dict[str, Any]:
