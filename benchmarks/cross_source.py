@@ -189,14 +189,14 @@ def babyface_scores(args: argparse.Namespace, variant: str) -> list[Score]:
 
 
 def peer_scores(args: argparse.Namespace, groups: dict[Path, str]) -> list[Score]:
-    """fer and PyEmotion on every held-out source, from peer_fer.py's prediction files (whole images, as evaluate
-    frames the crops), grouped like babyface's predictions where their files are found in the cv's folds."""
+    """fer and PyEmotion on every held-out source, from peer_fer.py's prediction files (each --peer-framing), grouped
+    like babyface's predictions where their files are found in the cv's folds."""
     scores = []
-    for peer in ("fer", "pyemotion"):
+    for peer, framing in [(peer, framing) for peer in ("fer", "pyemotion") for framing in args.peer_framing]:
         for held in held_out_sources(args.cry):
             rows = []
             for name in held.peer_sets:
-                path = args.peers / f"pred-{peer}-{args.peer_framing}-{name}.csv"
+                path = args.peers / f"pred-{peer}-{framing}-{name}.csv"
                 if path.is_file():
                     with open(path, newline="", encoding="utf-8") as handle:
                         rows += list(csv.DictReader(handle))
@@ -205,7 +205,7 @@ def peer_scores(args: argparse.Namespace, groups: dict[Path, str]) -> list[Score
             probs = np.array([[float(row[f"p_{c}"]) for c in CLASSES] for row in rows])
             found = [groups.get(Path(row["file"]).resolve(), "") for row in rows]
             row_groups = [g or row["file"] for g, row in zip(found, rows)]
-            scores.append(score_rows(peer, held.name, [row["truth"] for row in rows], probs, row_groups))
+            scores.append(score_rows(f"{peer} ({framing})", held.name, [row["truth"] for row in rows], probs, row_groups))
     return scores
 
 
@@ -268,8 +268,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--budget-epochs", type=int, default=12, help="with --budget: epochs of every fold")
     parser.add_argument("--peers", type=Path, default=None, help="peer_fer.py's --out folder with the peers' predictions "
                                                                  "on sets named utk, cry and infant-web")
-    parser.add_argument("--peer-framing", default="whole", choices=("whole", "faces"),
-                        help="which of peer_fer.py's framings to show (whole: the crop as it is, as evaluate frames it)")
+    parser.add_argument("--peer-framing", action="append", choices=("whole", "faces"),
+                        help="which of peer_fer.py's framings to show (repeatable; default both): whole (the crop as it "
+                             "is, as evaluate frames it) or faces (the largest MTCNN face, with each peer's own margin)")
     parser.add_argument("--score-only", action="store_true", help="train nothing: score the variants' folders as they are")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "cross_source",
@@ -281,6 +282,7 @@ def main(argv=None) -> None:
     from babyface.hardware import describe_hardware
 
     args = parse_args(argv)
+    args.peer_framing = args.peer_framing or ["whole", "faces"]
     variants = [v.partition("=") for v in args.variant] or [("recipe", "=", "")]
     hardware = describe_hardware()
     print(hardware, flush=True)
