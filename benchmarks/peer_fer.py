@@ -208,8 +208,8 @@ def run_fer(venv: Path, pairs: list[tuple[Path, Path]], threads: int, fer_model:
 
 def largest_face_box(rgb: np.ndarray):
     """The largest face babyface's default detector finds (as ``Classifier.predict_faces`` looks), or None."""
-    from babyface.faces.detectors import detect_faces
     from babyface.config import DETECT_MAX_SIDE
+    from babyface.faces.detectors import detect_faces
 
     return next(iter(detect_faces(rgb, "mtcnn", max_side=DETECT_MAX_SIDE)), None)
 
