@@ -157,14 +157,15 @@ def evaluated_models(fold: Path) -> dict[str, Path]:
     return models if len(models) > 1 else {"": model for model in models.values()}
 
 
-def evaluate_if_needed(model: Path, cv_out: Path) -> Path:
-    predictions = model / "evaluation" / "predictions.csv"
-    if not (model / "evaluation" / "metrics.json").is_file():
+def evaluate_if_needed(model: Path, cv_out: Path, framing: str) -> Path:
+    """The predictions of ``model`` on its held-out source, framed as ``framing`` (cv itself evaluates whole)."""
+    out = model / ("evaluation" if framing == "whole" else f"evaluation-{framing}")
+    if not (out / "metrics.json").is_file():
         babyface = str(Path(sys.executable).with_name("babyface"))
-        subprocess.run([babyface, "evaluate", str(model), "--framing", "whole", "--no-progress", "--overwrite",
-                        "--group-by", "near_duplicate_cluster", "--manifest", str(cv_out / "folds.csv")],
+        subprocess.run([babyface, "evaluate", str(model), "--framing", framing, "--no-progress", "--overwrite",
+                        "--out", str(out), "--group-by", "near_duplicate_cluster", "--manifest", str(cv_out / "folds.csv")],
                        check=True, cwd=REPO)
-    return predictions
+    return out / "predictions.csv"
 
 
 def babyface_scores(args: argparse.Namespace, variant: str) -> list[Score]:
@@ -177,12 +178,58 @@ def babyface_scores(args: argparse.Namespace, variant: str) -> list[Score]:
         fold = folds.get("+".join(sorted(held.sources)))
         if fold is None:
             continue
-        for label, model in evaluated_models(fold).items():
-            rows = read_predictions(evaluate_if_needed(model, out))
+        for (label, model), framing in [(item, f) for item in evaluated_models(fold).items() for f in args.framing]:
+            rows = read_predictions(evaluate_if_needed(model, out, framing))
             probs = np.array([[row.probabilities[c] for c in CLASSES] for row in rows])
-            name = f"babyface {variant}" + (f" ({label})" if label else "")
+            shown = ", ".join(part for part in (label, "" if framing == "whole" else f"{framing} framing") if part)
+            name = f"babyface {variant}" + (f" ({shown})" if shown else "")
             scores.append(score_rows(name, held.name, [row.true for row in rows], probs, [row.group for row in rows]))
     return scores
+
+
+# --------------------------------------------------------------------------- adults only: no infant trained on
+
+
+def trained_model(run: Path) -> Path | None:
+    """The model a train run left: its ensemble, its one seed's run, or the run itself."""
+    candidates = [run / "ensemble", *sorted(run.glob("seed[0-9]*")), run]
+    return next((c for c in candidates if (c / "model.json").is_file()), None)
+
+
+def adults_only(args: argparse.Namespace, name: str, extra: list[str], groups: dict[Path, str]) -> tuple[str, float, list[Score]]:
+    """The recipe trained on FER2013 alone (no infant source at all), scored on every held-out source like the peers:
+    whether the infant sources teach more than their confounds. Returns (command, seconds, scores)."""
+    from babyface.run import read_evaluation_metrics, read_predictions
+
+    babyface = str(Path(sys.executable).with_name("babyface"))
+    run = args.out / name
+    command = [babyface, "train", str(args.shared_data / FER_FOLDERS[0]), "--data", str(args.shared_data / FER_FOLDERS[1]),
+               "--recipe", "infant", "--seeds", args.seeds, "--out", str(run), "--overwrite"]
+    if args.budget:
+        command += ["--max-per-class", str(args.budget_per_class), "--epochs", str(args.budget_epochs)]
+    command += [*([] if args.progress else ["--no-progress"]), *extra]
+    start = time.perf_counter()
+    if not args.score_only and trained_model(run) is None:
+        print("$", shlex.join(command), flush=True)
+        subprocess.run(command, check=True, cwd=REPO)
+    seconds = time.perf_counter() - start
+    model = trained_model(run)
+    if model is None:
+        raise SystemExit(f"{run}: no trained model; run without --score-only")
+    scores = []
+    for held in held_out_sources(args.cry):
+        folders = [args.cry if source == args.cry.resolve().name else args.shared_data / source for source in held.sources]
+        out = model / f"evaluation-{held.name}"
+        if not (out / "metrics.json").is_file():
+            data = [str(folders[0]), *(part for folder in folders[1:] for part in ("--data", str(folder)))]
+            subprocess.run([babyface, "evaluate", str(model), *data, "--framing", "whole", "--no-progress", "--overwrite",
+                            "--out", str(out)], check=True, cwd=REPO)
+        root = Path(read_evaluation_metrics(out).data_root)
+        rows = read_predictions(out / "predictions.csv")
+        probs = np.array([[row.probabilities[c] for c in CLASSES] for row in rows])
+        found = [groups.get((root / row.file).resolve(), "") or row.file for row in rows]
+        scores.append(score_rows(f"babyface {name}", held.name, [row.true for row in rows], probs, found))
+    return shlex.join(command), seconds, scores
 
 
 # --------------------------------------------------------------------------- peers
@@ -192,7 +239,8 @@ def peer_scores(args: argparse.Namespace, groups: dict[Path, str]) -> list[Score
     """fer and PyEmotion on every held-out source, from peer_fer.py's prediction files (each --peer-framing), grouped
     like babyface's predictions where their files are found in the cv's folds."""
     scores = []
-    for peer, framing in [(peer, framing) for peer in ("fer", "pyemotion") for framing in args.peer_framing]:
+    for peer, framing in [(peer, framing) for peer in ("fer", "pyemotion") for framing in args.peer_framing
+                          if not (peer == "pyemotion" and framing == "bare")]:
         for held in held_out_sources(args.cry):
             rows = []
             for name in held.peer_sets:
@@ -257,6 +305,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="a recipe variant: a name and the extra 'babyface cv' options it adds to --recipe infant, "
                              "e.g. ferplus='--relabel ../shared/data/fer2013-plus/labels.csv' (repeatable; "
                              "NAME= alone is the recipe as it is)")
+    parser.add_argument("--adults-only", action="append", default=[], metavar="NAME=ARGS",
+                        help="also train the recipe on FER2013 alone (no infant source), with these extra train options, "
+                             "and score it on every held-out source like the peers (repeatable)")
     parser.add_argument("--shared-data", type=Path, default=REPO.parent / "shared" / "data",
                         help="the folder holding fer2013-hsn, fer2013-other, infant-web, utk-infant-smile, utk-infant-faces")
     parser.add_argument("--cry", type=Path, required=True,
@@ -264,13 +315,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0", help="seeds of every fold's training, e.g. 0,1,2 (an ensemble of them "
                                                      "is the fold's model; each seed is scored too)")
     parser.add_argument("--budget", action="store_true", help="the budget version: a sample of FER2013, fewer epochs")
-    parser.add_argument("--budget-per-class", type=int, default=700, help="with --budget: FER2013 images per class")
-    parser.add_argument("--budget-epochs", type=int, default=12, help="with --budget: epochs of every fold")
+    parser.add_argument("--budget-per-class", type=int, default=1500, help="with --budget: FER2013 images per class")
+    parser.add_argument("--budget-epochs", type=int, default=20, help="with --budget: epochs of every fold")
+    parser.add_argument("--framing", action="append", choices=("whole", "face"),
+                        help="how babyface frames the held-out images (repeatable; default whole, as cv evaluates): "
+                             "whole (the crop as it is) or face (the detector's face square, cut again)")
     parser.add_argument("--peers", type=Path, default=None, help="peer_fer.py's --out folder with the peers' predictions "
                                                                  "on sets named utk, cry and infant-web")
-    parser.add_argument("--peer-framing", action="append", choices=("whole", "faces"),
-                        help="which of peer_fer.py's framings to show (repeatable; default both): whole (the crop as it "
-                             "is, as evaluate frames it) or faces (the largest MTCNN face, with each peer's own margin)")
+    parser.add_argument("--peer-framing", action="append", choices=("whole", "faces", "bare"),
+                        help="which of peer_fer.py's framings to show (repeatable; default all three): whole (the crop as "
+                             "it is, as evaluate frames it), faces (the largest MTCNN face, with each peer's own margin) "
+                             "or bare (fer only: the image straight into its model, its best framing on FER2013)")
     parser.add_argument("--score-only", action="store_true", help="train nothing: score the variants' folders as they are")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "cross_source",
@@ -282,7 +337,8 @@ def main(argv=None) -> None:
     from babyface.hardware import describe_hardware
 
     args = parse_args(argv)
-    args.peer_framing = args.peer_framing or ["whole", "faces"]
+    args.peer_framing = args.peer_framing or ["whole", "faces", "bare"]
+    args.framing = args.framing or ["whole"]
     variants = [v.partition("=") for v in args.variant] or [("recipe", "=", "")]
     hardware = describe_hardware()
     print(hardware, flush=True)
@@ -292,8 +348,13 @@ def main(argv=None) -> None:
         if not args.score_only:
             seconds[name] = run_variant(args, name, shlex.split(extra))
         scores += babyface_scores(args, name)
+    groups = folds_groups(args.out / variants[0][0]) if variants else {}
+    for name, _, extra in (v.partition("=") for v in args.adults_only):
+        commands[name], took, found = adults_only(args, name, shlex.split(extra), groups)
+        scores += found
+        seconds.update({name: took} if not args.score_only else {})
     if args.peers is not None and variants:
-        scores += peer_scores(args, folds_groups(args.out / variants[0][0]))
+        scores += peer_scores(args, groups)
     scores.sort(key=lambda s: [h.name for h in held_out_sources(args.cry)].index(s.held_out))
     report = "\n".join([
         "# Infants from elsewhere: each infant source held out", "",
