@@ -109,8 +109,13 @@ def cv_command(args: argparse.Namespace, variant: str, extra: list[str]) -> list
 
 def run_variant(args: argparse.Namespace, variant: str, extra: list[str]) -> float:
     """Train and evaluate every fold of a variant (resuming an interrupted one); the seconds it took."""
+    from babyface.config import load_yaml
+
     out = args.out / variant
     command = cv_command(args, variant, extra)
+    if (out / "cv_summary.json").is_file() and str(load_yaml(out / "cv_config.yaml").get("seeds")) == args.seeds:
+        print(f"{out}: finished already, scored again", flush=True)
+        return 0.0
     if (out / "cv_config.yaml").is_file():
         command += ["--resume", str(out)] if "--resume" not in command else []
         command = [part for part in command if part != "--out"]
@@ -346,7 +351,7 @@ def main(argv=None) -> None:
     for name, _, extra in variants:
         commands[name] = shlex.join(cv_command(args, name, shlex.split(extra)))
         if not args.score_only:
-            seconds[name] = run_variant(args, name, shlex.split(extra))
+            seconds[name] = run_variant(args, name, shlex.split(extra)) or seconds.get(name, 0.0)
         scores += babyface_scores(args, name)
     groups = folds_groups(args.out / variants[0][0]) if variants else {}
     for name, _, extra in (v.partition("=") for v in args.adults_only):
