@@ -65,6 +65,9 @@ def prepare_data(config: TrainConfig, normalisation: tuple[list[float], list[flo
     label_map = load_label_map(opts.label_map) if opts.label_map else None
     folders = data_sources(config)
     scan = scan_sources(folders, label_map, opts.test_fraction, config.seed)
+    if opts.test_fraction == 0:
+        log.info("--test-fraction 0: no test images held out (test/ folders are trained on too); every image but the "
+                 "validation share is learned from, so measure this model on data it never saw")
     if opts.relabel:
         scan = relabel_scan(scan, opts.relabel, opts.min_votes)
     if opts.split_file:
