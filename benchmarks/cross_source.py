@@ -15,8 +15,10 @@ prediction files `benchmarks/peer_fer.py` writes (--peers), same images, same sc
         --peers benchmarks/results/peers --out benchmarks/results/cross_source
 
 --budget trains each fold on at most --budget-per-class images of each FER2013 class (every infant image is kept) for
---budget-epochs epochs: about 4 minutes a fold on 2 cores; without it the recipe's own data and epochs. Variants are
-resumable (an interrupted one continues; a finished one is scored again from its files). Run alone: a second
+--budget-epochs epochs (1,500 and 20: 12.5–14 minutes a variant of three folds on 2 cores); without it the recipe's own
+data and epochs (about 40 minutes a variant). Variants are resumable (an interrupted one continues; a finished one
+with the same --seeds is scored again from its files; more --seeds train only the new seeds). --adults-only NAME=ARGS
+trains the recipe on FER2013 alone and scores it like the peers; --framing face re-frames the held-out images. Run alone: a second
 CPU-heavy process distorts the times. The run folders hold weights trained on the shared data: never commit them.
 """
 
