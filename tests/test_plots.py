@@ -143,3 +143,18 @@ def test_select_never_returns_more_than_available(size: int) -> None:
     picked = select_grid_samples(true, pred, conf, n=18)
     assert len(picked) == size
     assert sorted(picked) == list(range(size))
+
+
+def test_cv_folds_name_the_held_out_sources(tmp_path, monkeypatch):
+    import babyface.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or Path(path))
+    scores = {"accuracy": 0.8, "accuracy_ci": [0.7, 0.9], "macro_f1": 0.7, "macro_f1_ci": [0.6, 0.8]}
+    loso = [{**scores, "held_out": "source utk-infant-faces+utk-infant-smile"}, {**scores, "held_out": "source cry"}]
+    plots.plot_cv_folds(loso, scores, tmp_path / "a.png", title="x" * 200)
+    labels = [t.get_text().replace("\n", "") for t in figures[0].axes[0].get_xticklabels()]
+    assert labels == ["utk-infant-faces + utk-infant-smile", "cry"] and figures[0].axes[0].get_xlabel() == "held-out source"
+    assert len(figures[0].get_suptitle()) <= 90
+    plots.plot_cv_folds([{**scores, "held_out": "part 1 of the groups"}] * 2, scores, tmp_path / "b.png")
+    assert figures[1].axes[0].get_xlabel() == "fold"

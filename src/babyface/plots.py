@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -375,7 +376,9 @@ def plot_cv_folds(folds: Sequence[dict], pooled: dict, path: PathLike, title: st
     if not folds:
         raise ValueError("plot_cv_folds: no folds to draw")
     positions = np.arange(1, len(folds) + 1)
-    fig = _new_figure(max(6.0, 3.0 + 0.9 * len(folds)), 4.4, title or "Cross-validation")
+    by_source = all(str(f.get("held_out", "")).startswith("source ") for f in folds)
+    fig = _new_figure(max(6.0, 3.0 + (1.6 if by_source else 0.9) * len(folds)), 4.4,
+                      textwrap.shorten(title or "Cross-validation", 90, placeholder=" …"))
     with plt.rc_context(STYLE):
         axes = fig.subplots(1, 2, sharey=True)
         for ax, key, name, colour in ((axes[0], "accuracy", "Accuracy", TRAIN_COLOUR), (axes[1], "macro_f1", "Macro-F1", F1_COLOUR)):
@@ -387,8 +390,11 @@ def plot_cv_folds(folds: Sequence[dict], pooled: dict, path: PathLike, title: st
             if interval:
                 ax.axhspan(interval[0], interval[1], color=BEST_COLOUR, alpha=0.15, label="pooled 95% CI")
             ax.axhline(pooled[key], color=BEST_COLOUR, linestyle="--", label="pooled out-of-fold")
-            ax.set(title=f"{name} (pooled {pooled[key]:.3f})", xlabel="fold", xticks=positions,
-                   xlim=(0.4, len(folds) + 0.6), ylim=(0.0, 1.02))
+            ax.set(title=f"{name} (pooled {pooled[key]:.3f})", xlabel="held-out source" if by_source else "fold",
+                   xticks=positions, xlim=(0.4, len(folds) + 0.6), ylim=(0.0, 1.02))
+            if by_source:  # leave-one-source-out: name what each fold tested
+                ax.set_xticklabels([textwrap.fill(f["held_out"].removeprefix("source ").replace("+", " + "), 14)
+                                    for f in folds], fontsize=8)
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
         fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False)
     return save_figure(fig, path)
