@@ -118,7 +118,9 @@ class TrainConfig(ConfigModel):
     model: str = option("cnn", "architecture: cnn (the reference), resnet18, resnet34, xception-mini (for 48-px "
                                "faces); 'babyface models' lists them", metavar="NAME", group=MODEL)
     model_args: dict[str, Any] = option(description="an architecture option as KEY=VALUE, e.g. stem=small or "
-                                                    "drop_rate=0.2 (repeatable)",
+                                                    "drop_rate=0.2 (repeatable); contrast=equalize, for any model, "
+                                                    "histogram-equalises each face's luminance inside the model (so "
+                                                    "in training and every later use)",
                                         default_factory=dict, flag="--model-arg", metavar="KEY=VALUE", group=MODEL)
     color: Literal["rgb", "gray"] = option("rgb", "what the model sees of each image: rgb (its colours, the reference) "
                                                   "or gray (luminance only, in training and every later use, so skin "
