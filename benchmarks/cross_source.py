@@ -18,8 +18,9 @@ prediction files `benchmarks/peer_fer.py` writes (--peers), same images, same sc
 --budget-epochs epochs (1,500 and 20: 12.5–14 minutes a variant of three folds on 2 cores); without it the recipe's own
 data and epochs (about 40 minutes a variant). Variants are resumable (an interrupted one continues; a finished one
 with the same --seeds is scored again from its files; more --seeds train only the new seeds). --adults-only NAME=ARGS
-trains the recipe on FER2013 alone and scores it like the peers; --framing face re-frames the held-out images. Run alone: a second
-CPU-heavy process distorts the times. The run folders hold weights trained on the shared data: never commit them.
+trains the recipe on FER2013 alone and scores it like the peers; --framing face re-frames the held-out images (each
+face cut again with --face-margin), --tta flip averages each face with its mirror. Run alone: a second CPU-heavy
+process distorts the times. The run folders hold weights trained on the shared data: never commit them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -38,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MARGIN = 0.2  # babyface.config.DEFAULT_MARGIN, without importing babyface before --help
 CLASSES = ("happy", "neutral", "sad")
 FER_FOLDERS = ("fer2013-hsn", "fer2013-other")
 INFANT_FOLDERS = ("infant-web", "utk-infant-smile", "utk-infant-faces")
@@ -164,12 +167,21 @@ def evaluated_models(fold: Path) -> dict[str, Path]:
     return models if len(models) > 1 else {"": model for model in models.values()}
 
 
-def evaluate_if_needed(model: Path, cv_out: Path, framing: str) -> Path:
-    """The predictions of ``model`` on its held-out source, framed as ``framing`` (cv itself evaluates whole)."""
-    out = model / ("evaluation" if framing == "whole" else f"evaluation-{framing}")
+def view_name(framing: str, margin: float, tta: str) -> str:
+    """How a view is named in folders and table rows: '' for cv's own (whole, no TTA), else e.g. 'face-m0-flip'."""
+    face = f"face-m{margin:g}" if framing == "face" and margin != DEFAULT_MARGIN else framing
+    return "-".join(part for part in (face if framing != "whole" else "", tta if tta != "none" else "") if part)
+
+
+def evaluate_if_needed(model: Path, cv_out: Path, framing: str, margin: float, tta: str) -> Path:
+    """The predictions of ``model`` on its held-out source, framed as ``framing`` (faces cut with ``margin``) and with
+    test-time augmentation ``tta`` (cv itself evaluates whole, without)."""
+    view = view_name(framing, margin, tta)
+    out = model / ("evaluation" + (f"-{view}" if view else ""))
     if not (out / "metrics.json").is_file():
         babyface = str(Path(sys.executable).with_name("babyface"))
-        subprocess.run([babyface, "evaluate", str(model), "--framing", framing, "--no-progress", "--overwrite",
+        subprocess.run([babyface, "evaluate", str(model), "--framing", framing, "--margin", str(margin), "--tta", tta,
+                        "--no-progress", "--overwrite",
                         "--out", str(out), "--group-by", "near_duplicate_cluster", "--manifest", str(cv_out / "folds.csv")],
                        check=True, cwd=REPO)
     return out / "predictions.csv"
@@ -185,10 +197,13 @@ def babyface_scores(args: argparse.Namespace, variant: str) -> list[Score]:
         fold = folds.get("+".join(sorted(held.sources)))
         if fold is None:
             continue
-        for (label, model), framing in [(item, f) for item in evaluated_models(fold).items() for f in args.framing]:
-            rows = read_predictions(evaluate_if_needed(model, out, framing))
+        views = [(item, f, t) for item in evaluated_models(fold).items() for f in args.framing for t in args.tta]
+        for (label, model), framing, tta in views:
+            rows = read_predictions(evaluate_if_needed(model, out, framing, args.face_margin, tta))
             probs = np.array([[row.probabilities[c] for c in CLASSES] for row in rows])
-            shown = ", ".join(part for part in (label, "" if framing == "whole" else f"{framing} framing") if part)
+            face = f"face framing{'' if args.face_margin == DEFAULT_MARGIN else f' margin {args.face_margin:g}'}"
+            shown = ", ".join(part for part in (label, "" if framing == "whole" else face,
+                                                "" if tta == "none" else f"{tta} TTA") if part)
             name = f"babyface {variant}" + (f" ({shown})" if shown else "")
             scores.append(score_rows(name, held.name, [row.true for row in rows], probs, [row.group for row in rows]))
     return scores
@@ -294,10 +309,11 @@ def summary_markdown(scores: list[Score]) -> str:
     for model in models:
         own = [s for s in scores if s.model == model]
         worst = min(((s.recall[c], f"{s.held_out} {c}") for s in own for c in s.recall if s.support[c] >= 20), default=None)
-        base = model.removesuffix(" (ensemble)")
+        base, _, view = model.partition(" (ensemble")  # view: ", flip TTA)" etc., seeds are scored in the same view
+        seed_name = re.compile(re.escape(base) + r" \(seed \d+" + re.escape(view.removesuffix(")")) + r"\)")
         spread = []
         for held in dict.fromkeys(s.held_out for s in own):
-            seeds = [s.macro_f1 for s in scores if s.model.startswith(base + " (seed") and s.held_out == held]
+            seeds = [s.macro_f1 for s in scores if seed_name.fullmatch(s.model) and s.held_out == held]
             if len(seeds) > 1:
                 spread.append(f"{held} {max(seeds) - min(seeds):.3f}")
         lines.append(f"| {model} | {np.mean([s.macro_f1 for s in own]):.3f} | "
@@ -327,6 +343,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--framing", action="append", choices=("whole", "face"),
                         help="how babyface frames the held-out images (repeatable; default whole, as cv evaluates): "
                              "whole (the crop as it is) or face (the detector's face square, cut again)")
+    parser.add_argument("--face-margin", type=float, default=DEFAULT_MARGIN,
+                        help="with --framing face: added around each detected face on every side, as a share of its "
+                             f"size (default {DEFAULT_MARGIN}, as 'babyface data crop' cuts training crops)")
+    parser.add_argument("--tta", action="append", choices=("none", "flip"),
+                        help="babyface's test-time augmentation on the held-out images (repeatable; default none, as cv "
+                             "evaluates): none, or flip (each face and its mirror averaged)")
     parser.add_argument("--peers", type=Path, default=None, help="peer_fer.py's --out folder with the peers' predictions "
                                                                  "on sets named utk, cry and infant-web")
     parser.add_argument("--peer-framing", action="append", choices=("whole", "faces", "bare"),
@@ -346,6 +368,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     args.peer_framing = args.peer_framing or ["whole", "faces", "bare"]
     args.framing = args.framing or ["whole"]
+    args.tta = args.tta or ["none"]
     variants = [v.partition("=") for v in args.variant] or [("recipe", "=", "")]
     hardware = describe_hardware()
     print(hardware, flush=True)

@@ -168,6 +168,28 @@ def test_mismatch_messages_say_what_to_do() -> None:
     assert framing_mismatch(recorded({"mode": "face"}), Framing(), "run") is None  # missing settings: defaults
 
 
+def test_auto_margin_cuts_faces_as_the_bundle_was_trained() -> None:
+    """--margin auto (the default) becomes the margin the bundle's faces were cut with, in photos and in videos; a
+    whole-image bundle or one that records nothing gets 0.2; a given --margin is kept, with the mismatch warning."""
+    from babyface.config import FaceDetection, VideoOptions
+    from babyface.video import VideoAnalyser
+
+    tight = recorded(Framing(faces=TrainingCropDetection(margin=0.0)).record())
+    assert Framing("auto", FaceDetection()).for_bundle(tight).faces.margin == 0.0
+    assert Framing("face", FaceDetection()).for_bundle(tight).record()["margin"] == 0.0
+    assert framing_mismatch(tight, Framing("auto", FaceDetection()).for_bundle(tight), "run") is None
+    for other in (recorded({"mode": "whole"}), recorded(None)):
+        assert Framing("auto", FaceDetection()).for_bundle(other).faces.margin == DEFAULT_MARGIN
+    given = Framing("auto", FaceDetection(margin=0.3)).for_bundle(tight)
+    assert given.faces.margin == 0.3 and "--margin 0.0" in framing_mismatch(tight, given, "run")
+
+    class Resolved:  # what VideoAnalyser reads of a Classifier
+        framing = Framing("auto", FaceDetection()).for_bundle(tight)
+        image_size = 32
+    assert VideoAnalyser(Resolved(), FaceDetection(), VideoOptions(), 25.0).faces.cut_margin == 0.0
+    assert VideoAnalyser(None, FaceDetection(), VideoOptions(), 25.0).faces.cut_margin == DEFAULT_MARGIN
+
+
 def test_ensemble_framing_is_its_members_when_they_agree() -> None:
     face, whole = recorded(Framing().record()), recorded({"mode": "whole"})
     assert shared_framing([face, face]) == Framing().record()

@@ -170,7 +170,8 @@ class VideoAnalyser:
 
     def __init__(self, classifier: Classifier | None, faces: FaceDetection, video: VideoOptions, fps: float,
                  smooth: int = 1, measure: bool = False):
-        self.classifier, self.faces, self.video, self.fps, self.measure = classifier, faces, video, fps, measure
+        self.classifier, self.video, self.fps, self.measure = classifier, video, fps, measure
+        self.faces = faces if classifier is None else faces.cut_as(classifier.framing.faces.cut_margin)
         # the detector's own interval unless --detect-every says; an unknown detector fails here, before any frame
         self.detect_every = video.detect_every or get_detector(faces.detector).detect_every
         self.tracker = FaceTracker()
@@ -192,7 +193,7 @@ class VideoAnalyser:
             boxes = interpolate(before, after, step / len(frames))
             night = self.classifier is not None and night_active(self.video.night, rgb)
             for face_id, box in boxes.items():
-                square = box.square(self.faces.margin, width, height)
+                square = box.square(self.faces.cut_margin, width, height)
                 jobs.append((index, face_id, square))
                 if self.classifier is not None:
                     crop = square_crop(rgb, square, self.classifier.image_size)

@@ -18,7 +18,8 @@ Night = Literal["auto", "on", "off"]
 # command line adds them to these texts (a new detector is one file there, nothing here)
 DETECTOR_HELP = "face detector (each one's box is reshaped to MTCNN's, so all cut a face as the training crops were cut)"
 MIN_SCORE_HELP = "detector confidence (0-1) needed to accept a face; auto = the detector's own (see --detector)"
-MARGIN_HELP = "added around a detected face on every side, as a share of the face's size (0.2 = 20%)"
+MARGIN_HELP = ("added around a detected face on every side, as a share of the face's size (0.2 = 20%); auto = as the "
+               "model's faces were cut in training (model.json: 0 for --recipe infant), else 0.2")
 DETECT_SIZE_HELP = ("images and frames are shrunk to at most this longest side in pixels for detection only (faces are "
                     "cut from the full image; BlazeFace always sees a 128-px copy); 0 = full size")
 MIN_FACE_HELP = ("look only for faces at least this share of the image's shorter side, which lets large images "
@@ -37,9 +38,18 @@ class FaceDetection(ConfigModel):
 
     detector: str = option(LIVE_DETECTOR, DETECTOR_HELP, choices_from="detectors")
     min_score: float | None = option(None, MIN_SCORE_HELP, ge=0, le=1)
-    margin: float = option(DEFAULT_MARGIN, MARGIN_HELP, ge=0, le=2)
+    margin: float | None = option(None, MARGIN_HELP, ge=0, le=2)
     detect_size: Annotated[int, zero_or_at_least(32)] = option(DETECT_MAX_SIDE, DETECT_SIZE_HELP, ge=0)
     min_face: float = option(0.0, MIN_FACE_HELP, ge=0, lt=1)
+
+    @property
+    def cut_margin(self) -> float:
+        """The margin faces are cut with: ``margin``, or 0.2 where it is auto and no model says otherwise."""
+        return DEFAULT_MARGIN if self.margin is None else self.margin
+
+    def cut_as(self, margin: float) -> FaceDetection:
+        """These settings with an auto margin resolved to ``margin`` (a model's own); a given margin is kept."""
+        return self if self.margin is not None else self.replace(margin=margin)
 
 
 class TrainingCropDetection(FaceDetection):

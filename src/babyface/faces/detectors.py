@@ -57,7 +57,7 @@ def face_squares(image: Image.Image | np.ndarray, faces: FaceDetection) -> list[
     serve and watch classify (``faces.margin`` of the face's size added on every side, kept inside the image)."""
     width, height = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
     found = detect_faces(image, faces.detector, faces.min_score, max_side=faces.detect_size, min_face=faces.min_face)
-    return [(face.square(faces.margin, width, height), face.score) for face in found]
+    return [(face.square(faces.cut_margin, width, height), face.score) for face in found]
 
 
 def square_crop(rgb: np.ndarray, box: Sequence[int], size: int) -> np.ndarray:

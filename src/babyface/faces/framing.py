@@ -49,11 +49,12 @@ class Framing:
 
     def for_bundle(self, meta: ModelMeta) -> Framing:
         """``auto`` resolved to the framing of the bundle's training images (face when it records none); an explicit
-        face or whole is kept as it is."""
-        if self.mode != "auto":
-            return self
+        face or whole is kept as it is. An auto margin becomes the one the bundle's faces were cut with."""
         trained = bundle_framing(meta)
-        return replace(self, mode="whole" if trained is not None and trained["mode"] == "whole" else "face")
+        framing = replace(self, faces=self.faces.cut_as(trained_margin(trained)))
+        if self.mode != "auto":
+            return framing
+        return replace(framing, mode="whole" if trained is not None and trained["mode"] == "whole" else "face")
 
     @classmethod
     def from_config(cls, config: Any) -> Framing:
@@ -64,7 +65,7 @@ class Framing:
         """As model.json and framing.json store it: how faces were cut (how fast they were found is not recorded)."""
         if self.mode == "whole":
             return {"mode": "whole"}
-        return {"mode": "face", "detector": self.faces.detector, "margin": self.faces.margin,
+        return {"mode": "face", "detector": self.faces.detector, "margin": self.faces.cut_margin,
                 "min_score": self.faces.min_score}
 
 
@@ -225,6 +226,12 @@ def shared_framing(metas: Sequence[ModelMeta]) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------- test time against training time
+
+
+def trained_margin(trained: dict[str, Any] | None) -> float:
+    """The margin a bundle's faces were cut with in training (its framing record), else the default: what an auto
+    ``--margin`` becomes for that bundle, in photos and in videos alike."""
+    return float(trained["margin"]) if trained is not None and trained["mode"] == "face" else DEFAULT_MARGIN
 
 
 def framing_mismatch(meta: ModelMeta, used: Framing, run: str | os.PathLike) -> str | None:

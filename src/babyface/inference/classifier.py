@@ -191,7 +191,7 @@ class Classifier:
         """The first half of ``predict_faces``: detect and cut."""
         image = load_rgb(image) if isinstance(image, (str, os.PathLike)) else as_rgb_image(image)
         rgb = np.asarray(image, dtype=np.uint8)
-        boxes, scores = face_boxes(rgb, faces or FaceDetection())
+        boxes, scores = face_boxes(rgb, (faces or FaceDetection()).cut_as(self.framing.faces.cut_margin))
         return FoundFaces(boxes, scores, self.crops(rgb, boxes))
 
     def classify_faces(self, found: FoundFaces, classify: Classify | None = None) -> list[FacePrediction]:

@@ -301,6 +301,10 @@ class BatchedClassifier:
     def image_size(self) -> int:
         return self.classifier.image_size
 
+    @property
+    def framing(self):
+        return self.classifier.framing
+
     def label(self, probs):
         return self.classifier.label(probs)
 
