@@ -137,6 +137,9 @@ def test_training_framing_from_data_crop_folders_or_as_declared(tmp_path) -> Non
     assert training_framing("auto", [plain]) == training_framing("auto", [cropped, plain]) == {"mode": "whole"}
     assert training_framing("whole", [cropped]) == {"mode": "whole"}
     assert training_framing("face", [plain]) == Framing().record()  # declared: data crop's defaults
+    assert training_framing("face", [plain, cropped], 0.0)["margin"] == 0.0  # --face-margin: what inference cuts with
+    assert training_framing("face", [plain], 0.0) == {**Framing().record(), "margin": 0.0}
+    assert training_framing("auto", [plain], 0.0) == training_framing("whole", [cropped], 0.0) == {"mode": "whole"}
     (plain / FRAMING_FILE).write_text("not json")
     assert training_framing("auto", [plain]) == {"mode": "whole"}
 

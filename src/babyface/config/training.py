@@ -102,6 +102,10 @@ class DataConfig(ConfigModel):
         "auto", "how the training images are framed, recorded in model.json for evaluate and predict: auto (face crops "
                 "when every DATA folder was written by 'babyface data crop', else whole images), face (tight face crops) "
                 "or whole (images as given)")
+    face_margin: float | None = option(
+        None, "with --framing face: the margin evaluate, predict, serve and watch cut each face with by default (as "
+              "--margin; measure it on held-out sources, e.g. benchmarks/cross_source.py --face-margin); auto = as the "
+              "DATA folders' framing.json records, else 0.2", ge=0, le=2)
 
 
 class TrainConfig(ConfigModel):

@@ -182,13 +182,14 @@ def train_fold(config: TrainConfig, folder: Path, main: bool = True) -> Path:
 
 
 def evaluate_fold(config: CvConfig, model: Path, grouped: dict) -> Path:
-    """Evaluate a fold's model on its own test split (images classified as given, as its training images were); an
-    evaluation completed after the model was written is kept: its metrics.json, which evaluate writes last."""
+    """Evaluate a fold's model on its own test split, framed as the model records (images as given when it was trained
+    on them as given; faces cut again where it declares face framing, as --recipe infant does); an evaluation completed
+    after the model was written is kept: its metrics.json, which evaluate writes last."""
     evaluation = RunFolder(model).evaluation
     if evaluation_complete(evaluation, RunFolder(model).meta):
         return evaluation
     opts = config.data_options
-    evaluate_run(EvalConfig(run=str(model), framing="whole", bootstrap=config.bootstrap, seed=config.seed,
+    evaluate_run(EvalConfig(run=str(model), framing="auto", bootstrap=config.bootstrap, seed=config.seed,
                             device=config.device, progress=config.progress, overwrite=True, strict=opts.strict,
                             leakage_check=opts.leakage_check, group_by=grouped.get("group_by", "none"),
                             manifest=grouped.get("manifest", "")))

@@ -191,12 +191,17 @@ def parse_record(record: Any) -> dict[str, Any] | None:
         return None
 
 
-def training_framing(declared: str, sources: Sequence[str | os.PathLike]) -> dict[str, Any]:
+def training_framing(declared: str, sources: Sequence[str | os.PathLike], margin: float | None = None) -> dict[str, Any]:
     """model.json's ``framing`` for training on ``sources``. ``auto``: face crops when every source folder was written
     by ``data crop`` (its framing.json), else whole images; ``face`` / ``whole``: as declared (face with the settings
-    the folders record, else with ``data crop``'s defaults)."""
+    the folders record, else with ``data crop``'s defaults). A ``margin`` replaces the recorded one for face framing."""
     if declared == "whole":
         return WHOLE
+    framing = _training_framing(declared, sources)
+    return framing if margin is None or framing["mode"] != "face" else {**framing, "margin": margin}
+
+
+def _training_framing(declared: str, sources: Sequence[str | os.PathLike]) -> dict[str, Any]:
     records = [read_framing_file(source) for source in sources]
     faces = [r for r in records if r is not None and r["mode"] == "face"]
     if declared == "auto" and (not faces or len(faces) < len(records)):

@@ -92,7 +92,7 @@ def prepare_data(config: TrainConfig, normalisation: tuple[list[float], list[flo
     mean, std = normalisation or channel_stats(train.images, gray=config.color == "gray")
     return PreparedData(scan.classes, train, val, split_rows, decoded.skipped, mean, std, sources, scan.root,
                         decision_classes(config.decide_over, scan.classes), label_map or {}, [Path(f) for f in folders],
-                        training_framing(opts.framing, folders))
+                        training_framing(opts.framing, folders, opts.face_margin))
 
 
 def decision_classes(wanted: list[str], classes: list[str]) -> list[str]:
