@@ -154,3 +154,26 @@ def test_split_file_places_every_listed_image_and_leaves_out_the_rest(tmp_path, 
         apply_split_file(scan, split_file)
     with pytest.raises(DataError, match="not found; check the --split-file path"):
         apply_split_file(scan, tmp_path / "nothing.csv")
+
+
+def test_a_fold_ensemble_is_rebuilt_when_its_seeds_change(tmp_path) -> None:
+    """cv --resume with more --seeds (or a seed trained again) must not keep the old ensemble of fewer members."""
+    import os
+
+    from babyface.experiments.cv import ensemble_is_current
+
+    runs = [tmp_path / f"seed{i}" for i in range(3)]
+    for run in runs:
+        run.mkdir()
+        (run / "model.json").write_text("{}")
+        os.utime(run / "model.json", (1_000, 1_000))
+    ensemble = tmp_path / "ensemble"
+    for member in runs[:2]:
+        (ensemble / "members" / member.name).mkdir(parents=True)
+    assert not ensemble_is_current(ensemble, runs[:2])  # no model.json yet
+    (ensemble / "model.json").write_text("{}")
+    assert ensemble_is_current(ensemble, runs[:2])
+    assert not ensemble_is_current(ensemble, runs)  # a third seed joined
+    os.utime(runs[1] / "model.json")  # seed 1 trained again, after the ensemble was written
+    os.utime(ensemble / "model.json", (2_000, 2_000))
+    assert not ensemble_is_current(ensemble, runs[:2])

@@ -176,9 +176,20 @@ def train_fold(config: TrainConfig, folder: Path, main: bool = True) -> Path:
     if len(runs) == 1:
         return runs[0]
     ensemble = seeds.ensemble
-    if main and not RunFolder(ensemble).meta.is_file():
+    if main and not ensemble_is_current(ensemble, runs):
         create_ensemble(EnsembleConfig(runs=[str(r) for r in runs], out=str(ensemble), overwrite=True))
     return ensemble
+
+
+def ensemble_is_current(ensemble: Path, runs: list[Path]) -> bool:
+    """Whether ``ensemble`` holds exactly ``runs`` as they are now: a --resume with more --seeds, or a seed trained
+    again, makes it stale (its members are copies)."""
+    meta, members = RunFolder(ensemble).meta, ensemble / "members"
+    if not meta.is_file() or not members.is_dir():
+        return False
+    names = sorted(p.name for p in members.iterdir() if p.is_dir())
+    return names == sorted(r.name for r in runs) and all(
+        RunFolder(r).meta.stat().st_mtime <= meta.stat().st_mtime for r in runs)
 
 
 def evaluate_fold(config: CvConfig, model: Path, grouped: dict) -> Path:
