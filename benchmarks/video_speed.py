@@ -25,7 +25,7 @@ from babyface.faces.detectors import detect_faces  # noqa: E402
 from babyface.faces.registry import get_detector  # noqa: E402
 from babyface.inference.classifier import Classifier  # noqa: E402
 from babyface.tools.synthetic import write_moving_faces_video  # noqa: E402
-from babyface.video import analyse_video  # noqa: E402
+from babyface.video.analysis import analyse_video  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 
 

@@ -26,7 +26,7 @@ from babyface.faces import registry
 from babyface.faces.boxes import FaceBox
 from babyface.faces.registry import FaceDetector, register_detector
 from babyface.inference.classifier import Classifier
-from babyface.video import VideoAnalyser
+from babyface.video.analysis import VideoAnalyser
 
 FACE_COMMANDS = (EvalConfig, PredictConfig, MeasureConfig, ServeConfig, WatchConfig, CropConfig)
 

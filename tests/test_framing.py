@@ -175,7 +175,7 @@ def test_auto_margin_cuts_faces_as_the_bundle_was_trained() -> None:
     """--margin auto (the default) becomes the margin the bundle's faces were cut with, in photos and in videos; a
     whole-image bundle or one that records nothing gets 0.2; a given --margin is kept, with the mismatch warning."""
     from babyface.config import FaceDetection, VideoOptions
-    from babyface.video import VideoAnalyser
+    from babyface.video.analysis import VideoAnalyser
 
     tight = recorded(Framing(faces=TrainingCropDetection(margin=0.0)).record())
     assert Framing("auto", FaceDetection()).for_bundle(tight).faces.margin == 0.0

@@ -103,10 +103,10 @@ def test_the_stretch_gives_a_flat_face_its_contrast_back_and_leaves_a_blank_one(
 
 
 def test_video_analysis_at_night_detects_on_a_denoised_frame_and_classifies_stretched_faces(monkeypatch):
-    from babyface import video
     from babyface.config import PredictConfig
     from babyface.data.night import for_detection, stretch_contrast
     from babyface.faces.detectors import FaceBox
+    from babyface.video import analysis as video
 
     seen: list[np.ndarray] = []
     monkeypatch.setattr(video, "detect_faces", lambda rgb, *args, **kwargs: seen.append(rgb) or [FaceBox(20, 20, 100, 100, 0.9)])

@@ -10,12 +10,12 @@ import pytest
 
 cv2 = pytest.importorskip("cv2", reason="video needs OpenCV: pip install 'opencv-python-headless>=4.8,<5'")
 
-from babyface import video  # noqa: E402
 from babyface.cli import main  # noqa: E402
 from babyface.faces.detectors import FaceBox, square_crop  # noqa: E402
 from babyface.inference.classifier import Classifier  # noqa: E402
 from babyface.tools.synthetic import write_moving_faces_video  # noqa: E402
-from babyface.video import MAX_MISSED, FaceTracker, interpolate  # noqa: E402
+from babyface.video import analysis as video  # noqa: E402
+from babyface.video.analysis import MAX_MISSED, FaceTracker, interpolate  # noqa: E402
 
 FIXED_FACE = FaceBox(120, 80, 200, 160, 0.99)  # its square with margin 0.2: (104, 64, 216, 176)
 

@@ -20,13 +20,13 @@ import pytest
 
 pytest.importorskip("cv2", reason="watch needs OpenCV")
 
-from babyface import video  # noqa: E402
-from babyface.camera import FrameSource  # noqa: E402
 from babyface.cli import main  # noqa: E402
 from babyface.config import WatchConfig  # noqa: E402
 from babyface.errors import BabyfaceError  # noqa: E402
 from babyface.faces.detectors import FaceBox  # noqa: E402
 from babyface.tools.synthetic import write_moving_faces_video  # noqa: E402
+from babyface.video import analysis as video  # noqa: E402
+from babyface.video.camera import FrameSource  # noqa: E402
 from babyface.watch import EventSink, EventTracker, Webhook, post_json, watch  # noqa: E402
 
 P = {"happy": 0.1, "neutral": 0.1, "sad": 0.8}

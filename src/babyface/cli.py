@@ -313,7 +313,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from babyface.faces.framing import Framing, warn_if_framing_differs
     from babyface.inference.classifier import Classifier, collect_inputs, format_predictions
     from babyface.outputs import write_text
-    from babyface.video import analyse_videos, is_video_file
+    from babyface.video.analysis import analyse_videos, is_video_file
 
     config = build_config(PredictConfig, args)
     framing = Framing.from_config(config)
@@ -366,7 +366,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from babyface.inference.classifier import collect_inputs
     from babyface.measures.photos import format_measures, measure_photos
     from babyface.outputs import write_text
-    from babyface.video import analyse_videos, is_video_file
+    from babyface.video.analysis import analyse_videos, is_video_file
 
     config = build_config(MeasureConfig, args)
     videos = [i for i in config.inputs if is_video_file(i)]

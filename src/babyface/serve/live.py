@@ -34,11 +34,11 @@ from fastapi import APIRouter, HTTPException
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from babyface.camera import FrameSource, _cv2
 from babyface.config import ServeConfig, VideoOptions
 from babyface.errors import BabyfaceError
 from babyface.serve.guard import one_line
-from babyface.video import FaceRow, VideoAnalyser, draw_face
+from babyface.video.analysis import FaceRow, VideoAnalyser, draw_face
+from babyface.video.camera import FrameSource, _cv2
 
 log = logging.getLogger("babyface")
 

@@ -1,5 +1,5 @@
 """``babyface watch``: a baby monitor. Faces in a camera, a video file or a stream are detected, tracked, classified
-and smoothed as in video analysis (``babyface.video``), their eyes measured (``babyface.measures``); a rolling state
+and smoothed as in video analysis (``babyface.video.analysis``), their eyes measured (``babyface.measures``); a rolling state
 per face (``babyface.watch.state``) turns them into **events**, one JSON object per line, on stdout and optionally a
 file, a webhook and an MQTT broker:
 
@@ -44,10 +44,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from babyface.camera import FrameSource
 from babyface.config import WatchConfig
 from babyface.inference.classifier import Classifier
-from babyface.video import FaceRow, VideoAnalyser, detection_chunks
+from babyface.video.analysis import FaceRow, VideoAnalyser, detection_chunks
+from babyface.video.camera import FrameSource
 from babyface.watch.sinks import EventSink, NoOutputLeft
 from babyface.watch.snapshots import ALERTS, Snapshots
 from babyface.watch.state import EventTracker

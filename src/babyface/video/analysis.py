@@ -19,7 +19,6 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from babyface.camera import _cv2
 from babyface.config import FaceDetection, PredictConfig, VideoOptions
 from babyface.data.night import for_detection, night_active, stretch_contrast
 from babyface.errors import BabyfaceError
@@ -31,6 +30,7 @@ from babyface.measures.photos import Tally, measure_rgb
 from babyface.outputs import atomic_path, prepare_output_dir, write_csv
 from babyface.progress import progress_bar
 from babyface.run import RunFolder
+from babyface.video.camera import _cv2
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv"})
 IOU_MATCH = 0.3  # a detection continues a track when their boxes overlap at least this much
