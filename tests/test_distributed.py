@@ -51,6 +51,7 @@ def _worker(rank: int, store: str, result_path: str) -> None:
         model = run_epochs(toy_model(), batch_size=4, info=DistInfo(rank, 2, rank))
         if rank == 0:
             torch.save(model.state_dict(), result_path)
+        dist.barrier()  # neither tears gloo down while the other still talks to it: that aborted one process in CI
     finally:
         dist.destroy_process_group()
 
@@ -80,6 +81,7 @@ def _flag_worker(rank: int, store: str, result_path: str) -> None:
     try:  # each process measured its own layout: rank 0 says channels-last, rank 1 says NCHW
         agreed = rank0_flag(rank == 0, DistInfo(rank=rank, world_size=2, local_rank=rank), torch.device("cpu"))
         torch.save(agreed, f"{result_path}.{rank}")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
