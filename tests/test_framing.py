@@ -186,10 +186,12 @@ def test_auto_margin_cuts_faces_as_the_bundle_was_trained() -> None:
     given = Framing("auto", FaceDetection(margin=0.3)).for_bundle(tight)
     assert given.faces.margin == 0.3 and "--margin 0.0" in framing_mismatch(tight, given, "run")
 
-    class Resolved:  # what VideoAnalyser reads of a Classifier
+    class Resolved:  # what VideoAnalyser reads of a Classifier: Classifier.faces_for, on a bundle cut tight
         framing = Framing("auto", FaceDetection()).for_bundle(tight)
         image_size = 32
+        faces_for = Classifier.faces_for
     assert VideoAnalyser(Resolved(), FaceDetection(), VideoOptions(), 25.0).faces.cut_margin == 0.0
+    assert Resolved().faces_for(FaceDetection(margin=0.3)).margin == 0.3  # a given --margin is kept
     assert VideoAnalyser(None, FaceDetection(), VideoOptions(), 25.0).faces.cut_margin == DEFAULT_MARGIN
 
 

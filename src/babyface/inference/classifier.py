@@ -187,11 +187,16 @@ class Classifier:
         micro-batcher classifies several requests' crops together)."""
         return self.classify_faces(self.find_faces(image, faces), classify)
 
+    def faces_for(self, faces: FaceDetection | None = None) -> FaceDetection:
+        """``faces`` (default FaceDetection's) with an auto margin resolved to the one this model's faces were cut
+        with in training: how photos, videos, serve and watch cut faces for it."""
+        return (faces or FaceDetection()).cut_as(self.framing.faces.cut_margin)
+
     def find_faces(self, image: ImageInput, faces: FaceDetection | None = None) -> FoundFaces:
         """The first half of ``predict_faces``: detect and cut."""
         image = load_rgb(image) if isinstance(image, (str, os.PathLike)) else as_rgb_image(image)
         rgb = np.asarray(image, dtype=np.uint8)
-        boxes, scores = face_boxes(rgb, (faces or FaceDetection()).cut_as(self.framing.faces.cut_margin))
+        boxes, scores = face_boxes(rgb, self.faces_for(faces))
         return FoundFaces(boxes, scores, self.crops(rgb, boxes))
 
     def classify_faces(self, found: FoundFaces, classify: Classify | None = None) -> list[FacePrediction]:

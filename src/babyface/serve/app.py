@@ -101,7 +101,7 @@ class FaceService:
 
     def model_info(self) -> dict[str, Any]:
         meta = self.classifier.meta.to_json()
-        return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, **self.config.faces.cut_as(self.classifier.framing.faces.cut_margin).model_dump(),
+        return {**{key: meta[key] for key in MODEL_KEYS if key in meta}, **self.classifier.faces_for(self.config.faces).model_dump(),
                 **{key: getattr(self.config, key) for key in SETTING_KEYS},
                 "classes": self.classifier.classes, "learned_classes": self.classifier.meta.classes,
                 "backend": self.classifier.backend.name, "precision": self.classifier.backend.precision,

@@ -301,9 +301,8 @@ class BatchedClassifier:
     def image_size(self) -> int:
         return self.classifier.image_size
 
-    @property
-    def framing(self):
-        return self.classifier.framing
+    def faces_for(self, faces):
+        return self.classifier.faces_for(faces)
 
     def label(self, probs):
         return self.classifier.label(probs)

@@ -171,8 +171,7 @@ class VideoAnalyser:
     def __init__(self, classifier: Classifier | None, faces: FaceDetection, video: VideoOptions, fps: float,
                  smooth: int = 1, measure: bool = False):
         self.classifier, self.video, self.fps, self.measure = classifier, video, fps, measure
-        framing = getattr(classifier, "framing", None)  # a Classifier's; stand-ins for one may have none
-        self.faces = faces if framing is None else faces.cut_as(framing.faces.cut_margin)
+        self.faces = faces if classifier is None else classifier.faces_for(faces)
         # the detector's own interval unless --detect-every says; an unknown detector fails here, before any frame
         self.detect_every = video.detect_every or get_detector(faces.detector).detect_every
         self.tracker = FaceTracker()
