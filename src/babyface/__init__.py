@@ -4,7 +4,7 @@
     model = babyface.load("runs/r18")
     model.predict("baby.jpg")
 
-``load``, ``measure``, ``train``, ``evaluate`` and ``cv`` (see ``babyface.api``) and the configs are imported on first use, so that
+``load``, ``measure``, ``train``, ``evaluate``, ``cv`` and ``code`` (see ``babyface.api``) and the configs are imported on first use, so that
 ``import babyface`` and ``babyface --help`` stay fast.
 """
 
@@ -23,6 +23,7 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 _LAZY = {
     "load": "babyface.api", "measure": "babyface.api", "train": "babyface.api", "evaluate": "babyface.api", "cv": "babyface.api",
+    "code": "babyface.api", "CodeConfig": "babyface.config",
     "Classifier": "babyface.inference.classifier", "Prediction": "babyface.inference.classifier",
     "TrainConfig": "babyface.config", "EvalConfig": "babyface.config", "CvConfig": "babyface.config",
 }

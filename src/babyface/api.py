@@ -12,6 +12,9 @@
 
     out = babyface.cv(data="faces", folds="5", data_options={"group_by": "identity_group", "manifest": "ids.csv"})
 
+    corpus = babyface.code("runs/r18", ["sessions/"], out="coded")   # CorpusResult: per video its tiers of epochs
+    corpus.videos[0].summaries[0].shares["positive"]
+
     faces = babyface.measure("baby.jpg")                # FaceMeasures per face: eyes, smile, brows, head pose
     faces[0].measures["smile"]
 """
@@ -24,7 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from babyface.config import LIVE_DETECTOR, CvConfig, EvalConfig, FaceDetection, TrainConfig, from_dict, merge, with_recipe
+from babyface.config import (
+    LIVE_DETECTOR,
+    CodeConfig,
+    CvConfig,
+    EvalConfig,
+    FaceDetection,
+    TrainConfig,
+    from_dict,
+    merge,
+    with_recipe,
+)
 from babyface.data.images import load_rgb
 from babyface.evaluation.evaluate import evaluate_run
 from babyface.experiments.cv import run_cv
@@ -34,6 +47,7 @@ from babyface.inference.classifier import Classifier, as_rgb_image
 from babyface.measures.photos import FaceMeasures, Tally, measure_image
 from babyface.run import default_run_folder
 from babyface.training.fit import fit
+from babyface.video.corpus import CorpusResult, code_corpus
 
 
 def load(run: str | os.PathLike, *, device: str = "auto", backend: str = "auto", tta: str = "none",
@@ -74,6 +88,16 @@ def cv(config: CvConfig | None = None, /, **options: Any) -> Path:
     if not config.out:
         config.out = str(default_run_folder(f"cv-{config.model}"))
     return run_cv(config, resume=resume)
+
+
+def code(run: str | os.PathLike | CodeConfig, inputs: Any = (), /, **options: Any) -> CorpusResult:
+    """Code videos as ``babyface code`` does: ``code("runs/r18", ["a.mp4", "videos/"], out="coded", epoch=1.0)``, or
+    a CodeConfig. Returns the corpus: per video its status, tiers of epochs and per-phase summaries (the files are
+    written as by the command)."""
+    if isinstance(run, CodeConfig):
+        return code_corpus(merge(run, options))
+    videos = [str(inputs)] if isinstance(inputs, (str, os.PathLike)) else [str(i) for i in inputs]
+    return code_corpus(from_dict(CodeConfig, {"run": str(run), "inputs": videos, **options}, where="babyface.code"))
 
 
 def measure(image: str | os.PathLike | Any, *, detector: str = LIVE_DETECTOR, framing: str = "face",

@@ -24,6 +24,7 @@ from pydantic.fields import FieldInfo
 from babyface import __version__
 from babyface.config import (
     AuditConfig,
+    CodeConfig,
     CompareConfig,
     ConfigModel,
     CropConfig,
@@ -189,9 +190,17 @@ def parse_model_args(pairs: Sequence[str] | None) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- commands
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from babyface.tools.synthetic import SynthConfig, generate_dataset
+    from babyface.tools.synthetic import generate_dataset
 
-    config: SynthConfig = build_config(SynthCommand, args)
+    config: SynthCommand = build_config(SynthCommand, args)
+    if config.video:
+        from babyface.tools.sessions import write_sessions
+
+        sessions = write_sessions(config.out, config.videos, config.seconds, fps=config.video_fps, seed=config.seed,
+                                  overwrite=config.overwrite, progress=config.progress)
+        print(f"wrote {len(sessions)} scripted session(s) to {config.out}: session_NN.mp4 with the true codes in "
+              "session_NN.truth.csv and .truth.eaf, and phases.csv")
+        return 0
     summary = generate_dataset(config.out, config, overwrite=config.overwrite, progress=config.progress)
     print(f"wrote {summary.get('n', config.n)} synthetic faces to {config.out} (train/ test/ metadata.csv)")
     return 0
@@ -342,6 +351,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if skipped:
         print(f"{len(skipped)} file(s) skipped (not decodable); see the warnings above", file=sys.stderr)
     return 0 if predictions else 1
+
+
+def cmd_code(args: argparse.Namespace) -> int:
+    from babyface.video.corpus import CODED, SKIPPED, code_corpus
+
+    config = build_config(CodeConfig, args)
+    corpus = code_corpus(config)
+    print(f"{corpus.count(CODED)} video(s) coded, {corpus.count(SKIPPED)} kept from an earlier run, "
+          f"{len(corpus.failed)} failed; per video codes.csv, .eaf (ELAN), .boris (BORIS), .opf (Datavyu) and "
+          f"timeline.csv in {corpus.out}/<video>/; summary.csv and report.html in {corpus.out}")
+    for failed in corpus.failed:
+        print(f"failed: {failed.video}: {failed.error}", file=sys.stderr)
+    return min(len(corpus.failed), 100)
 
 
 def print_video_summary(summary: dict) -> None:
@@ -543,6 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("evaluate", cmd_evaluate, EvalConfig, "evaluate a trained run on a test set")
     command("predict", cmd_predict, PredictConfig,
             "predict the emotion in image files or folders, or of every face over time in videos")
+    command("code", cmd_code, CodeConfig, "code a corpus of videos as a lab does: the infant's affect every epoch "
+            "(positive / neutral / negative / uncodable) as CSV, ELAN, BORIS and Datavyu files, with per-episode summaries; "
+            "the exit status is the number of videos that failed")
     command("measure", cmd_measure, MeasureConfig, "measure each face in photos and videos: eye openness, smile, brow "
             "lowering, frown, mouth opening, head pose (Baby FACS action-unit proxies; no trained run needed)")
     command("export", cmd_export, ExportConfig, "export a run's model to ONNX (optionally int8), checked against PyTorch")

@@ -70,6 +70,14 @@ class SynthCommand(SynthConfig):
     out: str = option("", "output folder (must be new or empty unless --overwrite)", positional="1")
     overwrite: bool = option(False, "replace the contents of a non-empty OUT")
     progress: bool = option(True, PROGRESS_HELP + " (--quiet is the same as --no-progress)")
+    video: bool = option(False, "write scripted video sessions instead of photos: an infant in close-up whose expression "
+                                "follows a known timeline (turning away at times) and a parent's face in a corner, with "
+                                "the true codes as CSV and ELAN beside each video and phases.csv (face-to-face, "
+                                "still-face, reunion), to try 'babyface code' on", group="videos")
+    videos: int = option(3, "with --video: number of sessions", ge=1, le=1000, group="videos")
+    seconds: int = option(30, "with --video: length of each session in seconds", ge=6, le=7200, group="videos")
+    video_fps: float = option(30.0, "with --video: frames per second of the videos (they are 640x480)", gt=0, le=120,
+                              group="videos")
 
 
 class AuditConfig(ConfigModel):

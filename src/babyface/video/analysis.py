@@ -15,7 +15,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -237,6 +237,47 @@ def detection_chunks(analyser: VideoAnalyser, frames: Iterator[tuple[int, np.nda
 
 # ---------------------------------------------------------------- outputs
 
+@dataclass
+class VideoRows:
+    """A video read through: its container facts, the frame indices used, and a row per face per used frame."""
+
+    info: VideoInfo
+    rows: list[FaceRow]
+    used: list[int]
+    frames_read: int  # frames decoded or skipped up to the end, used or not
+    seconds: float  # wall-clock time the reading took
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video read (the container's frame count is not trusted: truncated files overstate it)."""
+        return self.frames_read / self.info.fps
+
+
+def read_video_rows(analyser_for: Callable[[VideoInfo], VideoAnalyser], path: Path, every: int, progress: bool = True,
+                    on_chunk: Callable[[Sequence[tuple[int, np.ndarray]], list[FaceRow]], None] | None = None,
+                    capture_and_info=None) -> VideoRows:
+    """Every ``every``-th frame of ``path`` through the analyser ``analyser_for(info)`` builds; ``on_chunk`` sees each
+    chunk of RGB frames with its rows (for the annotated video)."""
+    capture, info = capture_and_info or open_video(path)
+    analyser = analyser_for(info)
+    rows: list[FaceRow] = []
+    used: list[int] = []
+    started = time.perf_counter()
+    try:
+        total = max(info.frames // every, 1) if info.frames > 0 else None
+        frames = progress_bar(sampled_frames(capture, every), progress, total=total, desc=path.name, unit="frame", leave=False)
+        for chunk, before, after in detection_chunks(analyser, iter(frames)):
+            chunk_rows = analyser.rows(chunk, before, after)
+            rows += chunk_rows
+            used += [index for index, _ in chunk]
+            if on_chunk is not None:
+                on_chunk(chunk, chunk_rows)
+        frames_read = max(int(capture.get(_cv2().CAP_PROP_POS_FRAMES) or 0), used[-1] + 1 if used else 0)
+    finally:
+        capture.release()
+    return VideoRows(info, rows, used, frames_read, time.perf_counter() - started)
+
+
 def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config: PredictConfig, progress: bool = True,
                   measure: bool = False) -> dict:
     """Write timeline.csv and timeline.png (and the annotated video with ``config.annotate``) into ``config.out``
@@ -245,22 +286,18 @@ def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config
     path = Path(path)
     capture, info = open_video(path)
     out = prepare_output_dir(config.out or RunFolder(config.run).video(path.stem), overwrite=config.overwrite)
-    analyser = VideoAnalyser(classifier, config.faces, config.video, info.fps, config.smooth, measure)
+    analysers: list[VideoAnalyser] = []
+
+    def analyser_for(info: VideoInfo) -> VideoAnalyser:
+        analysers.append(VideoAnalyser(classifier, config.faces, config.video, info.fps, config.smooth, measure))
+        return analysers[0]
+
     every = config.video.every
-    rows: list[FaceRow] = []
-    started, used = time.perf_counter(), 0
     with contextlib.ExitStack() as stack:
-        stack.callback(capture.release)
         writer = stack.enter_context(annotated_writer(Path(config.annotate), info, every)) if config.annotate else None
-        frames = progress_bar(sampled_frames(capture, every), progress, total=max(info.frames // every, 1) if info.frames > 0 else None,
-                              desc=path.name, unit="frame")
-        for chunk, before, after in detection_chunks(analyser, iter(frames)):
-            chunk_rows = analyser.rows(chunk, before, after)
-            rows += chunk_rows
-            used += len(chunk)
-            if writer is not None:
-                write_annotated(writer, chunk, chunk_rows)
-    seconds = time.perf_counter() - started
+        on_chunk = (lambda chunk, rows: write_annotated(writer, chunk, rows)) if writer is not None else None
+        read = read_video_rows(analyser_for, path, every, progress, on_chunk, (capture, info))
+    rows, used, seconds = read.rows, len(read.used), read.seconds
     classes = classifier.classes if classifier is not None else []
     write_timeline(out / "timeline.csv", rows, classes, measure)
     from babyface.plots import plot_timeline
@@ -268,7 +305,7 @@ def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config
     plot_timeline([row.__dict__ for row in rows], classes, out / "timeline.png", title=path.name, measures=measure)
     return {"video": str(path), "out": str(out), "frames": used, "faces": len({r.face_id for r in rows}), "rows": len(rows),
             "seconds": round(seconds, 3), "frames_per_second": round(used / seconds, 1) if seconds > 0 else None,
-            "annotated": config.annotate or None, "measured": analyser.tally.summary() if measure else None}
+            "annotated": config.annotate or None, "measured": analysers[0].tally.summary() if measure else None}
 
 
 def write_timeline(path: Path, rows: Sequence[FaceRow], classes: Sequence[str], measures: bool = False) -> Path:

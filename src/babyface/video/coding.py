@@ -1,0 +1,193 @@
+"""A video coded as a developmental lab codes it: one affect code per epoch (1 second by default) for a face.
+
+The frames a video analysis classified (``babyface.video.analysis``) are grouped into epochs. In each epoch the coded
+face is chosen (the largest face present, or every tracked face on its own tier), its class probabilities are
+averaged over the epoch's frames, and summed into codes through the code map (happy -> positive, sad -> negative).
+An epoch is ``uncodable`` when the face is in fewer than half of its frames or its winning code's mean probability is
+below ``min_confidence``. Consecutive equal epochs make a bout; bouts are what ELAN, BORIS and Datavyu show.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from babyface.errors import BabyfaceError
+from babyface.video.analysis import FaceRow
+
+AFFECT_CODES = ("positive", "neutral", "negative")
+UNCODABLE = "uncodable"
+CODES = (*AFFECT_CODES, UNCODABLE)
+CODE_DESCRIPTIONS = {
+    "positive": "positive affect: smiling, laughing (the model's happy)",
+    "neutral": "neutral affect: interested or calm face",
+    "negative": "negative affect: fussing, crying, distress (the model's sad)",
+    UNCODABLE: "no codable face: the infant's face is away, hidden or out of frame, or the model is unsure",
+}
+DEFAULT_CODE_MAP = {"happy": "positive", "neutral": "neutral", "sad": "negative"}
+LARGEST = "largest"
+
+
+def parse_code_map(text: str, classes: Sequence[str]) -> dict[str, str]:
+    """``class=code,...`` (empty: the default map) checked against the model's decision classes: every class must
+    become one of the affect codes."""
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()] if text.strip() else []
+    mapping = {name.strip(): code.strip() for name, _, code in pairs} if pairs else dict(DEFAULT_CODE_MAP)
+    for name, code in mapping.items():
+        if code not in AFFECT_CODES:
+            raise BabyfaceError(f"--code-map: {name}={code or '?'} names no code; map each class to one of "
+                                f"{', '.join(AFFECT_CODES)}, e.g. 'happy=positive,neutral=neutral,sad=negative'")
+    unknown = sorted(set(mapping) - set(classes))
+    missing = [c for c in classes if c not in mapping]
+    if unknown and pairs:
+        raise BabyfaceError(f"--code-map names {', '.join(unknown)}, which the model does not decide over; its classes "
+                            f"are {', '.join(classes)}")
+    if missing:
+        raise BabyfaceError(f"the model decides over {', '.join(missing)}, which the code map does not place; give "
+                            f"--code-map with every class, e.g. '{','.join(f'{c}=neutral' for c in classes)}'")
+    return {c: mapping[c] for c in classes}
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One coded time unit of one tier: the code, the face's mean class probabilities and mean box over the frames it
+    was seen in (empty where it was not seen), and how many of the epoch's used frames showed it."""
+
+    start: float
+    end: float
+    code: str
+    face_id: int | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    box: tuple[int, int, int, int] | None = None
+    frames: int = 0
+    seen: int = 0
+
+
+@dataclass(frozen=True)
+class Bout:
+    start: float
+    end: float
+    code: str
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class CodedVideo:
+    """A video's codes: a tier of epochs per coded face (``affect@largest``, or ``affect@face<id>`` for every face)."""
+
+    video: str
+    duration: float
+    epoch: float
+    classes: list[str]
+    tiers: dict[str, list[Epoch]]
+
+    def bouts(self, tier: str) -> list[Bout]:
+        return merge_bouts(self.tiers[tier])
+
+
+def tier_name(face: str) -> str:
+    return f"affect@{face}"
+
+
+def epoch_bounds(duration: float, epoch: float) -> list[tuple[float, float]]:
+    """Consecutive epochs over ``[0, duration)``; the last one ends with the video."""
+    count = max(1, math.ceil(duration / epoch - 1e-9))
+    return [(round(i * epoch, 6), round(min((i + 1) * epoch, duration), 6)) for i in range(count)]
+
+
+def code_epochs(rows: Sequence[FaceRow], used_times: Sequence[float], duration: float, epoch: float,
+                classes: Sequence[str], code_map: dict[str, str], face: str = LARGEST,
+                min_confidence: float = 0.0) -> dict[str, list[Epoch]]:
+    """The tiers of a video: ``rows`` are the classified faces of the used frames, ``used_times`` the times of all
+    used frames (with or without a face)."""
+    bounds = epoch_bounds(duration, epoch)
+    frames_in = np.bincount(_epoch_index(used_times, epoch, len(bounds)), minlength=len(bounds))
+    by_epoch: list[dict[int, list[FaceRow]]] = [defaultdict(list) for _ in bounds]
+    for row, index in zip(rows, _epoch_index([r.time for r in rows], epoch, len(bounds))):
+        by_epoch[index][row.face_id].append(row)
+    if face == LARGEST:
+        return {tier_name(LARGEST): [_coded(bounds[i], _largest(faces), int(frames_in[i]), classes, code_map, min_confidence)
+                                     for i, faces in enumerate(by_epoch)]}
+    ids = sorted({row.face_id for row in rows})
+    return {tier_name(f"face{face_id}"): [_coded(bounds[i], (face_id, faces.get(face_id, [])), int(frames_in[i]), classes,
+                                                 code_map, min_confidence) for i, faces in enumerate(by_epoch)]
+            for face_id in ids}
+
+
+def _epoch_index(times: Iterable[float], epoch: float, count: int) -> np.ndarray:
+    return np.clip((np.asarray(list(times), dtype=float) / epoch + 1e-9).astype(int), 0, count - 1)
+
+
+def _largest(faces: dict[int, list[FaceRow]]) -> tuple[int | None, list[FaceRow]]:
+    """The face with the most area summed over the epoch's frames: the largest and most present face."""
+    if not faces:
+        return None, []
+    face_id = max(faces, key=lambda i: (sum(_area(r.box) for r in faces[i]), -i))
+    return face_id, faces[face_id]
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
+def _coded(bounds: tuple[float, float], face: tuple[int | None, list[FaceRow]], frames: int, classes: Sequence[str],
+           code_map: dict[str, str], min_confidence: float) -> Epoch:
+    face_id, rows = face
+    start, end = bounds
+    if not rows or len(rows) * 2 < frames:
+        return Epoch(start, end, UNCODABLE, face_id if rows else None, _mean_probabilities(rows, classes),
+                     _mean_box(rows), frames, len(rows))
+    probabilities = _mean_probabilities(rows, classes)
+    per_code = code_probabilities(probabilities, code_map)
+    code = max(AFFECT_CODES, key=lambda c: per_code[c])
+    if per_code[code] < min_confidence:
+        code = UNCODABLE
+    return Epoch(start, end, code, face_id, probabilities, _mean_box(rows), frames, len(rows))
+
+
+def code_probabilities(probabilities: dict[str, float], code_map: dict[str, str]) -> dict[str, float]:
+    totals = dict.fromkeys(AFFECT_CODES, 0.0)
+    for name, p in probabilities.items():
+        totals[code_map[name]] += p
+    return totals
+
+
+def _mean_probabilities(rows: Sequence[FaceRow], classes: Sequence[str]) -> dict[str, float]:
+    if not rows:
+        return {}
+    return {c: round(float(np.mean([r.probabilities[c] for r in rows])), 4) for c in classes}
+
+
+def _mean_box(rows: Sequence[FaceRow]) -> tuple[int, int, int, int] | None:
+    if not rows:
+        return None
+    return tuple(int(round(v)) for v in np.mean([r.box for r in rows], axis=0))  # type: ignore[return-value]
+
+
+def merge_bouts(epochs: Sequence[Epoch]) -> list[Bout]:
+    """Consecutive epochs of one code joined into bouts."""
+    bouts: list[Bout] = []
+    for e in epochs:
+        if bouts and bouts[-1].code == e.code and math.isclose(bouts[-1].end, e.start, abs_tol=1e-6):
+            bouts[-1] = Bout(bouts[-1].start, e.end, e.code)
+        else:
+            bouts.append(Bout(e.start, e.end, e.code))
+    return bouts
+
+
+def check_epoch_has_frames(epoch: float, sampled_fps: float, where: str) -> None:
+    if epoch * sampled_fps < 1 - 1e-9:
+        raise BabyfaceError(f"{where}: --epoch {epoch:g} s holds no frame at {sampled_fps:g} used frames a second; raise "
+                            f"--fps to at least {math.ceil(1 / epoch)} or lengthen --epoch")
+
+
+__all__ = ["AFFECT_CODES", "CODES", "CODE_DESCRIPTIONS", "DEFAULT_CODE_MAP", "LARGEST", "UNCODABLE", "Bout", "CodedVideo",
+           "Epoch", "check_epoch_has_frames", "code_epochs", "code_probabilities", "epoch_bounds", "merge_bouts",
+           "parse_code_map", "tier_name"]

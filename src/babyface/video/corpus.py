@@ -1,0 +1,299 @@
+"""``babyface code``: a corpus of videos coded one by one (or by several worker processes), resumable.
+
+Per video (``code_one``, a function of the model, the video and the options, so that it can run anywhere) a folder
+OUT/<video name>/ gets codes.csv, <name>.eaf, <name>.boris, <name>.opf and timeline.csv, then coding.json, written
+last, which records the model and options the codes came from: a rerun skips a video whose coding.json matches, and
+codes again one whose folder has no coding.json (an interrupted video). The corpus gets summary.csv (one row per video,
+tier and phase; a ``failed`` row for a video that cannot be read) and report.html.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from babyface.config import VideoOptions
+from babyface.config.coding import CodeConfig
+from babyface.errors import BabyfaceError, DataError, OutputExistsError
+from babyface.inference.classifier import Classifier
+from babyface.outputs import write_csv, write_json
+from babyface.progress import progress_bar
+from babyface.video.analysis import VideoAnalyser, VideoInfo, is_video_file, open_video, read_video_rows, write_timeline
+from babyface.video.coding import CodedVideo, Epoch, check_epoch_has_frames, code_epochs, parse_code_map
+from babyface.video.coding_files import Provenance, read_codes_epochs, write_boris, write_codes_csv, write_eaf, write_opf
+from babyface.video.episodes import (
+    SUMMARY_HEADER,
+    EpisodeSummary,
+    Phase,
+    phases_for,
+    read_phases,
+    summarise_video,
+    unmatched_phase_videos,
+)
+
+log = logging.getLogger("babyface")
+
+RECORD = "coding.json"
+CODED, SKIPPED, FAILED = "coded", "skipped", "failed"
+
+
+@dataclass
+class VideoResult:
+    """What became of one video: coded now, skipped (coded before with the same model and options) or failed."""
+
+    video: Path
+    folder: str
+    status: str
+    error: str = ""
+    duration: float = 0.0
+    seconds: float = 0.0  # wall-clock time of the coding
+    summaries: list[EpisodeSummary] = field(default_factory=list)
+    tiers: dict[str, list[Epoch]] = field(default_factory=dict)
+    phases: list[Phase] = field(default_factory=list)
+
+
+@dataclass
+class CorpusResult:
+    out: Path
+    videos: list[VideoResult]
+
+    @property
+    def failed(self) -> list[VideoResult]:
+        return [v for v in self.videos if v.status == FAILED]
+
+    def count(self, status: str) -> int:
+        return sum(v.status == status for v in self.videos)
+
+
+# ---------------------------------------------------------------- inputs
+
+def collect_videos(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Video files given, and the video files in folders given (recursively, sorted); a missing input is an error,
+    a file given by name is taken whatever its extension (a non-video fails as that video, the corpus goes on)."""
+    videos: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            videos += sorted(p for p in path.rglob("*") if p.is_file() and is_video_file(p))
+        elif path.is_file():
+            videos.append(path)
+        else:
+            raise DataError(f"{path}: no such video file or folder; check the path")
+    if not videos:
+        raise DataError(f"no video files ({', '.join(sorted(_video_suffixes()))}) in {', '.join(map(str, inputs))}")
+    return list(dict.fromkeys(videos))
+
+
+def _video_suffixes() -> set[str]:
+    from babyface.video.analysis import VIDEO_EXTENSIONS
+
+    return set(VIDEO_EXTENSIONS)
+
+
+def folder_names(videos: Sequence[Path]) -> dict[Path, str]:
+    """Each video's output folder name: its file name without extension, made unique (two videos of one name in
+    different folders) by a short hash of its full path, so that the name does not depend on the other inputs."""
+    stems: dict[str, int] = {}
+    for video in videos:
+        stems[video.stem] = stems.get(video.stem, 0) + 1
+    return {v: v.stem if stems[v.stem] == 1 else f"{v.stem}-{hashlib.sha1(str(v.resolve()).encode()).hexdigest()[:8]}"
+            for v in videos}
+
+
+# ---------------------------------------------------------------- the record of a coded video
+
+def model_fingerprint(run: str | os.PathLike) -> str:
+    """The model.json's bytes and the weights' names, sizes and times: another model, or retrained weights, differ."""
+    run = Path(run)
+    digest = hashlib.sha1((run / "model.json").read_bytes() if (run / "model.json").is_file() else str(run.resolve()).encode())
+    for weights in sorted(run.glob("*.safetensors")) + sorted(run.glob("*.onnx")):
+        stat = weights.stat()
+        digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def options_record(config: CodeConfig, code_map: dict[str, str], phases: Sequence[Phase]) -> dict:
+    """The options that change a video's codes (not where they go, nor how fast)."""
+    return {"epoch": config.epoch, "fps": config.fps, "face": config.face, "min_confidence": config.min_confidence,
+            "code_map": code_map, "tta": config.tta, "backend": config.backend, "precision": config.precision,
+            "faces": config.faces.model_dump(), "phases": [[p.name, p.start, p.end] for p in phases]}
+
+
+def video_record(video: Path) -> dict:
+    stat = video.stat()
+    return {"path": str(video.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def is_coded(folder: Path, key: dict) -> bool:
+    """True when ``folder`` holds a finished coding for ``key`` (the model, options and video file); a finished
+    coding for another key is refused unless overwritten."""
+    record = _read_record(folder)
+    return record is not None and {k: record.get(k) for k in key} == key
+
+
+def _read_record(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- one video
+
+def sampling_interval(video_fps: float, fps: float) -> int:
+    """Every how many frames one is used: ``fps`` used frames a second (0: every frame)."""
+    return 1 if fps <= 0 or fps >= video_fps else max(1, round(video_fps / fps))
+
+
+def code_one(classifier: Classifier, config: CodeConfig, video: Path, folder: Path, phases: Sequence[Phase],
+             code_map: dict[str, str], progress: bool = False) -> VideoResult:
+    """Code one video into ``folder``: the per-video work, a function of the model, the video and the options."""
+    key = coding_key(config, video, code_map, phases)
+    if not config.overwrite and is_coded(folder, key):
+        tiers = read_codes_epochs(folder / "codes.csv")
+        duration = float(_read_record(folder)["duration"])  # type: ignore[index]
+        return VideoResult(video, folder.name, SKIPPED, duration=duration,
+                           summaries=summarise_video(video.name, tiers, duration, phases), tiers=tiers, phases=list(phases))
+    try:
+        coded, read = _coded_video(classifier, config, video, code_map, progress)
+    except BabyfaceError as exc:
+        log.warning(str(exc))
+        return VideoResult(video, folder.name, FAILED, error=str(exc))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RECORD).unlink(missing_ok=True)  # the folder is unfinished until the record is written again
+    provenance = Provenance(str(config.run), json.dumps(options_record(config, code_map, phases), sort_keys=True))
+    write_codes_csv(folder / "codes.csv", coded)
+    write_eaf(folder / f"{folder.name}.eaf", coded, video, provenance, phases)
+    write_boris(folder / f"{folder.name}.boris", coded, video, provenance, read.info.fps)
+    write_opf(folder / f"{folder.name}.opf", coded, video, read.info.fps)
+    write_timeline(folder / "timeline.csv", read.rows, classifier.classes)
+    write_json(folder / RECORD, {**key, "duration": coded.duration, "frames_used": len(read.used),
+                                 "coding_seconds": round(read.seconds, 3), "tiers": list(coded.tiers)})
+    return VideoResult(video, folder.name, CODED, duration=coded.duration, seconds=read.seconds,
+                       summaries=summarise_video(video.name, coded.tiers, coded.duration, phases), tiers=coded.tiers,
+                       phases=list(phases))
+
+
+def coding_key(config: CodeConfig, video: Path, code_map: dict[str, str], phases: Sequence[Phase]) -> dict:
+    return {"model": model_fingerprint(config.run), "options": options_record(config, code_map, phases),
+            "video": video_record(video)}
+
+
+def _coded_video(classifier: Classifier, config: CodeConfig, video: Path, code_map: dict[str, str], progress: bool):
+    capture, info = open_video(video)
+    every = sampling_interval(info.fps, config.fps)
+    try:
+        check_epoch_has_frames(config.epoch, info.fps / every, str(video))
+    except BabyfaceError:
+        capture.release()
+        raise
+
+    def analyser_for(info: VideoInfo) -> VideoAnalyser:
+        return VideoAnalyser(classifier, config.faces, VideoOptions(every=every), info.fps, smooth=1)
+
+    read = read_video_rows(analyser_for, video, every, progress, capture_and_info=(capture, info))
+    if not read.used:
+        raise DataError(f"{video}: no frame could be decoded; check that the file is a complete video (re-encode it with ffmpeg)")
+    times = [index / info.fps for index in read.used]
+    tiers = code_epochs(read.rows, times, read.duration, config.epoch, classifier.classes, code_map, config.face,
+                        config.min_confidence)
+    return CodedVideo(video.name, read.duration, config.epoch, list(classifier.classes), tiers), read
+
+
+# ---------------------------------------------------------------- the corpus
+
+def make_classifier(config: CodeConfig) -> Classifier:
+    return Classifier(config.run, device=config.device, batch_size=config.batch_size, backend=config.backend,
+                      tta=config.tta, precision=config.precision)
+
+
+def code_corpus(config: CodeConfig) -> CorpusResult:
+    """Code every video of ``config.inputs`` into ``config.out`` (default RUN/coded) and write the corpus summary
+    and report."""
+    videos = collect_videos(config.inputs)
+    out = Path(config.out or Path(config.run) / "coded")
+    phases = read_phases(config.phases) if config.phases else {}
+    unknown = unmatched_phase_videos(phases, videos)
+    if unknown:
+        raise DataError(f"{config.phases}: phases name video(s) {', '.join(unknown)} that are not among the inputs; "
+                        "name each video by its file name")
+    classifier = make_classifier(config)
+    code_map = parse_code_map(config.code_map, classifier.classes)
+    names = folder_names(videos)
+    jobs = [(video, out / names[video], phases_for(phases, video)) for video in videos]
+    refuse_foreign_folders(config, jobs, code_map)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.workers > 1 and len(jobs) > 1:
+        results = _code_in_workers(config, jobs, code_map)
+    else:
+        bar = progress_bar(jobs, config.progress, desc="videos", unit="video")
+        results = [code_one(classifier, config, video, folder, video_phases, code_map, config.progress)
+                   for video, folder, video_phases in bar]
+    corpus = CorpusResult(out, results)
+    write_summary(out / "summary.csv", corpus)
+    from babyface.video.coding_report import write_report
+
+    write_report(out / "report.html", corpus, config)
+    return corpus
+
+
+def refuse_foreign_folders(config: CodeConfig, jobs, code_map: dict[str, str]) -> None:
+    """A video folder finished with another model or other options is replaced only with --overwrite."""
+    if config.overwrite:
+        return
+    for video, folder, video_phases in jobs:
+        record = _read_record(folder)
+        if record is not None and not is_coded(folder, coding_key(config, video, code_map, video_phases)):
+            raise OutputExistsError(f"{folder}: holds codes made with another model, other options or another version "
+                                    "of the video; pass --overwrite to code it again or choose another --out")
+
+
+def write_summary(path: Path, corpus: CorpusResult) -> Path:
+    header = ["status", *SUMMARY_HEADER, "error"]
+    rows = []
+    for result in corpus.videos:
+        if result.status == FAILED:
+            rows.append([FAILED, result.video.name, *[""] * (len(SUMMARY_HEADER) - 1), result.error])
+        rows += [[result.status, *summary.cells(), ""] for summary in result.summaries]
+    return write_csv(path, header, rows)
+
+
+# ---------------------------------------------------------------- workers
+
+_WORKER: dict = {}
+
+
+def _start_worker(config: CodeConfig) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # N processes of one thread each: threads of several processes fight over the cores
+    _WORKER["config"] = config
+    _WORKER["classifier"] = make_classifier(config)
+
+
+def _work(job: tuple[Path, Path, list[Phase]], code_map: dict[str, str]) -> VideoResult:
+    video, folder, phases = job
+    return code_one(_WORKER["classifier"], _WORKER["config"], video, folder, phases, code_map)
+
+
+def _code_in_workers(config: CodeConfig, jobs, code_map: dict[str, str]) -> list[VideoResult]:
+    context = multiprocessing.get_context("spawn")  # a fork of a process that ran torch's thread pool can hang
+    worker_config = config.replace(progress=False)
+    with concurrent.futures.ProcessPoolExecutor(min(config.workers, len(jobs)), mp_context=context,
+                                                initializer=_start_worker, initargs=(worker_config,)) as pool:
+        futures = [pool.submit(_work, job, code_map) for job in jobs]
+        for _ in progress_bar(concurrent.futures.as_completed(futures), config.progress, total=len(futures),
+                              desc="videos", unit="video"):
+            pass
+        return [future.result() for future in futures]
+
+
+__all__ = ["CODED", "FAILED", "RECORD", "SKIPPED", "CorpusResult", "VideoResult", "code_corpus", "code_one",
+           "collect_videos", "folder_names", "model_fingerprint", "sampling_interval"]

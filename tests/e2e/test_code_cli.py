@@ -1,0 +1,118 @@
+"""`babyface synth --video` and `babyface code` end to end through the real CLI: a corpus with a broken file and two
+videos of one name, phases, the four kinds of files read back, resuming, refusing foreign results, workers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from babyface.video.coding_files import read_boris, read_codes_csv, read_eaf, read_opf
+from tests.e2e.conftest import read_csv, run_cli
+
+pytest.importorskip("cv2", reason="video needs OpenCV")
+pytest.importorskip("pympi", reason="ELAN files need pympi-ling")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Two scripted 8-second sessions, a copy of one under another folder (same name), and a file that is no video."""
+    root = tmp_path_factory.mktemp("corpus")
+    run_cli("synth", root / "sessions", "--video", "--videos", "2", "--seconds", "8", "--video-fps", "10", "--quiet")
+    (root / "sessions" / "more").mkdir()
+    shutil.copy(root / "sessions" / "session_01.mp4", root / "sessions" / "more" / "session_01.mp4")
+    (root / "sessions" / "broken.mp4").write_bytes(b"not a video at all")
+    return root / "sessions"
+
+
+def rounded(tiers):
+    return {tier: [(round(b.start, 3), round(b.end, 3), b.code) for b in bouts] for tier, bouts in tiers.items()}
+
+
+@pytest.fixture(scope="module")
+def coded(corpus, untrained_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("coded") / "out"
+    proc = run_cli("code", untrained_run, corpus, "--phases", corpus / "phases.csv", "--out", out, "--no-progress",
+                   check=False)
+    assert proc.returncode == 1, proc.stderr  # the exit status counts the failed videos: broken.mp4
+    assert "3 video(s) coded, 0 kept from an earlier run, 1 failed" in proc.stdout
+    assert "broken.mp4" in proc.stderr and "re-encode" in proc.stderr
+    return out
+
+
+def test_synth_writes_sessions_with_their_true_codes_and_phases(corpus):
+    truth = read_csv(corpus / "session_01.truth.csv")
+    assert truth[0]["start"] == "0" and truth[-1]["end"] == "8"
+    assert {row["code"] for row in truth} <= {"positive", "neutral", "negative", "uncodable"}
+    phases = read_csv(corpus / "phases.csv")
+    assert [row["phase"] for row in phases if row["video"] == "session_01.mp4"] == ["face-to-face", "still-face", "reunion"]
+    assert rounded(read_eaf(corpus / "session_01.truth.eaf"))["affect@infant"] == [
+        (float(r["start"]), float(r["end"]), r["code"]) for r in truth]
+
+
+def test_every_video_gets_its_files_and_they_agree(coded):
+    folders = sorted(p.name for p in coded.iterdir() if p.is_dir())
+    assert len(folders) == 3 and "session_02" in folders and sum(f.startswith("session_01-") for f in folders) == 2
+    for name in folders:
+        folder = coded / name
+        codes = read_codes_csv(folder / "codes.csv")
+        assert list(codes) == ["affect@largest"]
+        assert codes[next(iter(codes))][-1].end == pytest.approx(8.0, abs=0.11)
+        assert read_eaf(folder / f"{name}.eaf") == codes
+        assert read_boris(folder / f"{name}.boris") == codes
+        assert rounded(read_opf(folder / f"{name}.opf")) == rounded(codes)
+        assert (folder / "timeline.csv").is_file() and (folder / "coding.json").is_file()
+        epochs = read_csv(folder / "codes.csv")
+        assert len(epochs) == 8 and {"p_happy", "left", "bottom", "face_id"} <= set(epochs[0])
+
+
+def test_the_summary_has_a_row_per_phase_and_a_failed_row(coded):
+    rows = read_csv(coded / "summary.csv")
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [r["video"] for r in failed] == ["broken.mp4"] and "OpenCV cannot read" in failed[0]["error"]
+    session = [r for r in rows if r["video"] == "session_02.mp4"]
+    assert [r["phase"] for r in session] == ["all", "face-to-face", "still-face", "reunion"]
+    for row in session:
+        shares = [float(row[f"share_{c}"]) for c in ("positive", "neutral", "negative")]
+        assert sum(shares) == pytest.approx(1.0, abs=0.01) or float(row["seconds_coded"]) == 0
+    report = (coded / "report.html").read_text()
+    assert report.count("<svg") == 3 and "broken.mp4" in report and "still-face" in report
+
+
+def test_a_rerun_keeps_finished_videos_and_codes_an_interrupted_one(coded, corpus, untrained_run):
+    (coded / "session_02" / "coding.json").unlink()  # as if the run had stopped while writing session_02
+    before = {p: p.stat().st_mtime_ns for p in coded.glob("session_01-*/codes.csv")}
+    proc = run_cli("code", untrained_run, corpus, "--phases", corpus / "phases.csv", "--out", coded, "--no-progress",
+                   check=False)
+    assert "1 video(s) coded, 2 kept from an earlier run, 1 failed" in proc.stdout
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in before.items())
+    assert (coded / "session_02" / "coding.json").is_file()
+
+
+def test_codes_made_with_other_options_are_not_overwritten_silently(coded, corpus, untrained_run):
+    video = corpus / "session_02.mp4"
+    proc = run_cli("code", untrained_run, video, "--epoch", "2", "--out", coded, "--no-progress", check=False)
+    assert proc.returncode == 2 and "session_02: holds codes made with another model" in proc.stderr
+    assert "--overwrite" in proc.stderr
+
+
+def test_workers_write_the_same_codes_as_one_process(coded, corpus, untrained_run, tmp_path):
+    out = tmp_path / "workers"
+    proc = run_cli("code", untrained_run, corpus, "--phases", corpus / "phases.csv", "--out", out, "--workers", "2",
+                   "--no-progress", check=False)
+    assert proc.returncode == 1 and "3 video(s) coded" in proc.stdout
+    for folder in (p for p in coded.iterdir() if p.is_dir()):
+        assert (out / folder.name / "codes.csv").read_text() == (folder / "codes.csv").read_text()
+    def without_status(path):
+        return [{k: v for k, v in row.items() if k != "status"} for row in read_csv(path)]
+
+    assert without_status(out / "summary.csv") == without_status(coded / "summary.csv")
+
+
+def test_phases_naming_a_missing_video_are_refused(corpus, untrained_run, tmp_path):
+    phases = tmp_path / "phases.csv"
+    phases.write_text("video,phase,start,end\nsession_09.mp4,still-face,0,5\n")
+    proc = run_cli("code", untrained_run, corpus / "session_01.mp4", "--phases", phases, "--out", tmp_path / "o",
+                   check=False)
+    assert proc.returncode == 2 and "session_09.mp4" in proc.stderr and "not among the inputs" in proc.stderr
