@@ -85,6 +85,14 @@ def test_largest_codes_the_bigger_face_and_all_gives_every_face_a_tier():
         "affect@face1": ["negative", "negative"], "affect@face2": ["positive", "positive"]}
 
 
+def test_when_the_infant_turns_away_the_smaller_parent_face_is_not_coded_in_its_place():
+    infant, times = rows_for([(0, 3, SAD), (3, 5, None), (5, 8, NEUTRAL)], face_id=1, box=(0, 0, 200, 200))
+    parent, _ = rows_for([(0, 8, HAPPY)], face_id=2, box=(300, 0, 420, 120))  # 0.36 of the infant's area
+    epochs = code_epochs(infant + parent, times, 8.0, 1.0, CLASSES, parse_code_map("", CLASSES))["affect@largest"]
+    assert [e.code for e in epochs] == ["negative"] * 3 + [UNCODABLE] * 2 + ["neutral"] * 3
+    assert {e.face_id for e in epochs} == {1, None}
+
+
 def test_a_code_sums_the_probabilities_of_its_classes():
     seven = ["happy", "neutral", "sad", "fear", "surprise"]
     rows, times = rows_for([(0, 1, {"happy": 0.3, "neutral": 0.3, "sad": 0.2, "fear": 0.15, "surprise": 0.05})])

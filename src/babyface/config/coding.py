@@ -47,7 +47,9 @@ class CodeConfig(ConfigModel):
                                "sad=negative' (a code's probability is the sum of its classes'); empty = happy -> "
                                "positive, neutral -> neutral, sad -> negative", metavar="MAP", group=CODING)
     face: FaceChoice = option("largest", "which face is coded: largest (in each epoch, the largest face present: the "
-                                         "infant in a close-up) or all (every tracked face on its own tier)",
+                                         "infant in a close-up; a face under half the area of the session's usual "
+                                         "coded face is taken for someone else and the epoch is uncodable) or all "
+                                         "(every tracked face on its own tier)",
                               group=CODING)
     phases: str = option("", "CSV with columns video, phase, start, end (seconds) naming the episodes of each video "
                              "(e.g. face-to-face, still-face, reunion): summary.csv then has one row per phase and "

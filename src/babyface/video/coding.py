@@ -30,6 +30,7 @@ CODE_DESCRIPTIONS = {
 }
 DEFAULT_CODE_MAP = {"happy": "positive", "neutral": "neutral", "sad": "negative"}
 LARGEST = "largest"
+SAME_FACE_AREA = 0.5  # a face under half the area of the session's usual coded face is taken for another person
 
 
 def parse_code_map(text: str, classes: Sequence[str]) -> dict[str, str]:
@@ -113,8 +114,9 @@ def code_epochs(rows: Sequence[FaceRow], used_times: Sequence[float], duration: 
     for row, index in zip(rows, _epoch_index([r.time for r in rows], epoch, len(bounds))):
         by_epoch[index][row.face_id].append(row)
     if face == LARGEST:
-        return {tier_name(LARGEST): [_coded(bounds[i], _largest(faces), int(frames_in[i]), classes, code_map, min_confidence)
-                                     for i, faces in enumerate(by_epoch)]}
+        chosen = _session_largest([_largest(faces) for faces in by_epoch])
+        return {tier_name(LARGEST): [_coded(bounds[i], chosen[i], int(frames_in[i]), classes, code_map, min_confidence)
+                                     for i in range(len(bounds))]}
     ids = sorted({row.face_id for row in rows})
     return {tier_name(f"face{face_id}"): [_coded(bounds[i], (face_id, faces.get(face_id, [])), int(frames_in[i]), classes,
                                                  code_map, min_confidence) for i, faces in enumerate(by_epoch)]
@@ -131,6 +133,21 @@ def _largest(faces: dict[int, list[FaceRow]]) -> tuple[int | None, list[FaceRow]
         return None, []
     face_id = max(faces, key=lambda i: (sum(_area(r.box) for r in faces[i]), -i))
     return face_id, faces[face_id]
+
+
+def _session_largest(chosen: list[tuple[int | None, list[FaceRow]]]) -> list[tuple[int | None, list[FaceRow]]]:
+    """Each epoch's largest face, unless it is much smaller than the session's usual coded face: when the infant in
+    close-up turns away, the largest face left is someone else's (a parent beside it), not the infant's."""
+    sizes = [_mean_area(rows) for _, rows in chosen if rows]
+    if not sizes:
+        return chosen
+    usual = float(np.median(sizes))
+    return [(face_id, rows) if rows and _mean_area(rows) >= SAME_FACE_AREA * usual else (None, [])
+            for face_id, rows in chosen]
+
+
+def _mean_area(rows: Sequence[FaceRow]) -> float:
+    return float(np.mean([_area(r.box) for r in rows]))
 
 
 def _area(box: tuple[int, int, int, int]) -> int:

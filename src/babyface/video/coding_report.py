@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from babyface.video.corpus import CorpusResult, VideoResult
 
 CODE_COLOURS = {"positive": "#e8a317", "neutral": "#7b8794", "negative": "#3e7cb1", "uncodable": "#e4e7eb"}
-WIDTH, ROW, LABEL = 880, 22, 130
+WIDTH, ROW, LABEL, RIGHT = 880, 22, 130, 24
 
 
 def write_report(path: Path, corpus: CorpusResult, config: CodeConfig) -> Path:
@@ -67,12 +67,12 @@ def _video_section(result: VideoResult) -> str:
 
 
 def _x(seconds: float, duration: float) -> float:
-    return LABEL + (WIDTH - LABEL - 10) * seconds / duration
+    return LABEL + (WIDTH - LABEL - RIGHT) * seconds / duration
 
 
 def _axis(duration: float, y: float) -> list[str]:
     step = _tick_step(duration)
-    ticks = [f"<line x1={LABEL} x2={WIDTH - 10} y1={y + 2} y2={y + 2} stroke='#9aa5b1'/>"]
+    ticks = [f"<line x1={LABEL} x2={WIDTH - RIGHT} y1={y + 2} y2={y + 2} stroke='#9aa5b1'/>"]
     for i in range(int(duration // step) + 1):
         x = _x(i * step, duration)
         ticks.append(f"<line x1={x:.1f} x2={x:.1f} y1={y + 2} y2={y + 6} stroke='#9aa5b1'/>"
@@ -95,7 +95,7 @@ def _shares_table(result: VideoResult) -> str:
             + "".join(f"<th>{c}</th>" for c in AFFECT_CODES) + "<th>first positive</th><th>first negative</th></tr>")
     rows = []
     for s in result.summaries:
-        shares = "".join(f"<td>{s.shares[c]:.0%} <small>({s.bouts[c]} bouts)</small></td>" for c in AFFECT_CODES)
+        shares = "".join(f"<td>{s.shares[c]:.0%} <small>({s.bouts[c]} bout{'' if s.bouts[c] == 1 else 's'})</small></td>" for c in AFFECT_CODES)
         latency = "".join(f"<td>{'–' if s.latency[c] is None else f'{s.latency[c]:g} s'}</td>" for c in ("positive", "negative"))
         phase = "whole session" if s.phase == WHOLE_SESSION else html.escape(s.phase)
         rows.append(f"<tr><td>{html.escape(s.tier)}</td><td>{phase}</td><td>{s.seconds_coded:g} s</td>"
