@@ -3,6 +3,7 @@ Datavyu and CSV files read back with the codes they were written from."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 
@@ -11,12 +12,14 @@ import pytest
 from babyface.errors import BabyfaceError
 from babyface.video.analysis import FaceRow
 from babyface.video.coding import (
+    INFANT_FLOOR,
     UNCODABLE,
     Bout,
     CodedVideo,
     check_epoch_has_frames,
     code_epochs,
     epoch_bounds,
+    infant_threshold,
     merge_bouts,
     parse_code_map,
 )
@@ -91,6 +94,24 @@ def test_when_the_infant_turns_away_the_smaller_parent_face_is_not_coded_in_its_
     epochs = code_epochs(infant + parent, times, 8.0, 1.0, CLASSES, parse_code_map("", CLASSES))["affect@largest"]
     assert [e.code for e in epochs] == ["negative"] * 3 + [UNCODABLE] * 2 + ["neutral"] * 3
     assert {e.face_id for e in epochs} == {1, None}
+
+
+def with_infant(rows: list[FaceRow], p: float) -> list[FaceRow]:
+    return [dataclasses.replace(r, infant=p) for r in rows]
+
+
+def test_face_infant_codes_the_most_infant_like_face_and_never_the_parent():
+    infant, times = rows_for([(0, 3, SAD), (3, 5, None), (5, 8, NEUTRAL)], face_id=1, box=(0, 0, 100, 100))
+    parent, _ = rows_for([(0, 8, HAPPY)], face_id=2, box=(100, 0, 400, 300))  # larger than the infant
+    rows = with_infant(infant, 0.42) + with_infant(parent, 0.07)  # a new camera: even the infant under 0.5
+    epochs = code_epochs(rows, times, 8.0, 1.0, CLASSES, parse_code_map("", CLASSES), face="infant")["affect@infant"]
+    assert [e.code for e in epochs] == ["negative"] * 3 + [UNCODABLE] * 2 + ["neutral"] * 3
+    assert {e.face_id for e in epochs} == {1, None}
+    largest = code_epochs(rows, times, 8.0, 1.0, CLASSES, parse_code_map("", CLASSES))["affect@largest"]
+    assert {e.face_id for e in largest} == {2}  # what --face largest would have coded: the parent
+    alone = code_epochs(with_infant(parent, 0.07), times, 8.0, 1.0, CLASSES, parse_code_map("", CLASSES), face="infant")
+    assert {e.code for e in alone["affect@infant"]} == {UNCODABLE}  # only an adult in view: nothing to code
+    assert infant_threshold(0.9) == 0.45 and infant_threshold(0.1) == INFANT_FLOOR and infant_threshold(1.2) == 0.5
 
 
 def test_a_code_sums_the_probabilities_of_its_classes():

@@ -127,6 +127,9 @@ def test_video_analysis_at_night_detects_on_a_denoised_frame_and_classifies_stre
         def label(self, probs):
             return "happy", 1 / 3, {c: 1 / 3 for c in self.classes}
 
+        def infant_probabilities(self, crops):
+            return None  # no infant-vs-adult model
+
     ir = night.night(face(size=128), np.random.default_rng(0))
     for mode, denoised in (("on", True), ("auto", True), ("off", False)):
         seen.clear()

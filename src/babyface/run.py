@@ -99,6 +99,7 @@ class RunFolder(Folder):
     explanations = property(lambda self: self.path / EXPLANATIONS_DIR)
     report = property(lambda self: self.path / REPORT_FILE)
     model_card = property(lambda self: self.path / MODEL_CARD_FILE)
+    who = property(lambda self: self.path / WHO_FOLDER)  # the infant-vs-adult model of a run trained with --adults
 
     def video(self, stem: str) -> Path:
         return self.path / VIDEOS_DIR / stem
@@ -243,6 +244,21 @@ class DataRecord(Record):
     @property
     def known(self) -> bool:
         return bool(self.model_fields_set)
+
+
+WHO_FOLDER = "who"
+WHO_RECORD = "who.json"
+
+
+class WhoRecord(Record):
+    """RUN/who/who.json: the infant-vs-adult model's adult sources and its validation AUC (infant vs adult) at the
+    epoch kept."""
+
+    adults: list[str]
+    epochs: int
+    best_epoch: int | None = None
+    val_auc: float | None = None
+    val_acc: float | None = None
 
 
 class ValidationRecord(Record):

@@ -57,6 +57,10 @@ class SynthConfig(ConfigModel):
                  "on a plain teal backdrop under an amber cast) or sketch (blue ink on plain paper, posterised, "
                  "outlined): looks easy to tell apart, to simulate a second data source")
 
+    age: Literal["infant", "adult"] = option(
+        "infant", "whose faces: infant, or adult (a longer face, smaller eyes set higher, a larger nose, full hair, no "
+                  "rosy cheeks): a source of adults for training the infant-vs-adult model (train --adults)")
+
     @model_validator(mode="after")
     def _two_per_class(self) -> SynthConfig:
         if self.n < 2 * len(self.classes):

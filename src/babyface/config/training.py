@@ -106,6 +106,14 @@ class DataConfig(ConfigModel):
         None, "with --framing face: the margin evaluate, predict, serve and watch cut each face with by default (as "
               "--margin; measure it on held-out sources, e.g. benchmarks/cross_source.py --face-margin); auto = as the "
               "DATA folders' framing.json records, else 0.2", ge=0, le=2)
+    adults: str = option("", "comma-separated sources whose faces are adults' (their folder or source names as the "
+                             "training log prints them, e.g. fer2013-hsn,fer2013-other): the run then also trains an "
+                             "infant-vs-adult model into RUN/who/ on the same images (adults: these sources; infants: "
+                             "the others), by which code, predict, serve and watch tell the infant from a parent; "
+                             "empty = none", metavar="NAMES")
+    label_by: Literal["class", "age"] = option(
+        "class", "what a training image's label is: class (its class folder) or age (adult for the --adults sources, "
+                 "infant for the others: the infant-vs-adult model a run with --adults trains into RUN/who/)")
 
 
 class TrainConfig(ConfigModel):
@@ -129,6 +137,8 @@ class TrainConfig(ConfigModel):
     color: Literal["rgb", "gray"] = option("rgb", "what the model sees of each image: rgb (its colours, the reference) "
                                                   "or gray (luminance only, in training and every later use, so skin "
                                                   "tone and a dataset's colour cannot be a shortcut)", group=MODEL)
+    who_epochs: int = option(6, "epochs of the infant-vs-adult model a run with --adults trains into RUN/who/", ge=1,
+                             group=SOURCES)
     unlabelled: str = option("", "folder of unlabelled faces (e.g. infants of the population you will use it on) to learn "
                                  "from by self-training: a first model trained on the labelled data labels the faces it "
                                  "is sure of (--pseudo-threshold, and the same answer for the mirror image), then the "

@@ -132,3 +132,31 @@ def _relabel(samples: Sequence[Sample], old: list[str], new: list[str], label_ma
         if target is not None:
             out.append(Sample(Path(os.path.abspath(sample.path)), index[target], source))
     return out
+
+
+AGE_CLASSES = ["adult", "infant"]
+
+
+def label_by_age(scan: DatasetScan, adults: str) -> DatasetScan:
+    """Every image labelled by who is in it: ``adult`` for the sources named in ``adults`` (a source's name, or the
+    name of one of its folders, e.g. fer2013-hsn of the source fer2013), ``infant`` for the others."""
+    names = [n.strip() for n in adults.split(",") if n.strip()]
+    sources = sorted({s.source for split in scan.splits().values() for s in split.samples})
+    if not names or len(sources) < 2 or "" in sources:
+        raise DataError("labels by age need several sources (--data) and --adults naming the adult ones, e.g. "
+                        "--adults fer2013-hsn,fer2013-other")
+    adult = {source for source in sources for name in names if name == source or name.startswith(f"{source}-")}
+    unknown = [n for n in names if not any(n == s or n.startswith(f"{s}-") for s in sources)]
+    if unknown or adult == set(sources):
+        raise DataError(f"--adults {adults}: " + (f"no source is named {', '.join(unknown)}" if unknown else
+                        "every source would be adults, leaving no infants") + f"; the sources are {', '.join(sources)}")
+
+    def relabelled(split: SplitScan | None) -> SplitScan | None:
+        if split is None:
+            return None
+        samples = [Sample(s.path, AGE_CLASSES.index("adult" if s.source in adult else "infant"), s.source) for s in split.samples]
+        return SplitScan(split.root, list(AGE_CLASSES), samples, split.ignored)
+
+    return DatasetScan(scan.root, scan.layout, list(AGE_CLASSES), relabelled(scan.train), relabelled(scan.test),  # type: ignore[arg-type]
+                       relabelled(scan.val))
+

@@ -12,7 +12,8 @@ from babyface.bundle.ensemble import create_ensemble
 from babyface.config import EnsembleConfig, TrainConfig, parse_seeds
 from babyface.outputs import prepare_output_dir, write_json, write_text
 from babyface.run import SeedsFolder
-from babyface.training.fit import fit
+from babyface.training.fit import fit, trains_who
+from babyface.training.who import fit_who, share_who
 
 log = logging.getLogger("babyface")
 
@@ -27,13 +28,15 @@ def fit_seeds(config: TrainConfig) -> Path:
     folder, runs = SeedsFolder(out), []
     for seed in parse_seeds(config.seeds):
         log.info("seed %d: training into %s", seed, folder.seed(seed))
-        run = fit(config.replace(seed=seed, seeds="", out=str(folder.seed(seed)), overwrite=True))
+        run = fit(config.replace(seed=seed, seeds="", out=str(folder.seed(seed)), overwrite=True), who=False)
         runs.append({"seed": seed, "run": run.name, **read_metadata(run).metrics.model_dump()})
     summary = summarise_seeds(runs)
     write_json(folder.summary_json, summary)
     write_text(folder.summary_md, format_seed_summary(summary))
     if len(runs) > 1:  # averaging the seeds' models was the most reliable gain measured (README: the infant recipe)
         create_ensemble(EnsembleConfig(runs=[str(out / r["run"]) for r in runs], out=str(folder.ensemble)))
+    if trains_who(config):  # one infant-vs-adult model for every seed and the ensemble
+        share_who(fit_who(config, out, fit), [out / r["run"] for r in runs] + ([folder.ensemble] if len(runs) > 1 else []))
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from babyface.forward import logits_with_tta, resolve_device, tta_views
 from babyface.inference.backends import Backend, TorchBackend, open_backend
 from babyface.inference.calibration import calibrated_probabilities
 from babyface.outputs import csv_text
-from babyface.run import ModelMeta
+from babyface.run import META_FILE, ModelMeta, RunFolder
 
 log = logging.getLogger("babyface")
 UNCERTAIN = "uncertain"
@@ -37,6 +38,7 @@ class Prediction:
     probabilities: dict[str, float]
     face_found: bool | None = None  # None: not looked for (--framing whole); False: the whole image was classified
     measures: dict[str, float] | None = None  # predict --measures: the classified face's measures (babyface.measures)
+    infant: float | None = None  # probability that the face is an infant's (a run trained with --adults); else None
 
 
 @dataclass
@@ -49,6 +51,7 @@ class FacePrediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
+    infant: float | None = None  # probability that the face is an infant's (a run trained with --adults); else None
 
 
 @dataclass
@@ -153,8 +156,11 @@ class Classifier:
         else:
             name, image = "<image>", as_rgb_image(item)
         pixels, box = framed_view(image, self.framing, self.image_size)
-        probs = self.probabilities(torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None])[0]
-        return Prediction(name, *self.label(probs), face_found=None if self.framing.mode == "whole" else box is not None)
+        images = torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None]
+        infant = self.infant_probabilities(images)
+        return Prediction(name, *self.label(self.probabilities(images)[0]),
+                          face_found=None if self.framing.mode == "whole" else box is not None,
+                          infant=None if infant is None else float(infant[0]))
 
     def predict_files(self, paths: Sequence[Path], strict: bool = False, progress: bool = False,
                       framing: Framing | None = None) -> tuple[list[Prediction], list[str]]:
@@ -165,8 +171,9 @@ class Classifier:
         if len(decoded) == 0:
             return [], decoded.skipped
         probs = self.probabilities(decoded.images)
-        return [Prediction(display_path(p), *self.label(row), face_found=found)
-                for p, row, found in zip(decoded.paths, probs, framed.face_found)], decoded.skipped
+        infant = self.infant_probabilities(decoded.images)
+        return [Prediction(display_path(p), *self.label(row), face_found=found, infant=None if infant is None else float(infant[i]))
+                for i, (p, row, found) in enumerate(zip(decoded.paths, probs, framed.face_found))], decoded.skipped
 
     def classify_boxes(self, rgb: np.ndarray, boxes: Sequence[Sequence[int]]) -> torch.Tensor:
         """Probabilities N×C for square boxes of an H×W×3 uint8 image."""
@@ -202,8 +209,31 @@ class Classifier:
     def classify_faces(self, found: FoundFaces, classify: Classify | None = None) -> list[FacePrediction]:
         """The second half of ``predict_faces``: the crops classified (by ``classify``, default ``classify_crops``)."""
         probs = (classify or self.classify_crops)(found.crops)
-        return [FacePrediction(tuple(box), score is not None, score, *self.label(row))
-                for box, score, row in zip(found.boxes, found.scores, probs)]
+        infant = self.infant_probabilities(found.crops)
+        return [FacePrediction(tuple(box), score is not None, score, *self.label(row), None if infant is None else float(infant[i]))
+                for i, (box, score, row) in enumerate(zip(found.boxes, found.scores, probs))]
+
+    @functools.cached_property
+    def who(self) -> Classifier | None:
+        """RUN/who/, the infant-vs-adult model of a run trained with --adults (None without one)."""
+        folder = RunFolder(self.run).who
+        if not (folder / META_FILE).is_file():
+            return None
+        return Classifier(folder, device=str(self.device), batch_size=self.batch_size, backend="torch",
+                          framing=Framing("whole", FaceDetection()))
+
+    def infant_probabilities(self, images: torch.Tensor | Sequence[np.ndarray]) -> np.ndarray | None:
+        """For each face (uint8 N×3×S×S, or S×S×3 crops), the probability that it shows an infant; None without
+        RUN/who/."""
+        who = self.who
+        if who is None or not len(images):
+            return None
+        if not isinstance(images, torch.Tensor):
+            images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+        if images.shape[-1] != who.image_size:
+            images = torch.nn.functional.interpolate(images.float(), size=who.image_size, mode="bilinear", antialias=True)
+            images = images.round().clamp(0, 255).to(torch.uint8)
+        return who.probabilities(images)[:, who.classes.index("infant")].numpy()
 
     def label(self, probs: torch.Tensor) -> tuple[str, float, dict[str, float]]:
         """The most probable class (or UNCERTAIN, abstention, under ``min_confidence``), its probability, all of them."""
@@ -243,11 +273,14 @@ def format_predictions(predictions: Sequence[Prediction], classes: Sequence[str]
     if fmt == "json":
         return json.dumps([p.__dict__ for p in predictions], indent=2, allow_nan=False) + "\n"
     measures = _measure_names(predictions)
+    infant = any(p.infant is not None for p in predictions)
     if fmt == "csv":
         rows = [[p.file, p.label, f"{p.confidence:.6f}", *(f"{p.probabilities[c]:.6f}" for c in classes), found_text(p.face_found),
+                 *([f"{p.infant:.6f}"] if infant and p.infant is not None else [""] if infant else []),
                  *((p.measures or {}).get(m, "") for m in measures)] for p in predictions]
-        return csv_text(["file", "label", "confidence", *(f"p_{c}" for c in classes), "face_found", *measures], rows)
-    return _table(predictions, classes, measures)
+        return csv_text(["file", "label", "confidence", *(f"p_{c}" for c in classes), "face_found",
+                         *(["p_infant"] if infant else []), *measures], rows)
+    return _table(predictions, classes, measures, infant)
 
 
 def _measure_names(predictions: Sequence[Prediction]) -> list[str]:
@@ -255,14 +288,15 @@ def _measure_names(predictions: Sequence[Prediction]) -> list[str]:
     return next((list(p.measures) for p in predictions if p.measures), [])
 
 
-def _table(predictions: Sequence[Prediction], classes: Sequence[str], measures: Sequence[str] = ()) -> str:
+def _table(predictions: Sequence[Prediction], classes: Sequence[str], measures: Sequence[str] = (), infant: bool = False) -> str:
     width = max([len("file")] + [len(p.file) for p in predictions])
     header = (f"{'file':<{width}}  {'label':<10} " + " ".join(f"{c:>9}" for c in classes) + "  face_found"
-              + "".join(f"  {m}" for m in measures))
+              + ("  infant" if infant else "") + "".join(f"  {m}" for m in measures))
     lines = [header, "-" * len(header)]
     for p in predictions:
         values = p.measures or {}
         lines.append(f"{p.file:<{width}}  {p.label:<10} " + " ".join(f"{p.probabilities[c]:>9.3f}" for c in classes)
-                     + f"  {found_text(p.face_found) or '-':<{10 if measures else 0}}"
+                     + f"  {found_text(p.face_found) or '-':<{10 if measures or infant else 0}}"
+                     + (f"  {p.infant:>6.3f}" if infant and p.infant is not None else "       -" if infant else "")
                      + "".join(f"  {values[m]:>{len(m)}g}" if m in values else f"  {'-':>{len(m)}}" for m in measures))
     return "\n".join(lines) + "\n"

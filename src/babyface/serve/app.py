@@ -137,7 +137,7 @@ class FaceService:
         left, top, right, bottom = (round(v * scale) for v in face.box)
         record = {"box": {"left": left, "top": top, "right": right, "bottom": bottom}, "face_detected": face.face_detected,
                   "detector_score": face.detector_score, "label": face.label, "confidence": face.confidence,
-                  "probabilities": face.probabilities}
+                  "probabilities": face.probabilities, "infant": face.infant}
         if gradcam:
             crop = image.crop(face.box)
             crop.thumbnail((GRADCAM_SIDE, GRADCAM_SIDE))

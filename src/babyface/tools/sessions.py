@@ -2,7 +2,7 @@
 
 Each session is an MP4 of a synthetic infant face in close-up whose expression follows a known timeline of codes
 (positive, neutral, negative, and uncodable while the infant turns away), drifting gently, with a smaller adult face
-in a corner that smiles and calms on its own timeline (a parent in frame). The true codes are written beside it as
+(synth's adult faces) in a corner that smiles and calms on its own timeline (a parent in frame). The true codes are written beside it as
 CSV (video, start, end, code) and ELAN, and every session's phases (face-to-face, still-face, reunion: the still-face
 paradigm's episodes) into phases.csv.
 """
@@ -28,6 +28,7 @@ PHASE_CODES = {"face-to-face": {"positive": 0.45, "neutral": 0.4, "negative": 0.
                "reunion": {"positive": 0.45, "neutral": 0.35, "negative": 0.1, UNCODABLE: 0.1}}
 EXPRESSION_OF = {"positive": "happy", "neutral": "neutral", "negative": "sad"}
 TRUTH_TIER = tier_name("infant")
+PARENT_SEED = 10_001  # one parent for every session: a drawn adult face BlazeFace finds in either mood (many are missed)
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,12 @@ def session_script(seconds: int, rng: np.random.Generator) -> tuple[list[Segment
     return segments, phases
 
 
-def _sprites(side: int, seed: int) -> dict[str, np.ndarray]:
-    """One infant's face (same appearance) in each expression, as BGR squares, and the back of its head."""
+def _sprites(side: int, seed: int, age: str = "infant") -> dict[str, np.ndarray]:
+    """One person's face (same appearance) in each expression, as BGR squares, and the back of the head."""
     sprites = {}
     for code, label in EXPRESSION_OF.items():
-        image, params = render_face(label, np.random.default_rng(seed), size=side, grayscale=False, style="studio",
-                                    overrides=_clear_expression(label))
+        image, params = render_face(label, np.random.default_rng(seed), size=side, grayscale=False, style="photo",
+                                    overrides=_clear_expression(label, age), age=age)
         sprites[code] = np.asarray(image)[:, :, ::-1].copy()
     backdrop = sprites["neutral"][2, 2].astype(int)
     head = np.empty_like(sprites["neutral"])
@@ -80,7 +81,10 @@ def _sprites(side: int, seed: int) -> dict[str, np.ndarray]:
     return sprites
 
 
-def _clear_expression(label: str) -> dict:
+def _clear_expression(label: str, age: str = "infant") -> dict:
+    if age == "adult":  # the parent talks (lips apart) when not smiling: BlazeFace finds these drawn faces far more often
+        return {"mouth_curve": 0.9 if label == "happy" else 0.1, "mouth_open": 0.5 if label == "happy" else 0.35,
+                "brow_angle": 0.0, "eye_open": 0.6 if label == "happy" else 0.8}
     return {"happy": {"mouth_curve": 0.9, "mouth_open": 0.5, "brow_angle": -4.0, "eye_open": 0.5},
             "neutral": {"mouth_curve": 0.0, "mouth_open": 0.0, "brow_angle": 0.0, "eye_open": 0.9},
             "sad": {"mouth_curve": -0.8, "mouth_open": 0.6, "brow_angle": 20.0, "eye_open": 0.45, "tears": True}}[label]
@@ -94,8 +98,8 @@ def write_session_video(path: Path, segments: list[Segment], size: tuple[int, in
     width, height = size
     side = int(min(size) * 0.5)
     infant = _sprites(side, seed)
-    adult_side = int(side * 0.55)
-    parent = _sprites(adult_side, seed + 10_000)
+    adult_side = int(side * 0.7)  # under half the infant's area: --face largest still tells them apart
+    parent = _sprites(adult_side, PARENT_SEED, age="adult")
     frames = int(round(segments[-1].end * fps))
     with atomic_path(path, keep_suffix=True) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)

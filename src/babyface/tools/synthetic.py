@@ -465,9 +465,29 @@ _STYLES = {
 }
 
 
+def _sample_adult(rng: np.random.Generator) -> dict[str, Any]:
+    """What makes a face an adult's rather than an infant's: a longer face, smaller eyes set higher, a larger nose
+    and mouth lower down, full hair and no rosy cheeks. Drawn last, only for adults, so infants' faces stay the same."""
+    return {
+        "head_aspect": float(rng.uniform(0.72, 0.8)),
+        "eye_w": float(rng.uniform(0.08, 0.1)),
+        "eye_y": float(rng.uniform(-0.14, -0.04)),
+        "nose_y": float(rng.uniform(0.2, 0.3)),
+        "nose_w": float(rng.uniform(0.12, 0.16)),
+        "mouth_y": float(rng.uniform(0.5, 0.6)),
+        "cheek_strength": float(rng.uniform(0.0, 0.08)),
+        "hair_cap": True,
+        "hair_tuft": False,
+        "hair_shade": float(rng.uniform(0.85, 1.0)),
+        "hair_line": float(rng.uniform(25.0, 45.0)),
+        "brow_darkness": float(rng.uniform(0.85, 1.0)),
+        "jowl": float(rng.uniform(0.08, 0.16)),
+    }
+
+
 def render_face(
     label: str, rng: np.random.Generator, size: int = 128, grayscale: bool | None = None, style: str = "photo",
-    overrides: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None, age: str = "infant",
 ) -> tuple[Image.Image, dict]:
     """Return the image and its parameters (label, skin_tone index, grayscale, mouth_curve, mouth_open, brow_angle, eye_open, tears, ...).
 
@@ -488,6 +508,8 @@ def render_face(
     params.update(_sample_appearance(rng, look.skin_tones))
     params.update(_sample_photo(rng))
     params.update(_sample_geometry(rng))
+    if age == "adult":
+        params.update(_sample_adult(rng))
     params.update(overrides or {})
     canvas = 2 * size  # render at 2x, then box-downsample: cheap antialiasing
     image = look.background(canvas, rng)
@@ -505,10 +527,11 @@ def _label_of(index: int, classes: Sequence[str]) -> str:
 
 
 def _render_indexed(index: int, config: SynthConfig) -> tuple[Image.Image, dict]:
-    """Image ``index`` of the dataset: depends on (seed, index, size, grayscale_share, classes, style), never on n."""
+    """Image ``index`` of the dataset: depends on (seed, index, size, grayscale_share, classes, style, age), never on n."""
     rng = _image_rng(config.seed, index)
     grayscale = bool(rng.random() < config.grayscale_share)
-    return render_face(_label_of(index, config.classes), rng, config.size, grayscale=grayscale, style=config.style)
+    return render_face(_label_of(index, config.classes), rng, config.size, grayscale=grayscale, style=config.style,
+                       age=config.age)
 
 
 # --------------------------------------------------------------------------- dataset

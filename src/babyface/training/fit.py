@@ -8,6 +8,7 @@ what every epoch trains with in ``trainer``, what a resumed run continues from i
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import random
@@ -37,6 +38,7 @@ from babyface.training.objective import decision_view, epoch_order
 from babyface.training.outputs import attach_log_file, write_history, write_run_outputs
 from babyface.training.prepare import PreparedData, prepare_data
 from babyface.training.trainer import Trainer, build_trainer
+from babyface.training.who import fit_who
 
 log = logging.getLogger("babyface")
 
@@ -48,17 +50,30 @@ VALIDATION_METRICS = ("val_macro_f1", "val_acc", "val_loss")
 EpochHook = Callable[[nn.Module, dict, PreparedData], None]
 
 
-def fit(config: TrainConfig, resume: bool = False, on_epoch: EpochHook | None = None) -> Path:
+def fit(config: TrainConfig, resume: bool = False, on_epoch: EpochHook | None = None, who: bool = True) -> Path:
     """Train ``config.model`` on ``config.data``; returns the run folder (``config.out``).
 
     With ``resume`` the run continues from ``config.out/checkpoint.pt``: model, optimiser, scheduler,
     random-number states, epoch, history and best model, so it ends exactly as an uninterrupted run.
-    Under torchrun only rank 0 writes. ``on_epoch`` (see EpochHook) is called after every epoch.
+    Under torchrun only rank 0 writes. ``on_epoch`` (see EpochHook) is called after every epoch. With ``--adults``
+    (and ``who``) the infant-vs-adult model follows into RUN/who/ (babyface.training.who).
     """
     if config.unlabelled and not resume:
         from babyface.training.selftrain import fit_self_training
 
-        return fit_self_training(config, fit)
+        out = fit_self_training(config, functools.partial(fit, who=False))
+    else:
+        out = _fit_run(config, resume, on_epoch)
+    if who and trains_who(config):
+        fit_who(config, out, fit)
+    return out
+
+
+def trains_who(config: TrainConfig) -> bool:
+    return bool(config.data_options.adults) and config.data_options.label_by == "class"
+
+
+def _fit_run(config: TrainConfig, resume: bool, on_epoch: EpochHook | None) -> Path:
     dist, device = init_distributed(config.device)
     out = Path(config.out)
     handler = None

@@ -21,7 +21,7 @@ from babyface.data.images import display_path
 from babyface.data.leakage import check_leakage, file_signatures
 from babyface.data.relabel import relabel_scan
 from babyface.data.scan import DatasetScan, Sample
-from babyface.data.sources import load_label_map, scan_sources
+from babyface.data.sources import label_by_age, load_label_map, scan_sources
 from babyface.data.splits import group_stratified_split, limit_per_class, stratified_split
 from babyface.errors import DataError
 from babyface.faces.framing import WHOLE, training_framing
@@ -70,6 +70,8 @@ def prepare_data(config: TrainConfig, normalisation: tuple[list[float], list[flo
                  "validation share is learned from, so measure this model on data it never saw")
     if opts.relabel:
         scan = relabel_scan(scan, opts.relabel, opts.min_votes)
+    if opts.label_by == "age":
+        scan = label_by_age(scan, opts.adults)
     if opts.split_file:
         scan = apply_split_file(scan, opts.split_file)
     samples = scan.train.samples

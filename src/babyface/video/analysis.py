@@ -160,6 +160,7 @@ class FaceRow:
     probabilities: dict[str, float]  # empty when only measuring
     label: str
     measures: dict[str, float] | None = None  # with measuring on; None where the face was skipped (too small, unconfirmed)
+    infant: float | None = None  # probability that the face is an infant's (a model with RUN/who/), unsmoothed
 
 
 class VideoAnalyser:
@@ -203,17 +204,20 @@ class VideoAnalyser:
         if not jobs:
             return []
         probs = self.classifier.classify_crops(crops) if self.classifier is not None else [None] * len(jobs)  # one batch
+        infant = self.classifier.infant_probabilities(crops) if self.classifier is not None else None
         measures = measures or [None] * len(jobs)
-        return [self._smoothed_row(index, face_id, box, row, values)
-                for (index, face_id, box), row, values in zip(jobs, probs, measures)]
+        infant = [None] * len(jobs) if infant is None else [round(float(p), 4) for p in infant]
+        return [self._smoothed_row(index, face_id, box, row, values, who)
+                for (index, face_id, box), row, values, who in zip(jobs, probs, measures, infant)]
 
-    def _smoothed_row(self, index: int, face_id: int, box: tuple[int, int, int, int], probs, measures) -> FaceRow:
+    def _smoothed_row(self, index: int, face_id: int, box: tuple[int, int, int, int], probs, measures,
+                      infant: float | None = None) -> FaceRow:
         label, probabilities = "", {}
         if probs is not None:
             history = self.history[face_id]
             history.append(probs)
             label, _, probabilities = self.classifier.label(sum(history) / len(history))
-        return FaceRow(round(index / self.fps, 4), index, face_id, box, probabilities, label, measures)
+        return FaceRow(round(index / self.fps, 4), index, face_id, box, probabilities, label, measures, infant)
 
 
 def detection_chunks(analyser: VideoAnalyser, frames: Iterator[tuple[int, np.ndarray]]):
@@ -310,13 +314,16 @@ def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config
 
 def write_timeline(path: Path, rows: Sequence[FaceRow], classes: Sequence[str], measures: bool = False) -> Path:
     """One row per face per used frame: time, frame, face id, box, the smoothed probabilities and label (with a
-    classifier) and the measures (with ``measures``; empty cells where a face was skipped)."""
+    classifier), the probability that the face is an infant's (a model with RUN/who/) and the measures (with ``measures``; empty cells where a face was skipped)."""
+    infant = any(r.infant is not None for r in rows)
     header = ["time", "frame", "face_id", "left", "top", "right", "bottom", *(f"p_{c}" for c in classes)]
     header += ["label"] if classes else []
+    header += ["p_infant"] if infant else []
     header += list(MEASURE_NAMES) if measures else []
 
     def cells(r: FaceRow) -> list:
         row = [r.time, r.frame, r.face_id, *r.box, *(f"{r.probabilities[c]:.4f}" for c in classes)] + ([r.label] if classes else [])
+        row += [r.infant] if infant else []
         if measures:
             row += [r.measures[m] for m in MEASURE_NAMES] if r.measures else [""] * len(MEASURE_NAMES)
         return row

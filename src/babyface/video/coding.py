@@ -1,7 +1,8 @@
 """A video coded as a developmental lab codes it: one affect code per epoch (1 second by default) for a face.
 
 The frames a video analysis classified (``babyface.video.analysis``) are grouped into epochs. In each epoch the coded
-face is chosen (the largest face present, or every tracked face on its own tier), its class probabilities are
+face is chosen (the face the infant-vs-adult model finds most likely an infant's, the largest face present, or every
+tracked face on its own tier), its class probabilities are
 averaged over the epoch's frames, and summed into codes through the code map (happy -> positive, sad -> negative).
 An epoch is ``uncodable`` when the face is in fewer than half of its frames or its winning code's mean probability is
 below ``min_confidence``. Consecutive equal epochs make a bout; bouts are what ELAN, BORIS and Datavyu show.
@@ -30,6 +31,8 @@ CODE_DESCRIPTIONS = {
 }
 DEFAULT_CODE_MAP = {"happy": "positive", "neutral": "neutral", "sad": "negative"}
 LARGEST = "largest"
+INFANT = "infant"
+INFANT_FLOOR = 0.15  # --face infant: a face less likely an infant's than this is never coded as the infant
 SAME_FACE_AREA = 0.5  # a face under half the area of the session's usual coded face is taken for another person
 
 
@@ -113,10 +116,11 @@ def code_epochs(rows: Sequence[FaceRow], used_times: Sequence[float], duration: 
     by_epoch: list[dict[int, list[FaceRow]]] = [defaultdict(list) for _ in bounds]
     for row, index in zip(rows, _epoch_index([r.time for r in rows], epoch, len(bounds))):
         by_epoch[index][row.face_id].append(row)
-    if face == LARGEST:
-        chosen = _session_largest([_largest(faces) for faces in by_epoch])
-        return {tier_name(LARGEST): [_coded(bounds[i], chosen[i], int(frames_in[i]), classes, code_map, min_confidence)
-                                     for i in range(len(bounds))]}
+    if face in (LARGEST, INFANT):
+        chosen = (_session_largest([_largest(faces) for faces in by_epoch]) if face == LARGEST else
+                  _session_infant([_most_infant(faces) for faces in by_epoch]))
+        return {tier_name(face): [_coded(bounds[i], chosen[i], int(frames_in[i]), classes, code_map, min_confidence)
+                                  for i in range(len(bounds))]}
     ids = sorted({row.face_id for row in rows})
     return {tier_name(f"face{face_id}"): [_coded(bounds[i], (face_id, faces.get(face_id, [])), int(frames_in[i]), classes,
                                                  code_map, min_confidence) for i, faces in enumerate(by_epoch)]
@@ -133,6 +137,35 @@ def _largest(faces: dict[int, list[FaceRow]]) -> tuple[int | None, list[FaceRow]
         return None, []
     face_id = max(faces, key=lambda i: (sum(_area(r.box) for r in faces[i]), -i))
     return face_id, faces[face_id]
+
+
+def _most_infant(faces: dict[int, list[FaceRow]]) -> tuple[int | None, list[FaceRow]]:
+    """The face the infant-vs-adult model finds most likely an infant's (mean over the epoch's frames)."""
+    if not faces:
+        return None, []
+    face_id = max(faces, key=lambda i: (_mean_infant(faces[i]), -i))
+    return face_id, faces[face_id]
+
+
+def _mean_infant(rows: Sequence[FaceRow]) -> float:
+    return float(np.mean([r.infant for r in rows if r.infant is not None] or [0.0]))
+
+
+def _session_infant(chosen: list[tuple[int | None, list[FaceRow]]]) -> list[tuple[int | None, list[FaceRow]]]:
+    """Each epoch's most infant-like face, unless even it is unlikely an infant's: under half the session's usual
+    infant probability of the coded face (between INFANT_FLOOR and 0.5), so that with the infant out of view a
+    parent is not coded in its place, also where a new camera or lighting lowers every face's probability."""
+    scores = [_mean_infant(rows) for _, rows in chosen if rows]
+    if not scores:
+        return chosen
+    threshold = infant_threshold(float(np.median(scores)))
+    return [(face_id, rows) if rows and _mean_infant(rows) >= threshold else (None, []) for face_id, rows in chosen]
+
+
+def infant_threshold(usual: float) -> float:
+    """The infant probability under which a face is taken for someone else's than the infant whose usual probability
+    is ``usual``: half of it, between INFANT_FLOOR and 0.5 (coding and watch decide alike)."""
+    return float(np.clip(0.5 * usual, INFANT_FLOOR, 0.5))
 
 
 def _session_largest(chosen: list[tuple[int | None, list[FaceRow]]]) -> list[tuple[int | None, list[FaceRow]]]:
@@ -205,6 +238,6 @@ def check_epoch_has_frames(epoch: float, sampled_fps: float, where: str) -> None
                             f"--fps to at least {math.ceil(1 / epoch)} or lengthen --epoch")
 
 
-__all__ = ["AFFECT_CODES", "CODES", "CODE_DESCRIPTIONS", "DEFAULT_CODE_MAP", "LARGEST", "UNCODABLE", "Bout", "CodedVideo",
-           "Epoch", "check_epoch_has_frames", "code_epochs", "code_probabilities", "epoch_bounds", "merge_bouts",
+__all__ = ["AFFECT_CODES", "CODES", "CODE_DESCRIPTIONS", "DEFAULT_CODE_MAP", "INFANT", "LARGEST", "UNCODABLE", "Bout", "CodedVideo",
+           "Epoch", "check_epoch_has_frames", "code_epochs", "code_probabilities", "epoch_bounds", "infant_threshold", "merge_bouts",
            "parse_code_map", "tier_name"]

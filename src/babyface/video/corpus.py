@@ -26,7 +26,7 @@ from babyface.inference.classifier import Classifier
 from babyface.outputs import write_csv, write_json
 from babyface.progress import progress_bar
 from babyface.video.analysis import VideoAnalyser, VideoInfo, is_video_file, open_video, read_video_rows, write_timeline
-from babyface.video.coding import CodedVideo, Epoch, check_epoch_has_frames, code_epochs, parse_code_map
+from babyface.video.coding import INFANT, LARGEST, CodedVideo, Epoch, check_epoch_has_frames, code_epochs, parse_code_map
 from babyface.video.coding_files import Provenance, read_codes_epochs, write_boris, write_codes_csv, write_eaf, write_opf
 from babyface.video.episodes import (
     SUMMARY_HEADER,
@@ -225,6 +225,7 @@ def code_corpus(config: CodeConfig) -> CorpusResult:
         raise DataError(f"{config.phases}: phases name video(s) {', '.join(unknown)} that are not among the inputs; "
                         "name each video by its file name")
     classifier = make_classifier(config)
+    config = config.replace(face=coded_face(config.face, classifier))
     code_map = parse_code_map(config.code_map, classifier.classes)
     names = folder_names(videos)
     jobs = [(video, out / names[video], phases_for(phases, video)) for video in videos]
@@ -242,6 +243,16 @@ def code_corpus(config: CodeConfig) -> CorpusResult:
 
     write_report(out / "report.html", corpus, config)
     return corpus
+
+
+def coded_face(face: str, classifier: Classifier) -> str:
+    """--face resolved: auto is infant when the run has an infant-vs-adult model (RUN/who/), else largest."""
+    if face == INFANT and classifier.who is None:
+        raise BabyfaceError(f"--face infant: {classifier.run} has no infant-vs-adult model (RUN/who/); train the run with "
+                            "--adults naming the adult sources, or code with --face largest")
+    if face == "auto":
+        return INFANT if classifier.who is not None else LARGEST
+    return face
 
 
 def refuse_foreign_folders(config: CodeConfig, jobs, code_map: dict[str, str]) -> None:

@@ -14,6 +14,9 @@ file, a webhook and an MQTT broker:
   (someone is there: the face covered or turned away); ``face_lost`` when it has not been seen for
   ``--lost-seconds`` and the scene where it was is still.
 
+With a run trained with ``--adults`` (an infant-vs-adult model in RUN/who/), only infants' faces raise events: a
+parent in frame is left out (``InfantFilter``).
+
 Frames are only ever held in memory, unless ``--snapshots DIR`` asks for the frame of each alert (``snapshot`` in the
 event; the newest ``--snapshot-keep`` kept). ``--mqtt`` also keeps every face's state (label, eyes, asleep, hidden)
 retained on the broker, for a dashboard to show at once.
@@ -48,6 +51,7 @@ from babyface.config import WatchConfig
 from babyface.inference.classifier import Classifier
 from babyface.video.analysis import FaceRow, VideoAnalyser, detection_chunks
 from babyface.video.camera import FrameSource
+from babyface.video.coding import infant_threshold
 from babyface.watch.sinks import EventSink, NoOutputLeft
 from babyface.watch.snapshots import ALERTS, Snapshots
 from babyface.watch.state import EventTracker
@@ -70,6 +74,7 @@ def watch(
     tracker = EventTracker(config.hold, config.sad_seconds, config.lost_seconds, config.asleep_seconds, config.hidden_seconds)
     counts = {"frames": 0, "faces": 0, "events": 0}
     started = clock()
+    infants = InfantFilter()
 
     def record(event: dict[str, Any]) -> None:
         counts["events"] += 1
@@ -93,7 +98,7 @@ def watch(
         for chunk, before, after in detection_chunks(analyser, frames):
             analyser.fps = source.fps
             counts["frames"] += len(chunk)
-            if follow_chunk(tracker, analyser.rows(chunk, before, after), chunk, source.fps, emit):
+            if follow_chunk(tracker, infants.keep(analyser.rows(chunk, before, after)), chunk, source.fps, emit):
                 sink.state(tracker.state(), chunk[-1][0] / source.fps)
             if source.time_left() <= 0:
                 break
@@ -105,6 +110,27 @@ def watch(
         if snapshots is not None:
             snapshots.close()
     return counts
+
+
+class InfantFilter:
+    """With a run's infant-vs-adult model (RUN/who/), the faces the monitor follows: a face whose mean infant
+    probability so far is under half the most infant-like face's in view (or under INFANT_FLOOR) is an adult's, and
+    raises no event; a parent laughing or frowning beside the infant changes nothing. Without the model, every face."""
+
+    def __init__(self) -> None:
+        self.sums: dict[int, float] = defaultdict(float)
+        self.counts: dict[int, int] = defaultdict(int)
+
+    def keep(self, rows: list[FaceRow]) -> list[FaceRow]:
+        for row in rows:
+            if row.infant is not None:
+                self.sums[row.face_id] += row.infant
+                self.counts[row.face_id] += 1
+        means = {i: self.sums[i] / self.counts[i] for i in {row.face_id for row in rows} if self.counts[i]}
+        if not means:
+            return rows
+        threshold = infant_threshold(max(means.values()))
+        return [row for row in rows if means.get(row.face_id, 1.0) >= threshold]
 
 
 def follow_chunk(tracker: EventTracker, rows: list[FaceRow], chunk: list[tuple[int, np.ndarray]], fps: float,
