@@ -139,7 +139,10 @@ def count_flops(model: nn.Module, image_size: int) -> int:
 
 
 def init_conv_bn(model: nn.Module) -> None:
-    """Kaiming-normal (fan_out, relu) conv weights, BatchNorm γ=1 β=0, as torchvision's ResNets."""
+    """Kaiming-normal (fan_out, relu) conv weights, BatchNorm γ=1 β=0, as torchvision's ResNets. Nothing on the meta
+    device (a bundle's architecture before its weights are loaded): initialising there costs seconds of imports."""
+    if any(p.is_meta for p in model.parameters()):
+        return
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

@@ -10,6 +10,7 @@ classified by the Classifier, and its probabilities are averaged over the last `
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from collections import defaultdict, deque
@@ -188,6 +189,27 @@ class VideoAnalyser:
 
     def rows(self, frames: Sequence[tuple[int, np.ndarray]], before: dict[int, FaceBox], after: dict[int, FaceBox]) -> list[FaceRow]:
         """Rows for a chunk of RGB frames that starts at detection round ``before`` and ends just before ``after``."""
+        return self.rows_of([(frames, before, after)])[0]
+
+    def rows_of(self, chunks: Sequence[tuple[Sequence[tuple[int, np.ndarray]], dict[int, FaceBox], dict[int, FaceBox]]]) -> list[list[FaceRow]]:
+        """``rows`` of several consecutive chunks, their faces classified in one batch (a model call costs as much for
+        one face as for dozens)."""
+        cut = [self._cut(*chunk) for chunk in chunks]
+        crops = [crop for _, chunk_crops, _ in cut for crop in chunk_crops]
+        jobs = sum(len(chunk_jobs) for chunk_jobs, _, _ in cut)
+        probs = self.classifier.classify_crops(crops) if self.classifier is not None and crops else [None] * jobs
+        infant = self.classifier.infant_probabilities(crops) if self.classifier is not None and crops else None
+        infant = [None] * jobs if infant is None else [round(float(p), 4) for p in infant]
+        rows, at = [], 0
+        for chunk_jobs, _, measures in cut:
+            measures = measures or [None] * len(chunk_jobs)
+            rows.append([self._smoothed_row(index, face_id, box, probs[at + i], measures[i], infant[at + i])
+                         for i, (index, face_id, box) in enumerate(chunk_jobs)])
+            at += len(chunk_jobs)
+        return rows
+
+    def _cut(self, frames: Sequence[tuple[int, np.ndarray]], before: dict[int, FaceBox], after: dict[int, FaceBox]):
+        """A chunk's faces: (frame index, face id, square) per face per frame, their crops and their measures."""
         jobs, crops, measures = [], [], []
         for step, (index, rgb) in enumerate(frames):
             height, width = rgb.shape[:2]
@@ -201,14 +223,7 @@ class VideoAnalyser:
                     crops.append(stretch_contrast(crop) if night else crop)
             if self.measure:
                 measures += [found and found[2] for found in measure_rgb(rgb, list(boxes.values()), self.tally)]
-        if not jobs:
-            return []
-        probs = self.classifier.classify_crops(crops) if self.classifier is not None else [None] * len(jobs)  # one batch
-        infant = self.classifier.infant_probabilities(crops) if self.classifier is not None else None
-        measures = measures or [None] * len(jobs)
-        infant = [None] * len(jobs) if infant is None else [round(float(p), 4) for p in infant]
-        return [self._smoothed_row(index, face_id, box, row, values, who)
-                for (index, face_id, box), row, values, who in zip(jobs, probs, measures, infant)]
+        return jobs, crops, measures
 
     def _smoothed_row(self, index: int, face_id: int, box: tuple[int, int, int, int], probs, measures,
                       infant: float | None = None) -> FaceRow:
@@ -259,9 +274,10 @@ class VideoRows:
 
 def read_video_rows(analyser_for: Callable[[VideoInfo], VideoAnalyser], path: Path, every: int, progress: bool = True,
                     on_chunk: Callable[[Sequence[tuple[int, np.ndarray]], list[FaceRow]], None] | None = None,
-                    capture_and_info=None) -> VideoRows:
+                    capture_and_info=None, group_chunks: int = 1) -> VideoRows:
     """Every ``every``-th frame of ``path`` through the analyser ``analyser_for(info)`` builds; ``on_chunk`` sees each
-    chunk of RGB frames with its rows (for the annotated video)."""
+    chunk of RGB frames with its rows (for the annotated video). ``group_chunks`` detection rounds are classified in
+    one batch (faster; the frames of a group are held in memory together)."""
     capture, info = capture_and_info or open_video(path)
     analyser = analyser_for(info)
     rows: list[FaceRow] = []
@@ -270,16 +286,23 @@ def read_video_rows(analyser_for: Callable[[VideoInfo], VideoAnalyser], path: Pa
     try:
         total = max(info.frames // every, 1) if info.frames > 0 else None
         frames = progress_bar(sampled_frames(capture, every), progress, total=total, desc=path.name, unit="frame", leave=False)
-        for chunk, before, after in detection_chunks(analyser, iter(frames)):
-            chunk_rows = analyser.rows(chunk, before, after)
-            rows += chunk_rows
-            used += [index for index, _ in chunk]
-            if on_chunk is not None:
-                on_chunk(chunk, chunk_rows)
+        for group in batched(detection_chunks(analyser, iter(frames)), group_chunks):
+            for (chunk, _, _), chunk_rows in zip(group, analyser.rows_of(group)):
+                rows += chunk_rows
+                used += [index for index, _ in chunk]
+                if on_chunk is not None:
+                    on_chunk(chunk, chunk_rows)
         frames_read = max(int(capture.get(_cv2().CAP_PROP_POS_FRAMES) or 0), used[-1] + 1 if used else 0)
     finally:
         capture.release()
     return VideoRows(info, rows, used, frames_read, time.perf_counter() - started)
+
+
+def batched(items, size: int):
+    """Lists of ``size`` consecutive items (the last may be shorter): itertools.batched, which Python 3.11 lacks."""
+    iterator = iter(items)
+    while group := list(itertools.islice(iterator, size)):
+        yield group
 
 
 def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config: PredictConfig, progress: bool = True,

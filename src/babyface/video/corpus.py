@@ -41,6 +41,7 @@ from babyface.video.episodes import (
 log = logging.getLogger("babyface")
 
 RECORD = "coding.json"
+CHUNKS_PER_BATCH = 16  # detection rounds whose faces are classified together: 3x fewer seconds in the model here
 CODED, SKIPPED, FAILED = "coded", "skipped", "failed"
 
 
@@ -198,7 +199,7 @@ def _coded_video(classifier: Classifier, config: CodeConfig, video: Path, code_m
     def analyser_for(info: VideoInfo) -> VideoAnalyser:
         return VideoAnalyser(classifier, config.faces, VideoOptions(every=every), info.fps, smooth=1)
 
-    read = read_video_rows(analyser_for, video, every, progress, capture_and_info=(capture, info))
+    read = read_video_rows(analyser_for, video, every, progress, capture_and_info=(capture, info), group_chunks=CHUNKS_PER_BATCH)
     if not read.used:
         raise DataError(f"{video}: no frame could be decoded; check that the file is a complete video (re-encode it with ffmpeg)")
     times = [index / info.fps for index in read.used]
