@@ -69,6 +69,14 @@ def test_epochs_follow_the_face_and_an_absent_face_is_uncodable():
     assert epochs[2].face_id is None and epochs[2].frames == 5 and epochs[2].seen == 0
 
 
+@pytest.mark.parametrize("face", ["largest", "infant", "all"])
+def test_a_video_without_any_face_is_uncodable_throughout_not_an_error(face):
+    _, times = rows_for([(0, 3, None)])
+    tiers = code_epochs([], times, 3.0, 1.0, CLASSES, parse_code_map("", CLASSES), face=face)
+    assert all(e.code == UNCODABLE for epochs in tiers.values() for e in epochs)
+    assert face == "all" or [len(epochs) for epochs in tiers.values()] == [3]
+
+
 def test_a_face_seen_in_fewer_than_half_the_frames_is_uncodable_and_min_confidence_too():
     rows, times = rows_for([(0, 0.4, HAPPY), (0.4, 1, None), (1, 2, {"happy": 0.4, "neutral": 0.35, "sad": 0.25})])
     strict = code_epochs(rows, times, 2.0, 1.0, CLASSES, parse_code_map("", CLASSES), min_confidence=0.5)["affect@largest"]
