@@ -28,7 +28,7 @@ OPTIONS = [(name, action) for name, p in LEAF_COMMANDS.items() for action in p._
 
 def test_every_command_is_found() -> None:
     expected = {"synth", "train", "cv", "evaluate", "predict", "export", "ensemble", "explain", "report", "compare", "serve",
-                "watch", "measure", "code", "models", "data audit", "data split", "data crop", "demo"}
+                "watch", "measure", "code", "agree", "models", "data audit", "data split", "data crop", "demo"}
     assert set(LEAF_COMMANDS) == expected
 
 

@@ -23,6 +23,7 @@ from pydantic.fields import FieldInfo
 
 from babyface import __version__
 from babyface.config import (
+    AgreeConfig,
     AuditConfig,
     CodeConfig,
     CompareConfig,
@@ -366,6 +367,17 @@ def cmd_code(args: argparse.Namespace) -> int:
     return min(len(corpus.failed), 100)
 
 
+def cmd_agree(args: argparse.Namespace) -> int:
+    from babyface.video.agreement import agree, agreement_markdown
+
+    config = build_config(AgreeConfig, args)
+    report = agree(config)
+    sys.stdout.write(agreement_markdown(report, ", ".join(config.codes), ", ".join(config.reference)))
+    if config.out:
+        print(f"agreement.json and agreement.md in {config.out}")
+    return 0
+
+
 def print_video_summary(summary: dict) -> None:
     print(f"{summary['video']}: {summary['frames']} frames, {summary['faces']} face(s), {summary['frames_per_second']} frames/s; "
           f"timeline.csv and timeline.png in {summary['out']}" + (f"; annotated video {summary['annotated']}" if summary["annotated"] else "")
@@ -568,6 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("code", cmd_code, CodeConfig, "code a corpus of videos as a lab does: the infant's affect every epoch "
             "(positive / neutral / negative / uncodable) as CSV, ELAN, BORIS and Datavyu files, with per-episode summaries; "
             "the exit status is the number of videos that failed")
+    command("agree", cmd_agree, AgreeConfig, "agreement between two codings of the same videos (babyface's and a "
+            "coder's, or two coders'): time-unit kappa with a tolerance, percent and per-code agreement, confusion, "
+            "intervals over videos")
     command("measure", cmd_measure, MeasureConfig, "measure each face in photos and videos: eye openness, smile, brow "
             "lowering, frown, mouth opening, head pose (Baby FACS action-unit proxies; no trained run needed)")
     command("export", cmd_export, ExportConfig, "export a run's model to ONNX (optionally int8), checked against PyTorch")

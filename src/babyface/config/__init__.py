@@ -27,7 +27,7 @@ from babyface.config.base import (
     with_recipe,
     zero_or_at_least,
 )
-from babyface.config.coding import CodeConfig
+from babyface.config.coding import AgreeConfig, CodeConfig
 from babyface.config.datasets import AuditConfig, CropConfig, DemoConfig, SplitConfig, SynthCommand, SynthConfig
 from babyface.config.defaults import (
     DEFAULT_DETECTOR,
@@ -70,7 +70,7 @@ CHOICES: dict[str, tuple[str, ...]] = {"tta": typing.get_args(Tta)}  # for code 
 __all__ = [
     "DEFAULT_DETECTOR", "DEFAULT_MARGIN", "DEFAULT_MAX_DECODE_MB", "DEFAULT_MAX_PIXELS", "DEFAULT_THRESHOLD", "DETECT_MAX_SIDE",
     "LIVE_DETECTOR", "MAX_IMAGE_SIZE",
-    "AUTO_ADVERSARY", "CHOICES", "RECIPES", "AuditConfig", "AugmentConfig", "CodeConfig", "CompareConfig", "ConfigModel", "CropConfig",
+    "AUTO_ADVERSARY", "CHOICES", "RECIPES", "AgreeConfig", "AuditConfig", "AugmentConfig", "CodeConfig", "CompareConfig", "ConfigModel", "CropConfig",
     "CvConfig", "CvDataConfig", "DataConfig", "DemoConfig", "EnsembleConfig", "EvalConfig", "ExplainConfig", "ExportConfig", "FaceDetection",
     "MeasureConfig", "ModelsConfig", "PredictConfig", "ReportConfig", "ServeConfig", "SplitConfig", "SynthCommand", "SynthConfig", "TrainConfig",
     "TrainingCropDetection", "VideoOptions", "WatchConfig",

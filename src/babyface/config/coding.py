@@ -70,4 +70,35 @@ class CodeConfig(ConfigModel):
     faces: FaceDetection = faces_option(group=FACES)
 
 
-__all__ = ["CODING", "DEFAULT_FPS", "CodeConfig", "FaceChoice"]
+
+
+
+class AgreeConfig(ConfigModel):
+    """``babyface agree``: agreement between two codings of the same videos (babyface's and a human coder's, or two
+    coders'), in the statistics labs report."""
+
+    codes: list[str] = option(description="the first side's codes: files (codes.csv, .eaf, .boris, .opf, a CSV of video, "
+                                          "start, end, code) or folders holding them, e.g. a 'babyface code' --out folder",
+                              default_factory=list, positional="+")
+    reference: list[str] = option(description="the second side's codes (repeatable): files or folders as for CODES, e.g. "
+                                              "a human coder's ELAN files", default_factory=list, metavar="REF",
+                                  group=CODING)
+    out: str = option("", "folder for agreement.json and agreement.md; empty = print the table only", metavar="DIR",
+                      group=OUTPUT)
+    epoch: float = option(1.0, "seconds of one compared time unit (the code at each epoch's midpoint is compared)",
+                          gt=0, le=3600, group=CODING)
+    tolerance: float = option(0.0, "seconds: an epoch agrees when the other side has the same code within this "
+                                   "window (0 = the same epoch only)", ge=0, le=60, group=CODING)
+    tier: str = option("", "the first side's tier when its files hold several (e.g. affect@face2); empty = the only one",
+                       metavar="NAME", group=CODING)
+    reference_tier: str = option("", "the reference's tier (ELAN tier, BORIS subject, Datavyu column) when its files "
+                                     "hold several; empty = the only one", metavar="NAME", group=CODING)
+    map: str = option("", "the reference's vocabulary onto the codes, e.g. 'smile=positive,cry=negative,fuss=negative,"
+                          "away=uncodable'; empty = its values are the codes already", metavar="MAP", group=CODING)
+    include_uncodable: bool = option(False, "compare uncodable epochs as a code of their own (by default an epoch "
+                                            "either side calls uncodable is left out and counted apart)", group=CODING)
+    bootstrap: int = option(1000, "bootstrap resamples of the videos for the 95% intervals (0 = none)", ge=0,
+                            group=OUTPUT)
+    seed: int = option(0, "random seed of the bootstrap", group=OUTPUT)
+    overwrite: bool = option(False, "write over agreement.json and agreement.md in --out", group=OUTPUT)
+__all__ = ["CODING", "DEFAULT_FPS", "AgreeConfig", "CodeConfig", "FaceChoice"]

@@ -17,6 +17,7 @@ from PIL import Image
 from babyface.bundle.single import Bundle
 from babyface.config import FaceDetection
 from babyface.data.images import display_path, is_image_file, load_rgb, to_rgb
+from babyface.data.inputs import expand_inputs
 from babyface.errors import BabyfaceError, DataError
 from babyface.faces.detectors import Box, face_boxes, square_crop
 from babyface.faces.framing import Framing, decode_framed, found_text, framed_view
@@ -255,18 +256,7 @@ def as_rgb_image(image: Image.Image | np.ndarray) -> Image.Image:
 
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (recursively, image extensions only, sorted); a missing input is an error."""
-    paths: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            paths.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p)))
-        elif path.is_file():
-            paths.append(path)
-        else:
-            raise DataError(f"{display_path(path)}: no such file or folder; check the path")
-    if not paths:
-        raise DataError(f"no image files found in {', '.join(display_path(i) for i in inputs)}; give image files or folders holding them")
-    return paths
+    return expand_inputs(inputs, is_image_file, "image files")
 
 
 def format_predictions(predictions: Sequence[Prediction], classes: Sequence[str], fmt: str) -> str:

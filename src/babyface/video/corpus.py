@@ -21,6 +21,7 @@ from typing import Sequence
 
 from babyface.config import VideoOptions
 from babyface.config.coding import CodeConfig
+from babyface.data.inputs import expand_inputs
 from babyface.errors import BabyfaceError, DataError, OutputExistsError
 from babyface.inference.classifier import Classifier
 from babyface.outputs import write_csv, write_json
@@ -78,24 +79,7 @@ class CorpusResult:
 def collect_videos(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Video files given, and the video files in folders given (recursively, sorted); a missing input is an error,
     a file given by name is taken whatever its extension (a non-video fails as that video, the corpus goes on)."""
-    videos: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            videos += sorted(p for p in path.rglob("*") if p.is_file() and is_video_file(p))
-        elif path.is_file():
-            videos.append(path)
-        else:
-            raise DataError(f"{path}: no such video file or folder; check the path")
-    if not videos:
-        raise DataError(f"no video files ({', '.join(sorted(_video_suffixes()))}) in {', '.join(map(str, inputs))}")
-    return list(dict.fromkeys(videos))
-
-
-def _video_suffixes() -> set[str]:
-    from babyface.video.analysis import VIDEO_EXTENSIONS
-
-    return set(VIDEO_EXTENSIONS)
+    return expand_inputs(inputs, is_video_file, "video files (.mp4, .mov, .avi, .mkv, ...)")
 
 
 def folder_names(videos: Sequence[Path]) -> dict[Path, str]:

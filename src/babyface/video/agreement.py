@@ -1,0 +1,330 @@
+"""Agreement between two codings of the same videos, in the statistics labs report between human coders.
+
+Each side is a set of files (babyface's codes.csv, ELAN .eaf, BORIS .boris, Datavyu .opf or a CSV of video, start,
+end, code) read into bouts per video; videos are matched by name. Both sides are cut into the same epochs (the code
+at each epoch's midpoint; no bout there is ``uncodable``), and per video and pooled:
+
+- **time-unit kappa**: scikit-learn's ``cohen_kappa_score`` over the epochs both sides coded (uncodable epochs are
+  counted apart, or are a code of their own with ``include_uncodable``); with a **tolerance** of T seconds an epoch
+  agrees when the other side has the same code within T seconds of it (the other side's own code is used otherwise);
+- percent agreement, each code's agreement (2 × both / (first + second): the positive agreement of that code) and the
+  confusion matrix;
+- a 95% interval for the pooled kappa and agreement by bootstrap over videos (videos, not epochs, are independent).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from pydantic import BaseModel
+from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
+from babyface.data.inputs import expand_inputs
+from babyface.errors import BabyfaceError, DataError
+from babyface.video.coding import AFFECT_CODES, CODES, UNCODABLE, Bout, merge_bouts
+from babyface.video.coding_files import read_boris, read_eaf, read_opf
+
+CODE_FILES = (".eaf", ".boris", ".opf", ".csv")
+
+
+# ---------------------------------------------------------------- reading either side
+
+def parse_map(text: str) -> dict[str, str]:
+    """``--map 'smile=positive,cry=negative'``: a lab's vocabulary onto the four codes."""
+    mapping = {}
+    for item in (i for i in text.split(",") if i.strip()):
+        name, _, code = item.partition("=")
+        if code.strip() not in CODES:
+            raise BabyfaceError(f"--map: {item.strip()!r} maps onto no code; map each value to one of {', '.join(CODES)}")
+        mapping[name.strip()] = code.strip()
+    return mapping
+
+
+def collect_code_files(inputs: Sequence[str | Path]) -> list[Path]:
+    """Code files given, and those in folders given (recursively; a coded corpus's summary.csv and the per-frame
+    timeline.csv are not codes)."""
+    return expand_inputs(inputs, lambda p: p.suffix.lower() in CODE_FILES and p.name not in NOT_CODES,
+                         f"code files ({', '.join(CODE_FILES)})")
+
+
+NOT_CODES = {"summary.csv", "timeline.csv", "phases.csv"}
+
+
+def read_side(files: Sequence[Path], tier: str = "", mapping: dict[str, str] | None = None) -> dict[str, list[Bout]]:
+    """Each video's bouts on one side: its files read, the tier chosen and the values mapped onto the codes. Where
+    several files code one video (a coded corpus holds codes.csv, .eaf, .boris and .opf of each), the first of
+    codes.csv, .eaf, .boris, .opf, other .csv is read."""
+    chosen: dict[str, tuple[int, Path, dict[str, list[Bout]]]] = {}
+    for path in files:
+        rank = _preference(path)
+        for video, tiers in _read_file(path).items():
+            key = Path(video).stem
+            if key in chosen and chosen[key][0] == rank:
+                raise DataError(f"{path}: a second coding of video {key} (also in {chosen[key][1]}); give each video once per side")
+            if key not in chosen or rank < chosen[key][0]:
+                chosen[key] = (rank, path, tiers)
+    return {key: merge_bouts([Bout(b.start, b.end, _mapped(b.code, mapping or {}, path)) for b in _chosen_tier(tiers, tier, path)])
+            for key, (_, path, tiers) in sorted(chosen.items())}
+
+
+def _preference(path: Path) -> int:
+    return 0 if path.name == "codes.csv" else {".eaf": 1, ".boris": 2, ".opf": 3}.get(path.suffix.lower(), 4)
+
+
+def _read_file(path: Path) -> dict[str, dict[str, list[Bout]]]:
+    """{video: {tier: bouts}} of one file."""
+    suffix = path.suffix.lower()
+    if suffix == ".eaf":
+        return {_eaf_video(path): read_eaf(path)}
+    if suffix == ".boris":
+        return {_stem(path): read_boris(path)}
+    if suffix == ".opf":
+        return {_stem(path): read_opf(path)}
+    if suffix == ".csv":
+        return _read_csv(path)
+    raise DataError(f"{path}: not a file of codes; give .eaf (ELAN), .boris (BORIS), .opf (Datavyu) or .csv files")
+
+
+def _stem(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+def _eaf_video(path: Path) -> str:
+    """The video an ELAN file links (its first media file), else the file's own name."""
+    from pympi.Elan import Eaf
+
+    media = Eaf(str(path)).media_descriptors
+    url = media[0].get("RELATIVE_MEDIA_URL") or media[0].get("MEDIA_URL", "") if media else ""
+    return Path(url.rsplit("/", 1)[-1]).name if url else _stem(path)
+
+
+def _read_csv(path: Path) -> dict[str, dict[str, list[Bout]]]:
+    """babyface's codes.csv (video, tier, start, end, code, ...) or a plain CSV of video, start, end, code."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in ("video", "start", "end", "code") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}: no column {', '.join(missing)}; a CSV of codes has video, start, end, code")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read ({exc}); give a UTF-8 CSV of video, start, end, code") from exc
+    videos: dict[str, dict[str, list[Bout]]] = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            start, end = float(row["start"]), float(row["end"])
+        except ValueError:
+            raise DataError(f"{path}, row {line}: start and end must be seconds") from None
+        tier = row.get("tier") or "affect"
+        videos.setdefault(row["video"], {}).setdefault(tier, []).append(Bout(start, end, row["code"].strip()))
+    return videos
+
+
+def _chosen_tier(tiers: dict[str, list[Bout]], tier: str, path: Path) -> list[Bout]:
+    if tier:
+        if tier not in tiers:
+            raise DataError(f"{path}: no tier {tier!r}; its tiers are {', '.join(tiers) or 'none'} (--tier)")
+        return tiers[tier]
+    if len(tiers) != 1:
+        raise DataError(f"{path}: {len(tiers)} tiers ({', '.join(tiers) or 'none'}); name the affect tier with --tier")
+    return next(iter(tiers.values()))
+
+
+def _mapped(value: str, mapping: dict[str, str], path: Path) -> str:
+    code = mapping.get(value, value)
+    if code not in CODES:
+        raise DataError(f"{path}: the code {value!r} is none of {', '.join(CODES)}; map it with --map '{value}=negative,...'")
+    return code
+
+
+# ---------------------------------------------------------------- epochs
+
+def epoch_codes(bouts: Sequence[Bout], epoch: float, count: int) -> list[str]:
+    """The code at each epoch's midpoint (``uncodable`` where no bout covers it)."""
+    codes = [UNCODABLE] * count
+    for i in range(count):
+        t = (i + 0.5) * epoch
+        for bout in bouts:
+            if bout.start <= t < bout.end:
+                codes[i] = bout.code
+                break
+    return codes
+
+
+def with_tolerance(first: list[str], second: list[str], epochs: int) -> list[str]:
+    """``second`` as the comparison sees it: an epoch takes ``first``'s code where ``second`` has it within
+    ``epochs`` epochs, else its own."""
+    out = list(second)
+    for i, code in enumerate(first):
+        window = second[max(0, i - epochs): i + epochs + 1]
+        if code in window:
+            out[i] = code
+    return out
+
+
+# ---------------------------------------------------------------- statistics
+
+class Agreement(BaseModel):
+    """Agreement of one video, or pooled over videos."""
+
+    video: str
+    epochs: int  # compared (both coded, or all with include_uncodable)
+    uncodable_first: int
+    uncodable_second: int
+    kappa: float | None
+    agreement: float | None
+    per_code: dict[str, float | None]
+    confusion: list[list[int]]
+    kappa_ci: list[float] | None = None
+    agreement_ci: list[float] | None = None
+
+
+class AgreementReport(BaseModel):
+    """agreement.json: the options, each video and the pooled figures."""
+
+    epoch: float
+    tolerance: float
+    include_uncodable: bool
+    codes: list[str]
+    videos: list[Agreement]
+    pooled: Agreement
+    only_first: list[str]
+    only_second: list[str]
+
+
+@dataclass
+class Paired:
+    video: str
+    first: list[str]
+    second: list[str]
+    codes: list[str] = field(default_factory=list)
+
+
+def pair_videos(first: dict[str, list[Bout]], second: dict[str, list[Bout]], epoch: float, tolerance: float) -> list[Paired]:
+    pairs = []
+    for video in sorted(set(first) & set(second)):
+        end = max([b.end for b in first[video] + second[video]] or [0.0])
+        count = max(1, math.ceil(end / epoch - 1e-9))
+        a, b = epoch_codes(first[video], epoch, count), epoch_codes(second[video], epoch, count)
+        pairs.append(Paired(video, a, with_tolerance(a, b, int(round(tolerance / epoch))) if tolerance else b))
+    return pairs
+
+
+def agreement_of(video: str, first: list[str], second: list[str], include_uncodable: bool) -> Agreement:
+    codes = list(CODES) if include_uncodable else list(AFFECT_CODES)
+    kept = [(a, b) for a, b in zip(first, second) if include_uncodable or (a != UNCODABLE and b != UNCODABLE)]
+    a = [x for x, _ in kept]
+    b = [y for _, y in kept]
+    matrix = confusion_matrix(a, b, labels=codes).tolist() if kept else [[0] * len(codes) for _ in codes]
+    return Agreement(video=video, epochs=len(kept), uncodable_first=first.count(UNCODABLE),
+                     uncodable_second=second.count(UNCODABLE), kappa=_kappa(a, b, codes),
+                     agreement=round(sum(x == y for x, y in kept) / len(kept), 6) if kept else None,
+                     per_code={c: _code_agreement(a, b, c) for c in codes}, confusion=matrix)
+
+
+def _kappa(a: list[str], b: list[str], codes: list[str]) -> float | None:
+    if not a:
+        return None
+    if len(set(a) | set(b)) == 1:
+        return 1.0  # both sides gave one and the same code throughout: kappa is undefined, agreement complete
+    value = cohen_kappa_score(a, b, labels=codes)
+    return None if math.isnan(value) else round(float(value), 6)
+
+
+def _code_agreement(a: list[str], b: list[str], code: str) -> float | None:
+    both = sum(x == y == code for x, y in zip(a, b))
+    total = a.count(code) + b.count(code)
+    return round(2 * both / total, 6) if total else None
+
+
+def compare(first: dict[str, list[Bout]], second: dict[str, list[Bout]], epoch: float = 1.0, tolerance: float = 0.0,
+            include_uncodable: bool = False, resamples: int = 1000, seed: int = 0) -> AgreementReport:
+    """Both sides compared video by video and pooled, with bootstrap intervals over videos."""
+    pairs = pair_videos(first, second, epoch, tolerance)
+    if not pairs:
+        raise DataError(f"no video is coded on both sides (first: {', '.join(sorted(first)) or 'none'}; second: "
+                        f"{', '.join(sorted(second)) or 'none'}); videos are matched by file name")
+    videos = [agreement_of(p.video, p.first, p.second, include_uncodable) for p in pairs]
+    pooled = _pooled(pairs, include_uncodable)
+    pooled.kappa_ci, pooled.agreement_ci = _bootstrap(pairs, include_uncodable, resamples, seed)
+    return AgreementReport(epoch=epoch, tolerance=tolerance, include_uncodable=include_uncodable,
+                           codes=list(CODES if include_uncodable else AFFECT_CODES), videos=videos, pooled=pooled,
+                           only_first=sorted(set(first) - set(second)), only_second=sorted(set(second) - set(first)))
+
+
+def _pooled(pairs: Sequence[Paired], include_uncodable: bool) -> Agreement:
+    return agreement_of("pooled", [c for p in pairs for c in p.first], [c for p in pairs for c in p.second], include_uncodable)
+
+
+def _bootstrap(pairs: Sequence[Paired], include_uncodable: bool, resamples: int, seed: int):
+    if len(pairs) < 2 or resamples <= 0:
+        return None, None
+    rng = np.random.default_rng(seed)
+    kappas, agreements = [], []
+    for _ in range(resamples):
+        sample = [pairs[i] for i in rng.integers(0, len(pairs), len(pairs))]
+        pooled = _pooled(sample, include_uncodable)
+        if pooled.kappa is not None:
+            kappas.append(pooled.kappa)
+        if pooled.agreement is not None:
+            agreements.append(pooled.agreement)
+    return _interval(kappas), _interval(agreements)
+
+
+def _interval(values: list[float]) -> list[float] | None:
+    return [round(float(np.percentile(values, 2.5)), 4), round(float(np.percentile(values, 97.5)), 4)] if values else None
+
+
+def agreement_markdown(report: AgreementReport, first: str, second: str) -> str:
+    def ci(values: list[float] | None) -> str:
+        return f" [{values[0]:.3f}, {values[1]:.3f}]" if values else ""
+
+    def num(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    p = report.pooled
+    lines = [f"# Agreement: {first} vs {second}", "",
+             f"Epochs of {report.epoch:g} s, tolerance {report.tolerance:g} s, uncodable epochs "
+             f"{'a code of their own' if report.include_uncodable else 'left out (counted apart)'}; intervals: 95%, "
+             "bootstrap over videos.", "",
+             f"**Pooled over {len(report.videos)} videos ({p.epochs} epochs compared): kappa {num(p.kappa)}{ci(p.kappa_ci)}, "
+             f"agreement {num(p.agreement)}{ci(p.agreement_ci)}.**", "",
+             "| video | epochs | kappa | agreement | " + " | ".join(report.codes) + " | uncodable (first / second) |",
+             "|---|---|---|---|" + "---|" * len(report.codes) + "---|"]
+    for v in [*report.videos, p]:
+        lines.append(f"| {v.video} | {v.epochs} | {num(v.kappa)} | {num(v.agreement)} | "
+                     + " | ".join(num(v.per_code[c]) for c in report.codes) + f" | {v.uncodable_first} / {v.uncodable_second} |")
+    lines += ["", "Confusion (rows: first, columns: second), pooled:", "", "| | " + " | ".join(report.codes) + " |",
+              "|---|" + "---|" * len(report.codes)]
+    lines += [f"| {code} | " + " | ".join(map(str, row)) + " |" for code, row in zip(report.codes, p.confusion)]
+    for side, names in (("first", report.only_first), ("second", report.only_second)):
+        if names:
+            lines += ["", f"Coded only on the {side} side (not compared): {', '.join(names)}"]
+    return "\n".join(lines) + "\n"
+
+
+def agree(config) -> AgreementReport:
+    """``babyface agree``: read both sides, compare them, write agreement.json and agreement.md into ``config.out``."""
+    from babyface.outputs import write_json, write_text
+
+    if not config.reference:
+        raise BabyfaceError("agree needs the other side: --reference FILE_OR_FOLDER (repeatable)")
+    first = read_side(collect_code_files(config.codes), config.tier)
+    second = read_side(collect_code_files(config.reference), config.reference_tier, parse_map(config.map))
+    report = compare(first, second, config.epoch, config.tolerance, config.include_uncodable, config.bootstrap, config.seed)
+    if config.out:
+        out = Path(config.out)
+        if (out / "agreement.json").exists() and not config.overwrite:
+            raise BabyfaceError(f"{out}: holds an agreement already; pass --overwrite to replace it or choose another --out")
+        write_json(out / "agreement.json", report.model_dump())
+        write_text(out / "agreement.md", agreement_markdown(report, ", ".join(config.codes), ", ".join(config.reference)))
+    return report
+
+
+__all__ = ["Agreement", "AgreementReport", "agree", "agreement_markdown", "collect_code_files", "compare", "epoch_codes",
+           "parse_map", "read_side", "with_tolerance"]
