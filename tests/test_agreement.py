@@ -11,7 +11,15 @@ from sklearn.metrics import cohen_kappa_score
 
 from babyface.cli import main
 from babyface.errors import DataError
-from babyface.video.agreement import collect_code_files, compare, epoch_codes, parse_map, read_side, with_tolerance
+from babyface.video.agreement import (
+    collect_code_files,
+    compare,
+    epoch_codes,
+    match_events,
+    parse_map,
+    read_side,
+    with_tolerance,
+)
 from babyface.video.coding import Bout, CodedVideo, Epoch
 from babyface.video.coding_files import Provenance, write_boris, write_codes_csv, write_eaf, write_opf
 
@@ -46,6 +54,20 @@ def test_a_coder_agrees_fully_with_itself_and_with_a_one_second_shift_at_toleran
     tolerant = compare({"v": bouts(SCRIPT)}, late, tolerance=1.0, resamples=0).pooled
     assert tolerant.agreement == 1.0 and tolerant.kappa == 1.0
     assert with_tolerance(["a", "b", "c"], ["x", "a", "b"], 1) == ["a", "b", "b"]  # c is nowhere near: b stays
+
+
+def test_events_are_bouts_matched_one_to_one_by_half_their_overlap():
+    first = bouts([(0, 4, "positive"), (4, 6, "neutral"), (6, 8, "positive"), (8, 10, "negative")])
+    second = bouts([(0, 3, "positive"), (3, 7, "neutral"), (9, 10, "negative")])
+    assert match_events(first, second, "positive").model_dump() == {"first": 2, "second": 1, "matched": 1,
+                                                                     "agreement": pytest.approx(2 / 3)}
+    assert match_events(first, second, "neutral").matched == 1  # 4-6 inside 3-7: half the shorter overlaps
+    assert match_events(first, second, "negative").matched == 1  # 9-10 is all inside 8-10
+    late = bouts([(1.5, 5.5, "positive")])
+    assert match_events(bouts([(0, 1, "positive")]), late, "positive").matched == 0
+    assert match_events(bouts([(0, 1, "positive")]), late, "positive", tolerance=0.5).matched == 1
+    pooled = compare({"v": first}, {"v": second}, resamples=0).pooled
+    assert pooled.events["positive"].first == 2 and pooled.events["negative"].agreement == 1.0
 
 
 def test_pooled_intervals_resample_videos():

@@ -9,6 +9,8 @@ at each epoch's midpoint; no bout there is ``uncodable``), and per video and poo
   agrees when the other side has the same code within T seconds of it (the other side's own code is used otherwise);
 - percent agreement, each code's agreement (2 × both / (first + second): the positive agreement of that code) and the
   confusion matrix;
+- each code's event agreement: bouts matched one to one when they overlap by half the shorter one (each widened by
+  the tolerance), 2 × matched / (first + second);
 - a 95% interval for the pooled kappa and agreement by bootstrap over videos (videos, not epochs, are independent).
 """
 
@@ -169,19 +171,13 @@ def with_tolerance(first: list[str], second: list[str], epochs: int) -> list[str
 
 # ---------------------------------------------------------------- statistics
 
-class Agreement(BaseModel):
-    """Agreement of one video, or pooled over videos."""
+class EventAgreement(BaseModel):
+    """Bouts of one code matched one to one across the sides (``match_events``' rule) and their agreement."""
 
-    video: str
-    epochs: int  # compared (both coded, or all with include_uncodable)
-    uncodable_first: int
-    uncodable_second: int
-    kappa: float | None
-    agreement: float | None
-    per_code: dict[str, float | None]
-    confusion: list[list[int]]
-    kappa_ci: list[float] | None = None
-    agreement_ci: list[float] | None = None
+    first: int
+    second: int
+    matched: int
+    agreement: float | None  # 2 × matched / (first + second)
 
 
 class AgreementReport(BaseModel):
@@ -202,7 +198,32 @@ class Paired:
     video: str
     first: list[str]
     second: list[str]
-    codes: list[str] = field(default_factory=list)
+    first_bouts: list[Bout] = field(default_factory=list)
+    second_bouts: list[Bout] = field(default_factory=list)
+
+
+EVENT_OVERLAP = 0.5  # two bouts of one code are one event when they overlap by half the shorter one
+
+
+def match_events(first: Sequence[Bout], second: Sequence[Bout], code: str, tolerance: float = 0.0) -> EventAgreement:
+    """Bouts of ``code`` matched one to one: a pair overlaps (each widened by ``tolerance`` seconds) by at least
+    EVENT_OVERLAP of the shorter bout; pairs are taken greedily, largest overlap first."""
+    a = [b for b in first if b.code == code]
+    b = [x for x in second if x.code == code]
+    pairs = []
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            overlap = min(x.end, y.end) - max(x.start, y.start) + 2 * tolerance
+            if overlap >= EVENT_OVERLAP * min(x.duration, y.duration) and overlap > 0:
+                pairs.append((overlap, i, j))
+    used_a, used_b = set(), set()
+    for _, i, j in sorted(pairs, reverse=True):
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+    total = len(a) + len(b)
+    return EventAgreement(first=len(a), second=len(b), matched=len(used_a),
+                          agreement=round(2 * len(used_a) / total, 6) if total else None)
 
 
 def pair_videos(first: dict[str, list[Bout]], second: dict[str, list[Bout]], epoch: float, tolerance: float) -> list[Paired]:
@@ -211,7 +232,8 @@ def pair_videos(first: dict[str, list[Bout]], second: dict[str, list[Bout]], epo
         end = max([b.end for b in first[video] + second[video]] or [0.0])
         count = max(1, math.ceil(end / epoch - 1e-9))
         a, b = epoch_codes(first[video], epoch, count), epoch_codes(second[video], epoch, count)
-        pairs.append(Paired(video, a, with_tolerance(a, b, int(round(tolerance / epoch))) if tolerance else b))
+        pairs.append(Paired(video, a, with_tolerance(a, b, int(round(tolerance / epoch))) if tolerance else b,
+                            first[video], second[video]))
     return pairs
 
 
@@ -249,12 +271,22 @@ def compare(first: dict[str, list[Bout]], second: dict[str, list[Bout]], epoch: 
     if not pairs:
         raise DataError(f"no video is coded on both sides (first: {', '.join(sorted(first)) or 'none'}; second: "
                         f"{', '.join(sorted(second)) or 'none'}); videos are matched by file name")
-    videos = [agreement_of(p.video, p.first, p.second, include_uncodable) for p in pairs]
-    pooled = _pooled(pairs, include_uncodable)
+    videos = [with_events(agreement_of(p.video, p.first, p.second, include_uncodable), [p], tolerance) for p in pairs]
+    pooled = with_events(_pooled(pairs, include_uncodable), pairs, tolerance)
     pooled.kappa_ci, pooled.agreement_ci = _bootstrap(pairs, include_uncodable, resamples, seed)
     return AgreementReport(epoch=epoch, tolerance=tolerance, include_uncodable=include_uncodable,
                            codes=list(CODES if include_uncodable else AFFECT_CODES), videos=videos, pooled=pooled,
                            only_first=sorted(set(first) - set(second)), only_second=sorted(set(second) - set(first)))
+
+
+def with_events(agreement: Agreement, pairs: Sequence[Paired], tolerance: float) -> Agreement:
+    """``agreement`` with the event agreement of each code, summed over ``pairs``' videos."""
+    for code in agreement.per_code:
+        matched = [match_events(p.first_bouts, p.second_bouts, code, tolerance) for p in pairs]
+        first, second, both = (sum(getattr(m, k) for m in matched) for k in ("first", "second", "matched"))
+        agreement.events[code] = EventAgreement(first=first, second=second, matched=both,
+                                                agreement=round(2 * both / (first + second), 6) if first + second else None)
+    return agreement
 
 
 def _pooled(pairs: Sequence[Paired], include_uncodable: bool) -> Agreement:
@@ -299,6 +331,9 @@ def agreement_markdown(report: AgreementReport, first: str, second: str) -> str:
     for v in [*report.videos, p]:
         lines.append(f"| {v.video} | {v.epochs} | {num(v.kappa)} | {num(v.agreement)} | "
                      + " | ".join(num(v.per_code[c]) for c in report.codes) + f" | {v.uncodable_first} / {v.uncodable_second} |")
+    lines += ["", f"Events (bouts matched one to one when they overlap by {EVENT_OVERLAP:.0%} of the shorter, each widened "
+              "by the tolerance), pooled:", "", "| code | first | second | matched | agreement |", "|---|---|---|---|---|"]
+    lines += [f"| {code} | {e.first} | {e.second} | {e.matched} | {num(e.agreement)} |" for code, e in p.events.items()]
     lines += ["", "Confusion (rows: first, columns: second), pooled:", "", "| | " + " | ".join(report.codes) + " |",
               "|---|" + "---|" * len(report.codes)]
     lines += [f"| {code} | " + " | ".join(map(str, row)) + " |" for code, row in zip(report.codes, p.confusion)]
@@ -326,5 +361,21 @@ def agree(config) -> AgreementReport:
     return report
 
 
-__all__ = ["Agreement", "AgreementReport", "agree", "agreement_markdown", "collect_code_files", "compare", "epoch_codes",
-           "parse_map", "read_side", "with_tolerance"]
+__all__ = ["Agreement", "AgreementReport", "EventAgreement", "agree", "agreement_markdown", "collect_code_files", "compare",
+           "epoch_codes", "match_events", "parse_map", "read_side", "with_tolerance"]
+
+
+class Agreement(BaseModel):
+    """Agreement of one video, or pooled over videos."""
+
+    video: str
+    epochs: int  # compared (both coded, or all with include_uncodable)
+    uncodable_first: int
+    uncodable_second: int
+    kappa: float | None
+    agreement: float | None
+    per_code: dict[str, float | None]
+    confusion: list[list[int]]
+    kappa_ci: list[float] | None = None
+    agreement_ci: list[float] | None = None
+    events: dict[str, EventAgreement] = {}
