@@ -70,6 +70,16 @@ def test_events_are_bouts_matched_one_to_one_by_half_their_overlap():
     assert pooled.events["positive"].first == 2 and pooled.events["negative"].agreement == 1.0
 
 
+def test_the_share_of_time_in_each_code_gets_an_icc_over_videos():
+    first = {f"v{i}": bouts([(0, 2 + i, "positive"), (2 + i, 10, "neutral")]) for i in range(5)}
+    same = compare(first, first, resamples=0).icc
+    assert same["positive"].icc == pytest.approx(1.0) and same["positive"].videos == 5
+    assert same["negative"] is None  # nobody coded it: no variance to agree on
+    noisy = {f"v{i}": bouts([(0, 2 + (i * 3) % 5, "positive"), (2 + (i * 3) % 5, 10, "neutral")]) for i in range(5)}
+    assert compare(first, noisy, resamples=0).icc["positive"].icc < 0.8
+    assert compare({"v0": first["v0"]}, {"v0": first["v0"]}, resamples=0).icc["positive"] is None  # one video
+
+
 def test_pooled_intervals_resample_videos():
     first = {f"v{i}": bouts(SCRIPT) for i in range(6)}
     second = {f"v{i}": bouts(SCRIPT if i % 2 else OTHER) for i in range(6)}
@@ -136,5 +146,6 @@ def test_the_cli_writes_agreement_json_and_md_and_keeps_them(tmp_path, capsys):
     report = json.loads((tmp_path / "agreement" / "agreement.json").read_text())
     assert report["tolerance"] == 1.0 and report["videos"][0]["video"] == "clip"
     assert "| clip |" in (tmp_path / "agreement" / "agreement.md").read_text()
+    assert (tmp_path / "agreement" / "bland_altman.png").stat().st_size > 0
     assert main(["agree", str(tmp_path / "machine"), "--reference", str(tmp_path / "human"), "--out",
                  str(tmp_path / "agreement")]) == 2  # not overwritten without --overwrite

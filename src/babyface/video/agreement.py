@@ -11,13 +11,15 @@ at each epoch's midpoint; no bout there is ``uncodable``), and per video and poo
   confusion matrix;
 - each code's event agreement: bouts matched one to one when they overlap by half the shorter one (each widened by
   the tolerance), 2 × matched / (first + second);
-- a 95% interval for the pooled kappa and agreement by bootstrap over videos (videos, not epochs, are independent).
+- a 95% interval for the pooled kappa and agreement by bootstrap over videos (videos, not epochs, are independent);
+- per code, the ICC(A,1) of each video's share of time in it (pingouin's ``intraclass_corr``), and a Bland–Altman plot.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -180,6 +182,15 @@ class EventAgreement(BaseModel):
     agreement: float | None  # 2 × matched / (first + second)
 
 
+class IccRecord(BaseModel):
+    """ICC(A,1) (two-way, absolute agreement, one coder: McGraw & Wong 1996) of a code's share of each video's compared
+    epochs, between the two sides, with its F-based 95% interval (pingouin)."""
+
+    icc: float
+    ci: list[float]
+    videos: int
+
+
 class AgreementReport(BaseModel):
     """agreement.json: the options, each video and the pooled figures."""
 
@@ -191,6 +202,7 @@ class AgreementReport(BaseModel):
     pooled: Agreement
     only_first: list[str]
     only_second: list[str]
+    icc: dict[str, IccRecord | None] = {}  # per code: the share of time agreement coder training asks ≥ .80 of
 
 
 @dataclass
@@ -274,9 +286,73 @@ def compare(first: dict[str, list[Bout]], second: dict[str, list[Bout]], epoch: 
     videos = [with_events(agreement_of(p.video, p.first, p.second, include_uncodable), [p], tolerance) for p in pairs]
     pooled = with_events(_pooled(pairs, include_uncodable), pairs, tolerance)
     pooled.kappa_ci, pooled.agreement_ci = _bootstrap(pairs, include_uncodable, resamples, seed)
-    return AgreementReport(epoch=epoch, tolerance=tolerance, include_uncodable=include_uncodable,
-                           codes=list(CODES if include_uncodable else AFFECT_CODES), videos=videos, pooled=pooled,
-                           only_first=sorted(set(first) - set(second)), only_second=sorted(set(second) - set(first)))
+    codes = list(CODES if include_uncodable else AFFECT_CODES)
+    return AgreementReport(epoch=epoch, tolerance=tolerance, include_uncodable=include_uncodable, codes=codes,
+                           videos=videos, pooled=pooled, only_first=sorted(set(first) - set(second)),
+                           only_second=sorted(set(second) - set(first)),
+                           icc={code: share_icc(shares(pairs, code, include_uncodable)) for code in codes})
+
+
+MIN_ICC_VIDEOS = 3
+
+
+def shares(pairs: Sequence[Paired], code: str, include_uncodable: bool) -> list[tuple[str, float, float]]:
+    """(video, first side's share, second side's share) of ``code`` among each video's compared epochs."""
+    out = []
+    for p in pairs:
+        kept = [(a, b) for a, b in zip(p.first, p.second) if include_uncodable or UNCODABLE not in (a, b)]
+        if kept:
+            out.append((p.video, sum(a == code for a, _ in kept) / len(kept), sum(b == code for _, b in kept) / len(kept)))
+    return out
+
+
+def share_icc(values: Sequence[tuple[str, float, float]]) -> IccRecord | None:
+    """ICC(A,1) of the two sides' shares over videos (None under MIN_ICC_VIDEOS videos or without variance)."""
+    if len(values) < MIN_ICC_VIDEOS:
+        return None
+    import pandas as pd
+    import pingouin
+
+    data = pd.DataFrame([(video, side, share) for video, a, b in values for side, share in (("first", a), ("second", b))],
+                        columns=["video", "side", "share"])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pingouin's own pandas deprecations, nothing about these data
+        table = pingouin.intraclass_corr(data, targets="video", raters="side", ratings="share").set_index("Type")
+    row = table.loc["ICC(A,1)"]
+    if not np.isfinite(row["ICC"]):
+        return None
+    return IccRecord(icc=round(float(row["ICC"]), 4), ci=[round(float(x), 4) for x in row["CI95"]], videos=len(values))
+
+
+def plot_bland_altman(report_pairs: Sequence[Paired], codes: Sequence[str], include_uncodable: bool, path: Path,
+                      first: str = "first", second: str = "second") -> Path:
+    """One Bland–Altman panel per code: each video's mean share of the code against the difference of the two sides'
+    shares, with the bias and the 95% limits of agreement."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from babyface.outputs import save_figure
+
+    fig, axes = plt.subplots(1, len(codes), figsize=(3.6 * len(codes), 3.4), squeeze=False)
+    for ax, code in zip(axes[0], codes):
+        values = shares(report_pairs, code, include_uncodable)
+        means = np.array([(a + b) / 2 for _, a, b in values])
+        diffs = np.array([a - b for _, a, b in values])
+        ax.scatter(means, diffs, s=22, color="#3e7cb1", alpha=0.8)
+        if len(diffs):
+            bias, spread = float(diffs.mean()), 1.96 * float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0
+            for y, style in ((bias, "-"), (bias - spread, "--"), (bias + spread, "--")):
+                ax.axhline(y, color="#52606d", linestyle=style, linewidth=1)
+            ax.set_title(f"{code}: bias {bias:+.3f}, limits ±{spread:.3f}", fontsize=9)
+        ax.axhline(0, color="#cbd2d9", linewidth=0.8)
+        ax.set_xlabel("mean share of time")
+        ax.set_xlim(-0.02, 1.02)
+    axes[0][0].set_ylabel(f"share: {first} − {second}")
+    fig.suptitle("Bland–Altman: share of coded time in each affect, one point per video", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def with_events(agreement: Agreement, pairs: Sequence[Paired], tolerance: float) -> Agreement:
@@ -337,6 +413,10 @@ def agreement_markdown(report: AgreementReport, first: str, second: str) -> str:
     lines += ["", "Confusion (rows: first, columns: second), pooled:", "", "| | " + " | ".join(report.codes) + " |",
               "|---|" + "---|" * len(report.codes)]
     lines += [f"| {code} | " + " | ".join(map(str, row)) + " |" for code, row in zip(report.codes, p.confusion)]
+    iccs = [f"| {code} | {r.icc:.3f} [{r.ci[0]:.2f}, {r.ci[1]:.2f}] | {r.videos} |" for code, r in report.icc.items() if r]
+    if iccs:
+        lines += ["", "Share of coded time in each code, per video: ICC(A,1) (two-way, absolute agreement, one coder; "
+                  "coder training asks ≥ .80) with its 95% interval:", "", "| code | ICC(A,1) | videos |", "|---|---|---|", *iccs]
     for side, names in (("first", report.only_first), ("second", report.only_second)):
         if names:
             lines += ["", f"Coded only on the {side} side (not compared): {', '.join(names)}"]
@@ -357,12 +437,15 @@ def agree(config) -> AgreementReport:
         if (out / "agreement.json").exists() and not config.overwrite:
             raise BabyfaceError(f"{out}: holds an agreement already; pass --overwrite to replace it or choose another --out")
         write_json(out / "agreement.json", report.model_dump())
+        plot_bland_altman(pair_videos(first, second, config.epoch, config.tolerance), report.codes, config.include_uncodable,
+                          out / "bland_altman.png", "codes", "reference")
         write_text(out / "agreement.md", agreement_markdown(report, ", ".join(config.codes), ", ".join(config.reference)))
     return report
 
 
-__all__ = ["Agreement", "AgreementReport", "EventAgreement", "agree", "agreement_markdown", "collect_code_files", "compare",
-           "epoch_codes", "match_events", "parse_map", "read_side", "with_tolerance"]
+__all__ = ["Agreement", "AgreementReport", "EventAgreement", "IccRecord", "agree", "agreement_markdown", "collect_code_files", "compare",
+           "epoch_codes", "match_events", "parse_map", "plot_bland_altman", "read_side", "share_icc", "shares",
+           "with_tolerance"]
 
 
 class Agreement(BaseModel):
