@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -26,14 +27,16 @@ from sklearn.metrics import cohen_kappa_score
 REPO = Path(__file__).resolve().parents[1]
 
 
-def babyface(*args: str | Path, threads: int | None = None) -> float:
-    """Run the CLI; the wall-clock seconds it took."""
+def babyface(*args: str | Path, threads: int | None = None) -> tuple[float, float]:
+    """Run the CLI; the wall-clock seconds it took and the CPU seconds it and its worker processes used."""
     env = dict(os.environ)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "babyface", *map(str, args)], check=True, env=env, capture_output=True)
-    return time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - started, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def epoch_codes(path: Path, tier: str | None = None) -> dict[str, list[str]]:
@@ -79,21 +82,25 @@ def main() -> None:
         babyface("synth", sessions, "--video", "--videos", args.videos, "--seconds", args.seconds, "--quiet")
     video_seconds = args.videos * args.seconds
     lines = [f"CPU: {describe_hardware()}", "", f"{args.videos} sessions of {args.seconds} s, 640×480 at 30 frames/s; "
-             f"model {args.run}", "", "| --fps | workers | wall s | video-s per wall-s | kappa | agreement | uncodable found |",
-             "|---|---|---|---|---|---|---|"]
+             f"model {args.run}; model loading and start-up included", "",
+             "| --fps | workers | wall s | CPU s | video-s per wall-s | video-s per CPU-s | kappa | agreement | uncodable found |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for fps in (float(f) for f in args.fps.split(",")):
         out = args.out / f"fps{fps:g}"
-        seconds = babyface("code", args.run, sessions, "--fps", fps, "--out", out, "--overwrite", "--no-progress", threads=1)
+        seconds, cpu = babyface("code", args.run, sessions, "--fps", fps, "--out", out, "--overwrite", "--no-progress", threads=1)
         kappa, agree, away = agreement(sessions, out)
-        lines.append(f"| {fps:g}{' (every frame)' if fps == 0 else ''} | 1 | {seconds:.1f} | {video_seconds / seconds:.1f} "
-                     f"| {kappa:.3f} | {agree:.3f} | {away:.2f} |")
+        lines.append(f"| {fps:g}{' (every frame)' if fps == 0 else ''} | 1 | {seconds:.1f} | {cpu:.1f} | {video_seconds / seconds:.1f} "
+                     f"| {video_seconds / cpu:.1f} | {kappa:.3f} | {agree:.3f} | {away:.2f} |")
         print(lines[-1], flush=True)
     for workers in (1, 2):
         out = args.out / f"workers{workers}"
-        seconds = babyface("code", args.run, sessions, "--workers", workers, "--out", out, "--overwrite", "--no-progress",
-                           threads=1)
-        lines.append(f"| {DEFAULT_FPS:g} | {workers} | {seconds:.1f} | {video_seconds / seconds:.1f} | | | |")
+        seconds, cpu = babyface("code", args.run, sessions, "--workers", workers, "--out", out, "--overwrite", "--no-progress",
+                                threads=1)
+        lines.append(f"| {DEFAULT_FPS:g} | {workers} | {seconds:.1f} | {cpu:.1f} | {video_seconds / seconds:.1f} "
+                     f"| {video_seconds / cpu:.1f} | | | |")
         print(lines[-1], flush=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    lines += ["", f"Largest resident memory of one coding process: {peak:.0f} MB"]
     (args.out / "code_speed.md").write_text("\n".join(lines) + "\n")
     print(f"table: {args.out / 'code_speed.md'}")
 
