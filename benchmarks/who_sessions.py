@@ -200,15 +200,17 @@ def main() -> None:
     for number in range(1, args.sessions + 1):
         video = videos / f"composed_{number:02d}.mp4"
         truth[video.name] = compose_session(video, infants, rng.choice(adults), args.seconds, rng)
-    coded = args.out / "coded"
-    subprocess.run([sys.executable, "-m", "babyface", "code", str(run), str(videos), "--face", "infant", "--out", str(coded),
-                    "--overwrite", "--no-progress"], check=True)
-    scores = session_scores(coded, truth)
-    lines += ["", f"{args.sessions} composed sessions of {args.seconds} s (held-out UTKFace infants, FER2013 test adults):",
-              f"infant's face coded in {scores['infant_coded']:.1%} of {scores['coded_epochs']} coded epochs; "
-              f"{scores['visible_coded']:.1%} of {scores['visible']} epochs with the infant in view coded; "
-              f"{scores['away_uncodable']:.1%} of {scores['away']} epochs with the infant away left uncodable"]
-    print(lines[-1])
+    lines += ["", f"{args.sessions} composed sessions of {args.seconds} s (held-out UTKFace infants, FER2013 test adults):", "",
+              "| --face | infant's face among coded epochs | infant-in-view epochs coded | infant-away epochs uncodable |",
+              "|---|---|---|---|"]
+    for face in ("infant", "largest"):
+        coded = args.out / f"coded-{face}"
+        subprocess.run([sys.executable, "-m", "babyface", "code", str(run), str(videos), "--face", face, "--out", str(coded),
+                        "--overwrite", "--no-progress"], check=True)
+        scores = session_scores(coded, truth)
+        lines.append(f"| {face} | {scores['infant_coded']:.1%} of {scores['coded_epochs']} | {scores['visible_coded']:.1%} "
+                     f"of {scores['visible']} | {scores['away_uncodable']:.1%} of {scores['away']} |")
+        print(lines[-1], flush=True)
     (args.out / "who_sessions.md").write_text("\n".join(lines) + "\n")
     print(f"table: {args.out / 'who_sessions.md'}")
 

@@ -23,7 +23,7 @@ from babyface.config.training import DEVICE_HELP, PROGRESS_HELP
 CODING = "coding"
 FaceChoice = Literal["auto", "infant", "largest", "all"]
 
-DEFAULT_FPS = 5.0
+DEFAULT_FPS = 5.0  # benchmarks/code_speed.py: as accurate as every frame against generated sessions' codes, 4x faster
 
 
 class CodeConfig(ConfigModel):
@@ -38,8 +38,9 @@ class CodeConfig(ConfigModel):
                           "empty = RUN/coded", metavar="DIR", group=OUTPUT)
     epoch: float = option(1.0, "length of one coded time unit in seconds (labs code 1-second epochs)", gt=0, le=3600,
                           group=CODING)
-    fps: float = option(DEFAULT_FPS, "frames looked at per second of video (0 = every frame); more is slower, fewer "
-                                     "miss short expressions", ge=0, group=CODING)
+    fps: float = option(DEFAULT_FPS, "frames looked at per second of video (0 = every frame); 5 measured as accurate "
+                                     "as every frame at 4x the speed, 2 slightly less (benchmarks/code_speed.py)",
+                        ge=0, group=CODING)
     min_confidence: float = option(0.0, "an epoch whose winning code has a mean probability below this is coded "
                                         "'uncodable' (0 = always code the most likely affect)", ge=0, le=1,
                                    group=CODING)
