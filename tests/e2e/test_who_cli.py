@@ -1,6 +1,6 @@
 """The infant, not the parent: a run trained with --adults (synthetic infants and adults, cut as videos cut faces)
-gets an infant-vs-adult model; predict reports each face's infant probability, code codes the infant's face in
-scripted sessions with a parent in frame, and watch raises no event for the parent."""
+gets an infant-vs-adult model; predict reports each face's infant probability, code --face infant codes the infant's
+face in scripted sessions with a parent in frame, and watch --infant-only raises no event for the parent."""
 
 from __future__ import annotations
 
@@ -58,11 +58,11 @@ def parent_ids(timeline: Path) -> set[int]:
 
 
 def test_code_codes_the_infant_and_never_the_parent(who_run, sessions, tmp_path):
-    run_cli("code", who_run, sessions, "--out", tmp_path / "coded", "--no-progress")
+    run_cli("code", who_run, sessions, "--face", "infant", "--out", tmp_path / "coded", "--no-progress")
     for truth_file in sorted(sessions.glob("*.truth.csv")):
         folder = tmp_path / "coded" / truth_file.name.replace(".truth.csv", "")
         codes = read_csv(folder / "codes.csv")
-        assert {r["tier"] for r in codes} == {"affect@infant"}  # auto: the run has an infant-vs-adult model
+        assert {r["tier"] for r in codes} == {"affect@infant"}
         parents = parent_ids(folder / "timeline.csv")
         assert parents and all(int(r["face_id"]) not in parents for r in codes if r["face_id"])
         truth = [row["code"] for row in read_csv(truth_file) for _ in range(int(row["end"]) - int(row["start"]))]
@@ -77,13 +77,16 @@ def test_watch_raises_no_event_for_the_parent(who_run, sessions, tmp_path):
     without = tmp_path / "without-who"
     shutil.copytree(who_run, without, ignore=shutil.ignore_patterns("who", "checkpoint.pt"))
 
-    def faces_seen(run: Path, name: str) -> set[int]:
+    def faces_seen(run: Path, name: str, *flags: str) -> set[int]:
         events = tmp_path / f"{name}.jsonl"
-        run_cli("watch", run, video, "--events", events)
+        run_cli("watch", run, video, "--events", events, *flags)
         return {e["face_id"] for e in map(json.loads, events.read_text().splitlines()) if e["event"] == "face_seen"}
 
     run_cli("code", who_run, video, "--face", "all", "--fps", "0", "--out", tmp_path / "all", "--no-progress")
     parents = parent_ids(tmp_path / "all" / "session_01" / "timeline.csv")
     assert parents & faces_seen(without, "without"), (parents, faces_seen(without, "again"))  # without the model the parent is followed like the infant
-    followed = faces_seen(who_run, "with")
+    assert parents & faces_seen(who_run, "by-default")  # every face is followed unless --infant-only
+    followed = faces_seen(who_run, "with", "--infant-only")
     assert followed and not parents & followed
+    refused = run_cli("watch", without, video, "--infant-only", check=False)
+    assert refused.returncode == 2 and "no infant-vs-adult model" in refused.stderr

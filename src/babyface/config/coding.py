@@ -21,7 +21,7 @@ from babyface.config.inference import (
 from babyface.config.training import DEVICE_HELP, PROGRESS_HELP
 
 CODING = "coding"
-FaceChoice = Literal["auto", "infant", "largest", "all"]
+FaceChoice = Literal["infant", "largest", "all"]
 
 DEFAULT_FPS = 5.0  # benchmarks/code_speed.py: as accurate as every frame against generated sessions' codes, 4x faster
 
@@ -47,13 +47,13 @@ class CodeConfig(ConfigModel):
     code_map: str = option("", "how the model's classes become codes, e.g. 'happy=positive,neutral=neutral,"
                                "sad=negative' (a code's probability is the sum of its classes'); empty = happy -> "
                                "positive, neutral -> neutral, sad -> negative", metavar="MAP", group=CODING)
-    face: FaceChoice = option("auto", "which face is coded: infant (in each epoch, the face the run's infant-vs-adult "
-                                      "model finds most likely an infant's, when more likely than not: a parent in "
-                                      "frame is never coded; needs a run trained with --adults), largest (the largest "
-                                      "face present: the infant in a close-up; a face under half the area of the "
-                                      "session's usual coded face is taken for someone else and the epoch is "
-                                      "uncodable), all (every tracked face on its own tier), or auto = infant when the "
-                                      "run has an infant-vs-adult model, else largest", group=CODING)
+    face: FaceChoice = option("largest", "which face is coded: largest (in each epoch, the largest face present: the "
+                                         "infant in a close-up; a face under half the area of the session's usual "
+                                         "coded face is taken for someone else and the epoch is uncodable), infant (the "
+                                         "face the run's infant-vs-adult model finds most likely an infant's; needs a "
+                                         "run trained with --adults; measured less reliable than largest on infants "
+                                         "unlike its training sources: docs/coding.md), or all (every tracked face on "
+                                         "its own tier)", group=CODING)
     phases: str = option("", "CSV with columns video, phase, start, end (seconds) naming the episodes of each video "
                              "(e.g. face-to-face, still-face, reunion): summary.csv then has one row per phase and "
                              "the ELAN file a phase tier; empty = none", metavar="CSV", group=CODING)

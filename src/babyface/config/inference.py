@@ -279,6 +279,10 @@ class WatchConfig(ConfigModel):
                            "fatal; empty = none", metavar="URL", group=EVENTS)
     video: VideoOptions = video_option()
     smooth: int = option(15, SMOOTH_HELP, ge=1, group=VIDEO)
+    infant_only: bool = option(False, "raise no event for faces the run's infant-vs-adult model (a run trained with "
+                                      "--adults) takes for adults', e.g. a parent in frame; off by default because that "
+                                      "model was unreliable on infants unlike its training sources (docs/coding.md)",
+                               group=EVENTS)
     faces: FaceDetection = faces_option()
     reconnect: float = option(30.0, "when a camera or stream stops delivering frames, retry with a doubling wait up "
                                     "to this many seconds between tries, forever; 0 = stop instead (a video file "

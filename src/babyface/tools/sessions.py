@@ -98,7 +98,7 @@ def write_session_video(path: Path, segments: list[Segment], size: tuple[int, in
     width, height = size
     side = int(min(size) * 0.5)
     infant = _sprites(side, seed)
-    adult_side = int(side * 0.7)  # under half the infant's area: --face largest still tells them apart
+    adult_side = int(side * 0.7)  # about half the infant's area: --face largest often codes it when the infant turns away
     parent = _sprites(adult_side, PARENT_SEED, age="adult")
     frames = int(round(segments[-1].end * fps))
     with atomic_path(path, keep_suffix=True) as tmp:

@@ -27,7 +27,7 @@ from babyface.inference.classifier import Classifier
 from babyface.outputs import write_csv, write_json
 from babyface.progress import progress_bar
 from babyface.video.analysis import VideoAnalyser, VideoInfo, is_video_file, open_video, read_video_rows, write_timeline
-from babyface.video.coding import INFANT, LARGEST, CodedVideo, Epoch, check_epoch_has_frames, code_epochs, parse_code_map
+from babyface.video.coding import INFANT, CodedVideo, Epoch, check_epoch_has_frames, code_epochs, parse_code_map
 from babyface.video.coding_files import Provenance, read_codes_epochs, write_boris, write_codes_csv, write_eaf, write_opf
 from babyface.video.episodes import (
     SUMMARY_HEADER,
@@ -231,12 +231,10 @@ def code_corpus(config: CodeConfig) -> CorpusResult:
 
 
 def coded_face(face: str, classifier: Classifier) -> str:
-    """--face resolved: auto is infant when the run has an infant-vs-adult model (RUN/who/), else largest."""
+    """--face, checked: infant needs the run's infant-vs-adult model (RUN/who/)."""
     if face == INFANT and classifier.who is None:
         raise BabyfaceError(f"--face infant: {classifier.run} has no infant-vs-adult model (RUN/who/); train the run with "
                             "--adults naming the adult sources, or code with --face largest")
-    if face == "auto":
-        return INFANT if classifier.who is not None else LARGEST
     return face
 
 

@@ -14,8 +14,8 @@ file, a webhook and an MQTT broker:
   (someone is there: the face covered or turned away); ``face_lost`` when it has not been seen for
   ``--lost-seconds`` and the scene where it was is still.
 
-With a run trained with ``--adults`` (an infant-vs-adult model in RUN/who/), only infants' faces raise events: a
-parent in frame is left out (``InfantFilter``).
+With ``--infant-only`` and a run trained with ``--adults`` (an infant-vs-adult model in RUN/who/), only infants'
+faces raise events: a parent in frame is left out (``InfantFilter``).
 
 Frames are only ever held in memory, unless ``--snapshots DIR`` asks for the frame of each alert (``snapshot`` in the
 event; the newest ``--snapshot-keep`` kept). ``--mqtt`` also keeps every face's state (label, eyes, asleep, hidden)
@@ -48,6 +48,7 @@ from typing import Any, Callable
 import numpy as np
 
 from babyface.config import WatchConfig
+from babyface.errors import BabyfaceError
 from babyface.inference.classifier import Classifier
 from babyface.video.analysis import FaceRow, VideoAnalyser, detection_chunks
 from babyface.video.camera import FrameSource
@@ -74,7 +75,10 @@ def watch(
     tracker = EventTracker(config.hold, config.sad_seconds, config.lost_seconds, config.asleep_seconds, config.hidden_seconds)
     counts = {"frames": 0, "faces": 0, "events": 0}
     started = clock()
-    infants = InfantFilter()
+    if config.infant_only and classifier.who is None:
+        raise BabyfaceError(f"--infant-only: {config.run} has no infant-vs-adult model (RUN/who/); train the run with "
+                            "--adults naming the adult sources, or leave --infant-only out")
+    infants = InfantFilter() if config.infant_only else None
 
     def record(event: dict[str, Any]) -> None:
         counts["events"] += 1
@@ -98,7 +102,8 @@ def watch(
         for chunk, before, after in detection_chunks(analyser, frames):
             analyser.fps = source.fps
             counts["frames"] += len(chunk)
-            if follow_chunk(tracker, infants.keep(analyser.rows(chunk, before, after)), chunk, source.fps, emit):
+            rows = analyser.rows(chunk, before, after)
+            if follow_chunk(tracker, infants.keep(rows) if infants else rows, chunk, source.fps, emit):
                 sink.state(tracker.state(), chunk[-1][0] / source.fps)
             if source.time_left() <= 0:
                 break
