@@ -307,6 +307,9 @@ class BatchedClassifier:
     def label(self, probs):
         return self.classifier.label(probs)
 
+    def infant_probabilities(self, crops):
+        return self.classifier.infant_probabilities(crops)
+
 
 class ViewerStream(StreamingResponse):
     """One viewer's MJPEG response: its place is given back however the response ends (the source ended, the
