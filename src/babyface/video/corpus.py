@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from babyface.bundle import read_metadata
 from babyface.config import VideoOptions
 from babyface.config.coding import CodeConfig
 from babyface.data.inputs import expand_inputs
@@ -26,6 +27,7 @@ from babyface.errors import BabyfaceError, DataError, OutputExistsError
 from babyface.inference.classifier import Classifier
 from babyface.outputs import write_csv, write_json
 from babyface.progress import progress_bar
+from babyface.run import META_FILE, RunFolder
 from babyface.video.analysis import VideoAnalyser, VideoInfo, is_video_file, open_video, read_video_rows, write_timeline
 from babyface.video.coding import INFANT, CodedVideo, Epoch, check_epoch_has_frames, code_epochs, parse_code_map
 from babyface.video.coding_files import Provenance, read_codes_epochs, write_boris, write_codes_csv, write_eaf, write_opf
@@ -209,9 +211,9 @@ def code_corpus(config: CodeConfig) -> CorpusResult:
     if unknown:
         raise DataError(f"{config.phases}: phases name video(s) {', '.join(unknown)} that are not among the inputs; "
                         "name each video by its file name")
-    classifier = make_classifier(config)
-    config = config.replace(face=coded_face(config.face, classifier))
-    code_map = parse_code_map(config.code_map, classifier.classes)
+    meta = read_metadata(config.run)  # the model itself is loaded where it codes: here, or once in each worker
+    check_face(config.face, config.run)
+    code_map = parse_code_map(config.code_map, meta.decides_over)
     names = folder_names(videos)
     jobs = [(video, out / names[video], phases_for(phases, video)) for video in videos]
     refuse_foreign_folders(config, jobs, code_map)
@@ -219,6 +221,7 @@ def code_corpus(config: CodeConfig) -> CorpusResult:
     if config.workers > 1 and len(jobs) > 1:
         results = _code_in_workers(config, jobs, code_map)
     else:
+        classifier = make_classifier(config)
         bar = progress_bar(jobs, config.progress, desc="videos", unit="video")
         results = [code_one(classifier, config, video, folder, video_phases, code_map, config.progress)
                    for video, folder, video_phases in bar]
@@ -230,12 +233,11 @@ def code_corpus(config: CodeConfig) -> CorpusResult:
     return corpus
 
 
-def coded_face(face: str, classifier: Classifier) -> str:
-    """--face, checked: infant needs the run's infant-vs-adult model (RUN/who/)."""
-    if face == INFANT and classifier.who is None:
-        raise BabyfaceError(f"--face infant: {classifier.run} has no infant-vs-adult model (RUN/who/); train the run with "
+def check_face(face: str, run: str | os.PathLike) -> None:
+    """--face infant needs the run's infant-vs-adult model (RUN/who/)."""
+    if face == INFANT and not (RunFolder(run).who / META_FILE).is_file():
+        raise BabyfaceError(f"--face infant: {run} has no infant-vs-adult model (RUN/who/); train the run with "
                             "--adults naming the adult sources, or code with --face largest")
-    return face
 
 
 def refuse_foreign_folders(config: CodeConfig, jobs, code_map: dict[str, str]) -> None:
