@@ -270,6 +270,10 @@ def _start_worker(config: CodeConfig) -> None:
     import torch
 
     torch.set_num_threads(1)  # N processes of one thread each: threads of several processes fight over the cores
+    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "threads;1"  # FFmpeg decodes in threads of its own otherwise
+    from babyface.video.camera import _cv2
+
+    _cv2().setNumThreads(1)
     _WORKER["config"] = config
     _WORKER["classifier"] = make_classifier(config)
 
