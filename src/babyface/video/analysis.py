@@ -272,14 +272,12 @@ class VideoRows:
         return self.frames_read / self.info.fps
 
 
-def read_video_rows(analyser_for: Callable[[VideoInfo], VideoAnalyser], path: Path, every: int, progress: bool = True,
+def read_video_rows(analyser: VideoAnalyser, capture, info: VideoInfo, path: Path, every: int, progress: bool = True,
                     on_chunk: Callable[[Sequence[tuple[int, np.ndarray]], list[FaceRow]], None] | None = None,
-                    capture_and_info=None, group_chunks: int = 1) -> VideoRows:
-    """Every ``every``-th frame of ``path`` through the analyser ``analyser_for(info)`` builds; ``on_chunk`` sees each
-    chunk of RGB frames with its rows (for the annotated video). ``group_chunks`` detection rounds are classified in
-    one batch (faster; the frames of a group are held in memory together)."""
-    capture, info = capture_and_info or open_video(path)
-    analyser = analyser_for(info)
+                    group_chunks: int = 1) -> VideoRows:
+    """Every ``every``-th frame of an opened video (``open_video``) through ``analyser``, the capture released at the
+    end; ``on_chunk`` sees each chunk of RGB frames with its rows (for the annotated video). ``group_chunks`` detection
+    rounds are classified in one batch (faster; the frames of a group are held in memory together)."""
     rows: list[FaceRow] = []
     used: list[int] = []
     started = time.perf_counter()
@@ -313,17 +311,12 @@ def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config
     path = Path(path)
     capture, info = open_video(path)
     out = prepare_output_dir(config.out or RunFolder(config.run).video(path.stem), overwrite=config.overwrite)
-    analysers: list[VideoAnalyser] = []
-
-    def analyser_for(info: VideoInfo) -> VideoAnalyser:
-        analysers.append(VideoAnalyser(classifier, config.faces, config.video, info.fps, config.smooth, measure))
-        return analysers[0]
-
+    analyser = VideoAnalyser(classifier, config.faces, config.video, info.fps, config.smooth, measure)
     every = config.video.every
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(annotated_writer(Path(config.annotate), info, every)) if config.annotate else None
         on_chunk = (lambda chunk, rows: write_annotated(writer, chunk, rows)) if writer is not None else None
-        read = read_video_rows(analyser_for, path, every, progress, on_chunk, (capture, info))
+        read = read_video_rows(analyser, capture, info, path, every, progress, on_chunk)
     rows, used, seconds = read.rows, len(read.used), read.seconds
     classes = classifier.classes if classifier is not None else []
     write_timeline(out / "timeline.csv", rows, classes, measure)
@@ -332,7 +325,7 @@ def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config
     plot_timeline([row.__dict__ for row in rows], classes, out / "timeline.png", title=path.name, measures=measure)
     return {"video": str(path), "out": str(out), "frames": used, "faces": len({r.face_id for r in rows}), "rows": len(rows),
             "seconds": round(seconds, 3), "frames_per_second": round(used / seconds, 1) if seconds > 0 else None,
-            "annotated": config.annotate or None, "measured": analysers[0].tally.summary() if measure else None}
+            "annotated": config.annotate or None, "measured": analyser.tally.summary() if measure else None}
 
 
 def write_timeline(path: Path, rows: Sequence[FaceRow], classes: Sequence[str], measures: bool = False) -> Path:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from babyface.bundle import read_metadata
+from babyface.bundle import bundle_sha256, read_metadata
 from babyface.config import VideoOptions
 from babyface.config.coding import CodeConfig
 from babyface.data.inputs import expand_inputs
@@ -28,7 +28,7 @@ from babyface.inference.classifier import Classifier
 from babyface.outputs import write_csv, write_json
 from babyface.progress import progress_bar
 from babyface.run import META_FILE, RunFolder
-from babyface.video.analysis import VideoAnalyser, VideoInfo, is_video_file, open_video, read_video_rows, write_timeline
+from babyface.video.analysis import VideoAnalyser, is_video_file, open_video, read_video_rows, write_timeline
 from babyface.video.coding import INFANT, CodedVideo, Epoch, check_epoch_has_frames, code_epochs, parse_code_map
 from babyface.video.coding_files import Provenance, read_codes_epochs, write_boris, write_codes_csv, write_eaf, write_opf
 from babyface.video.episodes import (
@@ -96,16 +96,6 @@ def folder_names(videos: Sequence[Path]) -> dict[Path, str]:
 
 # ---------------------------------------------------------------- the record of a coded video
 
-def model_fingerprint(run: str | os.PathLike) -> str:
-    """The model.json's bytes and the weights' names, sizes and times: another model, or retrained weights, differ."""
-    run = Path(run)
-    digest = hashlib.sha1((run / "model.json").read_bytes() if (run / "model.json").is_file() else str(run.resolve()).encode())
-    for weights in sorted(run.glob("*.safetensors")) + sorted(run.glob("*.onnx")):
-        stat = weights.stat()
-        digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
-
-
 def options_record(config: CodeConfig, code_map: dict[str, str], phases: Sequence[Phase]) -> dict:
     """The options that change a video's codes (not where they go, nor how fast)."""
     return {"epoch": config.epoch, "fps": config.fps, "face": config.face, "min_confidence": config.min_confidence,
@@ -169,7 +159,7 @@ def code_one(classifier: Classifier, config: CodeConfig, video: Path, folder: Pa
 
 
 def coding_key(config: CodeConfig, video: Path, code_map: dict[str, str], phases: Sequence[Phase]) -> dict:
-    return {"model": model_fingerprint(config.run), "options": options_record(config, code_map, phases),
+    return {"model": bundle_sha256(config.run), "options": options_record(config, code_map, phases),
             "video": video_record(video)}
 
 
@@ -182,10 +172,8 @@ def _coded_video(classifier: Classifier, config: CodeConfig, video: Path, code_m
         capture.release()
         raise
 
-    def analyser_for(info: VideoInfo) -> VideoAnalyser:
-        return VideoAnalyser(classifier, config.faces, VideoOptions(every=every), info.fps, smooth=1)
-
-    read = read_video_rows(analyser_for, video, every, progress, capture_and_info=(capture, info), group_chunks=CHUNKS_PER_BATCH)
+    analyser = VideoAnalyser(classifier, config.faces, VideoOptions(every=every), info.fps, smooth=1)
+    read = read_video_rows(analyser, capture, info, video, every, progress, group_chunks=CHUNKS_PER_BATCH)
     if not read.used:
         raise DataError(f"{video}: no frame could be decoded; check that the file is a complete video (re-encode it with ffmpeg)")
     times = [index / info.fps for index in read.used]
@@ -296,4 +284,4 @@ def _code_in_workers(config: CodeConfig, jobs, code_map: dict[str, str]) -> list
 
 
 __all__ = ["CODED", "FAILED", "RECORD", "SKIPPED", "CorpusResult", "VideoResult", "code_corpus", "code_one",
-           "collect_videos", "folder_names", "model_fingerprint", "sampling_interval"]
+           "collect_videos", "folder_names", "sampling_interval"]
