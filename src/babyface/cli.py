@@ -112,6 +112,8 @@ class Leaf:
             del kwargs["metavar"]
         elif self.shape in (list, dict):
             kwargs.update(action="append", default=None)
+        if "bare" in self.cli:
+            kwargs.update(nargs="?", const=self.cli["bare"])
         return [field_flag(self.name, self.field)], kwargs
 
     def from_command_line(self, value: Any) -> Any:
@@ -133,7 +135,7 @@ def leaves(cls: type[ConfigModel], prefix: str = "", group: str | None = None) -
 def default_text(field: FieldInfo) -> str:
     value = field.get_default(call_default_factory=True)
     if value is None:
-        return "auto"
+        return "off" if "bare" in (field.json_schema_extra or {}) else "auto"  # type: ignore[operator]
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (list, tuple, dict)):

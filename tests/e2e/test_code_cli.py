@@ -116,3 +116,32 @@ def test_phases_naming_a_missing_video_are_refused(corpus, untrained_run, tmp_pa
     proc = run_cli("code", untrained_run, corpus / "session_01.mp4", "--phases", phases, "--out", tmp_path / "o",
                    check=False)
     assert proc.returncode == 2 and "session_09.mp4" in proc.stderr and "not among the inputs" in proc.stderr
+
+
+def test_ray_writes_the_same_codes_as_a_local_run(coded, corpus, untrained_run, tmp_path):
+    pytest.importorskip("ray", reason="Ray is an extra: pip install 'babyface[ray]' (.ci/run installs it)")
+    out = tmp_path / "ray"
+    proc = run_cli("code", untrained_run, corpus, "--phases", corpus / "phases.csv", "--out", out, "--ray",
+                   "--workers", "2", "--no-progress", check=False)
+    assert proc.returncode == 1 and "3 video(s) coded" in proc.stdout, proc.stderr
+    assert "broken.mp4" in proc.stderr
+    for folder in (p for p in coded.iterdir() if p.is_dir()):
+        assert (out / folder.name / "codes.csv").read_text() == (folder / "codes.csv").read_text()
+        assert (out / folder.name / "timeline.csv").read_text() == (folder / "timeline.csv").read_text()
+    rerun = run_cli("code", untrained_run, corpus, "--phases", corpus / "phases.csv", "--out", out, "--ray",
+                    "--workers", "2", "--no-progress", check=False)
+    assert "0 video(s) coded, 3 kept from an earlier run, 1 failed" in rerun.stdout
+
+
+def test_a_ray_address_that_does_not_answer_is_one_line_and_writes_nothing(corpus, untrained_run, tmp_path):
+    pytest.importorskip("ray", reason="Ray is an extra: pip install 'babyface[ray]' (.ci/run installs it)")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed: nothing listens there
+    out = tmp_path / "never"
+    proc = run_cli("code", untrained_run, corpus / "session_01.mp4", "--out", out, "--ray", f"127.0.0.1:{port}",
+                   check=False)
+    assert proc.returncode == 2 and "no Ray cluster answers there" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -25,7 +25,7 @@ C = TypeVar("C", bound="ConfigModel")
 def option(default: Any = ..., description: str = "", *, flag: str | None = None,
            metavar: str | None = None, group: str | None = None, positional: str | None = None,
            choices_from: str | None = None, default_factory: Callable[[], Any] | None = None,
-           **constraints: Any) -> Any:
+           bare: str | None = None, **constraints: Any) -> Any:
     """A config field and its command-line shape.
 
     ``description`` is the ``--help`` text; ``constraints`` are pydantic's (``ge``, ``gt``, ``le``, ``lt``).
@@ -34,9 +34,10 @@ def option(default: Any = ..., description: str = "", *, flag: str | None = None
     ``positional`` makes it a positional argument: ``"1"`` (required), ``"?"`` (optional) or ``"+"`` (one or more).
     ``choices_from`` names a registry of a higher layer (``"detectors"``) whose names are the field's choices: the
     command line offers and explains them; the code that looks a name up there refuses one that is not.
+    ``bare`` lets the flag be given without a value, meaning ``bare`` (``--ray`` alone: a local Ray).
     """
     cli = {key: value for key, value in {"flag": flag, "metavar": metavar, "group": group, "positional": positional,
-                                         "choices_from": choices_from}.items() if value is not None}
+                                         "choices_from": choices_from, "bare": bare}.items() if value is not None}
     if default_factory is not None:
         return Field(default_factory=default_factory, description=description, json_schema_extra=cli or None, **constraints)
     return Field(default, description=description, json_schema_extra=cli or None, **constraints)

@@ -23,6 +23,7 @@ from babyface.config.training import DEVICE_HELP, PROGRESS_HELP
 CODING = "coding"
 FaceChoice = Literal["infant", "largest", "all"]
 
+LOCAL_RAY = "local"
 DEFAULT_FPS = 5.0  # benchmarks/code_speed.py: as accurate as every frame against generated sessions' codes, 4x faster
 
 
@@ -58,7 +59,14 @@ class CodeConfig(ConfigModel):
                              "(e.g. face-to-face, still-face, reunion): summary.csv then has one row per phase and "
                              "the ELAN file a phase tier; empty = none", metavar="CSV", group=CODING)
     workers: int = option(1, "videos coded at once, each in its own process with one thread and the model loaded "
-                             "once (the files are the same as with one worker)", ge=1, le=64, group=RUNTIME)
+                             "once (the files are the same as with one worker); with --ray, the CPUs of the local Ray "
+                             "it starts, or the most videos in flight on a cluster (1 = as many as the cluster has CPUs)",
+                          ge=1, le=4096, group=RUNTIME)
+    ray: str | None = option(None, "code the videos as tasks on a Ray cluster (needs pip install 'babyface[ray]'): "
+                                   "--ray alone starts a local Ray on this machine; --ray HOST:PORT joins a cluster "
+                                   "whose nodes see the videos and the model at the same paths; the files are written "
+                                   "here and are the same as a local run's", metavar="ADDRESS", bare=LOCAL_RAY,
+                             group=RUNTIME)
     overwrite: bool = option(False, "code again videos whose outputs exist for the same model and options (by "
                                     "default they are kept and skipped, so an interrupted run resumes)", group=OUTPUT)
     progress: bool = option(True, PROGRESS_HELP, group=OUTPUT)
@@ -102,4 +110,4 @@ class AgreeConfig(ConfigModel):
                             group=OUTPUT)
     seed: int = option(0, "random seed of the bootstrap", group=OUTPUT)
     overwrite: bool = option(False, "write over agreement.json and agreement.md in --out", group=OUTPUT)
-__all__ = ["CODING", "DEFAULT_FPS", "AgreeConfig", "CodeConfig", "FaceChoice"]
+__all__ = ["CODING", "DEFAULT_FPS", "LOCAL_RAY", "AgreeConfig", "CodeConfig", "FaceChoice"]

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 from babyface.bundle import bundle_sha256, read_metadata
 from babyface.config import VideoOptions
@@ -28,7 +28,7 @@ from babyface.inference.classifier import Classifier
 from babyface.outputs import write_csv, write_json
 from babyface.progress import progress_bar
 from babyface.run import META_FILE, RunFolder
-from babyface.video.analysis import VideoAnalyser, is_video_file, open_video, read_video_rows, write_timeline
+from babyface.video.analysis import VideoAnalyser, VideoRows, is_video_file, open_video, read_video_rows, write_timeline
 from babyface.video.coding import INFANT, CodedVideo, Epoch, check_epoch_has_frames, code_epochs, parse_code_map
 from babyface.video.coding_files import Provenance, read_codes_epochs, write_boris, write_codes_csv, write_eaf, write_opf
 from babyface.video.episodes import (
@@ -124,46 +124,30 @@ def _read_record(folder: Path) -> dict | None:
 
 # ---------------------------------------------------------------- one video
 
+class VideoJob(NamedTuple):
+    video: Path
+    folder: Path
+    phases: tuple[Phase, ...]
+
+
+@dataclass
+class VideoCoding:
+    """What coding one video computes, wherever it runs (this process, a worker process, a Ray node): the codes and
+    the per-frame rows. The driver writes the files, so that a worker elsewhere needs no access to the output."""
+
+    coded: CodedVideo
+    read: VideoRows
+
+
 def sampling_interval(video_fps: float, fps: float) -> int:
     """Every how many frames one is used: ``fps`` used frames a second (0: every frame)."""
     return 1 if fps <= 0 or fps >= video_fps else max(1, round(video_fps / fps))
 
 
-def code_one(classifier: Classifier, config: CodeConfig, video: Path, folder: Path, phases: Sequence[Phase],
-             code_map: dict[str, str], progress: bool = False) -> VideoResult:
-    """Code one video into ``folder``: the per-video work, a function of the model, the video and the options."""
-    key = coding_key(config, video, code_map, phases)
-    if not config.overwrite and is_coded(folder, key):
-        tiers = read_codes_epochs(folder / "codes.csv")
-        duration = float(_read_record(folder)["duration"])  # type: ignore[index]
-        return VideoResult(video, folder.name, SKIPPED, duration=duration,
-                           summaries=summarise_video(video.name, tiers, duration, phases), tiers=tiers, phases=list(phases))
-    try:
-        coded, read = _coded_video(classifier, config, video, code_map, progress)
-    except BabyfaceError as exc:
-        log.warning(str(exc))
-        return VideoResult(video, folder.name, FAILED, error=str(exc))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / RECORD).unlink(missing_ok=True)  # the folder is unfinished until the record is written again
-    provenance = Provenance(str(config.run), json.dumps(options_record(config, code_map, phases), sort_keys=True))
-    write_codes_csv(folder / "codes.csv", coded)
-    write_eaf(folder / f"{folder.name}.eaf", coded, video, provenance, phases)
-    write_boris(folder / f"{folder.name}.boris", coded, video, provenance, read.info.fps)
-    write_opf(folder / f"{folder.name}.opf", coded, video, read.info.fps)
-    write_timeline(folder / "timeline.csv", read.rows, classifier.classes)
-    write_json(folder / RECORD, {**key, "duration": coded.duration, "frames_used": len(read.used),
-                                 "coding_seconds": round(read.seconds, 3), "tiers": list(coded.tiers)})
-    return VideoResult(video, folder.name, CODED, duration=coded.duration, seconds=read.seconds,
-                       summaries=summarise_video(video.name, coded.tiers, coded.duration, phases), tiers=coded.tiers,
-                       phases=list(phases))
-
-
-def coding_key(config: CodeConfig, video: Path, code_map: dict[str, str], phases: Sequence[Phase]) -> dict:
-    return {"model": bundle_sha256(config.run), "options": options_record(config, code_map, phases),
-            "video": video_record(video)}
-
-
-def _coded_video(classifier: Classifier, config: CodeConfig, video: Path, code_map: dict[str, str], progress: bool):
+def code_video(classifier: Classifier, config: CodeConfig, video: Path, code_map: dict[str, str],
+               progress: bool = False) -> VideoCoding:
+    """The per-video work, a function of the model, the video and the options; raises BabyfaceError for a video
+    that cannot be coded."""
     capture, info = open_video(video)
     every = sampling_interval(info.fps, config.fps)
     try:
@@ -179,7 +163,48 @@ def _coded_video(classifier: Classifier, config: CodeConfig, video: Path, code_m
     times = [index / info.fps for index in read.used]
     tiers = code_epochs(read.rows, times, read.duration, config.epoch, classifier.classes, code_map, config.face,
                         config.min_confidence)
-    return CodedVideo(video.name, read.duration, config.epoch, list(classifier.classes), tiers), read
+    return VideoCoding(CodedVideo(video.name, read.duration, config.epoch, list(classifier.classes), tiers), read)
+
+
+def try_code_video(classifier: Classifier, config: CodeConfig, video: Path, code_map: dict[str, str],
+                   progress: bool = False) -> VideoCoding | str:
+    """``code_video``, or the one-line reason the video cannot be coded."""
+    try:
+        return code_video(classifier, config, video, code_map, progress)
+    except BabyfaceError as exc:
+        return str(exc)
+
+
+def write_coding(config: CodeConfig, job: VideoJob, coding: VideoCoding, code_map: dict[str, str]) -> VideoResult:
+    """A video's files, coding.json last: until it is written again the folder counts as unfinished."""
+    folder, coded, read = job.folder, coding.coded, coding.read
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RECORD).unlink(missing_ok=True)
+    provenance = Provenance(str(config.run), json.dumps(options_record(config, code_map, job.phases), sort_keys=True))
+    write_codes_csv(folder / "codes.csv", coded)
+    write_eaf(folder / f"{folder.name}.eaf", coded, job.video, provenance, job.phases)
+    write_boris(folder / f"{folder.name}.boris", coded, job.video, provenance, read.info.fps)
+    write_opf(folder / f"{folder.name}.opf", coded, job.video, read.info.fps)
+    write_timeline(folder / "timeline.csv", read.rows, coded.classes)
+    write_json(folder / RECORD, {**coding_key(config, job.video, code_map, job.phases), "duration": coded.duration,
+                                 "frames_used": len(read.used), "coding_seconds": round(read.seconds, 3),
+                                 "tiers": list(coded.tiers)})
+    return _result(job, CODED, coded.tiers, coded.duration, read.seconds)
+
+
+def skipped_result(job: VideoJob) -> VideoResult:
+    record = _read_record(job.folder) or {}
+    return _result(job, SKIPPED, read_codes_epochs(job.folder / "codes.csv"), float(record.get("duration", 0.0)))
+
+
+def _result(job: VideoJob, status: str, tiers: dict[str, list[Epoch]], duration: float, seconds: float = 0.0) -> VideoResult:
+    return VideoResult(job.video, job.folder.name, status, duration=duration, seconds=seconds, tiers=tiers,
+                       summaries=summarise_video(job.video.name, tiers, duration, job.phases), phases=list(job.phases))
+
+
+def coding_key(config: CodeConfig, video: Path, code_map: dict[str, str], phases: Sequence[Phase]) -> dict:
+    return {"model": bundle_sha256(config.run), "options": options_record(config, code_map, phases),
+            "video": video_record(video)}
 
 
 # ---------------------------------------------------------------- the corpus
@@ -189,9 +214,13 @@ def make_classifier(config: CodeConfig) -> Classifier:
                       tta=config.tta, precision=config.precision)
 
 
+Runner = Callable[[CodeConfig, list[VideoJob], dict[str, str]], Iterator[tuple[VideoJob, "VideoCoding | str"]]]
+
+
 def code_corpus(config: CodeConfig) -> CorpusResult:
     """Code every video of ``config.inputs`` into ``config.out`` (default RUN/coded) and write the corpus summary
-    and report."""
+    and report. Videos already coded with the same model and options are skipped; the others are coded here, in
+    worker processes (--workers) or on a Ray cluster (--ray), and their files written here as each one finishes."""
     videos = collect_videos(config.inputs)
     out = Path(config.out or Path(config.run) / "coded")
     phases = read_phases(config.phases) if config.phases else {}
@@ -203,22 +232,42 @@ def code_corpus(config: CodeConfig) -> CorpusResult:
     check_face(config.face, config.run)
     code_map = parse_code_map(config.code_map, meta.decides_over)
     names = folder_names(videos)
-    jobs = [(video, out / names[video], phases_for(phases, video)) for video in videos]
+    jobs = [VideoJob(video, out / names[video], tuple(phases_for(phases, video))) for video in videos]
     refuse_foreign_folders(config, jobs, code_map)
+    done = {job: skipped_result(job) for job in jobs
+            if not config.overwrite and is_coded(job.folder, coding_key(config, job.video, code_map, job.phases))}
+    pending = [job for job in jobs if job not in done]
+    runner = choose_runner(config, pending)
     out.mkdir(parents=True, exist_ok=True)
-    if config.workers > 1 and len(jobs) > 1:
-        results = _code_in_workers(config, jobs, code_map)
-    else:
-        classifier = make_classifier(config)
-        bar = progress_bar(jobs, config.progress, desc="videos", unit="video")
-        results = [code_one(classifier, config, video, folder, video_phases, code_map, config.progress)
-                   for video, folder, video_phases in bar]
-    corpus = CorpusResult(out, results)
+    outcomes = runner(config, pending, code_map)
+    for job, outcome in progress_bar(outcomes, config.progress, total=len(pending), desc="videos", unit="video"):
+        done[job] = _failed(job, outcome) if isinstance(outcome, str) else write_coding(config, job, outcome, code_map)
+    corpus = CorpusResult(out, [done[job] for job in jobs])
     write_summary(out / "summary.csv", corpus)
     from babyface.video.coding_report import write_report
 
     write_report(out / "report.html", corpus, config)
     return corpus
+
+
+def _failed(job: VideoJob, error: str) -> VideoResult:
+    log.warning(error)
+    return VideoResult(job.video, job.folder.name, FAILED, error=error)
+
+
+def choose_runner(config: CodeConfig, pending: list[VideoJob]) -> Runner:
+    """Where the videos are coded; connecting to Ray happens here, before anything is written."""
+    if config.ray is not None and pending:
+        from babyface.video.on_ray import RayRunner
+
+        return RayRunner.connect(config.ray, config.workers if config.workers > 1 else None)
+    return code_in_workers if config.workers > 1 and len(pending) > 1 else code_here
+
+
+def code_here(config: CodeConfig, jobs: list[VideoJob], code_map: dict[str, str]) -> Iterator[tuple[VideoJob, VideoCoding | str]]:
+    classifier = make_classifier(config) if jobs else None
+    for job in jobs:
+        yield job, try_code_video(classifier, config, job.video, code_map, config.progress)
 
 
 def check_face(face: str, run: str | os.PathLike) -> None:
@@ -232,10 +281,10 @@ def refuse_foreign_folders(config: CodeConfig, jobs, code_map: dict[str, str]) -
     """A video folder finished with another model or other options is replaced only with --overwrite."""
     if config.overwrite:
         return
-    for video, folder, video_phases in jobs:
-        record = _read_record(folder)
-        if record is not None and not is_coded(folder, coding_key(config, video, code_map, video_phases)):
-            raise OutputExistsError(f"{folder}: holds codes made with another model, other options or another version "
+    for job in jobs:
+        record = _read_record(job.folder)
+        if record is not None and not is_coded(job.folder, coding_key(config, job.video, code_map, job.phases)):
+            raise OutputExistsError(f"{job.folder}: holds codes made with another model, other options or another version "
                                     "of the video; pass --overwrite to code it again or choose another --out")
 
 
@@ -254,34 +303,35 @@ def write_summary(path: Path, corpus: CorpusResult) -> Path:
 _WORKER: dict = {}
 
 
-def _start_worker(config: CodeConfig) -> None:
-    import torch
+def worker_classifier(config: CodeConfig) -> Classifier:
+    """The model of a worker process (a local worker or a Ray worker), loaded once per process and options, with one
+    thread: N processes of one thread each, since threads of several processes fight over the cores."""
+    key = config.model_dump_json()
+    if _WORKER.get("key") != key:
+        import torch
 
-    torch.set_num_threads(1)  # N processes of one thread each: threads of several processes fight over the cores
-    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "threads;1"  # FFmpeg decodes in threads of its own otherwise
-    from babyface.video.camera import _cv2
+        torch.set_num_threads(1)
+        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "threads;1"  # FFmpeg decodes in threads of its own otherwise
+        from babyface.video.camera import _cv2
 
-    _cv2().setNumThreads(1)
-    _WORKER["config"] = config
-    _WORKER["classifier"] = make_classifier(config)
-
-
-def _work(job: tuple[Path, Path, list[Phase]], code_map: dict[str, str]) -> VideoResult:
-    video, folder, phases = job
-    return code_one(_WORKER["classifier"], _WORKER["config"], video, folder, phases, code_map)
+        _cv2().setNumThreads(1)
+        _WORKER.update(key=key, classifier=make_classifier(config))
+    return _WORKER["classifier"]
 
 
-def _code_in_workers(config: CodeConfig, jobs, code_map: dict[str, str]) -> list[VideoResult]:
+def code_in_worker(config: CodeConfig, video: Path, code_map: dict[str, str]) -> VideoCoding | str:
+    return try_code_video(worker_classifier(config), config, video, code_map)
+
+
+def code_in_workers(config: CodeConfig, jobs: list[VideoJob],
+                    code_map: dict[str, str]) -> Iterator[tuple[VideoJob, VideoCoding | str]]:
     context = multiprocessing.get_context("spawn")  # a fork of a process that ran torch's thread pool can hang
     worker_config = config.replace(progress=False)
-    with concurrent.futures.ProcessPoolExecutor(min(config.workers, len(jobs)), mp_context=context,
-                                                initializer=_start_worker, initargs=(worker_config,)) as pool:
-        futures = [pool.submit(_work, job, code_map) for job in jobs]
-        for _ in progress_bar(concurrent.futures.as_completed(futures), config.progress, total=len(futures),
-                              desc="videos", unit="video"):
-            pass
-        return [future.result() for future in futures]
+    with concurrent.futures.ProcessPoolExecutor(min(config.workers, len(jobs)), mp_context=context) as pool:
+        futures = {pool.submit(code_in_worker, worker_config, job.video, code_map): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            yield futures[future], future.result()
 
 
-__all__ = ["CODED", "FAILED", "RECORD", "SKIPPED", "CorpusResult", "VideoResult", "code_corpus", "code_one",
-           "collect_videos", "folder_names", "sampling_interval"]
+__all__ = ["CODED", "FAILED", "RECORD", "SKIPPED", "CorpusResult", "VideoCoding", "VideoJob", "VideoResult", "code_corpus",
+           "code_video", "collect_videos", "folder_names", "sampling_interval", "try_code_video", "worker_classifier"]
