@@ -7,8 +7,12 @@ Sessions come from `babyface synth --video` (640×480, 30 frames/s, an infant in
 codes, turning away at times, a parent's face in a corner). For each --fps the whole corpus is coded by one process
 with one thread (the per-core rate) and the codes are compared with the true ones epoch by epoch: Cohen's kappa
 (scikit-learn), agreement, and the share of epochs whose true code is uncodable coded so. Then the default --fps with
---workers 2 against --workers 1 (wall clock, both on this machine's cores). Speed is video-seconds coded per
-wall-second, including decoding, detection, classification and writing every file. Run alone.
+--workers 2 and a local Ray of 2 CPUs (--ray, when the extra is installed) against --workers 1 (wall clock, all on this
+machine's cores). Speed is video-seconds coded per wall-second, including start-up, decoding, detection,
+classification and writing every file. Run alone.
+
+    # local workers against Ray only, on a longer corpus (start-up weighs less):
+    .venv/bin/python benchmarks/code_speed.py --fps '' --videos 6 --seconds 300 --out benchmarks/results/code_ray
 """
 
 from __future__ import annotations
@@ -69,7 +73,10 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=REPO / "demo_out" / "fast", help="the model (make demo trains it)")
     parser.add_argument("--videos", type=int, default=4, help="scripted sessions")
     parser.add_argument("--seconds", type=int, default=60, help="length of each session")
-    parser.add_argument("--fps", default="2,5,10,0", help="--fps values to compare (0 = every frame)")
+    parser.add_argument("--fps", default="2,5,10,0", help="--fps values to compare (0 = every frame; empty = none)")
+    parser.add_argument("--parallel", default="workers1,workers2,ray2",
+                        help="ways to code the corpus at the default --fps, compared by wall clock: workersN (N local "
+                             "processes), rayN (a local Ray of N CPUs); empty = none")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "code_speed")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
@@ -83,21 +90,26 @@ def main() -> None:
     video_seconds = args.videos * args.seconds
     lines = [f"CPU: {describe_hardware()}", "", f"{args.videos} sessions of {args.seconds} s, 640×480 at 30 frames/s; "
              f"model {args.run}; model loading and start-up included", "",
-             "| --fps | workers | wall s | CPU s | video-s per wall-s | video-s per CPU-s | kappa | agreement | uncodable found |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for fps in (float(f) for f in args.fps.split(",")):
+             "| --fps | workers | wall s | CPU s | video-s per wall-s | video-s per CPU-s | kappa | agreement | uncodable found | speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for fps in (float(f) for f in args.fps.split(",") if f):
         out = args.out / f"fps{fps:g}"
         seconds, cpu = babyface("code", args.run, sessions, "--fps", fps, "--out", out, "--overwrite", "--no-progress", threads=1)
         kappa, agree, away = agreement(sessions, out)
         lines.append(f"| {fps:g}{' (every frame)' if fps == 0 else ''} | 1 | {seconds:.1f} | {cpu:.1f} | {video_seconds / seconds:.1f} "
-                     f"| {video_seconds / cpu:.1f} | {kappa:.3f} | {agree:.3f} | {away:.2f} |")
+                     f"| {video_seconds / cpu:.1f} | {kappa:.3f} | {agree:.3f} | {away:.2f} | |")
         print(lines[-1], flush=True)
-    for workers in (1, 2):
-        out = args.out / f"workers{workers}"
-        seconds, cpu = babyface("code", args.run, sessions, "--workers", workers, "--out", out, "--overwrite", "--no-progress",
-                                threads=1)
-        lines.append(f"| {DEFAULT_FPS:g} | {workers} | {seconds:.1f} | {cpu:.1f} | {video_seconds / seconds:.1f} "
-                     f"| {video_seconds / cpu:.1f} | | | |")
+    baseline = None
+    for way in (w for w in args.parallel.split(",") if w):
+        workers = int(way.removeprefix("workers").removeprefix("ray"))
+        ray = ["--ray"] if way.startswith("ray") else []
+        out = args.out / way
+        seconds, cpu = babyface("code", args.run, sessions, "--workers", workers, *ray, "--out", out, "--overwrite",
+                                "--no-progress", threads=1)
+        baseline = baseline or seconds
+        label = f"{workers} on a local Ray" if ray else str(workers)
+        lines.append(f"| {DEFAULT_FPS:g} | {label} | {seconds:.1f} | {cpu:.1f} | {video_seconds / seconds:.1f} "
+                     f"| {video_seconds / cpu:.1f} | | | | {baseline / seconds:.2f}× |")
         print(lines[-1], flush=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     lines += ["", f"Largest resident memory of one coding process: {peak:.0f} MB"]

@@ -284,8 +284,8 @@ def compare(first: dict[str, list[Bout]], second: dict[str, list[Bout]], epoch: 
         raise DataError(f"no video is coded on both sides (first: {', '.join(sorted(first)) or 'none'}; second: "
                         f"{', '.join(sorted(second)) or 'none'}); videos are matched by file name")
     videos = [with_events(agreement_of(p.video, p.first, p.second, include_uncodable), [p], tolerance) for p in pairs]
-    pooled = with_events(_pooled(pairs, include_uncodable), pairs, tolerance)
-    pooled.kappa_ci, pooled.agreement_ci = _bootstrap(pairs, include_uncodable, resamples, seed)
+    pooled = with_events(pooled_agreement(pairs, include_uncodable), pairs, tolerance)
+    pooled.kappa_ci, pooled.agreement_ci = bootstrap_intervals(pairs, include_uncodable, resamples, seed)
     codes = list(CODES if include_uncodable else AFFECT_CODES)
     return AgreementReport(epoch=epoch, tolerance=tolerance, include_uncodable=include_uncodable, codes=codes,
                            videos=videos, pooled=pooled, only_first=sorted(set(first) - set(second)),
@@ -365,18 +365,20 @@ def with_events(agreement: Agreement, pairs: Sequence[Paired], tolerance: float)
     return agreement
 
 
-def _pooled(pairs: Sequence[Paired], include_uncodable: bool) -> Agreement:
+def pooled_agreement(pairs: Sequence[Paired], include_uncodable: bool) -> Agreement:
     return agreement_of("pooled", [c for p in pairs for c in p.first], [c for p in pairs for c in p.second], include_uncodable)
 
 
-def _bootstrap(pairs: Sequence[Paired], include_uncodable: bool, resamples: int, seed: int):
+def bootstrap_intervals(pairs: Sequence[Paired], include_uncodable: bool, resamples: int, seed: int):
+    """95% percentile intervals of the pooled kappa and agreement, resampling whole videos (epochs of one video are
+    not independent); benchmarks/agreement_coverage.py measures their coverage."""
     if len(pairs) < 2 or resamples <= 0:
         return None, None
     rng = np.random.default_rng(seed)
     kappas, agreements = [], []
     for _ in range(resamples):
         sample = [pairs[i] for i in rng.integers(0, len(pairs), len(pairs))]
-        pooled = _pooled(sample, include_uncodable)
+        pooled = pooled_agreement(sample, include_uncodable)
         if pooled.kappa is not None:
             kappas.append(pooled.kappa)
         if pooled.agreement is not None:
@@ -443,7 +445,8 @@ def agree(config) -> AgreementReport:
     return report
 
 
-__all__ = ["Agreement", "AgreementReport", "EventAgreement", "IccRecord", "agree", "agreement_markdown", "collect_code_files", "compare",
+__all__ = ["Agreement", "AgreementReport", "EventAgreement", "IccRecord", "Paired", "agree", "agreement_markdown",
+           "bootstrap_intervals", "collect_code_files", "compare", "pooled_agreement",
            "epoch_codes", "match_events", "parse_map", "plot_bland_altman", "read_side", "share_icc", "shares",
            "with_tolerance"]
 
