@@ -37,8 +37,9 @@ def find_program(name: str) -> str:
     return found
 
 
-def write_config(folder: Path, port: int, users: dict[str, str] | None) -> Path:
-    """A config for one loopback listener, nothing kept on disk; with ``users``, only they may connect."""
+def write_config(folder: Path, port: int, users: dict[str, str] | None, acl: list[str] | None = None) -> Path:
+    """A config for one loopback listener, nothing kept on disk; with ``users``, only they may connect; with ``acl``,
+    Mosquitto's access rules (lines of an acl_file, e.g. 'topic readwrite home/#')."""
     lines = [
         f"listener {port} {HOST}",
         "persistence false",
@@ -52,6 +53,10 @@ def write_config(folder: Path, port: int, users: dict[str, str] | None) -> Path:
         lines += ["allow_anonymous false", f"password_file {password_file}"]
     else:
         lines.append("allow_anonymous true")
+    if acl is not None:
+        acl_file = folder / "acl"
+        acl_file.write_text("\n".join(acl) + "\n")
+        lines.append(f"acl_file {acl_file}")
     config = folder / "mosquitto.conf"
     config.write_text("\n".join(lines) + "\n")
     return config
@@ -69,13 +74,14 @@ def wait_until_listening(port: int, proc: subprocess.Popen, log_path: Path, seco
 
 
 @contextlib.contextmanager
-def mosquitto_broker(folder: Path, port: int | None = None, users: dict[str, str] | None = None) -> Iterator[Broker]:
+def mosquitto_broker(folder: Path, port: int | None = None, users: dict[str, str] | None = None,
+                     acl: list[str] | None = None) -> Iterator[Broker]:
     """Starts mosquitto on ``port`` (a free one if None) of 127.0.0.1 with its config and log in ``folder``; yields
     ``(host, port)`` once the port accepts connections, and stops it at the end."""
     binary = find_program("mosquitto")
     port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    config = write_config(folder, port, users)
+    config = write_config(folder, port, users, acl)
     log_path = folder / "mosquitto.log"
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen([binary, "-c", str(config)], stdout=log_file, stderr=subprocess.STDOUT)

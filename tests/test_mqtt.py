@@ -48,14 +48,15 @@ def warnings(caplog) -> list[str]:
 
 
 class Subscriber:
-    """A plain paho client subscribed to ``PREFIX/#`` (QoS 1) that records (topic suffix, payload, retained)."""
+    """A plain paho client subscribed to ``root/#`` (QoS 1) that records (topic suffix, payload, retained)."""
 
-    def __init__(self, broker: Broker):
+    def __init__(self, broker: Broker, root: str = PREFIX):
+        self.root = root
         self.received: list[tuple[str, str, bool]] = []
         self.lock = threading.Lock()
         subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-subscriber-{secrets.token_hex(4)}")
-        self.client.on_connect = lambda client, userdata, flags, reason, props: client.subscribe(f"{PREFIX}/#", qos=1)
+        self.client.on_connect = lambda client, userdata, flags, reason, props: client.subscribe(f"{root}/#", qos=1)
         self.client.on_subscribe = lambda client, userdata, mid, reasons, props: subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
@@ -64,7 +65,12 @@ class Subscriber:
 
     def _on_message(self, client, userdata, message) -> None:
         with self.lock:
-            self.received.append((message.topic.removeprefix(PREFIX + "/"), message.payload.decode(), bool(message.retain)))
+            self.received.append((message.topic.removeprefix(self.root + "/"), message.payload.decode(errors="replace"),
+                                  bool(message.retain)))
+
+    def topics(self) -> list[str]:
+        with self.lock:
+            return [topic for topic, _, _ in self.received]
 
     def payloads(self, suffix: str) -> list[str]:
         with self.lock:

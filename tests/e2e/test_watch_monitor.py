@@ -114,3 +114,32 @@ def test_a_broker_that_is_down_is_one_warning_and_the_watch_goes_on(untrained_ru
     mqtt_lines = [r.getMessage() for r in caplog.records if r.name == "babyface" and "--mqtt" in r.getMessage()]
     assert len(mqtt_lines) >= 1 and "cannot reach the broker" in mqtt_lines[0] and "goes on" in mqtt_lines[0]
     assert sum("cannot reach the broker" in line for line in mqtt_lines) == 1  # said once, not at every retry
+
+
+def test_home_assistant_discovers_the_monitor_and_its_entities_follow_the_video(untrained_run, tmp_path, capsys) -> None:
+    jinja2 = pytest.importorskip("jinja2", reason="Home Assistant's templates are Jinja2 (installed with torch)")
+    clip = write_scripted_face_video(tmp_path / "nap.mp4", [("open", 1.0), ("closed", 2.5)], fps=FPS)
+    snaps = tmp_path / "snaps"
+    snaps.mkdir()
+    with mosquitto_broker(tmp_path / "mosquitto") as broker:
+        discovery, live = Subscriber(broker, root="homeassistant"), Subscriber(broker)
+        try:
+            events = watch_events(untrained_run, clip, capsys, "--asleep-seconds", "1.5", "--snapshots", str(snaps),
+                                  "--mqtt", f"mqtt://{broker.host}:{broker.port}/{PREFIX}", "--ha-discovery",
+                                  "--name", "Nursery")
+            wait_until(lambda: len(discovery.topics()) == 6 and live.payloads("snapshot"), "configs and the snapshot")
+        finally:
+            discovery.close()
+            live.close()
+    configs = {topic: json.loads(discovery.payloads(topic)[-1]) for topic in discovery.topics()}
+    states = [json.loads(payload) for payload in live.payloads("state")]
+
+    def entity(key: str, state: dict) -> str:
+        (config,) = [c for t, c in configs.items() if t.split("/")[2] == key]
+        return jinja2.Environment().from_string(config["value_template"]).render(value_json=state)
+
+    assert [entity("asleep", s) for s in states][0] == "OFF" and entity("asleep", states[-1]) == "ON"
+    assert entity("face_seen", states[0]) == "ON" and entity("crying", states[-1]) == "OFF"
+    assert entity("affect", states[-1]) in {"happy", "neutral", "sad"}
+    assert named(events, "asleep") and live.payloads("snapshot")[-1]  # the alert's JPEG, for the image entity
+    assert all(c["device"]["name"] == "Nursery" for c in configs.values())

@@ -277,6 +277,17 @@ class WatchConfig(ConfigModel):
                            " gets each event on TOPIC/events, the faces' state retained on TOPIC/state and online/"
                            "offline on TOPIC/availability; a broker that is down is retried with back-off, never "
                            "fatal; empty = none", metavar="URL", group=EVENTS)
+    ha_discovery: str | None = option(None, "with --mqtt, announce the monitor to Home Assistant (MQTT discovery): one "
+                                            "device named --name with sensors for the affect, crying, asleep, face "
+                                            "hidden and face seen (and the last alert's picture with --snapshots), "
+                                            "created by Home Assistant itself; --ha-discovery alone uses Home "
+                                            "Assistant's default prefix 'homeassistant', --ha-discovery PREFIX another",
+                                      metavar="PREFIX", bare="homeassistant", group=EVENTS)
+    ha_discovery_remove: bool = option(False, "remove the monitor's entities from Home Assistant (empty retained "
+                                              "discovery configs for --name under --ha-discovery's prefix) and stop, "
+                                              "without watching", group=EVENTS)
+    name: str = option("babyface", "the monitor's name: the device Home Assistant shows (--ha-discovery); letters, "
+                                   "digits, spaces, - and _", metavar="TEXT", group=EVENTS)
     video: VideoOptions = video_option()
     smooth: int = option(15, SMOOTH_HELP, ge=1, group=VIDEO)
     infant_only: bool = option(False, "raise no event for faces the run's infant-vs-adult model (a run trained with "

@@ -41,6 +41,7 @@ What is guaranteed when things go wrong (no output ever stops the others, or the
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from typing import Any, Callable
@@ -57,6 +58,8 @@ from babyface.watch.sinks import EventSink, NoOutputLeft
 from babyface.watch.snapshots import ALERTS, Snapshots
 from babyface.watch.state import EventTracker
 
+log = logging.getLogger("babyface")
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -70,7 +73,9 @@ def watch(
     """Run until the source ends, ``max_seconds`` pass, stdout closes with no other output, or Ctrl-C; returns
     counts of frames, faces and events."""
     snapshots = Snapshots(config.snapshots, config.snapshot_keep) if config.snapshots else None
-    sink = sink or EventSink(config.events, config.webhook, mqtt=config.mqtt)
+    if config.ha_discovery_remove:
+        return remove_from_home_assistant(config)
+    sink = sink or EventSink(config.events, config.webhook, mqtt=config.mqtt, mqtt_announcements=ha_announcements(config))
     classifier = Classifier(config.run, device=config.device, min_confidence=config.min_confidence, precision=config.precision)
     tracker = EventTracker(config.hold, config.sad_seconds, config.lost_seconds, config.asleep_seconds, config.hidden_seconds)
     counts = {"frames": 0, "faces": 0, "events": 0}
@@ -88,6 +93,8 @@ def watch(
     def emit(event: dict[str, Any], rgb: np.ndarray | None = None) -> None:
         if snapshots is not None and rgb is not None and event["event"] in ALERTS:
             event = {**event, "snapshot": snapshots.save(event, rgb)}
+            if event["snapshot"]:
+                sink.snapshot(event["snapshot"])
         record(event)
         if not sink.has_output:
             raise NoOutputLeft
@@ -104,7 +111,7 @@ def watch(
             counts["frames"] += len(chunk)
             rows = analyser.rows(chunk, before, after)
             if follow_chunk(tracker, infants.keep(rows) if infants else rows, chunk, source.fps, emit):
-                sink.state(tracker.state(), chunk[-1][0] / source.fps)
+                sink.state(tracker.state(), tracker.monitor(), chunk[-1][0] / source.fps)
             if source.time_left() <= 0:
                 break
     except (KeyboardInterrupt, NoOutputLeft):
@@ -115,6 +122,34 @@ def watch(
         if snapshots is not None:
             snapshots.close()
     return counts
+
+
+def ha_announcements(config: WatchConfig) -> list[tuple[str, str]] | None:
+    """With --ha-discovery, the Home Assistant discovery configs the MQTT publisher sends on every connect."""
+    if config.ha_discovery is None:
+        return None
+    if not config.mqtt:
+        raise BabyfaceError("--ha-discovery needs --mqtt URL: Home Assistant discovers the monitor through its MQTT broker")
+    from babyface import __version__
+    from babyface.watch.discovery import check_name, check_prefix, discovery_messages
+    from babyface.watch.mqtt import parse_mqtt_url
+
+    return discovery_messages(check_name(config.name), parse_mqtt_url(config.mqtt).topic, check_prefix(config.ha_discovery),
+                              snapshots=bool(config.snapshots), version=__version__)
+
+
+def remove_from_home_assistant(config: WatchConfig) -> dict[str, Any]:
+    """--ha-discovery-remove: empty retained configs for the monitor's entities (Home Assistant deletes them), then stop."""
+    if not config.mqtt:
+        raise BabyfaceError("--ha-discovery-remove needs --mqtt URL: the broker Home Assistant discovered the monitor on")
+    from babyface.watch.discovery import DEFAULT_PREFIX, check_name, check_prefix, removal_messages
+    from babyface.watch.mqtt import parse_mqtt_url, publish_once
+
+    prefix = check_prefix(config.ha_discovery or DEFAULT_PREFIX)
+    messages = removal_messages(check_name(config.name), parse_mqtt_url(config.mqtt).topic, prefix)
+    publish_once(config.mqtt, messages)
+    log.info("removed %d Home Assistant entities of '%s' under %s/", len(messages), config.name, prefix)
+    return {"frames": 0, "faces": 0, "events": 0, "removed": len(messages)}
 
 
 class InfantFilter:

@@ -61,6 +61,7 @@ IN_FLIGHT = 20  # messages handed to paho and not yet acknowledged; the rest wai
 RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY = 1, 30  # seconds between connection attempts: doubling from min to max
 STOP_MARGIN = 1.0  # seconds close() gives the threads to end after the deadline; never waited when they end at once
 URL_EXAMPLE = "mqtt://host:1883/babyface"
+ANNOUNCE_CHECK_SECONDS = 5.0  # how long after a connect the announcements must have come back from the broker
 
 
 # ---------------------------------------------------------------- the URL
@@ -117,10 +118,11 @@ def mask_password(url: str) -> str:
 
 @dataclass(frozen=True)
 class Message:
-    topic: str  # the suffix under the prefix: EVENTS_TOPIC, STATE_TOPIC or AVAILABILITY_TOPIC
-    payload: str
+    topic: str  # the suffix under the prefix (EVENTS_TOPIC, STATE_TOPIC, ...), or a full topic when ``absolute``
+    payload: str | bytes
     retain: bool
     counted: bool  # the caller's event or state (counted in submitted / delivered); availability is ours
+    absolute: bool = False  # a topic outside the prefix (Home Assistant's discovery configs)
 
 
 class MqttPublisher:
@@ -139,6 +141,8 @@ class MqttPublisher:
         keepalive: int = 60,
         connect_timeout: float = 5.0,
         reconnect_delay: tuple[float, float] = (RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY),
+        announcements: list[tuple[str, str]] | None = None,
+        check_seconds: float = ANNOUNCE_CHECK_SECONDS,
     ):
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, not {queue_size}")
@@ -156,6 +160,12 @@ class MqttPublisher:
         self.failing_since: tuple[int, int] | None = None  # (failures, dropped) when the failure spell began
         self.dropped_offline_from = 0  # dropped when the connection was last lost: drops from then on were lost offline
         self.warned_full = False
+        self.announcements = list(announcements or [])  # (full topic, payload) retained, sent after online on every connect
+        self.announcing: deque[tuple[str, str]] = deque()
+        self.retained_waiting: dict[str, str | bytes] = {}  # suffix -> newest payload of a retained topic of ours
+        self.announced_back: set[str] = set()  # announcement topics the broker has given back to our subscription
+        self.check_seconds = check_seconds
+        self.warned_announcements = False
         self.client = self._make_client(client_id or f"babyface-{secrets.token_hex(4)}", connect_timeout, reconnect_delay)
         self.sender = threading.Thread(target=self._send_all, name="babyface-mqtt", daemon=True)
         self.sender.start()
@@ -163,11 +173,7 @@ class MqttPublisher:
         self.client.loop_start()
 
     def _make_client(self, client_id: str, connect_timeout: float, reconnect_delay: tuple[float, float]) -> mqtt.Client:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        if self.target.username is not None:
-            client.username_pw_set(self.target.username, self.target.password)
-        if self.target.tls:
-            client.tls_set()  # the system's CAs, certificate and host name checked
+        client = new_client(self.target, client_id)
         client.will_set(self.topic(AVAILABILITY_TOPIC), OFFLINE, qos=QOS, retain=True)
         client.reconnect_delay_set(min_delay=reconnect_delay[0], max_delay=reconnect_delay[1])
         client.max_inflight_messages_set(IN_FLIGHT)
@@ -176,6 +182,7 @@ class MqttPublisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def topic(self, suffix: str) -> str:
@@ -208,6 +215,13 @@ class MqttPublisher:
             self.waiting_state = text
             self.changed.notify_all()
 
+    def publish_retained(self, suffix: str, payload: str | bytes) -> None:
+        """Queue ``payload`` for the retained ``{prefix}/{suffix}`` (e.g. the latest snapshot), replacing one of the
+        same topic that has not been sent yet; not counted among the events and states."""
+        with self.changed:
+            self.retained_waiting[suffix] = payload
+            self.changed.notify_all()
+
     def _warn_full_once(self) -> None:
         """One warning for a full queue while connected (a slow broker); while not, the connection's warning covers it."""
         if self.warned_full or not self.connected:
@@ -238,7 +252,14 @@ class MqttPublisher:
             return None
         if self.announce_online:
             self.announce_online = False
+            self.announcing = deque(self.announcements)
             return Message(AVAILABILITY_TOPIC, ONLINE, retain=True, counted=False)
+        if self.announcing:
+            topic, payload = self.announcing.popleft()
+            return Message(topic, payload, retain=True, counted=False, absolute=True)
+        if self.retained_waiting:
+            suffix = next(iter(self.retained_waiting))
+            return Message(suffix, self.retained_waiting.pop(suffix), retain=True, counted=False)
         if self.waiting_state is not None:
             text, self.waiting_state = self.waiting_state, None
             return Message(STATE_TOPIC, text, retain=True, counted=True)
@@ -254,7 +275,8 @@ class MqttPublisher:
         Should the connection have dropped meanwhile, paho keeps it and sends it after the reconnect."""
         try:
             info: mqtt.MQTTMessageInfo | None = self.client.publish(
-                self.topic(message.topic), message.payload, qos=QOS, retain=message.retain
+                message.topic if message.absolute else self.topic(message.topic), message.payload, qos=QOS,
+                retain=message.retain
             )
         except ValueError:  # a payload over MQTT's 256 MB: that message is lost, the others go on
             info = None
@@ -270,7 +292,7 @@ class MqttPublisher:
     def _acknowledged(self, message: Message) -> None:
         if message.counted:
             self.delivered += 1
-        elif message.payload == OFFLINE:
+        elif message.payload == OFFLINE and message.topic == AVAILABILITY_TOPIC:
             self.offline_delivered = True
         self.changed.notify_all()
 
@@ -294,6 +316,7 @@ class MqttPublisher:
             self.changed.notify_all()
             spell = self.failing_since
             self.failing_since = None
+        self._check_announcements(client)
         if spell is not None:
             log.warning(
                 "WARNING: --mqtt %s: connected to the broker again after %d failed attempt(s); %d message(s) were lost "
@@ -302,6 +325,36 @@ class MqttPublisher:
                 self.failures - spell[0],
                 self.dropped - spell[1],
             )
+
+    def _check_announcements(self, client: mqtt.Client) -> None:
+        """Reads the announcements back (a subscription returns retained messages): a broker whose access rules refuse
+        their topics (to write or to read) gives them not back, and one warning says so; monitoring goes on."""
+        wanted = {topic for topic, payload in self.announcements if payload}
+        if not wanted or self.warned_announcements or self.closing:
+            return
+        for topic in sorted(wanted):
+            client.subscribe(topic, qos=QOS)
+        timer = threading.Timer(self.check_seconds, self._warn_unannounced, args=(wanted,))
+        timer.daemon = True
+        timer.start()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.payload:
+            with self.changed:
+                self.announced_back.add(message.topic)
+
+    def _warn_unannounced(self, wanted: set[str]) -> None:
+        with self.changed:
+            missing = sorted(wanted - self.announced_back)
+            if not missing or self.warned_announcements or not self.connected or self.closing:
+                return
+            self.warned_announcements = True
+        prefix = missing[0].split("/")[0]
+        log.warning(
+            "WARNING: --mqtt %s: the broker did not keep %d of %d discovery message(s) under %s/ (its access rules may "
+            "refuse that prefix to this user), so Home Assistant will not see those entities; allow the user to write "
+            "and read %s/# on the broker, or give --ha-discovery the prefix Home Assistant listens on; monitoring goes on",
+            self.url, len(missing), len(wanted), prefix, prefix)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._failed(describe_error(sys.exc_info()[1]))  # paho calls this while handling the connection's OSError
@@ -351,7 +404,8 @@ class MqttPublisher:
 
     def _all_acknowledged(self) -> bool:
         """Nothing waits or is unacknowledged, and ``offline`` is delivered (or cannot be: not connected)."""
-        nothing_left = not self.events and self.waiting_state is None and not self.in_flight
+        nothing_left = (not self.events and self.waiting_state is None and not self.in_flight and not self.announcing
+                        and not self.retained_waiting)
         return nothing_left and (self.offline_delivered or not self.connected)
 
     def _disconnect(self, clean: bool) -> None:
@@ -385,6 +439,40 @@ class MqttPublisher:
                 dropped,
                 pending,
             )
+
+
+def new_client(target: MqttTarget, client_id: str) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    if target.username is not None:
+        client.username_pw_set(target.username, target.password)
+    if target.tls:
+        client.tls_set()  # the system's CAs, certificate and host name checked
+    return client
+
+
+def publish_once(url: str, messages: list[tuple[str, str]], timeout: float = MQTT_DEADLINE) -> None:
+    """Publish retained ``messages`` (full topic, payload) and wait for the broker to acknowledge each; a one-line
+    error when the broker cannot be reached or does not acknowledge them within ``timeout`` seconds."""
+    target = parse_mqtt_url(url)
+    client = new_client(target, f"babyface-{secrets.token_hex(4)}")
+    client.connect_timeout = timeout
+    try:
+        client.connect(target.host, target.port)
+    except (OSError, ValueError) as exc:
+        raise BabyfaceError(f"--mqtt {target.shown}: cannot reach the broker ({describe_error(exc)}); nothing was "
+                            "removed; check the URL and that the broker runs") from None
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=QOS, retain=True) for topic, payload in messages]
+        until = time.monotonic() + timeout
+        for info in infos:
+            info.wait_for_publish(max(0.0, until - time.monotonic()))
+        if not all(info.is_published() for info in infos):
+            raise BabyfaceError(f"--mqtt {target.shown}: the broker did not acknowledge the messages within {timeout:g} s; "
+                                "run the command again")
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def describe_error(exc: BaseException | None) -> str:

@@ -34,23 +34,36 @@ class EventSink:
 
     def __init__(
         self, events_file: str = "", webhook: str = "", stream: TextIO | None = None, webhook_deadline: float = WEBHOOK_DEADLINE,
-        mqtt: str = "",
+        mqtt: str = "", mqtt_announcements: list[tuple[str, str]] | None = None,
     ):
         self.stream: TextIO | None = stream or sys.stdout
         self.events_file = events_file
         self.file = open_events_file(events_file) if events_file else None
         self.webhook = Webhook(webhook, webhook_deadline) if webhook else None
-        self.mqtt = _mqtt_publisher(mqtt) if mqtt else None
+        self.mqtt = _mqtt_publisher(mqtt, mqtt_announcements) if mqtt else None
         self.emitted = self.unwritten = 0
 
     @property
     def has_output(self) -> bool:
         return self.stream is not None or self.file is not None or self.webhook is not None or self.mqtt is not None
 
-    def state(self, faces: dict[str, Any], t: float) -> None:
-        """The faces' current state, for the outputs that keep one (MQTT's retained state topic)."""
+    def state(self, faces: dict[str, Any], monitor: dict[str, Any], t: float) -> None:
+        """The faces' current state and the room at a glance (``EventTracker.monitor``), for the outputs that keep
+        one (MQTT's retained state topic, which Home Assistant's entities read)."""
         if self.mqtt is not None:
-            self.mqtt.publish_state(json.dumps({"time": _now(), "t": round(t, 3), "faces": faces}))
+            self.mqtt.publish_state(json.dumps({"time": _now(), "t": round(t, 3), "faces": faces, "monitor": monitor}))
+
+    def snapshot(self, path: str) -> None:
+        """The latest alert's JPEG, for the outputs that show one (MQTT's retained snapshot topic: Home Assistant's
+        image entity)."""
+        if self.mqtt is None:
+            return
+        from babyface.watch.discovery import SNAPSHOT_TOPIC
+
+        try:
+            self.mqtt.publish_retained(SNAPSHOT_TOPIC, Path(path).read_bytes())
+        except OSError as exc:
+            log.warning("WARNING: --mqtt: cannot read snapshot %s (%s); it is not published", path, exc.strerror or exc)
 
     def emit(self, event: dict[str, Any]) -> None:
         line = json.dumps({"time": _now(), **event})
@@ -108,10 +121,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _mqtt_publisher(url: str):
+def _mqtt_publisher(url: str, announcements: list[tuple[str, str]] | None = None):
     from babyface.watch.mqtt import MqttPublisher  # paho-mqtt is imported only when --mqtt is used
 
-    return MqttPublisher(url)
+    return MqttPublisher(url, announcements=announcements)
 
 
 def open_events_file(path: str) -> BinaryIO:

@@ -37,6 +37,7 @@ class FaceState:
     hidden: bool = False  # face_hidden was reported for the current absence
     patch: np.ndarray | None = None  # the last thumbnail of its region while it is not seen
     moves: deque = field(default_factory=deque)  # (time, moved) of its region while it is not seen
+    probabilities: dict[str, float] = field(default_factory=dict)  # the latest observation's
 
     def summary(self) -> dict[str, Any]:
         return {"label": self.label, "eyes": self.eyes, "asleep": self.asleep_since is not None, "hidden": self.hidden}
@@ -65,10 +66,10 @@ class EventTracker:
         if state is None:
             replaced = self._replaced_by(box)
             state = self.faces[face_id] = FaceState(label, t, sad_since=t if label == "sad" else None, box=box)
-            self._see(state, t, box, eyes_open)
+            self._see(state, t, box, eyes_open, facts["probabilities"])
             seen = {"event": "face_seen", "label": label, "eyes": state.eyes, **facts}
             return [{**seen, "replaces": replaced} if replaced else seen, *self._sad_alert(state, t, facts)]
-        self._see(state, t, box, eyes_open)
+        self._see(state, t, box, eyes_open, facts["probabilities"])
         events = []
         if label == state.label:
             state.candidate = None
@@ -80,8 +81,9 @@ class EventTracker:
             state.sad_since, state.alerted = (state.candidate_since if state.label == "sad" else None), False
         return events + self._sad_alert(state, t, facts) + self._sleep(state, t, facts)
 
-    def _see(self, state: FaceState, t: float, box: tuple[int, int, int, int] | None, eyes_open: float | None) -> None:
-        state.last_seen, state.hidden, state.patch = t, False, None
+    def _see(self, state: FaceState, t: float, box: tuple[int, int, int, int] | None, eyes_open: float | None,
+             probabilities: dict[str, float]) -> None:
+        state.last_seen, state.hidden, state.patch, state.probabilities = t, False, None, probabilities
         state.moves.clear()
         if box is not None:
             state.box = box
@@ -158,6 +160,21 @@ class EventTracker:
     def state(self) -> dict[str, Any]:
         """Every face's label, eyes, asleep and hidden, by id: the retained state a dashboard shows."""
         return {str(face_id): state.summary() for face_id, state in self.faces.items()}
+
+    def monitor(self) -> dict[str, Any]:
+        """The room at a glance (Home Assistant's entities): the affect and probabilities of the largest face in view
+        ('none' without one), and whether any face is crying (a sad spell that raised sad_alert goes on), asleep,
+        hidden, or in view."""
+        in_view = [state for state in self.faces.values() if state.patch is None]  # seen at the latest look
+        main = max(in_view, key=lambda s: _area(s.box), default=None)
+        return {"affect": main.label if main else "none", "probabilities": main.probabilities if main else {},
+                "crying": any(s.alerted and s.label == "sad" for s in self.faces.values()),
+                "asleep": any(s.asleep_since is not None for s in self.faces.values()),
+                "face_hidden": any(s.hidden for s in self.faces.values()), "face_seen": bool(in_view)}
+
+
+def _area(box: tuple[int, int, int, int] | None) -> float:
+    return 0.0 if box is None else max(0, box[2] - box[0]) * max(0, box[3] - box[1])
 
 
 def _thumbnail(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
