@@ -15,6 +15,7 @@ from babyface.video.agreement import (
     collect_code_files,
     compare,
     epoch_codes,
+    kappa_of_confusion,
     match_events,
     parse_map,
     read_side,
@@ -85,6 +86,24 @@ def test_pooled_intervals_resample_videos():
     second = {f"v{i}": bouts(SCRIPT if i % 2 else OTHER) for i in range(6)}
     pooled = compare(first, second, resamples=200).pooled
     assert pooled.kappa_ci[0] <= pooled.kappa <= pooled.kappa_ci[1] and pooled.kappa_ci[0] < pooled.kappa_ci[1]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_bootstraps_kappa_from_summed_confusions_is_scikit_learns_on_the_pooled_epochs(seed):
+    import numpy as np
+    from sklearn.metrics import confusion_matrix
+
+    rng = np.random.default_rng(seed)
+    codes = ["positive", "neutral", "negative"]
+    videos = [(rng.choice(codes, 50, p=[0.5, 0.3, 0.2]), rng.choice(codes, 50, p=[0.4, 0.4, 0.2])) for _ in range(4)]
+    videos[0] = (videos[0][0], videos[0][0])  # one video where the sides agree fully
+    drawn = [0, 0, 2, 3]  # a resample: video 0 twice, 1 never
+    summed = sum(confusion_matrix(a, b, labels=codes) for a, b in (videos[i] for i in drawn))
+    pooled_a = [c for i in drawn for c in videos[i][0]]
+    pooled_b = [c for i in drawn for c in videos[i][1]]
+    assert kappa_of_confusion(summed) == pytest.approx(cohen_kappa_score(pooled_a, pooled_b, labels=codes), abs=1e-6)
+    assert kappa_of_confusion(confusion_matrix(["neutral"] * 5, ["neutral"] * 5, labels=codes)) == 1.0
+    assert kappa_of_confusion(np.zeros((3, 3))) is None
 
 
 def write_every_format(folder: Path, script, video: str = "clip.mp4") -> dict[str, Path]:

@@ -371,19 +371,33 @@ def pooled_agreement(pairs: Sequence[Paired], include_uncodable: bool) -> Agreem
 
 def bootstrap_intervals(pairs: Sequence[Paired], include_uncodable: bool, resamples: int, seed: int):
     """95% percentile intervals of the pooled kappa and agreement, resampling whole videos (epochs of one video are
-    not independent); benchmarks/agreement_coverage.py measures their coverage."""
+    not independent); benchmarks/agreement_coverage.py measures their coverage. Each video's confusion matrix is
+    computed once (scikit-learn); a resample's pooled matrix is the sum of its videos', and its kappa Cohen's formula
+    on that matrix, the number ``cohen_kappa_score`` gives on the pooled epochs (a test checks), without
+    recounting every epoch of every resample."""
     if len(pairs) < 2 or resamples <= 0:
         return None, None
-    rng = np.random.default_rng(seed)
-    kappas, agreements = [], []
-    for _ in range(resamples):
-        sample = [pairs[i] for i in rng.integers(0, len(pairs), len(pairs))]
-        pooled = pooled_agreement(sample, include_uncodable)
-        if pooled.kappa is not None:
-            kappas.append(pooled.kappa)
-        if pooled.agreement is not None:
-            agreements.append(pooled.agreement)
+    matrices = np.array([agreement_of(p.video, p.first, p.second, include_uncodable).confusion for p in pairs], float)
+    drawn = np.random.default_rng(seed).integers(0, len(pairs), (resamples, len(pairs)))
+    counts = np.stack([np.bincount(row, minlength=len(pairs)) for row in drawn])
+    pooled = np.einsum("rv,vij->rij", counts, matrices)
+    kappas = [k for k in map(kappa_of_confusion, pooled) if k is not None]
+    totals = pooled.sum(axis=(1, 2))
+    agreements = [round(float(np.trace(m) / t), 6) for m, t in zip(pooled, totals) if t > 0]
     return _interval(kappas), _interval(agreements)
+
+
+def kappa_of_confusion(matrix: np.ndarray) -> float | None:
+    """Cohen's kappa of a confusion matrix (rows: one side, columns: the other); None without epochs, 1.0 when both
+    sides gave one and the same code throughout (as ``_kappa``)."""
+    total = matrix.sum()
+    if total <= 0:
+        return None
+    observed = np.trace(matrix) / total
+    expected = float(matrix.sum(axis=1) @ matrix.sum(axis=0)) / total ** 2
+    if expected >= 1.0:
+        return 1.0
+    return round(float((observed - expected) / (1.0 - expected)), 6)
 
 
 def _interval(values: list[float]) -> list[float] | None:
@@ -446,7 +460,7 @@ def agree(config) -> AgreementReport:
 
 
 __all__ = ["Agreement", "AgreementReport", "EventAgreement", "IccRecord", "Paired", "agree", "agreement_markdown",
-           "bootstrap_intervals", "collect_code_files", "compare", "pooled_agreement",
+           "bootstrap_intervals", "collect_code_files", "compare", "kappa_of_confusion", "pooled_agreement",
            "epoch_codes", "match_events", "parse_map", "plot_bland_altman", "read_side", "share_icc", "shares",
            "with_tolerance"]
 
