@@ -364,6 +364,12 @@ def cmd_code(args: argparse.Namespace) -> int:
     print(f"{corpus.count(CODED)} video(s) coded, {corpus.count(SKIPPED)} kept from an earlier run, "
           f"{len(corpus.failed)} failed; per video codes.csv, .eaf (ELAN), .boris (BORIS), .opf (Datavyu) and "
           f"timeline.csv in {corpus.out}/<video>/; summary.csv and report.html in {corpus.out}")
+    if corpus.agreement is not None:
+        pooled = corpus.agreement.pooled
+        interval = f" [{pooled.kappa_ci[0]:.3f}, {pooled.kappa_ci[1]:.3f}]" if pooled.kappa_ci else ""
+        kappa = "-" if pooled.kappa is None else f"{pooled.kappa:.3f}"
+        print(f"agreement with {', '.join(config.reference)} over {len(corpus.agreement.videos)} video(s): kappa "
+              f"{kappa}{interval}; agreement.json and agreement.md in {corpus.out / 'agreement'}")
     for failed in corpus.failed:
         print(f"failed: {failed.video}: {failed.error}", file=sys.stderr)
     return min(len(corpus.failed), 100)

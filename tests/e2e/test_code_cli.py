@@ -145,3 +145,15 @@ def test_a_ray_address_that_does_not_answer_is_one_line_and_writes_nothing(corpu
                    check=False)
     assert proc.returncode == 2 and "no Ray cluster answers there" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_code_with_a_reference_writes_the_agreement_beside_the_codes(corpus, untrained_run, tmp_path):
+    out = tmp_path / "with-reference"
+    proc = run_cli("code", untrained_run, corpus / "session_02.mp4", "--out", out, "--no-progress",
+                   "--reference", corpus / "session_02.truth.csv")
+    assert "agreement with" in proc.stdout and "over 1 video(s): kappa" in proc.stdout
+    import json
+
+    report = json.loads((out / "agreement" / "agreement.json").read_text())
+    assert [v["video"] for v in report["videos"]] == ["session_02"] and report["pooled"]["epochs"] > 0
+    assert (out / "agreement" / "agreement.md").is_file() and (out / "agreement" / "bland_altman.png").is_file()

@@ -58,6 +58,15 @@ class CodeConfig(ConfigModel):
     phases: str = option("", "CSV with columns video, phase, start, end (seconds) naming the episodes of each video "
                              "(e.g. face-to-face, still-face, reunion): summary.csv then has one row per phase and "
                              "the ELAN file a phase tier; empty = none", metavar="CSV", group=CODING)
+    reference: list[str] = option(description="after coding, compare the codes with these (repeatable): a human coder's "
+                                              "files or folders as 'babyface agree' reads them (ELAN, BORIS, Datavyu, CSV); "
+                                              "writes OUT/agreement/ (agreement.json, agreement.md, Bland-Altman plot)",
+                                  default_factory=list, metavar="REF", group=CODING)
+    reference_tier: str = option("", "with --reference: the reference's tier when its files hold several", metavar="NAME",
+                                 group=CODING)
+    reference_map: str = option("", "with --reference: the reference's vocabulary onto the codes, e.g. 'smile=positive,"
+                                     "cry=negative'; empty = its values are the codes already", metavar="MAP",
+                                group=CODING)
     workers: int = option(1, "videos coded at once, each in its own process with one thread and the model loaded "
                              "once (the files are the same as with one worker); with --ray, the CPUs of the local Ray "
                              "it starts, or the most videos in flight on a cluster (1 = as many as the cluster has CPUs)",

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
 
 from babyface.bundle import bundle_sha256, read_metadata
 from babyface.config import VideoOptions
@@ -40,6 +40,9 @@ from babyface.video.episodes import (
     summarise_video,
     unmatched_phase_videos,
 )
+
+if TYPE_CHECKING:
+    from babyface.video.agreement import AgreementReport
 
 log = logging.getLogger("babyface")
 
@@ -67,6 +70,7 @@ class VideoResult:
 class CorpusResult:
     out: Path
     videos: list[VideoResult]
+    agreement: "AgreementReport | None" = None  # with --reference
 
     @property
     def failed(self) -> list[VideoResult]:
@@ -247,7 +251,19 @@ def code_corpus(config: CodeConfig) -> CorpusResult:
     from babyface.video.coding_report import write_report
 
     write_report(out / "report.html", corpus, config)
+    if config.reference:
+        corpus.agreement = agree_with_reference(config, out)
     return corpus
+
+
+def agree_with_reference(config: CodeConfig, out: Path):
+    """``code --reference``: the corpus's codes against a coder's, as ``babyface agree OUT --reference ...`` gives it,
+    into OUT/agreement/ (replaced at every run: it follows the codes)."""
+    from babyface.config.coding import AgreeConfig
+    from babyface.video.agreement import agree
+
+    return agree(AgreeConfig(codes=[str(out)], reference=config.reference, out=str(out / "agreement"), epoch=config.epoch,
+                             reference_tier=config.reference_tier, map=config.reference_map, overwrite=True))
 
 
 def _failed(job: VideoJob, error: str) -> VideoResult:
