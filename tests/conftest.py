@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # make test runs the suite in two pytest-xdist workers on the 2 cores: each worker, and the CLI processes it
+    # starts, computes on one thread, so that their threads do not fight over the cores (set before torch loads)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
 from pathlib import Path
 from typing import Callable
 
