@@ -255,3 +255,9 @@ def test_framing_follows_the_bundle_unless_given(tiny_data, tmp_path, capsys) ->
     warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["framing"]["mode"] == "face"
     assert any("pass --framing whole" in line for line in warnings)
+    from babyface.tools.synthetic import write_scripted_face_video
+
+    clip = write_scripted_face_video(tmp_path / "clip.mp4", [("open", 0.5)], fps=10)
+    assert main(["predict", str(runs["tight"]), str(clip), "--device", "cpu", "--out", str(tmp_path / "v"),
+                 "--no-progress"]) == 0
+    assert not [line for line in capsys.readouterr().err.splitlines() if "framing" in line.lower()]  # videos: always detected

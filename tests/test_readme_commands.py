@@ -40,3 +40,22 @@ def test_a_readme_command_parses(command: str, capsys) -> None:
     except SystemExit:
         pytest.fail(f"README command does not parse: {command}\n{capsys.readouterr().err}")
     assert callable(args.func)
+
+
+# how the README and `demo --help` name each demo model
+DEMO_MODEL_WORDS = {"fast": "xception-mini", "resnet18": "ResNet-18", "cnn": "CNN"}
+
+
+def test_the_readme_and_demo_help_name_the_models_the_demo_trains() -> None:
+    from babyface.config import DemoConfig
+    from babyface.tools.demo import DEMO_MODELS
+
+    assert set(DEMO_MODEL_WORDS) == set(DEMO_MODELS)
+    trained = set(DemoConfig().models)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    line = re.search(r"make demo +#(.*\n +#.*)", readme).group(1)
+    demo_help = build_parser()._subparsers._group_actions[0].choices["demo"].description
+    for model, word in DEMO_MODEL_WORDS.items():
+        assert (word in line) == (model in trained), f"README's make demo line and the demo's models disagree on {model}"
+        trained_words = demo_help.split(";")[0]  # what follows ';' lists the models --models can add
+        assert (word in trained_words) == (model in trained), f"demo --help and the demo's models disagree on {model}"

@@ -8,7 +8,6 @@ Precedence: defaults < recipe < --config YAML < flags < positionals.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import math
 import sys
@@ -334,14 +333,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
                             precision=config.precision)
     videos = [i for i in config.inputs if is_video_file(i)]
     images = [i for i in config.inputs if not is_video_file(i)]
-    used = classifier.framing
-    warn_if_framing_differs(classifier.meta, used if images else dataclasses.replace(used, mode="face"), config.run)
-    for summary in analyse_videos(classifier, videos, config, measure=config.measures):
+    if images:  # a video's faces are always found by detection: its framing is never the photos' question
+        warn_if_framing_differs(classifier.meta, classifier.framing, config.run)
+    for summary in analyse_videos(classifier, videos, config, config.progress, measure=config.measures):
         print_video_summary(summary)
     if not images:
         return 0
     paths = collect_inputs(images)
-    predictions, skipped = classifier.predict_files(paths, strict=config.strict)
+    predictions, skipped = classifier.predict_files(paths, strict=config.strict, progress=config.progress)
     refuse_non_finite(predictions)
     if config.measures:
         attach_measures(predictions, paths, config, classifier.framing.mode)
@@ -613,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("crop", cmd_data_crop, CropConfig, "cut square face crops out of photos, keeping the class layout", data_sub)
 
     command("demo", cmd_demo, DemoConfig,
-            "synthesise a dataset, train the CNN and ResNet-18, evaluate both, print a results table")
+            "synthesise a dataset, train the fast recipe's model (xception-mini; --models adds resnet18 or cnn), evaluate it "
+            "on the synthetic test faces, print a results table")
     return parser
 
 

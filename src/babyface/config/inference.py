@@ -121,6 +121,7 @@ class PredictConfig(ConfigModel):
     faces: FaceDetection = faces_option()
     overwrite: bool = option(False, "videos: write into a --out folder, or over an --annotate file, that already exists",
                              group=VIDEO)
+    progress: bool = option(True, PROGRESS_HELP, group=OUTPUT)
     measures: bool = option(False, MEASURES_HELP, group=OUTPUT)
 
 
