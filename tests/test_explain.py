@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch import nn
@@ -68,3 +69,32 @@ def test_overlay_has_the_image_size_and_heat_where_the_map_is_high():
     assert overlay.shape == (90, 150, 3) and overlay.dtype == np.uint8
     hot, cold = overlay[5, 5], overlay[85, 145]
     assert hot[0] > hot[2] and cold[2] > cold[0]  # jet: red where high, blue where low
+
+
+def test_grad_cam_explains_the_best_of_the_decision_classes():
+    model = RedGreenModel()
+    image = red_top_left_green_bottom_right()
+    image[0, 1] = 0  # only red: class 0 has the highest logit, but decisions are over class 1 alone here
+    cam, logits = grad_cam(model, image, among=[1])
+    assert int(logits.argmax()) == 0 and cam.max() == 0.0  # class 1's map: nothing green drives it
+
+
+def test_a_model_deciding_over_three_of_seven_classes_is_explained_over_those_three(tmp_path):
+    from babyface.bundle.single import bundle_metadata, save_bundle
+    from babyface.errors import BabyfaceError
+    from babyface.evaluation.explain import Explainer
+    from babyface.models import create_model
+
+    torch.manual_seed(0)
+    learned = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    model = create_model("cnn", len(learned), 32).eval()
+    meta = bundle_metadata(model, learned, 32, [0.5] * 3, [0.25] * 3, decision_classes=["happy", "neutral", "sad"])
+    save_bundle(tmp_path / "run", model, meta)
+    explainer = Explainer(tmp_path / "run", device="cpu")
+    explanation = explainer.explain_image(Image.new("RGB", (40, 40), (120, 90, 60)), "face")
+    assert list(explanation.probabilities) == ["happy", "neutral", "sad"]
+    assert sum(explanation.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert explanation.explained_class == explanation.predicted in {"happy", "neutral", "sad"}
+    assert explainer.explain_image(Image.new("RGB", (40, 40)), "face", "sad").explained_class == "sad"
+    with pytest.raises(BabyfaceError, match="decides over: happy, neutral, sad"):
+        explainer.class_index("angry")

@@ -134,7 +134,7 @@ def test_explain_writes_overlays_at_the_images_own_size(tiny_run, tiny_data, tmp
     assert Image.open(out / "wide_sad_gradcam.png").size == (150, 90)
     assert "Grad-CAM of sad" in capsys.readouterr().out
     assert main(["explain", str(tiny_run), str(wide), "--out", str(tmp_path / "x"), "--class", "angry"]) == 2
-    assert "not one of the model's classes" in capsys.readouterr().err
+    assert "not one of the classes the model decides over" in capsys.readouterr().err
 
 
 def render_dom(chromium: str, page: Path, profile: Path) -> str:

@@ -32,10 +32,12 @@ log = logging.getLogger("babyface")
 OVERLAY_ALPHA = 0.45
 
 
-def grad_cam(model: nn.Module, inputs: torch.Tensor, target: int | None = None) -> tuple[np.ndarray, torch.Tensor]:
+def grad_cam(model: nn.Module, inputs: torch.Tensor, target: int | None = None,
+             among: list[int] | None = None) -> tuple[np.ndarray, torch.Tensor]:
     """Heatmap (h×w of ``model.gradcam_layer``, scaled to 0..1) for one normalised 1×3×S×S input, and the logits.
 
-    ``target`` is the class index to explain; None explains the predicted class.
+    ``target`` is the class index to explain; None explains the predicted class, the highest logit among the indices
+    ``among`` (the classes decisions are taken over) or among all.
     """
     captured: dict[str, torch.Tensor] = {}
 
@@ -48,7 +50,9 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, target: int | None = None) 
         model.eval()
         with torch.enable_grad():
             logits = model(inputs)
-            target = int(logits[0].argmax()) if target is None else target
+            if target is None:
+                candidates = among if among is not None else list(range(logits.shape[1]))
+                target = candidates[int(logits[0, candidates].argmax())]
             model.zero_grad(set_to_none=True)
             logits[0, target].backward()
     finally:
@@ -89,10 +93,13 @@ class Explainer:
         self.device = self.classifier.device
 
     def class_index(self, name: str | None) -> int | None:
+        """The model's output index of ``name``, one of the classes it decides over (a 7-class model deciding over
+        three explains those three)."""
         if name is None or name == "":
             return None
-        if name not in self.bundle.classes:
-            raise BabyfaceError(f"--class {name!r} is not one of the model's classes: {', '.join(self.bundle.classes)}")
+        if name not in self.classifier.classes:
+            raise BabyfaceError(f"--class {name!r} is not one of the classes the model decides over: "
+                                f"{', '.join(self.classifier.classes)}")
         return self.bundle.classes.index(name)
 
     def explain(self, path: str | os.PathLike, target_class: str | None = None) -> Explanation:
@@ -103,11 +110,13 @@ class Explainer:
         b = self.bundle
         pixels = torch.from_numpy(resize_square(original, b.image_size).copy()).permute(2, 0, 1)[None]
         target = self.class_index(target_class)
-        cam, logits = grad_cam(b.model, normalise(pixels.to(self.device), b.mean, b.std), target)
-        probs = self.classifier.calibrate(logits)[0].tolist()
+        decision = self.classifier.meta.decision_index
+        cam, logits = grad_cam(b.model, normalise(pixels.to(self.device), b.mean, b.std), target, among=decision)
+        probs = self.classifier.calibrate(logits if decision is None else logits[:, decision])[0].tolist()
+        classes = self.classifier.classes
         best = int(np.argmax(probs))
-        explained = b.classes[best if target is None else target]
-        return Explanation(name, explained, b.classes[best], probs[best], dict(zip(b.classes, probs)),
+        explained = classes[best] if target is None else b.classes[target]
+        return Explanation(name, explained, classes[best], probs[best], dict(zip(classes, probs)),
                            overlay_heatmap(original, cam))
 
 

@@ -125,9 +125,9 @@ class FaceService:
         if self.classifier.meta.is_ensemble:
             raise BabyfaceError("gradcam=true explains one model and this server serves an ensemble; start babyface serve "
                                 "on one of its members (RUN/members/NAME) for overlays")
-        if target_class and target_class not in self.classifier.meta.classes:
-            raise BabyfaceError(f"target_class={target_class!r} is not one of the model's classes: "
-                                f"{', '.join(self.classifier.meta.classes)}")
+        if target_class and target_class not in self.classifier.classes:
+            raise BabyfaceError(f"target_class={target_class!r} is not one of the classes the model decides over: "
+                                f"{', '.join(self.classifier.classes)}")
 
     def close(self) -> None:
         self.batcher.close()
