@@ -149,3 +149,12 @@ def test_video_errors_are_one_line(untrained_run, tmp_path, capsys) -> None:
     assert "OpenCV cannot read this video" in capsys.readouterr().err
     assert main(["predict", str(untrained_run), str(broken), str(broken), "--annotate", "a.mp4", "--device", "cpu"]) == 2
     assert "one input video" in capsys.readouterr().err
+
+
+def test_frame_times_follow_the_container_and_fall_back_to_the_frame_rate():
+    from babyface.video.analysis import frame_times
+
+    assert frame_times([0, 3, 6], {0: 0.0, 3: 0.1, 6: 0.9}, 30.0) == [0.0, 0.1, 0.9]  # variable rate: as stamped
+    assert frame_times([0, 3, 6], {0: 0.0, 3: 0.0, 6: 0.0}, 30.0) == [0.0, 0.1, 0.2]  # no stamps: index / fps
+    assert frame_times([3, 6], {3: 5.1, 6: 5.2}, 30.0) == pytest.approx([0.1, 0.2])  # a stream starting at 5 s
+    assert frame_times([0, 3], {0: 0.2, 3: 0.1}, 30.0) == [0.0, 0.1]  # stamps that go back are not trusted

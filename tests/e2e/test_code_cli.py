@@ -157,3 +157,44 @@ def test_code_with_a_reference_writes_the_agreement_beside_the_codes(corpus, unt
     report = json.loads((out / "agreement" / "agreement.json").read_text())
     assert [v["video"] for v in report["videos"]] == ["session_02"] and report["pooled"]["epochs"] > 0
     assert (out / "agreement" / "agreement.md").is_file() and (out / "agreement" / "bland_altman.png").is_file()
+
+
+def write_variable_rate_video(path: Path, seconds_between: list[float]) -> list[float]:
+    """An MPEG-4 video whose frames come at the given gaps (as a phone's variable frame rate does), each frame a face
+    scene; returns each frame's presentation time."""
+    import fractions
+
+    av = pytest.importorskip("av", reason="PyAV writes the variable-frame-rate video (pip install av; a test extra)")
+    import numpy as np
+
+    from tests.conftest import face_scene
+
+    frame_rgb = np.asarray(face_scene(size=(320, 240), at=(80, 40)))
+    times, pts = [], 0
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for gap in [0.0, *seconds_between]:
+            pts += round(gap * 1000)
+            frame = av.VideoFrame.from_ndarray(frame_rgb, format="rgb24")
+            frame.pts, frame.time_base = pts, fractions.Fraction(1, 1000)
+            times.append(pts / 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return times
+
+
+def test_a_variable_frame_rate_video_is_coded_on_its_own_clock(untrained_run, tmp_path):
+    gaps = [0.1] * 9 + [0.5] * 10 + [0.1] * 10  # 1 s at 10 frames/s, 5 s at 2, 1 s at 10: 4.3 frames/s on average
+    true_times = write_variable_rate_video(tmp_path / "phone.mp4", gaps)
+    out = tmp_path / "coded"
+    run_cli("code", untrained_run, tmp_path / "phone.mp4", "--fps", "0", "--out", out, "--no-progress")
+    timeline = read_csv(out / "phone" / "timeline.csv")
+    seen = {int(row["frame"]): float(row["time"]) for row in timeline}
+    assert seen and all(seen[frame] == pytest.approx(true_times[frame], abs=0.002) for frame in seen)
+    assert seen.get(10) == pytest.approx(1.4, abs=0.002)  # not 10 / 4.3 = 2.3 s
+    epochs = read_csv(out / "phone" / "codes.csv")
+    assert len(epochs) == 7 and float(epochs[-1]["end"]) == pytest.approx(7.0, abs=0.11)

@@ -136,14 +136,17 @@ def open_video(path: Path):
     return capture, info
 
 
-def sampled_frames(capture, every: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame index, BGR frame) for every ``every``-th frame; skipped frames are grabbed, not converted."""
+def sampled_frames(capture, every: int, stamps: dict[int, float] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, BGR frame) for every ``every``-th frame; skipped frames are grabbed, not converted. ``stamps``
+    gets each used frame's presentation time in seconds as the container gives it."""
     index = 0
     while True:
         if index % every == 0:
             ok, frame = capture.read()
             if not ok:
                 return
+            if stamps is not None:
+                stamps[index] = capture.get(_cv2().CAP_PROP_POS_MSEC) / 1000
             yield index, frame
         elif not capture.grab():
             return
@@ -265,11 +268,22 @@ class VideoRows:
     used: list[int]
     frames_read: int  # frames decoded or skipped up to the end, used or not
     seconds: float  # wall-clock time the reading took
+    times: list[float] = field(default_factory=list)  # seconds of each used frame (``frame_times``)
 
     @property
     def duration(self) -> float:
-        """Seconds of video read (the container's frame count is not trusted: truncated files overstate it)."""
-        return self.frames_read / self.info.fps
+        """Seconds of video read (the container's frame count is not trusted: truncated files overstate it; with a
+        variable frame rate the container's mean rate), and at least to the last used frame's time."""
+        return max(self.frames_read / self.info.fps, self.times[-1] if self.times else 0.0)
+
+
+def frame_times(used: Sequence[int], stamps: dict[int, float], fps: float) -> list[float]:
+    """Each used frame's time: the container's presentation times where they rise frame after frame (a phone's
+    variable frame rate keeps its real timing), else frame index / fps (a container without them reports zeros)."""
+    times = [stamps.get(index, -1.0) for index in used]
+    if len(times) > 1 and times[0] >= 0 and all(b > a for a, b in zip(times, times[1:])):
+        return [t - times[0] + used[0] / fps for t in times]  # a stream starting at a later time starts at its first frame
+    return [index / fps for index in used]
 
 
 def read_video_rows(analyser: VideoAnalyser, capture, info: VideoInfo, path: Path, every: int, progress: bool = True,
@@ -280,10 +294,12 @@ def read_video_rows(analyser: VideoAnalyser, capture, info: VideoInfo, path: Pat
     rounds are classified in one batch (faster; the frames of a group are held in memory together)."""
     rows: list[FaceRow] = []
     used: list[int] = []
+    stamps: dict[int, float] = {}
     started = time.perf_counter()
     try:
         total = max(info.frames // every, 1) if info.frames > 0 else None
-        frames = progress_bar(sampled_frames(capture, every), progress, total=total, desc=path.name, unit="frame", leave=False)
+        frames = progress_bar(sampled_frames(capture, every, stamps), progress, total=total, desc=path.name, unit="frame",
+                              leave=False)
         for group in batched(detection_chunks(analyser, iter(frames)), group_chunks):
             for (chunk, _, _), chunk_rows in zip(group, analyser.rows_of(group)):
                 rows += chunk_rows
@@ -293,7 +309,11 @@ def read_video_rows(analyser: VideoAnalyser, capture, info: VideoInfo, path: Pat
         frames_read = max(int(capture.get(_cv2().CAP_PROP_POS_FRAMES) or 0), used[-1] + 1 if used else 0)
     finally:
         capture.release()
-    return VideoRows(info, rows, used, frames_read, time.perf_counter() - started)
+    times = frame_times(used, stamps, info.fps)
+    at = dict(zip(used, times))
+    for row in rows:
+        row.time = round(at.get(row.frame, row.time), 4)
+    return VideoRows(info, rows, used, frames_read, time.perf_counter() - started, times)
 
 
 def batched(items, size: int):

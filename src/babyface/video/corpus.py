@@ -164,8 +164,7 @@ def code_video(classifier: Classifier, config: CodeConfig, video: Path, code_map
     read = read_video_rows(analyser, capture, info, video, every, progress, group_chunks=CHUNKS_PER_BATCH)
     if not read.used:
         raise DataError(f"{video}: no frame could be decoded; check that the file is a complete video (re-encode it with ffmpeg)")
-    times = [index / info.fps for index in read.used]
-    tiers = code_epochs(read.rows, times, read.duration, config.epoch, classifier.classes, code_map, config.face,
+    tiers = code_epochs(read.rows, read.times, read.duration, config.epoch, classifier.classes, code_map, config.face,
                         config.min_confidence)
     return VideoCoding(CodedVideo(video.name, read.duration, config.epoch, list(classifier.classes), tiers), read)
 
