@@ -25,7 +25,7 @@ from babyface.faces.detectors import detect_faces  # noqa: E402
 from babyface.faces.registry import get_detector  # noqa: E402
 from babyface.inference.classifier import Classifier  # noqa: E402
 from babyface.tools.synthetic import write_moving_faces_video  # noqa: E402
-from babyface.video.analysis import analyse_video  # noqa: E402
+from babyface.video.analysis import VideoAnalysis, analyse_video  # noqa: E402
 from untrained import untrained_bundle  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def main() -> None:
         config = PredictConfig(run=str(run), out=str(tmp / "out"), detector=args.detector, detect_every=args.detect_every,
                                detect_size=args.detect_size,
                                annotate=str(tmp / "annotated.mp4") if args.annotate else "", device="cpu")
-        summary = analyse_video(Classifier(run, device="cpu"), clip, config, progress=False)
+        summary = analyse_video(Classifier(run, device="cpu"), clip, VideoAnalysis.of(config), progress=False)
     print(f"{summary['frames']} frames of 640×480, {summary['faces']} face id(s), {summary['rows']} face rows: "
           f"{summary['seconds']:.2f} s = {summary['frames_per_second']:.1f} frames/s "
           f"({args.detector} on every {args.detect_every or get_detector(args.detector).detect_every} frame(s), {args.threads} thread(s)"

@@ -135,7 +135,7 @@ def test_detectors_follow_the_synthetic_face_with_one_id(clip, untrained_run, tm
     if detector == "mtcnn":
         pytest.importorskip("facenet_pytorch")
     config = video.PredictConfig(run=str(untrained_run), out=str(tmp_path / "out"), detector=detector)
-    summary = video.analyse_video(Classifier(untrained_run, device="cpu"), clip, config, progress=False)
+    summary = video.analyse_video(Classifier(untrained_run, device="cpu"), clip, video.VideoAnalysis.of(config), progress=False)
     rows = read_rows(tmp_path / "out" / "timeline.csv")
     assert summary["faces"] == 1 and summary["frames"] == 24 and len(rows) >= min_rows
     lefts = [int(r["left"]) for r in rows]

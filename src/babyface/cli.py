@@ -324,7 +324,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from babyface.faces.framing import Framing, warn_if_framing_differs
     from babyface.inference.classifier import Classifier, collect_inputs, format_predictions
     from babyface.outputs import write_text
-    from babyface.video.analysis import analyse_videos, is_video_file
+    from babyface.video.analysis import VideoAnalysis, analyse_videos, is_video_file
 
     config = build_config(PredictConfig, args)
     framing = Framing.from_config(config)
@@ -335,7 +335,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     images = [i for i in config.inputs if not is_video_file(i)]
     if images:  # a video's faces are always found by detection: its framing is never the photos' question
         warn_if_framing_differs(classifier.meta, classifier.framing, config.run)
-    for summary in analyse_videos(classifier, videos, config, config.progress, measure=config.measures):
+    for summary in analyse_videos(classifier, videos, VideoAnalysis.of(config), config.progress, measure=config.measures):
         print_video_summary(summary)
     if not images:
         return 0
@@ -407,12 +407,13 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from babyface.inference.classifier import collect_inputs
     from babyface.measures.photos import format_measures, measure_photos
     from babyface.outputs import write_text
-    from babyface.video.analysis import analyse_videos, is_video_file
+    from babyface.video.analysis import VideoAnalysis, analyse_videos, is_video_file
 
     config = build_config(MeasureConfig, args)
     videos = [i for i in config.inputs if is_video_file(i)]
     images = [i for i in config.inputs if not is_video_file(i)]
-    for summary in analyse_videos(None, videos, config.video_config(config.out), config.progress, measure=True):
+    unsmoothed = VideoAnalysis(config.faces, config.video, smooth=1, out=config.out, overwrite=config.overwrite)
+    for summary in analyse_videos(None, videos, unsmoothed, config.progress, measure=True):
         print_video_summary(summary)
     if not images:
         return 0

@@ -146,11 +146,6 @@ class MeasureConfig(ConfigModel):
     video: VideoOptions = video_option()
     progress: bool = option(True, PROGRESS_HELP, group=OUTPUT)
 
-    def video_config(self, out: str) -> "PredictConfig":
-        """The video analysis settings of ``predict`` that measuring a video shares."""
-        return PredictConfig(inputs=self.inputs, out=out, overwrite=self.overwrite, faces=self.faces, video=self.video,
-                             smooth=1)
-
 
 class ExportConfig(ConfigModel):
     """``babyface export``: the run's model as ONNX, checked against PyTorch."""

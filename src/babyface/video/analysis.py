@@ -10,6 +10,7 @@ classified by the Classifier, and its probabilities are averaged over the last `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import time
@@ -323,7 +324,25 @@ def batched(items, size: int):
         yield group
 
 
-def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config: PredictConfig, progress: bool = True,
+@dataclass(frozen=True)
+class VideoAnalysis:
+    """How a video is analysed and where its timeline goes: what ``predict`` and ``measure`` share, each building it
+    from its own options (``measure`` without a model, unsmoothed)."""
+
+    faces: FaceDetection
+    video: VideoOptions
+    smooth: int = 1
+    out: str = ""  # folder for timeline.csv and timeline.png; empty: RUN/videos/<video name>
+    run: str = ""
+    overwrite: bool = False
+    annotate: str = ""  # also write this video with boxes and labels
+
+    @classmethod
+    def of(cls, config: PredictConfig) -> "VideoAnalysis":
+        return cls(config.faces, config.video, config.smooth, config.out, config.run, config.overwrite, config.annotate)
+
+
+def analyse_video(classifier: Classifier | None, path: str | os.PathLike, config: VideoAnalysis, progress: bool = True,
                   measure: bool = False) -> dict:
     """Write timeline.csv and timeline.png (and the annotated video with ``config.annotate``) into ``config.out``
     (empty: RUN/videos/<video name>); with ``measure`` the face measures too, and without a classifier only them.
@@ -409,7 +428,7 @@ def draw_face(cv2, bgr: np.ndarray, row: FaceRow) -> None:
     cv2.putText(bgr, text, (left + 3, y - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def analyse_videos(classifier: Classifier | None, paths: Sequence[str | os.PathLike], config: PredictConfig,
+def analyse_videos(classifier: Classifier | None, paths: Sequence[str | os.PathLike], config: VideoAnalysis,
                    progress: bool = True, measure: bool = False) -> list[dict]:
     """``analyse_video`` for each video; with several, ``--out`` holds one folder per video."""
     if config.annotate and len(paths) > 1:
@@ -417,9 +436,5 @@ def analyse_videos(classifier: Classifier | None, paths: Sequence[str | os.PathL
     summaries = []
     for path in paths:
         out = str(Path(config.out) / Path(path).stem) if config.out and len(paths) > 1 else config.out
-        summaries.append(analyse_video(classifier, path, _with_out(config, out), progress, measure))
+        summaries.append(analyse_video(classifier, path, dataclasses.replace(config, out=out), progress, measure))
     return summaries
-
-
-def _with_out(config: PredictConfig, out: str) -> PredictConfig:
-    return config.replace(out=out)
