@@ -8,7 +8,7 @@
 
     run = babyface.train(data="babyface_data", model="resnet18", out="runs/r18", epochs=23)
     metrics = babyface.evaluate("runs/r18")             # the run's own held-out test split
-    metrics["accuracy"], metrics["macro_f1"]
+    metrics.accuracy, metrics.macro_f1_ci                # EvaluationMetrics, the typed metrics.json
 
     out = babyface.cv(data="faces", folds="5", data_options={"group_by": "identity_group", "manifest": "ids.csv"})
 
@@ -45,7 +45,7 @@ from babyface.experiments.seeds import fit_seeds
 from babyface.faces.framing import Framing
 from babyface.inference.classifier import Classifier, as_rgb_image
 from babyface.measures.photos import FaceMeasures, Tally, measure_image
-from babyface.run import default_run_folder
+from babyface.run import EvaluationMetrics, default_run_folder, read_evaluation_metrics
 from babyface.training.fit import fit
 from babyface.video.corpus import CorpusResult, code_corpus
 
@@ -72,12 +72,15 @@ def train(config: TrainConfig | None = None, /, **options: Any) -> Path:
     return fit_seeds(config) if config.seeds else fit(config)
 
 
-def evaluate(config: EvalConfig | str | os.PathLike, /, **options: Any) -> dict:
-    """Evaluate a run as ``babyface evaluate`` does and return its metrics (also written to RUN/evaluation/).
+def evaluate(config: EvalConfig | str | os.PathLike, /, **options: Any) -> EvaluationMetrics:
+    """Evaluate a run as ``babyface evaluate`` does and return its metrics, the typed record of the metrics.json it
+    writes to RUN/evaluation/ (``metrics.accuracy``, ``metrics.macro_f1_ci``, ``metrics.model_dump()`` for JSON).
     ``babyface.evaluate("runs/r18")`` uses the run's own held-out test split; ``data=`` evaluates on other data."""
     if isinstance(config, EvalConfig):
-        return evaluate_run(merge(config, options))
-    return evaluate_run(from_dict(EvalConfig, {"run": str(config), **options}, where="babyface.evaluate"))
+        config = merge(config, options)
+    else:
+        config = from_dict(EvalConfig, {"run": str(config), **options}, where="babyface.evaluate")
+    return read_evaluation_metrics(Path(evaluate_run(config)["out"]))
 
 
 def cv(config: CvConfig | None = None, /, **options: Any) -> Path:

@@ -38,7 +38,7 @@ def api_run(tmp_path_factory) -> tuple[Path, dict]:
 def test_readme_python_example_runs(api_run) -> None:
     folder, namespace = api_run
     assert (folder / "runs" / "cnn" / "model.json").is_file() and (folder / "runs" / "cnn" / "evaluation" / "metrics.json").is_file()
-    assert 0 <= namespace["metrics"]["accuracy"] <= 1 and namespace["metrics"]["n"] > 0
+    assert 0 <= namespace["metrics"].accuracy <= 1 and namespace["metrics"].n > 0  # a typed record
     assert isinstance(namespace["model"], babyface.Classifier)
 
 
