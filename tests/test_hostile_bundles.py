@@ -314,7 +314,7 @@ def test_predict_refuses_a_hostile_bundle_in_one_line(single: Path, tmp_path: Pa
 
 def test_predictions_with_nan_are_never_printed(single: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     nan = Prediction("x.png", "happy", math.nan, {c: math.nan for c in CLASSES})
-    monkeypatch.setattr(Classifier, "predict_files", lambda self, paths, strict=False: ([nan], []))
+    monkeypatch.setattr(Classifier, "predict_files", lambda self, paths, strict=False, progress=False: ([nan], []))
     assert main(["predict", str(single), str(write_png(tmp_path / "x.png")), "--format", "json", "--backend", "torch"]) == 2
     out, err = capsys.readouterr()
     assert "NaN" not in out and "non-finite probabilities" in err and len(err.strip().splitlines()) == 1
