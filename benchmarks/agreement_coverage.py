@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from babyface.video.agreement import Paired, bootstrap_intervals, pooled_agreement, share_icc, shares
+from babyface.video.agreement import Paired, agreement_of, bootstrap_intervals, pooled_agreement, share_icc, shares
 from babyface.video.coding import AFFECT_CODES
 
 
@@ -75,7 +75,8 @@ def main() -> None:
     widths: dict[str, list[float]] = {key: [] for key in covered}
     for study in range(args.studies):
         pairs = simulate_study(rng, args.videos, args.epochs)
-        kappa_ci, _ = bootstrap_intervals(pairs, False, args.resamples, seed=study)
+        confusions = [agreement_of(p.video, p.first, p.second, False).confusion for p in pairs]
+        kappa_ci, _ = bootstrap_intervals(confusions, args.resamples, seed=study)
         intervals = {"kappa": (kappa_ci, true_kappa)}
         for code in AFFECT_CODES:
             record = share_icc(shares(pairs, code, False))

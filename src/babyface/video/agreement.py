@@ -285,7 +285,7 @@ def compare(first: dict[str, list[Bout]], second: dict[str, list[Bout]], epoch: 
                         f"{', '.join(sorted(second)) or 'none'}); videos are matched by file name")
     videos = [with_events(agreement_of(p.video, p.first, p.second, include_uncodable), [p], tolerance) for p in pairs]
     pooled = with_events(pooled_agreement(pairs, include_uncodable), pairs, tolerance)
-    pooled.kappa_ci, pooled.agreement_ci = bootstrap_intervals(pairs, include_uncodable, resamples, seed)
+    pooled.kappa_ci, pooled.agreement_ci = bootstrap_intervals([v.confusion for v in videos], resamples, seed)
     codes = list(CODES if include_uncodable else AFFECT_CODES)
     return AgreementReport(epoch=epoch, tolerance=tolerance, include_uncodable=include_uncodable, codes=codes,
                            videos=videos, pooled=pooled, only_first=sorted(set(first) - set(second)),
@@ -369,17 +369,18 @@ def pooled_agreement(pairs: Sequence[Paired], include_uncodable: bool) -> Agreem
     return agreement_of("pooled", [c for p in pairs for c in p.first], [c for p in pairs for c in p.second], include_uncodable)
 
 
-def bootstrap_intervals(pairs: Sequence[Paired], include_uncodable: bool, resamples: int, seed: int):
+def bootstrap_intervals(confusions: Sequence[list[list[int]]], resamples: int, seed: int):
     """95% percentile intervals of the pooled kappa and agreement, resampling whole videos (epochs of one video are
-    not independent); benchmarks/agreement_coverage.py measures their coverage. Each video's confusion matrix is
-    computed once (scikit-learn); a resample's pooled matrix is the sum of its videos', and its kappa Cohen's formula
-    on that matrix, the number ``cohen_kappa_score`` gives on the pooled epochs (a test checks), without
-    recounting every epoch of every resample."""
-    if len(pairs) < 2 or resamples <= 0:
+    not independent); benchmarks/agreement_coverage.py measures their coverage. ``confusions`` are the videos'
+    confusion matrices (scikit-learn's, computed once per video); a resample's pooled matrix is the sum of its
+    videos', and its kappa Cohen's formula on that matrix, the number ``cohen_kappa_score`` gives on the pooled
+    epochs (a test checks), without recounting every epoch of every resample."""
+    if len(confusions) < 2 or resamples <= 0:
         return None, None
-    matrices = np.array([agreement_of(p.video, p.first, p.second, include_uncodable).confusion for p in pairs], float)
-    drawn = np.random.default_rng(seed).integers(0, len(pairs), (resamples, len(pairs)))
-    counts = np.stack([np.bincount(row, minlength=len(pairs)) for row in drawn])
+    matrices = np.array(confusions, float)
+    videos = len(matrices)
+    drawn = np.random.default_rng(seed).integers(0, videos, (resamples, videos))
+    counts = np.stack([np.bincount(row, minlength=videos) for row in drawn])
     pooled = np.einsum("rv,vij->rij", counts, matrices)
     kappas = [k for k in map(kappa_of_confusion, pooled) if k is not None]
     totals = pooled.sum(axis=(1, 2))
@@ -459,7 +460,7 @@ def agree(config) -> AgreementReport:
     return report
 
 
-__all__ = ["Agreement", "AgreementReport", "EventAgreement", "IccRecord", "Paired", "agree", "agreement_markdown",
+__all__ = ["Agreement", "AgreementReport", "EventAgreement", "IccRecord", "Paired", "agree", "agreement_markdown", "agreement_of",
            "bootstrap_intervals", "collect_code_files", "compare", "kappa_of_confusion", "pooled_agreement",
            "epoch_codes", "match_events", "parse_map", "plot_bland_altman", "read_side", "share_icc", "shares",
            "with_tolerance"]
