@@ -94,7 +94,7 @@ def watch(
         if snapshots is not None and rgb is not None and event["event"] in ALERTS:
             event = {**event, "snapshot": snapshots.save(event, rgb)}
             if event["snapshot"]:
-                sink.snapshot(event["snapshot"])
+                sink.snapshot(snapshots.latest)
         record(event)
         if not sink.has_output:
             raise NoOutputLeft

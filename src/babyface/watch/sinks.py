@@ -53,17 +53,13 @@ class EventSink:
         if self.mqtt is not None:
             self.mqtt.publish_state(json.dumps({"time": _now(), "t": round(t, 3), "faces": faces, "monitor": monitor}))
 
-    def snapshot(self, path: str) -> None:
+    def snapshot(self, jpeg: bytes) -> None:
         """The latest alert's JPEG, for the outputs that show one (MQTT's retained snapshot topic: Home Assistant's
         image entity)."""
-        if self.mqtt is None:
-            return
-        from babyface.watch.discovery import SNAPSHOT_TOPIC
+        if self.mqtt is not None:
+            from babyface.watch.discovery import SNAPSHOT_TOPIC
 
-        try:
-            self.mqtt.publish_retained(SNAPSHOT_TOPIC, Path(path).read_bytes())
-        except OSError as exc:
-            log.warning("WARNING: --mqtt: cannot read snapshot %s (%s); it is not published", path, exc.strerror or exc)
+            self.mqtt.publish_retained(SNAPSHOT_TOPIC, jpeg)
 
     def emit(self, event: dict[str, Any]) -> None:
         line = json.dumps({"time": _now(), **event})

@@ -27,6 +27,7 @@ class Snapshots:
     def __init__(self, folder: str, keep: int = 100):
         self.folder, self.keep = Path(folder), keep
         self.failed = 0
+        self.latest: bytes = b""  # the JPEG last written, for the outputs that show it (MQTT's snapshot topic)
         check_writable(self.folder)
 
     def save(self, event: dict, rgb: np.ndarray) -> str | None:
@@ -40,8 +41,9 @@ class Snapshots:
         try:
             if not ok:
                 raise OSError("OpenCV could not encode the frame")
+            self.latest = data.tobytes()
             with atomic_path(path, keep_suffix=True) as tmp:
-                tmp.write_bytes(data.tobytes())
+                tmp.write_bytes(self.latest)
             self._prune()
         except OSError as exc:
             self.failed += 1
