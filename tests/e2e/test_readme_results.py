@@ -18,7 +18,7 @@ from babyface.tools.synthetic import SynthConfig, generate_dataset
 README = Path(__file__).resolve().parents[2] / "README.md"
 # what each command gets appended so that it runs in seconds; the demo is `make demo`'s own command
 BUDGET = {"demo": ["--n", "60", "--epochs", "1", "--models", "fast"], "train": ["--epochs", "1"],
-          "cv": ["--folds", "2", "--seeds", "0", "--epochs", "1"]}
+          "cv": ["--folds", "2", "--seeds", "0", "--epochs", "1"], "code": ["--no-progress"]}
 MAKE_DEMO = ["demo", "--overwrite"]  # the Makefile's demo target
 
 
@@ -57,12 +57,25 @@ def synthetic_infant_web(folder: Path) -> Path:
     return folder / "IW"
 
 
+def code_stand_ins(argv: list[str]) -> list[str]:
+    """Row 8's inputs, made small: the demo's model as SESSION_RUN, two generated sessions as SESSIONS, and their codes
+    from a local run as CODED_LARGEST. Without the Ray extra (make test alone), the same command without --ray."""
+    import importlib.util
+
+    shutil.copytree("demo_out/fast", "SESSION_RUN")
+    assert main(["synth", "SESSIONS", "--video", "--videos", "2", "--seconds", "6", "--quiet"]) == 0
+    assert main(["code", "SESSION_RUN", "SESSIONS", "--out", "CODED_LARGEST", "--no-progress"]) == 0
+    return argv if importlib.util.find_spec("ray") else [a for a in argv if a != "--ray"]
+
+
 def test_the_results_commands_run_in_order(tmp_path, monkeypatch) -> None:
     commands = results_commands()
-    assert [c[0] for c in commands] == ["demo", "data", "train", "evaluate", "cv", "evaluate"]
+    assert [c[0] for c in commands] == ["demo", "data", "train", "evaluate", "cv", "evaluate", "code"]
     monkeypatch.chdir(tmp_path)
     synthetic_infant_web(tmp_path)
     for argv in commands:
+        if argv[0] == "code":
+            argv = code_stand_ins(argv)
         if "runs/probe" in argv:  # trained as docs/results.md says, on the stand-in split the commands before wrote
             assert main(["train", "data/iw", "--recipe", "infant", "--seeds", "", "--out", "runs/probe",
                          "--no-progress", *BUDGET["train"]]) == 0
@@ -72,3 +85,4 @@ def test_the_results_commands_run_in_order(tmp_path, monkeypatch) -> None:
     assert (tmp_path / "data" / "iw" / "layout.csv").is_file()
     assert (tmp_path / "runs" / "iw-resnet18" / "evaluation" / "metrics.json").is_file()
     assert (tmp_path / "runs" / "probe" / "evaluation").is_dir()
+    assert "kappa 1.000" in (tmp_path / "coded-ray" / "agreement" / "agreement.md").read_text()  # Ray's codes = local
